@@ -1,0 +1,151 @@
+//! glyco-chain: run the dev chain, deploy the contracts, print the gas table.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use glyco_contracts::Address;
+use glyco_contracts::deploy::deploy_all;
+use glyco_contracts::devnet::{DEFAULT_CONFIG_TOML, Devnet, DevnetConfig};
+use glyco_contracts::gas;
+use glyco_contracts::keys::{DEV_MNEMONIC, dev_account, load_key};
+
+#[derive(Parser)]
+#[command(
+    name = "glyco-chain",
+    version,
+    about = "Glyco's chain tools: dev chain, deployment, gas table"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the anvil dev chain in the foreground until SIGINT or SIGTERM.
+    Devnet {
+        /// Devnet config (TOML); defaults apply to missing keys.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the default devnet config, with comments.
+    PrintConfig,
+    /// Deploy the contracts and write the deployment file.
+    Deploy {
+        /// JSON-RPC endpoint of the chain.
+        #[arg(long, default_value = "http://127.0.0.1:8545")]
+        rpc: String,
+        /// Deployer key file (hex, mode 0600).
+        #[arg(long, conflicts_with = "dev_account")]
+        key_file: Option<PathBuf>,
+        /// Deploy from this dev-chain account instead (public test mnemonic).
+        #[arg(long)]
+        dev_account: Option<u32>,
+        /// Consortium admin; defaults to the deployer.
+        #[arg(long)]
+        admin: Option<Address>,
+        /// Where to write the deployment file.
+        #[arg(long, default_value = "var/deployment.json")]
+        out: PathBuf,
+    },
+    /// Start a throwaway dev chain, call every contract function and print gas per function.
+    GasTable {
+        /// Also splice the table into this markdown file, between
+        /// `<!-- gas-table:begin -->` and `<!-- gas-table:end -->`.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Devnet { config } => run_devnet(config.as_deref()).await,
+        Command::PrintConfig => {
+            print!("{DEFAULT_CONFIG_TOML}");
+            Ok(())
+        }
+        Command::Deploy {
+            rpc,
+            key_file,
+            dev_account: account,
+            admin,
+            out,
+        } => {
+            let deployer = match (key_file, account) {
+                (Some(path), _) => load_key(&path)?,
+                (None, Some(index)) => dev_account(DEV_MNEMONIC, index)?,
+                (None, None) => bail!("give --key-file, or --dev-account for the dev chain"),
+            };
+            let admin = admin.unwrap_or(deployer.address());
+            let url = rpc
+                .parse()
+                .with_context(|| format!("invalid --rpc URL {rpc:?}"))?;
+            let deployed = deploy_all(url, deployer, admin).await?;
+            for tx in &deployed.transactions {
+                println!("{:<12} tx {}  gas {:>9}", tx.call, tx.hash, tx.gas_used);
+            }
+            deployed.deployment.save(&out)?;
+            println!("deployment written to {}", out.display());
+            Ok(())
+        }
+        Command::GasTable { write } => gas_table(write.as_deref()).await,
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<DevnetConfig> {
+    let config = match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => DevnetConfig::default(),
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+async fn run_devnet(config: Option<&Path>) -> Result<()> {
+    let config = load_config(config)?;
+    let mut devnet = Devnet::start(config).await?;
+    println!("dev chain on {}", devnet.rpc_url());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        status = devnet.wait() => bail!("anvil exited unexpectedly: {:?}", status?),
+    }
+    devnet.stop().await?;
+    Ok(())
+}
+
+async fn gas_table(write: Option<&Path>) -> Result<()> {
+    let devnet = Devnet::start(DevnetConfig {
+        port: 0,
+        block_time_secs: 0,
+        state_file: None,
+        ..DevnetConfig::default()
+    })
+    .await?;
+    let table = gas::measure(devnet.rpc_url(), DEV_MNEMONIC).await;
+    devnet.stop().await?;
+    let markdown = table?.to_markdown();
+    print!("{markdown}");
+    if let Some(path) = write {
+        let doc =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let Some(updated) = gas::splice_into(&doc, &markdown) else {
+            bail!("{} has no gas-table markers", path.display());
+        };
+        std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

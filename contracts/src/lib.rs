@@ -1,0 +1,25 @@
+//! Glyco's on-chain registry: the contracts' typed bindings, a client that the
+//! hub and the clinic tools share, deployment, and the anvil dev chain.
+//!
+//! The Solidity sources live in `contracts/sol/`; `contracts/tools/compile.mjs`
+//! compiles them with the pinned solcjs into `contracts/artifacts/`, from
+//! which `sol!` generates the bindings at build time.
+
+pub mod bindings;
+pub mod client;
+pub mod deploy;
+pub mod deployment;
+pub mod device_id;
+pub mod devnet;
+pub mod error;
+pub mod gas;
+pub mod keys;
+pub mod model;
+pub mod testkit;
+
+pub use alloy::primitives::{Address, B256};
+pub use client::GlycoClient;
+pub use deployment::{ContractAddresses, Deployment};
+pub use device_id::{DeviceId, DeviceIdentity};
+pub use error::{ChainError, Refusal};
+pub use model::*;
