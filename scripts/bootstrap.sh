@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what the demo and the tests need. Idempotent: a second run changes
+# nothing. Pinned: npm tools by tools/package-lock.json, Python packages by
+# ml/training/requirements.txt, Debian packages by the Debian 12 release.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Debian packages: libdbus for bluer, a private D-Bus and python3-dbusmock for
+# the mock BlueZ, mosquitto clients as the independent MQTT peer.
+debian_packages=(pkg-config libdbus-1-dev dbus-daemon python3-dbusmock mosquitto-clients)
+missing=()
+for pkg in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bootstrap: installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm tools (solc, anvil), into tools/node_modules, exactly as locked.
+stamp=tools/node_modules/.glyco-lock
+if ! cmp -s tools/package-lock.json "$stamp" 2>/dev/null; then
+  echo "bootstrap: installing pinned npm tools (solc, anvil)"
+  (cd tools && npm ci --no-audit --no-fund --loglevel=error)
+  cp tools/package-lock.json "$stamp"
+fi
+
+# Python environment for the ML data generator and training (ml/training).
+requirements=ml/training/requirements.txt
+if [ -f "$requirements" ]; then
+  venv=ml/.venv
+  if ! cmp -s "$requirements" "$venv/.glyco-requirements" 2>/dev/null; then
+    echo "bootstrap: installing pinned Python packages into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$venv/.glyco-requirements"
+  fi
+fi
