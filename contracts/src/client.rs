@@ -587,23 +587,46 @@ impl GlycoClient {
             .topic1(patient.into_word())
             .from_block(from_block);
         let logs = self.logs("eth_getLogs(Anchors)", filter).await?;
-        Ok(logs
-            .iter()
-            .filter_map(|log| {
-                let e = log.log_decode::<Anchors::BatchAnchored>().ok()?.inner.data;
-                Some(AnchorRecord {
-                    patient: e.patient,
-                    submitter: e.submitter,
-                    batch: BatchAnchor {
-                        root: e.root,
-                        window_start: e.windowStart,
-                        window_end: e.windowEnd,
-                        count: e.count,
-                    },
-                    anchored_at: log.block_timestamp.unwrap_or_default(),
-                    seq: e.seq,
-                })
-            })
-            .collect())
+        let mut records = Vec::with_capacity(logs.len());
+        for log in &logs {
+            let Ok(event) = log.log_decode::<Anchors::BatchAnchored>() else {
+                continue;
+            };
+            let e = event.inner.data;
+            // Not every node puts the block timestamp in its logs; ask for the block then.
+            let anchored_at = match log.block_timestamp {
+                Some(t) => t,
+                None => {
+                    self.block_timestamp(log.block_number.unwrap_or_default())
+                        .await?
+                }
+            };
+            records.push(AnchorRecord {
+                patient: e.patient,
+                submitter: e.submitter,
+                batch: BatchAnchor {
+                    root: e.root,
+                    window_start: e.windowStart,
+                    window_end: e.windowEnd,
+                    count: e.count,
+                },
+                anchored_at,
+                seq: e.seq,
+            });
+        }
+        Ok(records)
+    }
+
+    async fn block_timestamp(&self, number: u64) -> Result<u64, ChainError> {
+        let call = "eth_getBlockByNumber";
+        let block = self
+            .provider
+            .get_block_by_number(number.into())
+            .await
+            .map_err(|e| ChainError::Rpc {
+                call,
+                source: e.into(),
+            })?;
+        Ok(block.map(|b| b.header.timestamp).unwrap_or_default())
     }
 }

@@ -299,7 +299,8 @@ mod tests {
 
     #[test]
     fn invalid_configs_are_refused_before_anything_starts() {
-        let cases: [(&str, fn(&mut DevnetConfig)); 4] = [
+        type Mutation = fn(&mut DevnetConfig);
+        let cases: [(&str, Mutation); 4] = [
             ("chain_id", |c| c.chain_id = 0),
             ("state_interval", |c| c.state_interval_secs = 0),
             ("accounts", |c| c.accounts = 0),

@@ -20,14 +20,26 @@ pub enum Refusal {
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Roles(e) => write!(f, "{e:?}"),
-            Self::Devices(e) => write!(f, "{e:?}"),
-            Self::Permissions(e) => write!(f, "{e:?}"),
-            Self::AccessLog(e) => write!(f, "{e:?}"),
-            Self::Anchors(e) => write!(f, "{e:?}"),
-            Self::Unknown(data) => write!(f, "unknown revert data {data}"),
+        let debug = match self {
+            Self::Roles(e) => format!("{e:?}"),
+            Self::Devices(e) => format!("{e:?}"),
+            Self::Permissions(e) => format!("{e:?}"),
+            Self::AccessLog(e) => format!("{e:?}"),
+            Self::Anchors(e) => format!("{e:?}"),
+            Self::Unknown(data) => return write!(f, "unknown revert data {data}"),
+        };
+        f.write_str(unwrap_variant(&debug))
+    }
+}
+
+/// The generated error enums debug-print as `Name(Name { .. })`; show the
+/// inner `Name { .. }` once.
+fn unwrap_variant(debug: &str) -> &str {
+    match debug.split_once('(') {
+        Some((name, rest)) if rest.starts_with(name) && rest.ends_with(')') => {
+            &rest[..rest.len() - 1]
         }
+        _ => debug,
     }
 }
 
@@ -107,5 +119,35 @@ impl ChainError {
             Self::Refused { refusal, .. } => Some(refusal),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::B256;
+
+    #[test]
+    fn a_refusal_displays_its_error_name_and_fields_once() {
+        let refusal = Refusal::Devices(Devices::DevicesErrors::DuplicateDevice(
+            Devices::DuplicateDevice {
+                deviceId: B256::repeat_byte(1),
+            },
+        ));
+        let text = refusal.to_string();
+        assert!(
+            text.starts_with("DuplicateDevice { deviceId: 0x0101"),
+            "{text}"
+        );
+        assert_eq!(text.matches("DuplicateDevice").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn unknown_revert_data_is_decoded_as_unknown() {
+        let data = Bytes::from_static(&[0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(
+            Contract::Roles.decode_refusal(data.clone()),
+            Refusal::Unknown(data)
+        );
     }
 }

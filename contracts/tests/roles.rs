@@ -18,15 +18,31 @@ async fn the_deployer_is_admin_and_enrols_entities_and_physicians() {
         .await
         .unwrap();
     assert!(tx.gas_used > 21_000);
-    assert_eq!(admin.role_of(world.addr(HOSPITAL)).await.unwrap(), Some(Role::Entity));
-    assert!(admin.is_active_hospital(world.addr(HOSPITAL)).await.unwrap());
+    assert_eq!(
+        admin.role_of(world.addr(HOSPITAL)).await.unwrap(),
+        Some(Role::Entity)
+    );
+    assert!(
+        admin
+            .is_active_hospital(world.addr(HOSPITAL))
+            .await
+            .unwrap()
+    );
 
     admin
         .enrol_physician(world.addr(PHYSICIAN), world.addr(HOSPITAL))
         .await
         .unwrap();
-    assert!(admin.is_active_physician(world.addr(PHYSICIAN)).await.unwrap());
-    assert_eq!(admin.role_of(world.addr(PHYSICIAN)).await.unwrap(), Some(Role::Physician));
+    assert!(
+        admin
+            .is_active_physician(world.addr(PHYSICIAN))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        admin.role_of(world.addr(PHYSICIAN)).await.unwrap(),
+        Some(Role::Physician)
+    );
 }
 
 #[tokio::test]
@@ -49,7 +65,10 @@ async fn a_non_admin_cannot_enrol_an_entity_or_a_physician() {
             Refusal::Roles(RolesErrors::NotAdmin(_))
         );
     }
-    assert_eq!(stranger.role_of(world.addr(NEXT_ADMIN)).await.unwrap(), Some(Role::None));
+    assert_eq!(
+        stranger.role_of(world.addr(NEXT_ADMIN)).await.unwrap(),
+        Some(Role::None)
+    );
 }
 
 #[tokio::test]
@@ -57,7 +76,10 @@ async fn enrolment_refuses_bad_kinds_zero_addresses_and_taken_roles() {
     let world = World::enrolled().await;
     let admin = world.client(ADMIN);
     // Kind None (0) cannot be expressed through the typed client: call the raw binding.
-    let roles = Roles::new(world.consortium.deployment.contracts.roles, admin.provider());
+    let roles = Roles::new(
+        world.consortium.deployment.contracts.roles,
+        admin.provider(),
+    );
     let err = roles
         .enrolEntity(world.addr(STRANGER), 0, "nothing".into())
         .send()
@@ -71,7 +93,9 @@ async fn enrolment_refuses_bad_kinds_zero_addresses_and_taken_roles() {
         "{err}"
     );
     assert_refused!(
-        admin.enrol_entity(Address::ZERO, EntityKind::Lab, "zero").await,
+        admin
+            .enrol_entity(Address::ZERO, EntityKind::Lab, "zero")
+            .await,
         Refusal::Roles(RolesErrors::ZeroAddress(_))
     );
     assert_refused!(
@@ -82,16 +106,22 @@ async fn enrolment_refuses_bad_kinds_zero_addresses_and_taken_roles() {
     );
     // A patient's key cannot also become a physician, nor a physician's an entity.
     assert_refused!(
-        admin.enrol_physician(world.addr(PATIENT), world.addr(HOSPITAL)).await,
+        admin
+            .enrol_physician(world.addr(PATIENT), world.addr(HOSPITAL))
+            .await,
         Refusal::Roles(RolesErrors::RoleTaken(_))
     );
     assert_refused!(
-        admin.enrol_entity(world.addr(PHYSICIAN), EntityKind::Lab, "x").await,
+        admin
+            .enrol_entity(world.addr(PHYSICIAN), EntityKind::Lab, "x")
+            .await,
         Refusal::Roles(RolesErrors::RoleTaken(_))
     );
     // A physician must belong to an active entity.
     assert_refused!(
-        admin.enrol_physician(world.addr(STRANGER), world.addr(PATIENT)).await,
+        admin
+            .enrol_physician(world.addr(STRANGER), world.addr(PATIENT))
+            .await,
         Refusal::Roles(RolesErrors::NotActiveEntity(_))
     );
 }
@@ -110,7 +140,10 @@ async fn only_an_active_physician_registers_a_patient_and_only_once() {
     );
     for index in [ADMIN, HOSPITAL, PATIENT, HUB, STRANGER] {
         assert_refused!(
-            world.client(index).register_patient(world.addr(NEXT_ADMIN)).await,
+            world
+                .client(index)
+                .register_patient(world.addr(NEXT_ADMIN))
+                .await,
             Refusal::Roles(RolesErrors::NotActivePhysician(_))
         );
     }
@@ -142,7 +175,9 @@ async fn revoking_a_physician_or_their_entity_ends_their_powers_and_re_enrolment
     admin.revoke_entity(world.addr(CLINIC)).await.unwrap();
     assert!(!admin.is_active_physician(world.addr(LOCUM)).await.unwrap());
     assert_refused!(
-        admin.enrol_physician(world.addr(STRANGER), world.addr(CLINIC)).await,
+        admin
+            .enrol_physician(world.addr(STRANGER), world.addr(CLINIC))
+            .await,
         Refusal::Roles(RolesErrors::NotActiveEntity(_))
     );
     assert_refused!(
@@ -154,7 +189,10 @@ async fn revoking_a_physician_or_their_entity_ends_their_powers_and_re_enrolment
         Refusal::Roles(RolesErrors::NotPhysician(_))
     );
     assert_refused!(
-        world.client(STRANGER).revoke_entity(world.addr(HOSPITAL)).await,
+        world
+            .client(STRANGER)
+            .revoke_entity(world.addr(HOSPITAL))
+            .await,
         Refusal::Roles(RolesErrors::NotAdmin(_))
     );
 }
@@ -167,27 +205,56 @@ async fn patients_authorise_and_revoke_their_own_hubs() {
         patient.hub_patient(world.addr(HUB)).await.unwrap(),
         Some(world.addr(PATIENT))
     );
-    assert!(patient.acts_for(world.addr(HUB), world.addr(PATIENT)).await.unwrap());
-    assert!(patient.acts_for(world.addr(PATIENT), world.addr(PATIENT)).await.unwrap());
-    assert!(!patient.acts_for(world.addr(HUB), world.addr(SECOND_PATIENT)).await.unwrap());
+    assert!(
+        patient
+            .acts_for(world.addr(HUB), world.addr(PATIENT))
+            .await
+            .unwrap()
+    );
+    assert!(
+        patient
+            .acts_for(world.addr(PATIENT), world.addr(PATIENT))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !patient
+            .acts_for(world.addr(HUB), world.addr(SECOND_PATIENT))
+            .await
+            .unwrap()
+    );
 
     // Only patients authorise hubs, and a key with a role cannot become a hub.
     assert_refused!(
-        world.client(PHYSICIAN).authorise_hub(world.addr(STRANGER)).await,
+        world
+            .client(PHYSICIAN)
+            .authorise_hub(world.addr(STRANGER))
+            .await,
         Refusal::Roles(RolesErrors::NotPatient(_))
     );
     assert_refused!(
-        world.client(SECOND_PATIENT).authorise_hub(world.addr(HUB)).await,
+        world
+            .client(SECOND_PATIENT)
+            .authorise_hub(world.addr(HUB))
+            .await,
         Refusal::Roles(RolesErrors::RoleTaken(_))
     );
     // Another patient cannot revoke this patient's hub.
     assert_refused!(
-        world.client(SECOND_PATIENT).revoke_hub(world.addr(HUB)).await,
+        world
+            .client(SECOND_PATIENT)
+            .revoke_hub(world.addr(HUB))
+            .await,
         Refusal::Roles(RolesErrors::NotHubOfPatient(_))
     );
     patient.revoke_hub(world.addr(HUB)).await.unwrap();
     assert_eq!(patient.hub_patient(world.addr(HUB)).await.unwrap(), None);
-    assert!(!patient.acts_for(world.addr(HUB), world.addr(PATIENT)).await.unwrap());
+    assert!(
+        !patient
+            .acts_for(world.addr(HUB), world.addr(PATIENT))
+            .await
+            .unwrap()
+    );
     assert_refused!(
         patient.revoke_hub(world.addr(HUB)).await,
         Refusal::Roles(RolesErrors::NotHubOfPatient(_))
@@ -210,7 +277,8 @@ async fn admin_transfer_moves_every_admin_power() {
     old.transfer_admin(world.addr(NEXT_ADMIN)).await.unwrap();
     assert_eq!(new.admin().await.unwrap(), world.addr(NEXT_ADMIN));
     assert_refused!(
-        old.enrol_entity(world.addr(STRANGER), EntityKind::Lab, "Lab").await,
+        old.enrol_entity(world.addr(STRANGER), EntityKind::Lab, "Lab")
+            .await,
         Refusal::Roles(RolesErrors::NotAdmin(_))
     );
     new.enrol_entity(world.addr(STRANGER), EntityKind::Lab, "Lab")
@@ -222,8 +290,16 @@ async fn admin_transfer_moves_every_admin_power() {
 async fn every_role_change_emits_an_indexed_event() {
     let world = World::enrolled().await;
     let client = world.client(ADMIN);
-    let roles = Roles::new(world.consortium.deployment.contracts.roles, client.provider());
-    let entities = roles.EntityEnrolled_filter().from_block(0).query().await.unwrap();
+    let roles = Roles::new(
+        world.consortium.deployment.contracts.roles,
+        client.provider(),
+    );
+    let entities = roles
+        .EntityEnrolled_filter()
+        .from_block(0)
+        .query()
+        .await
+        .unwrap();
     assert_eq!(entities.len(), 2);
     let physicians = roles
         .PhysicianEnrolled_filter()
@@ -243,13 +319,49 @@ async fn every_role_change_emits_an_indexed_event() {
         .unwrap();
     assert_eq!(patients.len(), 1);
     assert_eq!(patients[0].0.physician, world.addr(PHYSICIAN));
-    let hubs = roles.HubAuthorised_filter().from_block(0).query().await.unwrap();
+    let hubs = roles
+        .HubAuthorised_filter()
+        .from_block(0)
+        .query()
+        .await
+        .unwrap();
     assert_eq!(hubs.len(), 1);
 
     client.revoke_physician(world.addr(LOCUM)).await.unwrap();
     client.revoke_entity(world.addr(CLINIC)).await.unwrap();
-    world.client(PATIENT).revoke_hub(world.addr(HUB)).await.unwrap();
-    assert_eq!(roles.PhysicianRevoked_filter().from_block(0).query().await.unwrap().len(), 1);
-    assert_eq!(roles.EntityRevoked_filter().from_block(0).query().await.unwrap().len(), 1);
-    assert_eq!(roles.HubRevoked_filter().from_block(0).query().await.unwrap().len(), 1);
+    world
+        .client(PATIENT)
+        .revoke_hub(world.addr(HUB))
+        .await
+        .unwrap();
+    assert_eq!(
+        roles
+            .PhysicianRevoked_filter()
+            .from_block(0)
+            .query()
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        roles
+            .EntityRevoked_filter()
+            .from_block(0)
+            .query()
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        roles
+            .HubRevoked_filter()
+            .from_block(0)
+            .query()
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }

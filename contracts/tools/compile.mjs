@@ -18,7 +18,9 @@ const artifactsDir = join(contractsDir, "artifacts");
 const require = createRequire(join(contractsDir, "..", "tools", "package.json"));
 const solc = require("solc");
 
-const EVM_VERSION = "cancun";
+// London: runs on any QBFT network from Besu's default genesis (no PUSH0, MCOPY or
+// transient storage needed); see docs/PRODUCTION-CHAIN.md.
+const EVM_VERSION = "london";
 const OPTIMIZER_RUNS = 200;
 
 const sources = {};

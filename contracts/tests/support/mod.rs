@@ -15,9 +15,15 @@ macro_rules! assert_refused {
     ($result:expr, $pattern:pat) => {
         match $result {
             Err(glyco_contracts::ChainError::Refused { refusal, .. }) => {
-                assert!(matches!(refusal, $pattern), "unexpected refusal: {refusal:?}")
+                assert!(
+                    matches!(refusal, $pattern),
+                    "unexpected refusal: {refusal:?}"
+                )
             }
-            other => panic!("expected a refusal matching {}, got {other:?}", stringify!($pattern)),
+            other => panic!(
+                "expected a refusal matching {}, got {other:?}",
+                stringify!($pattern)
+            ),
         }
     };
 }
@@ -30,7 +36,9 @@ impl World {
     /// Contracts deployed, nobody enrolled.
     pub async fn empty() -> Self {
         Self {
-            consortium: Consortium::start().await.expect("dev chain starts and deploys"),
+            consortium: Consortium::start()
+                .await
+                .expect("dev chain starts and deploys"),
         }
     }
 
@@ -55,13 +63,21 @@ impl World {
             .enrol_physician(world.addr(LOCUM), world.addr(CLINIC))
             .await
             .unwrap();
-        world.client(PHYSICIAN).register_patient(world.addr(PATIENT)).await.unwrap();
+        world
+            .client(PHYSICIAN)
+            .register_patient(world.addr(PATIENT))
+            .await
+            .unwrap();
         world
             .client(LOCUM)
             .register_patient(world.addr(SECOND_PATIENT))
             .await
             .unwrap();
-        world.client(PATIENT).authorise_hub(world.addr(HUB)).await.unwrap();
+        world
+            .client(PATIENT)
+            .authorise_hub(world.addr(HUB))
+            .await
+            .unwrap();
         world
     }
 

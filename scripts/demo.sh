@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the demo on embedded defaults: a dev chain, the contracts and the
+# papers' flows, narrated. Extra arguments go to glyco-demo (see --help).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+./scripts/bootstrap.sh
+source scripts/env.sh
+cargo run --quiet --locked -p glyco-tests --bin glyco-demo -- "$@"
