@@ -1,0 +1,1 @@
+//! BLE health devices (being built).
