@@ -1,1 +1,34 @@
-//! stub
+//! glyco-ml: on-device anomaly detection for the glyco hub.
+//!
+//! One [`PatientMonitor`] per patient takes every admitted reading and
+//! returns typed [`Finding`]s: clinical threshold rules (always), predicted
+//! lows and highs from a learned glucose forecaster, and sensor faults
+//! (compression lows, stuck values, spikes, gaps, clock jumps, drift against
+//! capillary references). The models are ONNX files trained offline
+//! (ml/training) and run with tract; a per-patient forecast correction is
+//! learned on the device with candle. See docs/ML.md.
+#![forbid(unsafe_code)]
+
+pub mod adapt;
+pub mod ar2;
+pub mod bench;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod features;
+pub mod featurize;
+pub mod finding;
+pub mod history;
+pub mod models;
+pub mod monitor;
+pub mod rules;
+pub mod sample;
+pub mod time;
+pub mod truth;
+
+pub use error::MlError;
+pub use finding::{FaultKind, Finding, FindingKind, Severity};
+pub use models::Models;
+pub use monitor::{Assessment, CgmAssessment, Forecast, MonitorConfig, PatientMonitor};
+pub use rules::RuleThresholds;
+pub use sample::{Measurement, Sample, SensorFlags};

@@ -1,0 +1,136 @@
+//! glyco-ml: evaluate the detectors, make training features, benchmark.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use glyco_ml::{Models, bench, data, eval, featurize};
+
+#[derive(Parser)]
+#[command(
+    name = "glyco-ml",
+    version,
+    about = "glyco on-device anomaly detection: evaluate, featurise, benchmark"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score forecasts, predicted lows and fault detection against AR2 and
+    /// fixed thresholds. Without a file: the held-out virtual patients.
+    Eval {
+        /// A CGM CSV file (subject_id, timestamp, glucose_mg_dl[, fault][, source]).
+        #[arg(long, conflicts_with = "nightscout")]
+        csv: Option<PathBuf>,
+        /// A Nightscout entries JSON export.
+        #[arg(long)]
+        nightscout: Option<PathBuf>,
+        /// Directory with detector.json and the ONNX models.
+        #[arg(long)]
+        models: Option<PathBuf>,
+        /// Also write the table to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write training features (for ml/training/train.py) for a CSV file.
+    Features {
+        #[arg(long)]
+        csv: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Per-reading latency, per-patient memory and model load time.
+    Bench {
+        #[arg(long, default_value_t = 5000)]
+        readings: usize,
+        #[arg(long, default_value_t = 10)]
+        load_runs: usize,
+        #[arg(long)]
+        models: Option<PathBuf>,
+    },
+}
+
+fn default_eval_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join("eval.csv")
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Eval {
+            csv,
+            nightscout,
+            models,
+            out,
+        } => {
+            let models_dir = models.unwrap_or_else(Models::bundled_dir);
+            let models = Arc::new(
+                Models::load_dir(&models_dir)
+                    .with_context(|| format!("loading models from {}", models_dir.display()))?,
+            );
+            let dataset = match (csv, nightscout) {
+                (_, Some(path)) => data::load_nightscout(&path)?,
+                (Some(path), None) => data::load_csv(&path)?,
+                (None, None) => {
+                    let path = default_eval_file();
+                    if !path.exists() {
+                        bail!(
+                            "{} is missing; generate the held-out patients first:\n  ml/.venv/bin/python ml/training/generate.py --split eval --days 4 --seed 7 --out ml/data/eval.csv",
+                            path.display()
+                        );
+                    }
+                    data::load_csv(&path)?
+                }
+            };
+            if dataset.readings() == 0 {
+                bail!("no glucose readings in the input");
+            }
+            let report = eval::evaluate(&dataset, &models)?;
+            let table = eval::render(&report);
+            print!("{table}");
+            if let Some(out) = out {
+                std::fs::write(&out, &table)
+                    .with_context(|| format!("writing {}", out.display()))?;
+            }
+        }
+        Command::Features { csv, out } => {
+            let dataset = data::load_csv(&csv)?;
+            let file = File::create(&out).with_context(|| format!("creating {}", out.display()))?;
+            let mut writer = BufWriter::new(file);
+            let rows = featurize::write_features(&dataset, &mut writer)?;
+            writer.flush()?;
+            eprintln!("wrote {rows} feature rows to {}", out.display());
+        }
+        Command::Bench {
+            readings,
+            load_runs,
+            models,
+        } => {
+            let dir = models.unwrap_or_else(Models::bundled_dir);
+            let report = bench::run(&dir, readings, load_runs)?;
+            println!(
+                "model load (both models, optimise + plan): median {:?} over {} runs",
+                report.load_median, report.load_runs
+            );
+            for (slot, name) in ["adaptation off", "adaptation on"].iter().enumerate() {
+                let (p50, p99) = report.per_reading[slot];
+                println!(
+                    "per reading, {name}: p50 {:.1} µs, p99 {:.1} µs over {} readings; state {} bytes per patient",
+                    p50.as_secs_f64() * 1e6,
+                    p99.as_secs_f64() * 1e6,
+                    report.readings,
+                    report.state_bytes[slot]
+                );
+            }
+        }
+    }
+    Ok(())
+}

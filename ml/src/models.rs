@@ -1,0 +1,217 @@
+//! The trained models, loaded once and shared by every patient's monitor.
+//!
+//! `forecaster.onnx` and `fault_detector.onnx` are scikit-learn MLPs exported
+//! by ml/training/train.py; `detector.json` carries their shapes, the class
+//! order and the decision thresholds chosen on the validation patients.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tract_onnx::prelude::*;
+
+use crate::error::MlError;
+use crate::features::{FAULT_FEATURES, FEATURE_VERSION, FORECAST_FEATURES};
+use crate::finding::FaultKind;
+
+type Plan = TypedRunnableModel<TypedModel>;
+
+#[derive(Debug, Clone, Deserialize)]
+struct ModelEntry {
+    file: String,
+    inputs: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct FaultEntry {
+    file: String,
+    inputs: usize,
+    classes: Vec<String>,
+    thresholds: std::collections::BTreeMap<String, f32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct ConfigFile {
+    feature_version: u32,
+    forecaster: ModelEntry,
+    fault_detector: FaultEntry,
+    /// A predicted low fires when the 30-minute forecast is below this.
+    predicted_low_below_mg_dl: f64,
+}
+
+/// A fault class the learned detector outputs, with its decision threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultClass {
+    pub kind: FaultKind,
+    pub threshold: f32,
+}
+
+/// Both models and their decision settings. Build once, wrap in `Arc`, share.
+pub struct Models {
+    forecaster: Plan,
+    fault_detector: Plan,
+    /// Output index -> class; index 0 is "no fault" and has no entry.
+    fault_classes: Vec<Option<FaultClass>>,
+    predicted_low_below_mg_dl: f64,
+}
+
+impl std::fmt::Debug for Models {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Models")
+            .field("fault_classes", &self.fault_classes)
+            .field("predicted_low_below_mg_dl", &self.predicted_low_below_mg_dl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Forecast deltas (mg/dL) at 30 and 60 minutes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ForecastDelta {
+    pub at_30_min: f32,
+    pub at_60_min: f32,
+}
+
+fn plan(model: &'static str, bytes: &[u8], inputs: usize) -> Result<Plan, MlError> {
+    let build = || -> TractResult<Plan> {
+        tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(bytes))?
+            .with_input_fact(0, f32::fact([1, inputs]).into())?
+            .into_optimized()?
+            .into_runnable()
+    };
+    build().map_err(|e| MlError::model(model, e))
+}
+
+fn run(model: &'static str, plan: &Plan, input: &[f32]) -> Result<Vec<f32>, MlError> {
+    let tensor =
+        Tensor::from_shape(&[1, input.len()], input).map_err(|e| MlError::model(model, e))?;
+    let outputs = plan
+        .run(tvec!(tensor.into()))
+        .map_err(|e| MlError::model(model, e))?;
+    let first = outputs
+        .first()
+        .ok_or_else(|| MlError::model(model, "no output"))?;
+    let view = first
+        .to_array_view::<f32>()
+        .map_err(|e| MlError::model(model, e))?;
+    let values: Vec<f32> = view.iter().copied().collect();
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(MlError::model(model, "non-finite output"));
+    }
+    Ok(values)
+}
+
+impl Models {
+    /// The models committed in this repository (ml/models). For tests and the
+    /// command line; the hub passes its own installed directory.
+    pub fn bundled_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+    }
+
+    /// Loads `detector.json` and the ONNX files it names from `dir`.
+    pub fn load_dir(dir: &Path) -> Result<Models, MlError> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|source| MlError::ModelIo { path, source })
+        };
+        let config = read("detector.json")?;
+        let config: ConfigFile = serde_json::from_slice(&config)
+            .map_err(|e| MlError::Config(format!("detector.json: {e}")))?;
+        let forecaster = read(&config.forecaster.file)?;
+        let fault = read(&config.fault_detector.file)?;
+        Models::from_parts(&config, &forecaster, &fault)
+    }
+
+    /// Loads from bytes, for a hub that embeds the files.
+    pub fn from_bytes(
+        config_json: &[u8],
+        forecaster_onnx: &[u8],
+        fault_onnx: &[u8],
+    ) -> Result<Models, MlError> {
+        let config: ConfigFile = serde_json::from_slice(config_json)
+            .map_err(|e| MlError::Config(format!("detector.json: {e}")))?;
+        Models::from_parts(&config, forecaster_onnx, fault_onnx)
+    }
+
+    fn from_parts(config: &ConfigFile, forecaster: &[u8], fault: &[u8]) -> Result<Models, MlError> {
+        if config.feature_version != FEATURE_VERSION {
+            return Err(MlError::Config(format!(
+                "models were trained on feature version {}, this code computes version {FEATURE_VERSION}; retrain",
+                config.feature_version
+            )));
+        }
+        if config.forecaster.inputs != FORECAST_FEATURES
+            || config.fault_detector.inputs != FAULT_FEATURES
+        {
+            return Err(MlError::Config(
+                "feature counts differ from this code; retrain".into(),
+            ));
+        }
+        let mut fault_classes = Vec::new();
+        for (index, name) in config.fault_detector.classes.iter().enumerate() {
+            let kind = FaultKind::parse_label(name).map_err(MlError::Config)?;
+            match (index, kind) {
+                (0, None) => fault_classes.push(None),
+                (_, Some(kind)) if index > 0 => {
+                    let threshold =
+                        *config.fault_detector.thresholds.get(name).ok_or_else(|| {
+                            MlError::Config(format!("no threshold for class {name}"))
+                        })?;
+                    fault_classes.push(Some(FaultClass { kind, threshold }));
+                }
+                _ => {
+                    return Err(MlError::Config(
+                        "class 0 must be \"none\" and only class 0".into(),
+                    ));
+                }
+            }
+        }
+        let models = Models {
+            forecaster: plan("forecaster", forecaster, FORECAST_FEATURES)?,
+            fault_detector: plan("fault_detector", fault, FAULT_FEATURES)?,
+            fault_classes,
+            predicted_low_below_mg_dl: config.predicted_low_below_mg_dl,
+        };
+        // One dry run each, so a model that loads but cannot run fails here
+        // and not on a patient's first reading.
+        models.forecast(&[0.0; FORECAST_FEATURES])?;
+        let probabilities = models.fault_probabilities(&[0.0; FAULT_FEATURES])?;
+        if probabilities.len() != models.fault_classes.len() {
+            return Err(MlError::Config(
+                "fault detector output count differs from its classes".into(),
+            ));
+        }
+        Ok(models)
+    }
+
+    /// Forecast glucose change at 30 and 60 minutes (mg/dL).
+    pub fn forecast(&self, features: &[f32; FORECAST_FEATURES]) -> Result<ForecastDelta, MlError> {
+        let out = run("forecaster", &self.forecaster, features)?;
+        match out.as_slice() {
+            [d30, d60] => Ok(ForecastDelta {
+                at_30_min: d30 * crate::features::DELTA_SCALE,
+                at_60_min: d60 * crate::features::DELTA_SCALE,
+            }),
+            _ => Err(MlError::model(
+                "forecaster",
+                format!("expected 2 outputs, got {}", out.len()),
+            )),
+        }
+    }
+
+    /// Class probabilities, in `fault_classes` order.
+    pub fn fault_probabilities(
+        &self,
+        features: &[f32; FAULT_FEATURES],
+    ) -> Result<Vec<f32>, MlError> {
+        run("fault_detector", &self.fault_detector, features)
+    }
+
+    /// Output index -> fault class (None for index 0, "no fault").
+    pub fn fault_classes(&self) -> &[Option<FaultClass>] {
+        &self.fault_classes
+    }
+
+    pub fn predicted_low_below_mg_dl(&self) -> f64 {
+        self.predicted_low_below_mg_dl
+    }
+}

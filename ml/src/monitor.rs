@@ -1,0 +1,437 @@
+//! The streaming API: one `PatientMonitor` per patient, one call per reading.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use glyco_ml::{Measurement, Models, PatientMonitor, Sample};
+//! let models = Arc::new(Models::load_dir(&Models::bundled_dir())?);
+//! let mut monitor = PatientMonitor::new(Arc::clone(&models));
+//! let reading = Sample::new(1_767_598_200_000, Measurement::CgmGlucose { mg_dl: 92.0 });
+//! for finding in monitor.observe(&reading)? {
+//!     println!("{finding}");
+//! }
+//! # Ok::<(), glyco_ml::MlError>(())
+//! ```
+
+use std::sync::Arc;
+
+use crate::adapt::ForecastAdapter;
+use crate::error::MlError;
+use crate::features::{fault_features, forecast_features};
+use crate::finding::{FaultKind, Finding, FindingKind, Severity};
+use crate::history::{Arrival, CgmHistory, CgmPoint, MINUTE_MS};
+use crate::models::Models;
+use crate::rules::{self, RuleThresholds};
+use crate::sample::{Measurement, Sample};
+
+/// Settings of one monitor; `Default` is what the hub should use.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MonitorConfig {
+    pub rules: RuleThresholds,
+    /// Learn a per-patient forecast correction on the device (candle).
+    pub adapt: bool,
+    /// A finding of a kind already reported at the same or higher severity
+    /// within this time is not reported again (no alarm floods).
+    pub repeat_after_ms: i64,
+    /// A predicted high fires when the 60-minute forecast exceeds this.
+    pub predicted_high_above_mg_dl: f64,
+    /// CGM and capillary glucose disagree when they differ by more than this
+    /// many mg/dL and more than `drift_fraction` of the capillary value.
+    pub drift_min_mg_dl: f64,
+    pub drift_fraction: f64,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            rules: RuleThresholds::default(),
+            adapt: false,
+            repeat_after_ms: 30 * MINUTE_MS,
+            predicted_high_above_mg_dl: 250.0,
+            drift_min_mg_dl: 30.0,
+            drift_fraction: 0.25,
+        }
+    }
+}
+
+/// Forecast made at a CGM reading, mg/dL.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Forecast {
+    pub at_30_min_mg_dl: f64,
+    pub at_60_min_mg_dl: f64,
+    /// The part of the forecast the on-device adapter added (0 until warm).
+    pub adapter_correction_mg_dl: [f64; 2],
+}
+
+/// Everything the monitor concluded about one CGM reading, before findings
+/// are de-duplicated. The evaluation scores these.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CgmAssessment {
+    pub forecast: Option<Forecast>,
+    /// The sensor fault this reading most likely shows, if any.
+    pub fault: Option<FaultKind>,
+    pub fault_confidence: f32,
+    /// The predicted-low decision for this reading.
+    pub predicted_low: bool,
+}
+
+/// Result of one reading: the findings to report and, for CGM readings, the
+/// per-reading assessment.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Assessment {
+    pub findings: Vec<Finding>,
+    pub cgm: Option<CgmAssessment>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DriftSuspicion {
+    since_ms: i64,
+}
+
+/// Suspicions of drift expire: the sensor may have been recalibrated.
+const DRIFT_MEMORY_MS: i64 = 12 * 60 * MINUTE_MS;
+/// A capillary reading is compared with CGM at most this far from a CGM reading.
+const CAPILLARY_MATCH_MS: i64 = 10 * MINUTE_MS;
+/// Kinds of findings tracked for de-duplication (bounded by the enum).
+const REPORTED_CAPACITY: usize = 24;
+
+/// Per-patient state. Small (a few KiB) and bounded whatever the input.
+#[derive(Debug)]
+pub struct PatientMonitor {
+    models: Arc<Models>,
+    config: MonitorConfig,
+    cgm: CgmHistory,
+    adapter: ForecastAdapter,
+    drift: Option<DriftSuspicion>,
+    reported: Vec<(FindingKind, Severity, i64)>,
+}
+
+fn is_artefact(kind: FaultKind) -> bool {
+    matches!(
+        kind,
+        FaultKind::CompressionLow | FaultKind::Stuck | FaultKind::Spike
+    )
+}
+
+impl PatientMonitor {
+    pub fn new(models: Arc<Models>) -> Self {
+        Self::with_config(models, MonitorConfig::default())
+    }
+
+    pub fn with_config(models: Arc<Models>, config: MonitorConfig) -> Self {
+        PatientMonitor {
+            models,
+            config,
+            cgm: CgmHistory::new(),
+            adapter: ForecastAdapter::new(),
+            drift: None,
+            reported: Vec::with_capacity(REPORTED_CAPACITY),
+        }
+    }
+
+    /// One reading in, the findings worth reporting out. Never panics: bad
+    /// values and duplicate timestamps come back as `MlError`.
+    pub fn observe(&mut self, sample: &Sample) -> Result<Vec<Finding>, MlError> {
+        self.assess(sample).map(|a| a.findings)
+    }
+
+    /// Like `observe`, with the per-reading forecast and fault decision.
+    pub fn assess(&mut self, sample: &Sample) -> Result<Assessment, MlError> {
+        sample.measurement.validate()?;
+        let raw = match sample.measurement {
+            Measurement::CgmGlucose { mg_dl } => return self.cgm_reading(sample, mg_dl),
+            Measurement::CapillaryGlucose { mg_dl } => self.capillary_reading(sample.at_ms, mg_dl),
+            other => rules::vitals(&other, sample.at_ms, &self.config.rules),
+        };
+        Ok(Assessment {
+            findings: self.deduplicate(raw),
+            cgm: None,
+        })
+    }
+
+    /// Approximate bytes this patient's state occupies (struct and heap).
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.cgm.heap_bytes()
+            + self.adapter.heap_bytes()
+            + self.reported.capacity() * std::mem::size_of::<(FindingKind, Severity, i64)>()
+    }
+
+    fn cgm_reading(&mut self, sample: &Sample, mg_dl: f64) -> Result<Assessment, MlError> {
+        let at_ms = sample.at_ms;
+        let mut raw = Vec::new();
+        if sample.flags.sensor_error || sample.flags.warming_up {
+            // The sensor disowns the value: report it, keep it out of history.
+            let why = if sample.flags.sensor_error {
+                "reported an error"
+            } else {
+                "is warming up"
+            };
+            raw.push(fault_finding(
+                FaultKind::SensorReported,
+                Severity::Info,
+                1.0,
+                at_ms,
+                format!("sensor {why}; {mg_dl:.0} mg/dL not used"),
+            ));
+            return Ok(Assessment {
+                findings: self.deduplicate(raw),
+                cgm: Some(CgmAssessment {
+                    fault: Some(FaultKind::SensorReported),
+                    fault_confidence: 1.0,
+                    ..CgmAssessment::default()
+                }),
+            });
+        }
+        let point = CgmPoint {
+            at_ms,
+            mg_dl: mg_dl as f32,
+        };
+        let mut assessment = CgmAssessment::default();
+        match self.cgm.admit(point) {
+            Arrival::Duplicate => return Err(MlError::DuplicateTimestamp { at_ms }),
+            Arrival::ClockWentBack { back_ms } => {
+                self.adapter.forget_pending();
+                self.reported.clear();
+                assessment.fault = Some(FaultKind::ClockJump);
+                assessment.fault_confidence = 0.9;
+                raw.push(fault_finding(
+                    FaultKind::ClockJump,
+                    Severity::Warning,
+                    0.9,
+                    at_ms,
+                    format!(
+                        "sensor clock went back {:.0} min; trend history restarted",
+                        back_ms as f64 / 60_000.0
+                    ),
+                ));
+            }
+            Arrival::AfterGap { dt_ms } => {
+                assessment.fault = Some(FaultKind::Gap);
+                assessment.fault_confidence = 1.0;
+                raw.push(fault_finding(
+                    FaultKind::Gap,
+                    Severity::Info,
+                    1.0,
+                    at_ms,
+                    format!("no CGM readings for {:.0} min", dt_ms as f64 / 60_000.0),
+                ));
+            }
+            Arrival::First | Arrival::Next { .. } => {}
+        }
+
+        // Learned artefact detector, unless timing already explains the reading.
+        if assessment.fault.is_none()
+            && let Some(features) = fault_features(&self.cgm)
+        {
+            let probabilities = self.models.fault_probabilities(&features)?;
+            let mut best: Option<(FaultKind, f32, f32)> = None;
+            for (class, p) in self.models.fault_classes().iter().zip(&probabilities) {
+                if let Some(class) = class {
+                    let margin = p / class.threshold.max(1e-3);
+                    if margin >= 1.0 && best.is_none_or(|(_, _, m)| margin > m) {
+                        best = Some((class.kind, *p, margin));
+                    }
+                }
+            }
+            if let Some((kind, p, _)) = best {
+                assessment.fault = Some(kind);
+                assessment.fault_confidence = p;
+                raw.push(fault_finding(
+                    kind,
+                    Severity::Info,
+                    p,
+                    at_ms,
+                    artefact_explanation(kind, mg_dl),
+                ));
+            }
+        }
+        if let Some(drift) = self.drift {
+            if at_ms.saturating_sub(drift.since_ms) > DRIFT_MEMORY_MS || at_ms < drift.since_ms {
+                self.drift = None;
+            } else if assessment.fault.is_none() {
+                assessment.fault = Some(FaultKind::Drift);
+                assessment.fault_confidence = 0.7;
+            }
+        }
+        let artefact_doubt = match assessment.fault {
+            Some(kind) if is_artefact(kind) => assessment.fault_confidence,
+            _ => 0.0,
+        };
+        let trust = (1.0 - artefact_doubt).clamp(0.05, 1.0);
+
+        // Forecast, with the patient's own correction once it has learned.
+        if let Some(features) = forecast_features(&self.cgm) {
+            let delta = self.models.forecast(&features)?;
+            let base = [
+                mg_dl as f32 + delta.at_30_min,
+                mg_dl as f32 + delta.at_60_min,
+            ];
+            let mut correction = [0.0f32; 2];
+            if self.config.adapt {
+                self.adapter.learn(&self.cgm)?;
+                let inputs = ForecastAdapter::inputs(&features);
+                correction = self.adapter.correction(&inputs)?;
+                if artefact_doubt == 0.0 {
+                    self.adapter.remember(at_ms, inputs, base);
+                }
+            }
+            // No sensor reads below 20 or above 600 mg/dL; keep forecasts there too.
+            let forecast = Forecast {
+                at_30_min_mg_dl: f64::from(base[0] + correction[0]).clamp(20.0, 600.0),
+                at_60_min_mg_dl: f64::from(base[1] + correction[1]).clamp(20.0, 600.0),
+                adapter_correction_mg_dl: [f64::from(correction[0]), f64::from(correction[1])],
+            };
+            assessment.forecast = Some(forecast);
+            let enough_history = self.cgm.value_at(at_ms - 10 * MINUTE_MS).is_some();
+            let rules = &self.config.rules;
+            assessment.predicted_low = enough_history
+                && artefact_doubt == 0.0
+                && mg_dl >= rules.low_mg_dl
+                && forecast.at_30_min_mg_dl < self.models.predicted_low_below_mg_dl();
+            if assessment.predicted_low {
+                let margin =
+                    (self.models.predicted_low_below_mg_dl() - forecast.at_30_min_mg_dl) / 20.0;
+                raw.push(Finding {
+                    kind: FindingKind::PredictedLow,
+                    severity: Severity::Warning,
+                    confidence: (0.6 + 0.4 * margin.clamp(0.0, 1.0)) as f32,
+                    explanation: format!(
+                        "glucose {mg_dl:.0} mg/dL, forecast {:.0} mg/dL in 30 min",
+                        forecast.at_30_min_mg_dl
+                    ),
+                    at_ms,
+                });
+            }
+            if enough_history
+                && artefact_doubt == 0.0
+                && mg_dl <= self.config.predicted_high_above_mg_dl
+                && forecast.at_60_min_mg_dl > self.config.predicted_high_above_mg_dl
+            {
+                raw.push(Finding {
+                    kind: FindingKind::PredictedHigh,
+                    severity: Severity::Info,
+                    confidence: 0.7,
+                    explanation: format!(
+                        "glucose {mg_dl:.0} mg/dL, forecast {:.0} mg/dL in 60 min",
+                        forecast.at_60_min_mg_dl
+                    ),
+                    at_ms,
+                });
+            }
+        }
+
+        // Rules always run; a doubted reading keeps its finding at lower confidence.
+        if let Some(mut finding) =
+            rules::glucose_level("CGM", mg_dl, at_ms, &self.config.rules, trust)
+        {
+            if let Some(kind) = assessment.fault.filter(|k| is_artefact(*k)) {
+                finding
+                    .explanation
+                    .push_str(&format!(" (possible sensor artefact: {kind})"));
+            }
+            raw.push(finding);
+        }
+        if let Some(before) = self.cgm.value_at(at_ms - 15 * MINUTE_MS) {
+            let rate = (mg_dl - f64::from(before)) / 15.0;
+            raw.extend(rules::glucose_rate(rate, at_ms, &self.config.rules, trust));
+        }
+        assessment.fault_confidence = assessment.fault_confidence.clamp(0.0, 1.0);
+        Ok(Assessment {
+            findings: self.deduplicate(raw),
+            cgm: Some(assessment),
+        })
+    }
+
+    fn capillary_reading(&mut self, at_ms: i64, mg_dl: f64) -> Vec<Finding> {
+        let mut raw: Vec<Finding> =
+            rules::glucose_level("capillary", mg_dl, at_ms, &self.config.rules, 1.0)
+                .into_iter()
+                .collect();
+        let cgm = self.cgm.value_at(at_ms).or_else(|| {
+            self.cgm
+                .last()
+                .filter(|last| (at_ms - last.at_ms).abs() <= CAPILLARY_MATCH_MS)
+                .map(|last| last.mg_dl)
+        });
+        if let Some(cgm) = cgm.map(f64::from) {
+            let difference = cgm - mg_dl;
+            let limit = self
+                .config
+                .drift_min_mg_dl
+                .max(self.config.drift_fraction * mg_dl);
+            if difference.abs() > limit {
+                self.drift = Some(DriftSuspicion { since_ms: at_ms });
+                let confidence = (0.5 + 0.5 * ((difference.abs() - limit) / limit).min(1.0)) as f32;
+                raw.push(fault_finding(
+                    FaultKind::Drift,
+                    Severity::Warning,
+                    confidence,
+                    at_ms,
+                    format!("CGM reads {cgm:.0} mg/dL, capillary {mg_dl:.0} mg/dL: sensor may need calibration"),
+                ));
+            } else {
+                self.drift = None;
+            }
+        }
+        raw
+    }
+
+    /// Drops findings already reported recently at the same or a higher
+    /// severity; remembers what it lets through.
+    fn deduplicate(&mut self, raw: Vec<Finding>) -> Vec<Finding> {
+        let window = self.config.repeat_after_ms;
+        let mut out = Vec::with_capacity(raw.len());
+        for finding in raw {
+            let recent = self
+                .reported
+                .iter_mut()
+                .find(|(kind, _, _)| *kind == finding.kind);
+            match recent {
+                Some((_, severity, at)) => {
+                    let fresh = finding.at_ms.saturating_sub(*at) >= window || finding.at_ms < *at;
+                    if fresh || finding.severity > *severity {
+                        *severity = finding.severity;
+                        *at = finding.at_ms;
+                        out.push(finding);
+                    }
+                }
+                None => {
+                    if self.reported.len() >= REPORTED_CAPACITY {
+                        self.reported.remove(0);
+                    }
+                    self.reported
+                        .push((finding.kind, finding.severity, finding.at_ms));
+                    out.push(finding);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn fault_finding(
+    kind: FaultKind,
+    severity: Severity,
+    confidence: f32,
+    at_ms: i64,
+    explanation: String,
+) -> Finding {
+    Finding {
+        kind: FindingKind::SensorFault(kind),
+        severity,
+        confidence,
+        explanation,
+        at_ms,
+    }
+}
+
+fn artefact_explanation(kind: FaultKind, mg_dl: f64) -> String {
+    match kind {
+        FaultKind::CompressionLow => format!(
+            "{mg_dl:.0} mg/dL after a fall too fast to be physiological: pressure on the sensor?"
+        ),
+        FaultKind::Stuck => format!("sensor repeats {mg_dl:.0} mg/dL"),
+        FaultKind::Spike => format!("{mg_dl:.0} mg/dL jumps off the recent trend"),
+        other => format!("{other} at {mg_dl:.0} mg/dL"),
+    }
+}
