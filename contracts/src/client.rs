@@ -20,6 +20,9 @@ use crate::model::{
     DeviceKind, DeviceRecord, EntityKind, GrantRecord, Role, TxOutcome,
 };
 
+/// The URL type of JSON-RPC endpoints.
+pub type RpcUrl = Url;
+
 /// How long to wait for a transaction's receipt before giving up.
 pub const DEFAULT_RECEIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -111,6 +114,17 @@ impl GlycoClient {
 
     pub fn provider(&self) -> &DynProvider {
         &self.provider
+    }
+
+    /// The chain id the node serves.
+    pub async fn chain_id(&self) -> Result<u64, ChainError> {
+        self.provider
+            .get_chain_id()
+            .await
+            .map_err(|e| ChainError::Rpc {
+                call: "eth_chainId",
+                source: e.into(),
+            })
     }
 
     /// The chain's latest block number.

@@ -244,6 +244,11 @@ impl Devnet {
             .expect("socket address forms a URL")
     }
 
+    /// The anvil process id (for tests that crash it).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub fn config(&self) -> &DevnetConfig {
         &self.config
     }

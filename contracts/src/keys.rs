@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use alloy::primitives::B256;
 use alloy::signers::local::{MnemonicBuilder, PrivateKeySigner};
 
+/// An Ethereum signing key held in memory.
+pub type Signer = PrivateKeySigner;
+
 /// The public test mnemonic anvil uses by default. Its keys are known to
 /// everyone: dev chain only.
 pub const DEV_MNEMONIC: &str = "test test test test test test test test test test test junk";

@@ -1,1 +1,18 @@
-//! stub
+//! The Glyco hub: ingests health readings over BLE and MQTT, admits only
+//! devices the patient registered on chain, stores them durably before a
+//! device hears they were received, and records every refusal as a
+//! node-behaviour event.
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod behaviour;
+pub mod config;
+pub mod credentials;
+pub mod daemon;
+pub mod journal;
+pub mod mqtt;
+pub mod pipeline;
+pub mod reading;
+pub mod registry;
+pub mod sim;
+pub mod status;

@@ -1,0 +1,244 @@
+//! glyco-hub: the Glyco home hub daemon and its administration commands.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use glyco_contracts::keys::load_or_create_key;
+use glyco_contracts::{Deployment, DeviceIdentity, DeviceKind, GlycoClient};
+use glyco_gateway::config::{DEFAULT_CONFIG_TOML, HubConfig};
+use glyco_gateway::credentials::CredentialsFile;
+use glyco_gateway::{daemon, status};
+use tokio_util::sync::CancellationToken;
+
+const DEFAULT_CONFIG_PATH: &str = "/etc/glyco/hub.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "glyco-hub",
+    version,
+    about = "The Glyco home hub: BLE and MQTT health readings, admitted by the chain"
+)]
+struct Cli {
+    /// Config file (TOML). If the default path does not exist, defaults apply.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub until SIGTERM or SIGINT.
+    Run,
+    /// Print the default config, with comments.
+    PrintConfig,
+    /// Validate the config and exit.
+    CheckConfig,
+    /// Show the running hub's devices, last readings, refusals and chain sync.
+    Status {
+        /// Print the raw JSON report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register or remove the patient's devices (on chain, with the hub's key).
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Register a device to the patient; a named (MQTT) device also gets a
+    /// secret, printed once.
+    Add {
+        #[command(flatten)]
+        identity: IdentityArgs,
+        #[arg(long, value_enum)]
+        kind: KindArg,
+    },
+    /// Remove a device from the patient's registry (and its MQTT secret).
+    Remove {
+        #[command(flatten)]
+        identity: IdentityArgs,
+    },
+}
+
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct IdentityArgs {
+    /// A named device (its MQTT username).
+    #[arg(long)]
+    name: Option<String>,
+    /// A bonded BLE device's identity address, AA:BB:CC:DD:EE:FF.
+    #[arg(long)]
+    ble: Option<String>,
+}
+
+impl IdentityArgs {
+    fn identity(&self) -> Result<DeviceIdentity> {
+        Ok(match (&self.name, &self.ble) {
+            (Some(name), _) => DeviceIdentity::name(name)?,
+            (None, Some(address)) => DeviceIdentity::ble(address)?,
+            (None, None) => bail!("give --name or --ble"),
+        })
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KindArg {
+    Glucometer,
+    Cgm,
+    BloodPressure,
+    HeartRate,
+    Weight,
+    Thermometer,
+    PulseOximeter,
+    Other,
+}
+
+impl From<KindArg> for DeviceKind {
+    fn from(kind: KindArg) -> Self {
+        match kind {
+            KindArg::Glucometer => DeviceKind::Glucometer,
+            KindArg::Cgm => DeviceKind::Cgm,
+            KindArg::BloodPressure => DeviceKind::BloodPressure,
+            KindArg::HeartRate => DeviceKind::HeartRate,
+            KindArg::Weight => DeviceKind::Weight,
+            KindArg::Thermometer => DeviceKind::Thermometer,
+            KindArg::PulseOximeter => DeviceKind::PulseOximeter,
+            KindArg::Other => DeviceKind::Other,
+        }
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<HubConfig> {
+    match path {
+        Some(path) => Ok(HubConfig::load(path)?),
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+            Ok(HubConfig::load(Path::new(DEFAULT_CONFIG_PATH))?)
+        }
+        None => {
+            let config = HubConfig::default();
+            config.validate()?;
+            Ok(config)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,rumqttd=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::PrintConfig => {
+            print!("{DEFAULT_CONFIG_TOML}");
+            Ok(())
+        }
+        Command::CheckConfig => {
+            load_config(cli.config.as_deref())?;
+            println!("config is valid");
+            Ok(())
+        }
+        Command::Run => run(load_config(cli.config.as_deref())?).await,
+        Command::Status { json } => {
+            let config = load_config(cli.config.as_deref())?;
+            let report = status::query(&config.status_socket()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render());
+            }
+            Ok(())
+        }
+        Command::Device(command) => device(load_config(cli.config.as_deref())?, command).await,
+    }
+}
+
+async fn run(config: HubConfig) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        trigger.cancel();
+    });
+    daemon::run(config, shutdown).await?;
+    Ok(())
+}
+
+async fn device(config: HubConfig, command: DeviceCommand) -> Result<()> {
+    let deployment = Deployment::load(&config.chain.deployment_file)?;
+    let (key, _) = load_or_create_key(&config.key_path())?;
+    let hub = key.address();
+    let url = config.chain.rpc_url.parse().context("chain.rpc_url")?;
+    let client = GlycoClient::new(url, key, deployment);
+    let patient = match config.chain.patient {
+        Some(patient) => patient,
+        None => client
+            .hub_patient(hub)
+            .await?
+            .with_context(|| format!("hub {hub} is not authorised by a patient yet"))?,
+    };
+    let credentials_path = config.credentials_path();
+    match command {
+        DeviceCommand::Add { identity, kind } => {
+            let identity = identity.identity()?;
+            let tx = client
+                .add_device(patient, identity.device_id(), kind.into())
+                .await?;
+            println!(
+                "registered {identity} for patient {patient}: tx {} (gas {})",
+                tx.hash, tx.gas_used
+            );
+            if let DeviceIdentity::Name(name) = &identity {
+                let mut file = CredentialsFile::load(&credentials_path)?;
+                let secret = file.provision(name)?;
+                file.save(&credentials_path)?;
+                println!("MQTT username: {name}\nMQTT password (shown once): {secret}");
+            }
+        }
+        DeviceCommand::Remove { identity } => {
+            let identity = identity.identity()?;
+            let tx = client.remove_device(patient, identity.device_id()).await?;
+            println!("removed {identity}: tx {} (gas {})", tx.hash, tx.gas_used);
+            if let DeviceIdentity::Name(name) = &identity {
+                let mut file = CredentialsFile::load(&credentials_path)?;
+                if file.revoke(name) {
+                    file.save(&credentials_path)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! The hub's configuration: TOML, every key optional with a documented
+//! default, validated before the daemon touches anything.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use glyco_contracts::Address;
+use serde::{Deserialize, Serialize};
+
+use crate::reading::Limits;
+
+/// The default config, with comments; `glyco-hub print-config` prints it.
+pub const DEFAULT_CONFIG_TOML: &str = r#"# glyco-hub configuration. Every key is optional; these are the defaults.
+
+# Where the hub keeps its key, journal and device credentials (created 0700).
+state_dir = "/var/lib/glyco"
+
+[chain]
+# JSON-RPC endpoint of a consortium node (the dev chain, or a hospital's Besu node).
+rpc_url = "http://127.0.0.1:8545"
+# The deployment file written by `glyco-chain deploy`.
+deployment_file = "/etc/glyco/deployment.json"
+# The hub's Ethereum key, relative to state_dir; created (mode 0600) if missing.
+key_file = "hub.key"
+# The patient this hub serves. Unset: whoever authorised the hub's key on chain.
+# patient = "0x..."
+# How often the hub follows the chain for device changes, in milliseconds.
+poll_interval_ms = 1000
+# Blocks per eth_getLogs request when catching up.
+log_chunk_blocks = 5000
+
+[mqtt]
+enabled = true
+# Where devices connect. Loopback by default; list the LAN address to serve Wi-Fi devices.
+listen = ["127.0.0.1:1883"]
+# Largest reading payload accepted, in bytes.
+max_payload_bytes = 4096
+# Seconds a new connection has to send its CONNECT.
+connect_timeout_secs = 10
+# Optional TLS for the device listeners (PEM files).
+# [mqtt.tls]
+# cert_file = "/etc/glyco/mqtt.crt"
+# key_file = "/etc/glyco/mqtt.key"
+
+[ble]
+# Bonded Bluetooth LE health devices through BlueZ on the system D-Bus.
+enabled = true
+# Adapter name; unset: the default adapter.
+# adapter = "hci0"
+
+[validation]
+# How far ahead of the hub's clock a device's time may be, in seconds.
+max_future_skew_secs = 300
+# How old a reading may be, in days (glucometers keep months of records).
+max_age_days = 366
+
+[status]
+# Unix socket where `glyco-hub status` asks the running daemon, relative to state_dir.
+socket = "hub.sock"
+"#;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    pub state_dir: PathBuf,
+    pub chain: ChainConfig,
+    pub mqtt: MqttConfig,
+    pub ble: BleConfig,
+    pub validation: Limits,
+    pub status: StatusConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChainConfig {
+    pub rpc_url: String,
+    pub deployment_file: PathBuf,
+    pub key_file: PathBuf,
+    pub patient: Option<Address>,
+    pub poll_interval_ms: u64,
+    pub log_chunk_blocks: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    pub enabled: bool,
+    pub listen: Vec<SocketAddr>,
+    pub max_payload_bytes: usize,
+    pub connect_timeout_secs: u64,
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BleConfig {
+    pub enabled: bool,
+    pub adapter: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusConfig {
+    pub socket: PathBuf,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/glyco"),
+            chain: ChainConfig::default(),
+            mqtt: MqttConfig::default(),
+            ble: BleConfig::default(),
+            validation: Limits::default(),
+            status: StatusConfig::default(),
+        }
+    }
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        Self {
+            rpc_url: "http://127.0.0.1:8545".into(),
+            deployment_file: PathBuf::from("/etc/glyco/deployment.json"),
+            key_file: PathBuf::from("hub.key"),
+            patient: None,
+            poll_interval_ms: 1000,
+            log_chunk_blocks: 5000,
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
+            max_payload_bytes: 4096,
+            connect_timeout_secs: 10,
+            tls: None,
+        }
+    }
+}
+
+impl Default for BleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            adapter: None,
+        }
+    }
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("hub.sock"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// Largest payload the hub will consider; devices send readings, not files.
+const PAYLOAD_CEILING: usize = 64 * 1024;
+
+impl HubConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks everything that can be checked without side effects.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.state_dir.as_os_str().is_empty() {
+            return invalid("state_dir must not be empty".into());
+        }
+        let url = &self.chain.rpc_url;
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || url.parse::<glyco_contracts::client::RpcUrl>().is_err()
+        {
+            return invalid(format!("chain.rpc_url {url:?} is not an http(s) URL"));
+        }
+        if !(100..=60_000).contains(&self.chain.poll_interval_ms) {
+            return invalid("chain.poll_interval_ms must be between 100 and 60000".into());
+        }
+        if self.chain.log_chunk_blocks == 0 {
+            return invalid("chain.log_chunk_blocks must be positive".into());
+        }
+        if self.mqtt.enabled && self.mqtt.listen.is_empty() {
+            return invalid(
+                "mqtt.listen must name at least one address when MQTT is enabled".into(),
+            );
+        }
+        if !(128..=PAYLOAD_CEILING).contains(&self.mqtt.max_payload_bytes) {
+            return invalid(format!(
+                "mqtt.max_payload_bytes must be between 128 and {PAYLOAD_CEILING}"
+            ));
+        }
+        if !(1..=300).contains(&self.mqtt.connect_timeout_secs) {
+            return invalid("mqtt.connect_timeout_secs must be between 1 and 300".into());
+        }
+        if self.validation.max_future_skew_secs > 86_400 {
+            return invalid("validation.max_future_skew_secs must be at most 86400".into());
+        }
+        if self.validation.max_age_days == 0 {
+            return invalid("validation.max_age_days must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// A path from the config, resolved against the state directory.
+    pub fn in_state_dir(&self, path: &Path) -> PathBuf {
+        self.state_dir.join(path)
+    }
+
+    pub fn key_path(&self) -> PathBuf {
+        self.in_state_dir(&self.chain.key_file)
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.state_dir.join("journal.redb")
+    }
+
+    pub fn credentials_path(&self) -> PathBuf {
+        self.state_dir.join("device-credentials.json")
+    }
+
+    pub fn status_socket(&self) -> PathBuf {
+        self.in_state_dir(&self.status.socket)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_default_config_is_the_default_and_valid() {
+        let parsed: HubConfig = toml::from_str(DEFAULT_CONFIG_TOML).unwrap();
+        assert_eq!(parsed, HubConfig::default());
+        parsed.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<HubConfig>("[mqtt]\nlisten_on = []\n").unwrap_err();
+        assert!(err.to_string().contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused_with_the_key_named() {
+        let cases: [(&str, &str); 6] = [
+            ("[chain]\nrpc_url = \"ftp://x\"", "rpc_url"),
+            ("[chain]\npoll_interval_ms = 5", "poll_interval_ms"),
+            ("[mqtt]\nlisten = []", "mqtt.listen"),
+            ("[mqtt]\nmax_payload_bytes = 10000000", "max_payload_bytes"),
+            ("[validation]\nmax_age_days = 0", "max_age_days"),
+            ("state_dir = \"\"", "state_dir"),
+        ];
+        for (toml_text, key) in cases {
+            let config: HubConfig = toml::from_str(toml_text).unwrap();
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{toml_text}: {err}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_resolve_in_the_state_dir_and_absolute_ones_stay() {
+        let mut config = HubConfig {
+            state_dir: PathBuf::from("/srv/hub"),
+            ..HubConfig::default()
+        };
+        assert_eq!(config.key_path(), PathBuf::from("/srv/hub/hub.key"));
+        config.chain.key_file = PathBuf::from("/etc/keys/hub.key");
+        assert_eq!(config.key_path(), PathBuf::from("/etc/keys/hub.key"));
+    }
+}

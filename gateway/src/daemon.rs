@@ -1,0 +1,315 @@
+//! The daemon: opens the hub's state, starts the chain follower, the MQTT
+//! gatekeeper and broker, BLE, and the status socket, and stops them in order
+//! on shutdown so every reading that was acknowledged is on disk.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glyco_contracts::keys::load_or_create_key;
+use glyco_contracts::{Address, Deployment, GlycoClient};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::admission::Admission;
+use crate::behaviour::Behaviour;
+use crate::config::HubConfig;
+use crate::credentials::CredentialStore;
+use crate::journal::{Journal, JournalWriter};
+use crate::mqtt::broker::EmbeddedBroker;
+use crate::mqtt::gatekeeper::{Connected, Gatekeeper};
+use crate::mqtt::{ingest, tls};
+use crate::pipeline::Pipeline;
+use crate::reading::now_millis;
+use crate::registry::{Follower, Registry, load_mirror};
+use crate::status::{self, ChainStatus, DeviceStatus, RefusalCount, ServiceStatus, StatusReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Deployment(#[from] glyco_contracts::deployment::DeploymentFileError),
+    #[error(transparent)]
+    Key(#[from] glyco_contracts::keys::KeyError),
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredentialsError),
+    #[error(transparent)]
+    Broker(#[from] crate::mqtt::broker::BrokerError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen for MQTT on {address}: {source}")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Status(#[from] status::StatusError),
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// Everything the status report is drawn from.
+struct StatusSources {
+    hub: Address,
+    started_at: i64,
+    rpc_url: String,
+    registry: Registry,
+    pipeline: Pipeline,
+    journal: Journal,
+    credentials: Arc<CredentialStore>,
+    connected: Connected,
+    mqtt: ServiceStatus,
+    ble: ServiceStatus,
+}
+
+impl StatusSources {
+    fn report(&self) -> StatusReport {
+        let mirror = self.registry.snapshot();
+        let health = self.registry.health();
+        let latest = self.pipeline.latest();
+        let connected = self.connected.names();
+        let mut names: std::collections::BTreeMap<_, _> = self
+            .credentials
+            .devices()
+            .into_iter()
+            .filter_map(|n| glyco_contracts::DeviceIdentity::name(&n).ok())
+            .map(|identity| (identity.device_id(), identity))
+            .collect();
+        for reading in latest.values() {
+            names.insert(reading.device.device_id(), reading.device.clone());
+        }
+        let devices = mirror
+            .devices
+            .iter()
+            .map(|(id, device)| {
+                let identity = names.get(id);
+                DeviceStatus {
+                    device_id: *id,
+                    identity: identity.map(|i| i.to_string()),
+                    kind: device.kind,
+                    standing: mirror.standing(id),
+                    connected: identity.is_some_and(|i| match i {
+                        glyco_contracts::DeviceIdentity::Name(n) => connected.contains(n),
+                        glyco_contracts::DeviceIdentity::Ble(_) => false,
+                    }),
+                    last_reading: latest.get(id).cloned(),
+                }
+            })
+            .collect();
+        let behaviour = self.pipeline.behaviour();
+        StatusReport {
+            hub: self.hub,
+            patient: mirror.patient,
+            started_at: self.started_at,
+            chain: ChainStatus {
+                rpc_url: self.rpc_url.clone(),
+                reachable: health.reachable,
+                synced_block: mirror.synced_block,
+                head: health.head,
+                last_error: health.last_error,
+            },
+            mqtt: self.mqtt.clone(),
+            ble: self.ble.clone(),
+            devices,
+            readings_stored: self.journal.reading_count().unwrap_or_default(),
+            refusals: behaviour
+                .counts()
+                .into_iter()
+                .map(|((transport, reason), count)| RefusalCount {
+                    transport,
+                    reason,
+                    count,
+                })
+                .collect(),
+            refusal_events_dropped: behaviour.dropped(),
+        }
+    }
+}
+
+fn prepare_state_dir(config: &HubConfig) -> Result<(), DaemonError> {
+    let dir = &config.state_dir;
+    let err = |source| DaemonError::StateDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    Ok(())
+}
+
+/// Runs the hub until `shutdown` is cancelled.
+pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    config.validate()?;
+    let deployment = Deployment::load(&config.chain.deployment_file)?;
+    let rpc_url: glyco_contracts::client::RpcUrl = config
+        .chain
+        .rpc_url
+        .parse()
+        .map_err(|_| crate::config::ConfigError::Invalid("chain.rpc_url".into()))?;
+    // Bind device listeners before any state is touched: a port conflict
+    // should stop the daemon with nothing half-started.
+    let mut listeners = Vec::new();
+    if config.mqtt.enabled {
+        for address in &config.mqtt.listen {
+            let listener =
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|source| DaemonError::Listen {
+                        address: address.to_string(),
+                        source,
+                    })?;
+            listeners.push(listener);
+        }
+    }
+    let tls = match (&config.mqtt.tls, config.mqtt.enabled) {
+        (Some(tls_config), true) => Some(tls::acceptor(tls_config)?),
+        _ => None,
+    };
+
+    prepare_state_dir(&config)?;
+    let (key, created) = load_or_create_key(&config.key_path())?;
+    let hub = key.address();
+    if created {
+        tracing::info!(%hub, "created a new hub key; the patient must authorise this address");
+    }
+    let journal = Journal::open(&config.journal_path())?;
+    let registry = Registry::new(load_mirror(&journal)?);
+    let (writer, events, writer_task) = JournalWriter::start(journal.clone());
+    let behaviour = Behaviour::new(events, journal.event_counts()?);
+    let pipeline = Pipeline::new(writer, behaviour.clone(), journal.latest_readings()?);
+    let admission = Admission::new(
+        registry.clone(),
+        config.validation.clone(),
+        config.mqtt.max_payload_bytes,
+    );
+    let credentials = Arc::new(CredentialStore::open(config.credentials_path())?);
+    let tasks = CancellationToken::new();
+
+    let follower = Follower {
+        client: GlycoClient::read_only(rpc_url, deployment),
+        hub,
+        configured_patient: config.chain.patient,
+        journal: journal.clone(),
+        registry: registry.clone(),
+        poll_interval: Duration::from_millis(config.chain.poll_interval_ms),
+        chunk_blocks: config.chain.log_chunk_blocks,
+    };
+    let follower_task = tokio::spawn(follower.run(tasks.clone()));
+
+    let connected = Connected::default();
+    let mut mqtt_state = ServiceStatus {
+        enabled: config.mqtt.enabled,
+        state: "disabled".into(),
+        listen: Vec::new(),
+    };
+    let mut ingest_task = None;
+    let mut gatekeeper_tasks = Vec::new();
+    if config.mqtt.enabled {
+        let max_payload = config.mqtt.max_payload_bytes;
+        let broker = tokio::task::spawn_blocking(move || EmbeddedBroker::start(max_payload + 1024))
+            .await
+            .map_err(|e| DaemonError::Task(e.to_string()))??;
+        let gatekeeper = Arc::new(Gatekeeper {
+            broker_v4: broker.v4,
+            broker_v5: broker.v5,
+            internal_password: broker.internal_password.clone(),
+            credentials: credentials.clone(),
+            registry: registry.clone(),
+            behaviour: behaviour.clone(),
+            max_payload,
+            connect_timeout: Duration::from_secs(config.mqtt.connect_timeout_secs),
+            connected: connected.clone(),
+            tls,
+        });
+        for listener in listeners {
+            if let Ok(address) = listener.local_addr() {
+                mqtt_state.listen.push(address);
+            }
+            gatekeeper_tasks.push(tokio::spawn(
+                gatekeeper.clone().serve(listener, tasks.clone()),
+            ));
+        }
+        let addresses: Vec<String> = mqtt_state.listen.iter().map(|a| a.to_string()).collect();
+        mqtt_state.state = format!(
+            "listening on {}{}",
+            addresses.join(", "),
+            if config.mqtt.tls.is_some() {
+                " (TLS)"
+            } else {
+                ""
+            }
+        );
+        tracing::info!(listen = %addresses.join(", "), "MQTT gatekeeper listening");
+        ingest_task = Some(tokio::spawn(ingest::run(
+            broker.link,
+            admission.clone(),
+            pipeline.clone(),
+            tasks.clone(),
+        )));
+    }
+    let ble_state = ServiceStatus {
+        listen: Vec::new(),
+        enabled: config.ble.enabled,
+        state: if config.ble.enabled {
+            "not available in this build".into()
+        } else {
+            "disabled".into()
+        },
+    };
+
+    let sources = StatusSources {
+        hub,
+        started_at: now_millis(),
+        rpc_url: config.chain.rpc_url.clone(),
+        registry: registry.clone(),
+        pipeline: pipeline.clone(),
+        journal: journal.clone(),
+        credentials,
+        connected,
+        mqtt: mqtt_state,
+        ble: ble_state,
+    };
+    let status_path = config.status_socket();
+    let status_task = {
+        let tasks = tasks.clone();
+        tokio::spawn(
+            async move { status::serve(&status_path, move || sources.report(), tasks).await },
+        )
+    };
+    tracing::info!(%hub, "hub running");
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down");
+    tasks.cancel();
+    for task in gatekeeper_tasks {
+        let _ = task.await;
+    }
+    if let Some(task) = ingest_task {
+        match task.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "MQTT ingest stopped with an error"),
+            Err(e) => tracing::error!(error = %e, "MQTT ingest task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    let _ = follower_task.await;
+    let _ = status_task.await;
+    // Every sender of the journal writers is gone now; they finish what they hold.
+    drop((pipeline, admission, behaviour));
+    // A connection still closing holds the events sender a moment longer.
+    match tokio::time::timeout(Duration::from_secs(5), writer_task).await {
+        Ok(result) => result.map_err(|e| DaemonError::Task(e.to_string()))?,
+        Err(_) => {
+            tracing::warn!("journal writer still busy at shutdown; readings were already durable")
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! The embedded rumqttd broker. It listens only on loopback ports that the
+//! gatekeeper forwards to, and accepts only connections that carry a
+//! per-boot internal password the gatekeeper substitutes for the device's
+//! secret: a local process that skips the gatekeeper cannot get in.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("no free loopback port for the internal broker: {0}")]
+    NoPort(std::io::Error),
+    #[error("no randomness for the internal password: {0}")]
+    Random(String),
+    #[error("creating the broker's local link: {0}")]
+    Link(String),
+    #[error("the internal broker did not start listening on {0}")]
+    NotListening(SocketAddr),
+    #[error("cannot start the broker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Where the gatekeeper reaches the broker, and the link the hub uses.
+pub struct EmbeddedBroker {
+    /// Internal listener for MQTT 3.1.1 clients.
+    pub v4: SocketAddr,
+    /// Internal listener for MQTT 5 clients.
+    pub v5: SocketAddr,
+    /// The password the gatekeeper presents on behalf of every device.
+    pub internal_password: String,
+    pub link: (LinkTx, LinkRx),
+}
+
+impl std::fmt::Debug for EmbeddedBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The internal password is a secret: never in logs.
+        f.debug_struct("EmbeddedBroker")
+            .field("v4", &self.v4)
+            .field("v5", &self.v5)
+            .finish_non_exhaustive()
+    }
+}
+
+fn free_loopback_port() -> Result<SocketAddr, BrokerError> {
+    // The port is released before rumqttd binds it; `start` then checks that
+    // something answers there and gives up rather than guess.
+    let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(BrokerError::NoPort)?;
+    listener.local_addr().map_err(BrokerError::NoPort)
+}
+
+fn server(name: &str, listen: SocketAddr, max_payload: usize, password: &str) -> ServerSettings {
+    let expected = password.to_owned();
+    let mut connections = ConnectionSettings {
+        connection_timeout_ms: 10_000,
+        max_payload_size: max_payload,
+        max_inflight_count: 100,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    connections.set_auth_handler(move |_client, _user, pass: String| {
+        let ok = pass == expected;
+        async move { ok }
+    });
+    ServerSettings {
+        name: name.to_owned(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections,
+    }
+}
+
+impl EmbeddedBroker {
+    /// Starts the broker on two fresh loopback ports (v4, v5) in its own
+    /// threads, and opens the hub's local link.
+    pub fn start(max_packet: usize) -> Result<Self, BrokerError> {
+        let mut bytes = [0u8; 24];
+        getrandom::fill(&mut bytes).map_err(|e| BrokerError::Random(e.to_string()))?;
+        let internal_password = hex::encode(bytes);
+        let (v4, v5) = (free_loopback_port()?, free_loopback_port()?);
+        let config = Config {
+            id: 0,
+            router: RouterConfig {
+                max_connections: 10_010,
+                max_outgoing_packet_count: 200,
+                max_segment_size: 16 * 1024 * 1024,
+                max_segment_count: 8,
+                custom_segment: None,
+                initialized_filters: None,
+                shared_subscriptions_strategy: Default::default(),
+            },
+            v4: Some(HashMap::from([(
+                "internal-v4".to_owned(),
+                server("internal-v4", v4, max_packet, &internal_password),
+            )])),
+            v5: Some(HashMap::from([(
+                "internal-v5".to_owned(),
+                server("internal-v5", v5, max_packet, &internal_password),
+            )])),
+            ..Config::default()
+        };
+        let mut broker = Broker::new(config);
+        let link = broker
+            .link("glyco-hub")
+            .map_err(|e| BrokerError::Link(e.to_string()))?;
+        std::thread::Builder::new()
+            .name("mqtt-broker".into())
+            .spawn(move || {
+                if let Err(e) = broker.start() {
+                    tracing::error!(error = %e, "embedded broker stopped");
+                }
+            })
+            .map_err(BrokerError::Thread)?;
+        for address in [v4, v5] {
+            wait_listening(address)?;
+        }
+        tracing::info!(%v4, %v5, "internal broker listening");
+        Ok(Self {
+            v4,
+            v5,
+            internal_password,
+            link,
+        })
+    }
+}
+
+fn wait_listening(address: SocketAddr) -> Result<(), BrokerError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(BrokerError::NotListening(address))
+}

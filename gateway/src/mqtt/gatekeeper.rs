@@ -1,0 +1,555 @@
+//! The gatekeeper: the only listener devices reach. It authenticates each
+//! device at CONNECT, confines it to its own topics, and forwards the
+//! connection to the internal broker. rumqttd has no per-client topic ACL,
+//! and its router does not tell subscribers who published, so this is the one
+//! place that knows which device sent which packet.
+//!
+//! At CONNECT it requires: the client id equals the username (the device
+//! name), the password matches the provisioned secret's hash, the device is
+//! registered to the patient on chain, and there is no last will (a will
+//! would publish on the device's behalf, unchecked). After CONNECT every
+//! PUBLISH must be on the device's readings topic and every SUBSCRIBE on its
+//! ack topic; anything else closes the connection. A device removed on chain
+//! is disconnected as soon as the mirror sees the removal.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use glyco_contracts::DeviceIdentity;
+use rumqttd::protocol::v4::V4;
+use rumqttd::protocol::v5::V5;
+use rumqttd::protocol::{ConnAck, ConnectReturnCode, Login, Packet, Protocol};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use super::topics::{acks_topic, readings_topic};
+use crate::behaviour::{Behaviour, RefusalReason};
+use crate::credentials::CredentialStore;
+use crate::reading::Transport;
+use crate::registry::{Registry, Standing};
+
+/// Bytes a packet may carry beyond its payload (topic, header, properties).
+const PACKET_OVERHEAD: usize = 1024;
+
+/// Devices currently connected, by name (a count, as a device may briefly
+/// hold two connections while one replaces the other).
+#[derive(Debug, Clone, Default)]
+pub struct Connected(Arc<Mutex<BTreeMap<String, usize>>>);
+
+impl Connected {
+    fn enter(&self, device: &str) {
+        *self
+            .0
+            .lock()
+            .expect("connected lock")
+            .entry(device.to_owned())
+            .or_default() += 1;
+    }
+
+    fn leave(&self, device: &str) {
+        let mut map = self.0.lock().expect("connected lock");
+        if let Some(count) = map.get_mut(device) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(device);
+            }
+        }
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .expect("connected lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+pub struct Gatekeeper {
+    pub broker_v4: SocketAddr,
+    pub broker_v5: SocketAddr,
+    pub internal_password: String,
+    pub credentials: Arc<CredentialStore>,
+    pub registry: Registry,
+    pub behaviour: Behaviour,
+    pub max_payload: usize,
+    pub connect_timeout: Duration,
+    pub connected: Connected,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Gatekeeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gatekeeper")
+            .field("broker_v4", &self.broker_v4)
+            .field("broker_v5", &self.broker_v5)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a connection ended early; each is one node-behaviour event.
+#[derive(Debug)]
+struct Refusal {
+    device: Option<String>,
+    reason: RefusalReason,
+    detail: String,
+}
+
+fn refusal(device: Option<&str>, reason: RefusalReason, detail: impl Into<String>) -> Refusal {
+    Refusal {
+        device: device.map(str::to_owned),
+        reason,
+        detail: detail.into(),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Version {
+    V4,
+    V5,
+}
+
+impl Version {
+    fn read(self, buf: &mut BytesMut, max: usize) -> Result<Packet, rumqttd::protocol::Error> {
+        match self {
+            Self::V4 => V4.read_mut(buf, max),
+            Self::V5 => V5.read_mut(buf, max),
+        }
+    }
+
+    fn write(self, packet: Packet, out: &mut BytesMut) -> Result<usize, rumqttd::protocol::Error> {
+        match self {
+            Self::V4 => V4.write(packet, out),
+            Self::V5 => V5.write(packet, out),
+        }
+    }
+}
+
+/// The protocol level of a complete CONNECT frame: 4 (3.1.1) or 5.
+fn connect_level(frame: &[u8]) -> Option<u8> {
+    if frame.first()? >> 4 != 1 {
+        return None;
+    }
+    // Skip the remaining-length varint (1 to 4 bytes).
+    let mut i = 1;
+    while frame.get(i)? & 0x80 != 0 {
+        i += 1;
+        if i > 4 {
+            return None;
+        }
+    }
+    i += 1;
+    let name_len = u16::from_be_bytes([*frame.get(i)?, *frame.get(i + 1)?]) as usize;
+    frame.get(i + 2 + name_len).copied()
+}
+
+/// Reads until `buf` holds one whole packet; returns its length.
+async fn fill_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    max_packet: usize,
+) -> Result<Option<usize>, Refusal> {
+    loop {
+        match rumqttd::protocol::v4::check(buf.iter(), max_packet) {
+            Ok(header) => return Ok(Some(header.frame_length())),
+            Err(rumqttd::protocol::Error::InsufficientBytes(_)) => {}
+            Err(rumqttd::protocol::Error::PayloadSizeLimitExceeded(size)) => {
+                return Err(refusal(
+                    None,
+                    RefusalReason::InvalidPayload,
+                    format!("packet of {size} bytes exceeds the {max_packet}-byte limit"),
+                ));
+            }
+            Err(e) => {
+                return Err(refusal(
+                    None,
+                    RefusalReason::ProtocolViolation,
+                    format!("bad framing: {e}"),
+                ));
+            }
+        }
+        match reader.read_buf(buf).await {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(refusal(
+                    None,
+                    RefusalReason::ProtocolViolation,
+                    format!("read: {e}"),
+                ));
+            }
+        }
+    }
+}
+
+impl Gatekeeper {
+    fn max_packet(&self) -> usize {
+        self.max_payload + PACKET_OVERHEAD
+    }
+
+    /// Accepts device connections on `listener` until shutdown.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let this = self.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                match this.tls.clone() {
+                    Some(acceptor) => {
+                        match tokio::time::timeout(this.connect_timeout, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls)) => this.connection(tls, peer, shutdown).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    }
+                    None => this.connection(stream, peer, shutdown).await,
+                }
+            });
+        }
+    }
+
+    async fn connection<S>(&self, stream: S, peer: SocketAddr, shutdown: CancellationToken)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        if let Err(r) = self.gate(stream, peer, shutdown).await {
+            self.behaviour.refuse(
+                r.device.as_deref(),
+                Transport::Mqtt,
+                r.reason,
+                format!("{} (from {peer})", r.detail),
+            );
+        }
+    }
+
+    async fn gate<S>(
+        &self,
+        mut stream: S,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> Result<(), Refusal>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut buf = BytesMut::with_capacity(1024);
+        let frame_len = match tokio::time::timeout(
+            self.connect_timeout,
+            fill_frame(&mut stream, &mut buf, self.max_packet()),
+        )
+        .await
+        {
+            Ok(Ok(Some(len))) => len,
+            // Closed before a whole packet, or timed out: a probe or a slow
+            // start, not a device misbehaving.
+            Ok(Ok(None)) | Err(_) => {
+                tracing::debug!(%peer, "connection closed before CONNECT");
+                return Ok(());
+            }
+            Ok(Err(r)) => return Err(r),
+        };
+        let version = match connect_level(&buf[..frame_len]) {
+            Some(4) => Version::V4,
+            Some(5) => Version::V5,
+            Some(level) => {
+                let mut out = BytesMut::new();
+                let nack = ConnAck {
+                    session_present: false,
+                    code: ConnectReturnCode::RefusedProtocolVersion,
+                };
+                let _ = V4.write(Packet::ConnAck(nack, None), &mut out);
+                let _ = stream.write_all(&out).await;
+                return Err(refusal(
+                    None,
+                    RefusalReason::ProtocolViolation,
+                    format!("MQTT protocol level {level} is not supported (use 3.1.1 or 5)"),
+                ));
+            }
+            None => {
+                return Err(refusal(
+                    None,
+                    RefusalReason::ProtocolViolation,
+                    "first packet is not CONNECT",
+                ));
+            }
+        };
+        let packet = version.read(&mut buf, self.max_packet()).map_err(|e| {
+            refusal(
+                None,
+                RefusalReason::ProtocolViolation,
+                format!("malformed CONNECT: {e}"),
+            )
+        })?;
+        let Packet::Connect(connect, properties, will, _will_properties, login) = packet else {
+            return Err(refusal(
+                None,
+                RefusalReason::ProtocolViolation,
+                "first packet is not CONNECT",
+            ));
+        };
+
+        let device = match self.authenticate(&connect.client_id, login.as_ref(), will.is_some()) {
+            Ok(device) => device,
+            Err((code, r)) => {
+                let mut out = BytesMut::new();
+                let nack = ConnAck {
+                    session_present: false,
+                    code,
+                };
+                if version.write(Packet::ConnAck(nack, None), &mut out).is_ok() {
+                    let _ = stream.write_all(&out).await;
+                    let _ = stream.flush().await;
+                }
+                return Err(r);
+            }
+        };
+        let name = connect.client_id.clone();
+
+        let upstream_addr = match version {
+            Version::V4 => self.broker_v4,
+            Version::V5 => self.broker_v5,
+        };
+        let mut upstream = match TcpStream::connect(upstream_addr).await {
+            Ok(upstream) => upstream,
+            Err(e) => {
+                // Not the device's doing: an error log, no node-behaviour event.
+                tracing::error!(error = %e, "internal broker unreachable");
+                return Ok(());
+            }
+        };
+        let _ = upstream.set_nodelay(true);
+        let login = Login {
+            username: name.clone(),
+            password: self.internal_password.clone(),
+        };
+        let mut out = BytesMut::new();
+        version
+            .write(
+                Packet::Connect(connect, properties, None, None, Some(login)),
+                &mut out,
+            )
+            .map_err(|e| {
+                refusal(
+                    Some(&name),
+                    RefusalReason::ProtocolViolation,
+                    format!("CONNECT: {e}"),
+                )
+            })?;
+        if upstream.write_all(&out).await.is_err() {
+            return Ok(());
+        }
+
+        self.connected.enter(&name);
+        tracing::info!(device = %name, %peer, "device connected");
+        let result = self
+            .pump(stream, upstream, buf, version, &name, device, shutdown)
+            .await;
+        self.connected.leave(&name);
+        tracing::info!(device = %name, %peer, "device disconnected");
+        result
+    }
+
+    /// Checks a CONNECT; on refusal returns the CONNACK code to answer with.
+    fn authenticate(
+        &self,
+        client_id: &str,
+        login: Option<&Login>,
+        has_will: bool,
+    ) -> Result<DeviceIdentity, (ConnectReturnCode, Refusal)> {
+        let bad = |device: Option<&str>, detail: &str| {
+            (
+                ConnectReturnCode::BadUserNamePassword,
+                refusal(device, RefusalReason::BadCredentials, detail),
+            )
+        };
+        let Some(login) = login else {
+            return Err(bad(Some(client_id), "no username and password"));
+        };
+        let name = login.username.as_str();
+        if name != client_id {
+            return Err(bad(
+                Some(name),
+                "client id must equal the username (the device name)",
+            ));
+        }
+        let Ok(identity) = DeviceIdentity::name(name) else {
+            return Err(bad(Some(name), "username is not a valid device name"));
+        };
+        if !self.credentials.verify(name, &login.password) {
+            return Err(bad(Some(name), "unknown device or wrong secret"));
+        }
+        match self.registry.standing(&identity.device_id()) {
+            Standing::Registered => {}
+            Standing::Removed => {
+                return Err((
+                    ConnectReturnCode::NotAuthorized,
+                    refusal(
+                        Some(name),
+                        RefusalReason::Removed,
+                        "device was removed from the patient's registry",
+                    ),
+                ));
+            }
+            Standing::Unknown => {
+                return Err((
+                    ConnectReturnCode::NotAuthorized,
+                    refusal(
+                        Some(name),
+                        RefusalReason::Unregistered,
+                        "device is not registered to this patient on chain",
+                    ),
+                ));
+            }
+        }
+        if has_will {
+            return Err((
+                ConnectReturnCode::NotAuthorized,
+                refusal(
+                    Some(name),
+                    RefusalReason::WrongTopic,
+                    "a last will is not allowed",
+                ),
+            ));
+        }
+        Ok(identity)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn pump<S>(
+        &self,
+        stream: S,
+        upstream: TcpStream,
+        mut buf: BytesMut,
+        version: Version,
+        name: &str,
+        device: DeviceIdentity,
+        shutdown: CancellationToken,
+    ) -> Result<(), Refusal>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut client_read, mut client_write) = tokio::io::split(stream);
+        let (mut broker_read, mut broker_write) = upstream.into_split();
+        let own_readings = readings_topic(name);
+        let own_acks = acks_topic(name);
+        let max_packet = self.max_packet();
+
+        let downstream = async { tokio::io::copy(&mut broker_read, &mut client_write).await };
+        let upstream = async {
+            loop {
+                let Some(len) = fill_frame(&mut client_read, &mut buf, max_packet)
+                    .await
+                    .map_err(|mut r| {
+                        r.device = Some(name.to_owned());
+                        r
+                    })?
+                else {
+                    return Ok(());
+                };
+                let frame = buf.split_to(len);
+                let mut copy = frame.clone();
+                let packet = version.read(&mut copy, max_packet).map_err(|e| {
+                    refusal(
+                        Some(name),
+                        RefusalReason::ProtocolViolation,
+                        format!("malformed packet: {e}"),
+                    )
+                })?;
+                match &packet {
+                    Packet::Publish(publish, _)
+                        if publish.topic.as_ref() != own_readings.as_bytes() =>
+                    {
+                        return Err(refusal(
+                            Some(name),
+                            RefusalReason::WrongTopic,
+                            format!("published to {:?}", String::from_utf8_lossy(&publish.topic)),
+                        ));
+                    }
+                    Packet::Subscribe(subscribe, _) => {
+                        if let Some(f) = subscribe.filters.iter().find(|f| f.path != own_acks) {
+                            return Err(refusal(
+                                Some(name),
+                                RefusalReason::WrongTopic,
+                                format!("subscribed to {:?}", f.path),
+                            ));
+                        }
+                    }
+                    Packet::Connect(..) => {
+                        return Err(refusal(
+                            Some(name),
+                            RefusalReason::ProtocolViolation,
+                            "second CONNECT",
+                        ));
+                    }
+                    _ => {}
+                }
+                if broker_write.write_all(&frame).await.is_err() {
+                    return Ok(());
+                }
+            }
+        };
+        let mut changes = self.registry.subscribe();
+        let device_id = device.device_id();
+        let removed = async {
+            loop {
+                if changes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                if self.registry.standing(&device_id) != Standing::Registered {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = downstream => Ok(()),
+            result = upstream => result,
+            _ = removed => {
+                tracing::info!(device = %name, "disconnecting: no longer registered on chain");
+                Ok(())
+            }
+            _ = shutdown.cancelled() => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_protocol_level_is_read_from_a_connect_frame() {
+        // CONNECT, remaining length 12, "MQTT", level 4, flags, keep-alive, empty client id.
+        let v311 = [0x10, 12, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 0];
+        assert_eq!(connect_level(&v311), Some(4));
+        let mut v5 = v311;
+        v5[8] = 5;
+        assert_eq!(connect_level(&v5), Some(5));
+        assert_eq!(connect_level(&[0x30, 0]), None, "PUBLISH first");
+        assert_eq!(connect_level(&[0x10]), None, "truncated");
+        assert_eq!(
+            connect_level(&[0x10, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            None,
+            "overlong length"
+        );
+    }
+}

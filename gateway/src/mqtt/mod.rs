@@ -1,0 +1,10 @@
+//! MQTT ingestion: an embedded rumqttd broker behind a gatekeeper that
+//! authenticates each device and confines it to its own topics, the wire
+//! format, and the ingest loop that stores readings before acknowledging them.
+
+pub mod broker;
+pub mod gatekeeper;
+pub mod ingest;
+pub mod tls;
+pub mod topics;
+pub mod wire;

@@ -1,0 +1,224 @@
+//! The daemon's status: devices, the last reading of each, refusal counts and
+//! how far the chain is synced. Served as JSON on a Unix socket in the state
+//! directory; `glyco-hub status` asks for it and prints it.
+
+use std::path::{Path, PathBuf};
+
+use glyco_contracts::{Address, DeviceId, DeviceKind};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::behaviour::RefusalReason;
+use crate::reading::{Reading, Transport, UnixMillis};
+use crate::registry::Standing;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub hub: Address,
+    pub patient: Option<Address>,
+    pub started_at: UnixMillis,
+    pub chain: ChainStatus,
+    pub mqtt: ServiceStatus,
+    pub ble: ServiceStatus,
+    pub devices: Vec<DeviceStatus>,
+    pub readings_stored: u64,
+    pub refusals: Vec<RefusalCount>,
+    /// Refusals counted but not journaled (the journal fell behind).
+    pub refusal_events_dropped: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainStatus {
+    pub rpc_url: String,
+    pub reachable: bool,
+    /// Last block whose device events the mirror has applied.
+    pub synced_block: Option<u64>,
+    pub head: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub enabled: bool,
+    /// What the service is doing, e.g. "listening on 127.0.0.1:1883".
+    pub state: String,
+    /// Addresses it listens on (MQTT).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listen: Vec<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceStatus {
+    pub device_id: DeviceId,
+    /// The identity, when the hub has seen or provisioned it (the chain
+    /// holds only its hash).
+    pub identity: Option<String>,
+    pub kind: Option<DeviceKind>,
+    pub standing: Standing,
+    pub connected: bool,
+    pub last_reading: Option<Reading>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusalCount {
+    pub transport: Transport,
+    pub reason: RefusalReason,
+    pub count: u64,
+}
+
+impl StatusReport {
+    /// Human-readable rendering for `glyco-hub status`.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(out, "hub       {}", self.hub);
+        let _ = writeln!(
+            out,
+            "patient   {}",
+            self.patient
+                .map_or("(not yet authorised on chain)".to_owned(), |p| p
+                    .to_string())
+        );
+        let chain = &self.chain;
+        let _ = writeln!(
+            out,
+            "chain     {} — {}, synced to block {}, head {}",
+            chain.rpc_url,
+            if chain.reachable {
+                "reachable"
+            } else {
+                "UNREACHABLE (using the last mirror)"
+            },
+            chain.synced_block.map_or("-".into(), |b| b.to_string()),
+            chain.head.map_or("-".into(), |b| b.to_string()),
+        );
+        if let Some(e) = &chain.last_error {
+            let _ = writeln!(out, "          last error: {e}");
+        }
+        let _ = writeln!(out, "mqtt      {}", self.mqtt.state);
+        let _ = writeln!(out, "ble       {}", self.ble.state);
+        let _ = writeln!(out, "readings  {} stored", self.readings_stored);
+        let _ = writeln!(out, "\ndevices");
+        if self.devices.is_empty() {
+            let _ = writeln!(out, "  (none registered)");
+        }
+        for d in &self.devices {
+            let name = d
+                .identity
+                .clone()
+                .unwrap_or_else(|| format!("{}…", &d.device_id.to_string()[..10]));
+            let kind = d.kind.map_or("?".into(), |k| format!("{k:?}"));
+            let last = d
+                .last_reading
+                .as_ref()
+                .map_or("no reading yet".to_owned(), |r| {
+                    format!(
+                        "last {} (seq {}, {})",
+                        r.measurement.display_value(),
+                        r.seq,
+                        format_time(r.measured_at())
+                    )
+                });
+            let _ = writeln!(
+                out,
+                "  {name:<28} {kind:<14} {:<10} {:<9} {last}",
+                format!("{:?}", d.standing).to_lowercase(),
+                if d.connected { "connected" } else { "" },
+            );
+        }
+        let _ = writeln!(out, "\nrefusals");
+        if self.refusals.is_empty() {
+            let _ = writeln!(out, "  (none)");
+        }
+        for r in &self.refusals {
+            let _ = writeln!(
+                out,
+                "  {:<5} {:<20} {}",
+                format!("{:?}", r.transport).to_lowercase(),
+                r.reason.as_str(),
+                r.count
+            );
+        }
+        out
+    }
+}
+
+fn format_time(millis: UnixMillis) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis.max(0) as u64);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("cannot listen on {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the hub is not running (no answer on {path}: {source})")]
+    NotRunning {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bad answer from the hub: {0}")]
+    BadAnswer(String),
+}
+
+/// Serves `report()` to every client that connects, until shutdown.
+pub async fn serve<F>(
+    path: &Path,
+    report: F,
+    shutdown: CancellationToken,
+) -> Result<(), StatusError>
+where
+    F: Fn() -> StatusReport + Send + Sync + 'static,
+{
+    // A socket left by a crashed daemon would make bind fail.
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).map_err(|source| StatusError::Bind {
+        path: path.to_owned(),
+        source,
+    })?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660));
+    }
+    let path = path.to_owned();
+    loop {
+        let mut stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "status accept failed");
+                    continue;
+                }
+            },
+        };
+        let body = serde_json::to_vec(&report()).expect("status serialises");
+        tokio::spawn(async move {
+            let _ = stream.write_all(&body).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+/// Asks the running daemon for its status.
+pub async fn query(path: &Path) -> Result<StatusReport, StatusError> {
+    let mut stream = UnixStream::connect(path)
+        .await
+        .map_err(|source| StatusError::NotRunning {
+            path: path.to_owned(),
+            source,
+        })?;
+    let mut body = Vec::new();
+    stream
+        .read_to_end(&mut body)
+        .await
+        .map_err(|e| StatusError::BadAnswer(e.to_string()))?;
+    serde_json::from_slice(&body).map_err(|e| StatusError::BadAnswer(e.to_string()))
+}

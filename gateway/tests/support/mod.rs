@@ -1,0 +1,288 @@
+//! End-to-end harness for the hub: a real anvil chain with the contracts and
+//! the consortium set up, and the real `glyco-hub` binary as a process.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use glyco_contracts::devnet::DevnetConfig;
+use glyco_contracts::testkit::{Consortium, accounts::*, ephemeral_devnet};
+use glyco_contracts::{Address, DeviceIdentity, DeviceKind, EntityKind, GlycoClient};
+use glyco_gateway::config::HubConfig;
+use glyco_gateway::credentials::CredentialsFile;
+use glyco_gateway::status::{self, StatusReport};
+use tokio::process::{Child, Command};
+
+pub const HUB_BIN: &str = env!("CARGO_BIN_EXE_glyco-hub");
+
+pub struct HubWorld {
+    pub consortium: Consortium,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub config: HubConfig,
+}
+
+impl HubWorld {
+    /// Instant mining: fast, for everything but block-timing tests.
+    pub async fn new() -> Self {
+        Self::with_devnet(ephemeral_devnet()).await
+    }
+
+    /// A block every `secs` seconds.
+    pub async fn with_block_time(secs: u64) -> Self {
+        Self::with_devnet(DevnetConfig {
+            block_time_secs: secs,
+            ..ephemeral_devnet()
+        })
+        .await
+    }
+
+    async fn with_devnet(devnet: DevnetConfig) -> Self {
+        let consortium = Consortium::start_with(devnet).await.expect("chain starts");
+        let admin = consortium.client(ADMIN);
+        admin
+            .enrol_entity(
+                consortium.address(HOSPITAL),
+                EntityKind::Hospital,
+                "St Luke's",
+            )
+            .await
+            .unwrap();
+        admin
+            .enrol_physician(consortium.address(PHYSICIAN), consortium.address(HOSPITAL))
+            .await
+            .unwrap();
+        consortium
+            .client(PHYSICIAN)
+            .register_patient(consortium.address(PATIENT))
+            .await
+            .unwrap();
+        consortium
+            .client(PATIENT)
+            .authorise_hub(consortium.address(HUB))
+            .await
+            .unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        std::fs::create_dir_all(&state_dir).unwrap();
+        let deployment_file = dir.path().join("deployment.json");
+        consortium.deployment.save(&deployment_file).unwrap();
+        // The hub's key: the dev account the patient authorised (it holds gas money).
+        write_key(&state_dir.join("hub.key"), &consortium.signer(HUB));
+
+        let mut config = HubConfig {
+            state_dir,
+            ..HubConfig::default()
+        };
+        config.chain.rpc_url = consortium.devnet.rpc_url().to_string();
+        config.chain.deployment_file = deployment_file;
+        config.chain.poll_interval_ms = 200;
+        config.mqtt.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        config.ble.enabled = false;
+        let config_path = dir.path().join("hub.toml");
+        std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+        Self {
+            consortium,
+            dir,
+            config_path,
+            config,
+        }
+    }
+
+    pub fn patient(&self) -> Address {
+        self.consortium.address(PATIENT)
+    }
+
+    pub fn client(&self, index: u32) -> GlycoClient {
+        self.consortium.client(index)
+    }
+
+    /// Registers a named device through the hub's own CLI, returning its secret.
+    pub async fn register(&self, name: &str, kind: &str) -> String {
+        let output = Command::new(HUB_BIN)
+            .args([
+                "--config",
+                self.config_path.to_str().unwrap(),
+                "device",
+                "add",
+                "--name",
+                name,
+                "--kind",
+                kind,
+            ])
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "device add failed: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("MQTT password (shown once): "))
+            .expect("the secret is printed")
+            .trim()
+            .to_owned()
+    }
+
+    /// Gives a device credentials without registering it on chain.
+    pub fn provision_only(&self, name: &str) -> String {
+        let path = self.config.credentials_path();
+        let mut file = CredentialsFile::load(&path).unwrap();
+        let secret = file.provision(name).unwrap();
+        file.save(&path).unwrap();
+        secret
+    }
+
+    /// The patient removes a device on chain; returns the removal's block.
+    pub async fn remove_on_chain(&self, name: &str) -> u64 {
+        let id = DeviceIdentity::name(name).unwrap().device_id();
+        self.client(PATIENT)
+            .remove_device(self.patient(), id)
+            .await
+            .unwrap()
+            .block
+    }
+
+    /// Registers a device on chain directly, as the patient would from an app.
+    pub async fn add_on_chain(&self, identity: &DeviceIdentity, kind: DeviceKind) {
+        self.client(PATIENT)
+            .add_device(self.patient(), identity.device_id(), kind)
+            .await
+            .unwrap();
+    }
+
+    pub async fn start_hub(&self) -> Hub {
+        Hub::start(&self.config_path, &self.config, self.dir.path()).await
+    }
+}
+
+fn write_key(path: &Path, signer: &glyco_contracts::keys::Signer) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    writeln!(file, "{}", signer.to_bytes()).unwrap();
+}
+
+/// The hub daemon as a child process.
+pub struct Hub {
+    child: Child,
+    pub socket: PathBuf,
+    pub mqtt: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Hub {
+    async fn start(config_path: &Path, config: &HubConfig, dir: &Path) -> Self {
+        let log = dir.join(format!(
+            "hub-{}.log",
+            std::process::id() as u64 + rand_suffix()
+        ));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(HUB_BIN)
+            .args(["--config", config_path.to_str().unwrap(), "run"])
+            .env("RUST_LOG", "info,glyco_gateway=debug,rumqttd=warn")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let socket = config.status_socket();
+        let mut hub = Self {
+            child,
+            socket,
+            mqtt: "0.0.0.0:0".parse().unwrap(),
+            log,
+        };
+        let report = hub
+            .wait_for("the status socket to answer", |r| !r.mqtt.listen.is_empty())
+            .await;
+        hub.mqtt = report.mqtt.listen[0];
+        hub
+    }
+
+    pub async fn status(&self) -> Option<StatusReport> {
+        status::query(&self.socket).await.ok()
+    }
+
+    /// Polls the status until `done` holds (up to 20 s), else panics with the log.
+    pub async fn wait_for(&self, what: &str, done: impl Fn(&StatusReport) -> bool) -> StatusReport {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(report) = self.status().await
+                && done(&report)
+            {
+                return report;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; last status: {:?}\nhub log:\n{}",
+                    self.status().await,
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the mirror has synced `device` as registered.
+    pub async fn wait_registered(&self, name: &str) {
+        let id = DeviceIdentity::name(name).unwrap().device_id();
+        self.wait_for(&format!("{name} in the mirror"), |r| {
+            r.devices.iter().any(|d| {
+                d.device_id == id && d.standing == glyco_gateway::registry::Standing::Registered
+            })
+        })
+        .await;
+    }
+
+    pub fn refusals(report: &StatusReport, reason: &str) -> u64 {
+        report
+            .refusals
+            .iter()
+            .filter(|r| r.reason.as_str() == reason)
+            .map(|r| r.count)
+            .sum()
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("hub exits after SIGTERM")
+            .unwrap()
+    }
+
+    /// SIGKILL: the hub gets no chance to clean up.
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+}
+
+pub fn now_ms() -> i64 {
+    glyco_gateway::reading::now_millis()
+}
