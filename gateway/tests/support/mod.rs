@@ -212,6 +212,10 @@ impl Hub {
         hub
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the hub is running")
+    }
+
     pub async fn status(&self) -> Option<StatusReport> {
         status::query(&self.socket).await.ok()
     }
