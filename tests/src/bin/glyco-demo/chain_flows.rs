@@ -14,6 +14,10 @@ use glyco_contracts::{
 
 use crate::narrate::{refused, section, step, tx};
 
+/// The BLE devices registered on chain (bonded identity addresses).
+pub const BLE_GLUCOMETER: &str = "C0:26:DA:01:02:03";
+pub const BLE_CGM: &str = "C0:26:DA:0A:0B:0C";
+
 /// What later parts of the demo build on.
 pub struct ChainWorld {
     pub devnet: Devnet,
@@ -27,7 +31,7 @@ impl ChainWorld {
     }
 }
 
-fn address(index: u32) -> glyco_contracts::Address {
+pub fn address(index: u32) -> glyco_contracts::Address {
     dev_account(DEV_MNEMONIC, index)
         .expect("dev account derives")
         .address()
@@ -120,8 +124,8 @@ pub async fn run(dir: &Path, anvil: PathBuf) -> Result<ChainWorld> {
     );
 
     section("4. The patient registers two devices (the 2020 paper's Algorithm 2)");
-    let glucometer = DeviceIdentity::ble("C0:26:DA:01:02:03")?;
-    let cuff = DeviceIdentity::name("bp-cuff-1")?;
+    let glucometer = DeviceIdentity::ble(BLE_GLUCOMETER)?;
+    let cgm = DeviceIdentity::ble(BLE_CGM)?;
     let outcome = patient
         .add_device(
             address(PATIENT),
@@ -135,14 +139,10 @@ pub async fn run(dir: &Path, anvil: PathBuf) -> Result<ChainWorld> {
     );
     let outcome = world
         .client(HUB)
-        .add_device(
-            address(PATIENT),
-            cuff.device_id(),
-            DeviceKind::BloodPressure,
-        )
+        .add_device(address(PATIENT), cgm.device_id(), DeviceKind::Cgm)
         .await?;
     tx(
-        &format!("blood-pressure cuff {cuff}, registered by the hub"),
+        &format!("CGM {cgm}, registered by the hub for the patient"),
         &outcome,
     );
     match patient
@@ -158,11 +158,7 @@ pub async fn run(dir: &Path, anvil: PathBuf) -> Result<ChainWorld> {
     }
     match world
         .client(SECOND_PATIENT)
-        .add_device(
-            address(PATIENT),
-            cuff.device_id(),
-            DeviceKind::BloodPressure,
-        )
+        .add_device(address(PATIENT), cgm.device_id(), DeviceKind::Cgm)
         .await
     {
         Err(e) => refused("someone else tries to add a device for this patient", &e),

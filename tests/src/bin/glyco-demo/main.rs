@@ -2,6 +2,7 @@
 //! contracts, and the papers' flows — narrated step by step.
 
 mod chain_flows;
+mod hub_flows;
 mod narrate;
 
 use std::path::PathBuf;
@@ -40,7 +41,8 @@ async fn main() -> Result<()> {
     let anvil = cli
         .anvil
         .unwrap_or_else(glyco_contracts::testkit::workspace_anvil);
-    chain_flows::run(&cli.dir, anvil).await?;
+    let world = chain_flows::run(&cli.dir, anvil).await?;
+    hub_flows::run(&cli.dir, &world).await?;
     narrate::done();
     Ok(())
 }

@@ -1,0 +1,239 @@
+//! The hub part of the demo: the real `glyco-hub` daemon admits readings
+//! from registered simulated MQTT devices, stores them before acknowledging
+//! them, and refuses an unregistered device and a bad reading.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use glyco_contracts::keys::{DEV_MNEMONIC, dev_account};
+use glyco_contracts::testkit::accounts::HUB;
+use glyco_gateway::config::HubConfig;
+use glyco_gateway::credentials::CredentialsFile;
+use glyco_gateway::mqtt::wire::AckStatus;
+use glyco_gateway::reading::now_millis;
+use glyco_gateway::sim::{self, SimError, SimulatedDevice};
+use glyco_gateway::status::{self, StatusReport};
+use tokio::process::{Child, Command};
+
+use crate::chain_flows::ChainWorld;
+use crate::narrate::{section, step};
+
+/// The hub binary, built beside this one (scripts/demo.sh builds both).
+fn hub_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name("glyco-hub");
+    if !path.exists() {
+        bail!(
+            "{} not found: build it with `cargo build -p glyco-gateway`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn write_hub_config(dir: &Path, world: &ChainWorld) -> Result<(PathBuf, HubConfig)> {
+    let state_dir = dir.join("hub");
+    std::fs::create_dir_all(&state_dir)?;
+    // The hub acts with the dev account the patient authorised in step 3.
+    let key = dev_account(DEV_MNEMONIC, HUB)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(state_dir.join("hub.key"))?;
+    writeln!(file, "{}", key.to_bytes())?;
+    let mut config = HubConfig {
+        state_dir,
+        ..HubConfig::default()
+    };
+    config.chain.rpc_url = world.devnet.rpc_url().to_string();
+    config.chain.deployment_file = dir.join("deployment.json");
+    config.chain.poll_interval_ms = 500;
+    config.mqtt.listen = vec!["127.0.0.1:0".parse()?];
+    config.ble.enabled = false;
+    let path = dir.join("hub.toml");
+    std::fs::write(&path, toml::to_string(&config)?)?;
+    Ok((path, config))
+}
+
+async fn hub_cli(config: &Path, args: &[&str]) -> Result<String> {
+    let output = Command::new(hub_binary()?)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .await?;
+    if !output.status.success() {
+        bail!(
+            "glyco-hub {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+async fn wait_status(
+    socket: &Path,
+    what: &str,
+    done: impl Fn(&StatusReport) -> bool,
+) -> Result<StatusReport> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(report) = status::query(socket).await
+            && done(&report)
+        {
+            return Ok(report);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn stop(mut hub: Child) -> Result<()> {
+    if let Some(pid) = hub.id() {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+    }
+    let status = tokio::time::timeout(Duration::from_secs(20), hub.wait()).await??;
+    step(&format!("hub stopped on SIGTERM ({status})"));
+    Ok(())
+}
+
+pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
+    section("8. The hub: MQTT devices registered through the hub");
+    let (config_path, config) = write_hub_config(dir, world)?;
+    let mut secrets = Vec::new();
+    for (name, kind) in [
+        ("wifi-glucometer", "glucometer"),
+        ("bp-cuff-1", "blood-pressure"),
+    ] {
+        let out = hub_cli(
+            &config_path,
+            &["device", "add", "--name", name, "--kind", kind],
+        )
+        .await?;
+        let tx_line = out.lines().next().unwrap_or_default();
+        step(&format!("glyco-hub device add --name {name}: {tx_line}"));
+        let secret = out
+            .lines()
+            .find_map(|l| l.strip_prefix("MQTT password (shown once): "))
+            .context("the CLI prints the device secret")?;
+        secrets.push(secret.trim().to_owned());
+    }
+    // A device with credentials on the hub but no registration on chain.
+    let mut credentials = CredentialsFile::load(&config.credentials_path())?;
+    let intruder_secret = credentials.provision("unregistered-thermometer")?;
+    credentials.save(&config.credentials_path())?;
+
+    section("9. The hub runs: admitted readings are stored, then acknowledged");
+    let log = std::fs::File::create(dir.join("hub.log"))?;
+    let hub = Command::new(hub_binary()?)
+        .arg("--config")
+        .arg(&config_path)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()?;
+    let socket = config.status_socket();
+    let report = wait_status(&socket, "the hub to mirror its devices", |r| {
+        !r.mqtt.listen.is_empty() && r.devices.len() >= 4
+    })
+    .await?;
+    let mqtt = report.mqtt.listen[0];
+    step(&format!(
+        "glyco-hub run: hub {} for patient {}, MQTT on {mqtt}, {} devices mirrored from chain (log: {})",
+        report.hub,
+        report.patient.map(|p| p.to_string()).unwrap_or_default(),
+        report.devices.len(),
+        dir.join("hub.log").display()
+    ));
+
+    let now = now_millis();
+    let mut glucometer = SimulatedDevice::connect(mqtt, "wifi-glucometer", &secrets[0]).await?;
+    let readings = [
+        (
+            1,
+            sim::glucose_payload(1, now - 600_000, 5.8, "mmol/L"),
+            "5.8 mmol/L",
+        ),
+        (
+            2,
+            sim::glucose_payload(2, now - 300_000, 132.0, "mg/dL"),
+            "132 mg/dL",
+        ),
+        (3, sim::glucose_payload(3, now, 68.0, "mg/dL"), "68 mg/dL"),
+    ];
+    for (seq, payload, label) in readings {
+        let ack = glucometer.send_until_acked(seq, payload, 3).await?;
+        step(&format!(
+            "wifi-glucometer reading #{seq} ({label}) -> {:?}",
+            ack.status
+        ));
+    }
+    let mut cuff = SimulatedDevice::connect(mqtt, "bp-cuff-1", &secrets[1]).await?;
+    for (seq, sys, dia) in [(1, 128.0, 82.0), (2, 141.0, 90.0)] {
+        let ack = cuff
+            .send_until_acked(seq, sim::blood_pressure_payload(seq, now, sys, dia), 3)
+            .await?;
+        step(&format!(
+            "bp-cuff-1 reading #{seq} ({sys}/{dia} mmHg) -> {:?}",
+            ack.status
+        ));
+    }
+    let resend = glucometer
+        .send_until_acked(2, sim::glucose_payload(2, now - 300_000, 132.0, "mg/dL"), 3)
+        .await?;
+    step(&format!(
+        "wifi-glucometer resends #2 (its ack was 'lost') -> {:?}: stored once",
+        resend.status
+    ));
+
+    section("10. The hub refuses what it must");
+    let bad = glucometer
+        .send_until_acked(4, sim::glucose_payload(4, now, 900.0, "mg/dL"), 3)
+        .await?;
+    if bad.status != AckStatus::Rejected {
+        bail!("an impossible glucose value was not rejected");
+    }
+    step(&format!(
+        "wifi-glucometer reading #4 (900 mg/dL) -> Rejected: {}",
+        bad.reason.unwrap_or_default()
+    ));
+    match SimulatedDevice::connect(mqtt, "unregistered-thermometer", &intruder_secret).await {
+        Err(SimError::Refused(code)) => step(&format!(
+            "unregistered-thermometer (valid secret, not on chain) -> CONNECT refused: {code:?}"
+        )),
+        Ok(_) => bail!("an unregistered device was let in"),
+        Err(e) => return Err(e.into()),
+    }
+    match SimulatedDevice::connect(mqtt, "bp-cuff-1", "a guessed password").await {
+        Err(SimError::Refused(code)) => step(&format!(
+            "bp-cuff-1 with a guessed password -> CONNECT refused: {code:?}"
+        )),
+        Ok(_) => bail!("a wrong secret was accepted"),
+        Err(e) => return Err(e.into()),
+    }
+
+    wait_status(&socket, "the refusals to be counted", |r| {
+        r.refusals.iter().map(|c| c.count).sum::<u64>() >= 3
+    })
+    .await?;
+    section("11. glyco-hub status");
+    for line in hub_cli(&config_path, &["status"]).await?.lines() {
+        println!("    {line}");
+    }
+    glucometer.disconnect().await;
+    cuff.disconnect().await;
+    stop(hub).await
+}
