@@ -9,8 +9,9 @@ cd "$root"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: libdbus for bluer, a private D-Bus and python3-dbusmock for
-# the mock BlueZ, mosquitto clients as the independent MQTT peer.
-debian_packages=(pkg-config libdbus-1-dev dbus-daemon python3-dbusmock mosquitto-clients)
+# the mock BlueZ, mosquitto clients as the independent MQTT peer, openssl for
+# the TLS test's throwaway certificate.
+debian_packages=(pkg-config libdbus-1-dev dbus-daemon python3-dbusmock mosquitto-clients openssl)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -92,6 +92,12 @@ impl HubWorld {
         }
     }
 
+    /// Changes the hub's config file (before the hub starts).
+    pub fn edit_config(&mut self, edit: impl FnOnce(&mut HubConfig)) {
+        edit(&mut self.config);
+        std::fs::write(&self.config_path, toml::to_string(&self.config).unwrap()).unwrap();
+    }
+
     pub fn patient(&self) -> Address {
         self.consortium.address(PATIENT)
     }
