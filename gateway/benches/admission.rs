@@ -32,16 +32,28 @@ fn bench(c: &mut Criterion) {
     let cases = [
         ("glucose_mmol", sim::glucose_payload(42, now, 5.4, "mmol/L")),
         ("cgm", sim::cgm_payload(42, now, 142.0)),
-        ("blood_pressure", sim::blood_pressure_payload(42, now, 128.0, 82.0)),
-        ("out_of_range_refused", sim::glucose_payload(42, now, 900.0, "mg/dL")),
+        (
+            "blood_pressure",
+            sim::blood_pressure_payload(42, now, 128.0, 82.0),
+        ),
+        (
+            "out_of_range_refused",
+            sim::glucose_payload(42, now, 900.0, "mg/dL"),
+        ),
     ];
     let mut group = c.benchmark_group("parse_validate_admit");
     group.throughput(Throughput::Elements(1));
     for (name, payload) in &cases {
         // Sanity: the admitted cases admit, the refused one refuses.
         let decision = admission.mqtt(&device, payload, now);
-        assert_eq!(matches!(decision, Decision::Admit(_)), !name.ends_with("refused"), "{name}");
-        group.bench_function(*name, |b| b.iter(|| admission.mqtt(&device, black_box(payload), now)));
+        assert_eq!(
+            matches!(decision, Decision::Admit(_)),
+            !name.ends_with("refused"),
+            "{name}"
+        );
+        group.bench_function(*name, |b| {
+            b.iter(|| admission.mqtt(&device, black_box(payload), now))
+        });
     }
     group.finish();
 }

@@ -35,7 +35,10 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let secs: u64 = std::env::var("GLYCO_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let secs: u64 = std::env::var("GLYCO_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
     let world = HubWorld::new().await;
     let mut secrets = Vec::new();
     for i in 0..DEVICES {
@@ -46,7 +49,8 @@ async fn main() {
         secrets.push((name.clone(), world.provision_only(&name)));
     }
     let hub = world.start_hub().await;
-    hub.wait_for("all devices mirrored", |r| r.devices.len() == DEVICES).await;
+    hub.wait_for("all devices mirrored", |r| r.devices.len() == DEVICES)
+        .await;
     let pid = hub.pid();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = rss_kib(pid);
@@ -57,7 +61,9 @@ async fn main() {
         let stored = stored.clone();
         let address = hub.mqtt;
         tasks.push(tokio::spawn(async move {
-            let mut device = SimulatedDevice::connect(address, &name, &secret).await.unwrap();
+            let mut device = SimulatedDevice::connect(address, &name, &secret)
+                .await
+                .unwrap();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             for seq in 1..=secs {
                 tick.tick().await;
@@ -81,7 +87,9 @@ async fn main() {
     let steady = &samples[samples.len() / 2..];
     let mean = steady.iter().sum::<u64>() / steady.len().max(1) as u64;
     let peak = samples.iter().copied().max().unwrap_or(0);
-    println!("| devices | seconds | readings stored | RSS idle (MiB) | RSS steady mean (MiB) | RSS peak (MiB) |");
+    println!(
+        "| devices | seconds | readings stored | RSS idle (MiB) | RSS steady mean (MiB) | RSS peak (MiB) |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|");
     println!(
         "| {DEVICES} | {secs} | {} | {:.1} | {:.1} | {:.1} |",
@@ -91,6 +99,10 @@ async fn main() {
         peak as f64 / 1024.0
     );
     let report = hub.status().await.unwrap();
-    assert_eq!(report.readings_stored, stored.load(Ordering::Relaxed), "every acked reading is stored");
+    assert_eq!(
+        report.readings_stored,
+        stored.load(Ordering::Relaxed),
+        "every acked reading is stored"
+    );
     hub.terminate().await;
 }

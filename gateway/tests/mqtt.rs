@@ -508,3 +508,39 @@ async fn acknowledged_readings_survive_sigkill_and_replays_are_caught_after_rest
         .await;
     assert_eq!(report.readings_stored, 20);
 }
+
+#[tokio::test]
+async fn garbage_on_the_device_port_is_refused_and_the_hub_carries_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let world = HubWorld::new().await;
+    let secret = world.register("hr-1", "heart-rate").await;
+    let hub = world.start_hub().await;
+    hub.wait_registered("hr-1").await;
+
+    let garbage: [&[u8]; 4] = [
+        b"GET / HTTP/1.1\r\nHost: hub\r\n\r\n",
+        &[0x30, 0x05, 0, 1, b'x', 1, 2], // PUBLISH before CONNECT
+        &[0x10, 0xff, 0xff, 0xff, 0xff, 0x7f], // malformed remaining length
+        &[0x10, 0x0c, 0, 4, b'M', b'Q', b'T', b'T', 9, 2, 0, 60, 0, 0], // protocol level 9
+    ];
+    for bytes in garbage {
+        let mut stream = tokio::net::TcpStream::connect(hub.mqtt).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut sink)).await;
+    }
+    hub.wait_for("four protocol violations", |r| {
+        Hub::refusals(r, "protocol_violation") == 4
+    })
+    .await;
+    // A well-behaved device is unaffected.
+    let mut strap = SimulatedDevice::connect(hub.mqtt, "hr-1", &secret)
+        .await
+        .unwrap();
+    let payload =
+        br#"{"v":1,"seq":1,"measurement":{"kind":"heart_rate","value":64,"unit":"bpm"}}"#.to_vec();
+    assert_eq!(
+        strap.send_until_acked(1, payload, 3).await.unwrap().status,
+        AckStatus::Stored
+    );
+}

@@ -253,6 +253,22 @@ impl Gatekeeper {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let mut buf = BytesMut::with_capacity(1024);
+        // The first byte already tells a CONNECT from anything else (an HTTP
+        // request, a scanner): no need to wait for a whole frame to refuse.
+        match tokio::time::timeout(self.connect_timeout, stream.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => {
+                tracing::debug!(%peer, "connection closed before CONNECT");
+                return Ok(());
+            }
+        }
+        if buf[0] >> 4 != 1 {
+            return Err(refusal(
+                None,
+                RefusalReason::ProtocolViolation,
+                "first packet is not CONNECT",
+            ));
+        }
         let frame_len = match tokio::time::timeout(
             self.connect_timeout,
             fill_frame(&mut stream, &mut buf, self.max_packet()),

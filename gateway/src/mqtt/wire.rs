@@ -379,6 +379,31 @@ mod tests {
         ));
     }
 
+    /// Arbitrary bytes, and mutations of a valid payload, never panic.
+    #[test]
+    fn no_input_makes_the_parser_panic() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let valid = br#"{"v":1,"seq":7,"time_ms":900,"measurement":{"kind":"blood_pressure","systolic":120,"diastolic":80,"unit":"mmHg"}}"#;
+        for _ in 0..20_000 {
+            let len = (next() % 160) as usize;
+            let random: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let _ = parse_reading(&device(), &random, 4096, 0);
+            let mut mutated = valid.to_vec();
+            for _ in 0..(next() % 4 + 1) {
+                let at = (next() as usize) % mutated.len();
+                mutated[at] = next() as u8;
+            }
+            let _ = parse_reading(&device(), &mutated, 4096, 0);
+            let _ = salvage_seq(&mutated);
+        }
+    }
+
     #[test]
     fn a_rejected_payloads_seq_is_salvaged_when_readable() {
         assert_eq!(

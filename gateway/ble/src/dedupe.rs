@@ -1,0 +1,79 @@
+//! In-session de-duplication of glucometer records. After a reconnect the
+//! hub's cursor may lag what this session already emitted (the hub had not
+//! stored it yet), so the RACP report can resend records; they are dropped
+//! here. The key is the sequence number together with the base time: a
+//! resent record has both equal, while a glucometer that was reset and
+//! restarted its numbering produces new records with old numbers but new
+//! times, which must not be lost. The window is bounded (oldest keys fall
+//! out first) so a long-running session does not grow without limit.
+
+use std::collections::{HashSet, VecDeque};
+
+use crate::profiles::DateTime;
+
+pub(crate) struct RecordWindow {
+    seen: HashSet<(u16, DateTime)>,
+    order: VecDeque<(u16, DateTime)>,
+    capacity: usize,
+}
+
+impl RecordWindow {
+    pub(crate) fn new(capacity: usize) -> Self {
+        RecordWindow {
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// True when the record is new (and remembers it); false for a repeat.
+    pub(crate) fn insert(&mut self, sequence: u16, base_time: DateTime) -> bool {
+        let key = (sequence, base_time);
+        if !self.seen.insert(key) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(minute: u8) -> DateTime {
+        DateTime {
+            year: 2024,
+            month: 3,
+            day: 15,
+            hours: 7,
+            minutes: minute,
+            seconds: 0,
+        }
+    }
+
+    #[test]
+    fn drops_repeats_keeps_renumbered_records() {
+        let mut w = RecordWindow::new(16);
+        assert!(w.insert(1, at(0)));
+        assert!(w.insert(2, at(1)));
+        assert!(!w.insert(1, at(0)), "resent record");
+        assert!(w.insert(1, at(30)), "same number after a device reset, new time");
+    }
+
+    #[test]
+    fn window_is_bounded() {
+        let mut w = RecordWindow::new(2);
+        assert!(w.insert(1, at(0)));
+        assert!(w.insert(2, at(0)));
+        assert!(w.insert(3, at(0)));
+        assert_eq!(w.seen.len(), 2);
+        assert!(w.insert(1, at(0)), "fell out of the window");
+        assert!(!w.insert(3, at(0)));
+    }
+}

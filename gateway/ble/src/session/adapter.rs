@@ -1,0 +1,290 @@
+//! Adapter supervision: find the adapter, serve its devices, notice when it
+//! goes away.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bluer::{Adapter, AdapterEvent, AddressType, Session, SessionEvent};
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, timeout};
+use tokio_util::sync::CancellationToken;
+
+use super::{Ctx, EventsClosed, StopReason, device};
+use crate::config::BleConfig;
+use crate::counters::Counter;
+use crate::error::{Operation, SessionError};
+use crate::event::BleEvent;
+use crate::identity::{BdAddr, classify};
+
+/// BlueZ's adapter add/remove signals.
+pub(crate) type AdapterEvents = BoxStream<'static, SessionEvent>;
+
+/// How long a device task gets to report its disconnection when stopped.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+pub(crate) enum Wait {
+    Ready(String),
+    Stop,
+    BusLost,
+}
+
+pub(crate) enum End {
+    Stop,
+    Lost,
+    BusLost,
+}
+
+/// The configured adapter, or BlueZ's default choice: "hci0" if present,
+/// else the first by name.
+async fn pick(session: &Session, config: &BleConfig) -> Result<Option<String>, SessionError> {
+    let mut names = session
+        .adapter_names()
+        .await
+        .map_err(|e| SessionError::bluetooth(Operation::Adapters, e))?;
+    Ok(match &config.adapter {
+        Some(want) => names.into_iter().find(|n| n == want),
+        None => {
+            names.sort();
+            match names.iter().position(|n| n == "hci0") {
+                Some(i) => Some(names.swap_remove(i)),
+                None => names.into_iter().next(),
+            }
+        }
+    })
+}
+
+/// Waits, without polling, until the adapter exists. The rescan timer is
+/// only a safety net for a signal missed while BlueZ itself restarts.
+pub(crate) async fn wait_for_adapter(
+    session: &Session,
+    ctx: &Ctx,
+    events: &mut AdapterEvents,
+    shutdown: &CancellationToken,
+) -> Wait {
+    loop {
+        match pick(session, &ctx.config).await {
+            Ok(Some(name)) => return Wait::Ready(name),
+            Ok(None) => tracing::info!(adapter = ?ctx.config.adapter, "waiting for the Bluetooth adapter"),
+            Err(error) => {
+                if ctx.bluetooth_error(None, error).await.is_err() {
+                    return Wait::Stop;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Wait::Stop,
+            _ = ctx.events.closed() => return Wait::Stop,
+            event = events.next() => {
+                if event.is_none() {
+                    return Wait::BusLost;
+                }
+            }
+            _ = sleep(ctx.config.rescan_interval) => {}
+        }
+    }
+}
+
+struct Task {
+    stop: watch::Sender<Option<StopReason>>,
+    handle: JoinHandle<()>,
+}
+
+struct Supervisor<'a> {
+    ctx: &'a Arc<Ctx>,
+    adapter: Adapter,
+    tasks: HashMap<BdAddr, Task>,
+    /// Devices already reported as skipped (reported once, not per scan).
+    skipped: HashSet<BdAddr>,
+}
+
+/// Serves the adapter's devices until the adapter goes, the bus goes, or
+/// the hub stops us.
+pub(crate) async fn supervise(
+    session: &Session,
+    ctx: &Arc<Ctx>,
+    name: &str,
+    events: &mut AdapterEvents,
+    shutdown: &CancellationToken,
+) -> End {
+    let adapter = match session.adapter(name) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = ctx.bluetooth_error(None, SessionError::bluetooth(Operation::Adapters, e)).await;
+            return End::Lost;
+        }
+    };
+    // Device signals first, then the listing: a device added in between is
+    // seen by one or the other (twice is harmless).
+    let mut device_events = match adapter.events().await {
+        Ok(s) => s.boxed(),
+        Err(e) => {
+            let _ = ctx.bluetooth_error(None, SessionError::bluetooth(Operation::Devices, e)).await;
+            return End::Lost;
+        }
+    };
+    let mut sup = Supervisor {
+        ctx,
+        adapter,
+        tasks: HashMap::new(),
+        skipped: HashSet::new(),
+    };
+    let every = ctx.config.rescan_interval;
+    let mut rescan = interval_at(Instant::now(), every);
+    rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+    let (end, reason) = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break (End::Stop, StopReason::Shutdown),
+            _ = ctx.events.closed() => break (End::Stop, StopReason::Shutdown),
+            event = events.next() => match event {
+                Some(SessionEvent::AdapterRemoved(n)) if n == name => break (End::Lost, StopReason::AdapterLost),
+                // Other adapters, and the announcement of ours (stale, from
+                // before we started, or BlueZ re-announcing it).
+                Some(_) => {}
+                None => break (End::BusLost, StopReason::Shutdown),
+            },
+            event = device_events.next() => {
+                let step = match event {
+                    Some(AdapterEvent::DeviceAdded(address)) => sup.consider(BdAddr(address.0)).await,
+                    Some(AdapterEvent::DeviceRemoved(address)) => {
+                        sup.remove(BdAddr(address.0)).await;
+                        Ok(())
+                    }
+                    Some(AdapterEvent::PropertyChanged(_)) => Ok(()),
+                    // The adapter object is gone.
+                    None => break (End::Lost, StopReason::AdapterLost),
+                };
+                if step.is_err() {
+                    break (End::Stop, StopReason::Shutdown);
+                }
+            }
+            _ = rescan.tick() => {
+                if sup.scan().await.is_err() {
+                    break (End::Stop, StopReason::Shutdown);
+                }
+            }
+        }
+    };
+    sup.stop_all(reason).await;
+    if matches!(end, End::Lost) {
+        // The adapter's removal reaches both streams at once; whichever we
+        // did not act on is waiting already. Drop it so that it does not
+        // end the next supervision when the adapter is back.
+        while let Some(Some(_stale)) = events.next().now_or_never() {}
+    }
+    end
+}
+
+impl Supervisor<'_> {
+    /// Starts tasks for every eligible device BlueZ lists.
+    async fn scan(&mut self) -> Result<(), EventsClosed> {
+        self.tasks.retain(|_, t| !t.handle.is_finished());
+        let addresses = match self.adapter.device_addresses().await {
+            Ok(a) => a,
+            Err(e) => {
+                return self
+                    .ctx
+                    .bluetooth_error(None, SessionError::bluetooth(Operation::Devices, e))
+                    .await;
+            }
+        };
+        for address in addresses {
+            self.consider(BdAddr(address.0)).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a task for this device if it should be served and has none.
+    async fn consider(&mut self, address: BdAddr) -> Result<(), EventsClosed> {
+        if self.tasks.get(&address).is_some_and(|t| !t.handle.is_finished()) {
+            return Ok(());
+        }
+        let device = match self.adapter.device(bluer::Address(address.0)) {
+            Ok(d) => d,
+            Err(e) => {
+                return self
+                    .ctx
+                    .bluetooth_error(None, SessionError::bluetooth(Operation::Devices, e))
+                    .await;
+            }
+        };
+        let wanted = match &self.ctx.config.allow {
+            Some(allow) => allow.contains(&address),
+            // bluer 0.17 has no Device1.Bonded (BlueZ ≥ 5.66); Paired is
+            // what BlueZ had before and is true for every bonded device.
+            None => match device.is_paired().await {
+                Ok(paired) => paired,
+                Err(e) => {
+                    return self
+                        .ctx
+                        .bluetooth_error(None, SessionError::bluetooth(Operation::DeviceProperties, e))
+                        .await;
+                }
+            },
+        };
+        if !wanted {
+            return Ok(());
+        }
+        let random = match device.address_type().await {
+            Ok(t) => t == AddressType::LeRandom,
+            Err(e) => {
+                return self
+                    .ctx
+                    .bluetooth_error(None, SessionError::bluetooth(Operation::DeviceProperties, e))
+                    .await;
+            }
+        };
+        match classify(address, random) {
+            Ok(identity) => {
+                tracing::info!(%identity, "serving device");
+                let (stop, stop_rx) = watch::channel(None);
+                let handle = tokio::spawn(device::run(self.ctx.clone(), device, identity, stop_rx));
+                self.tasks.insert(address, Task { stop, handle });
+                Ok(())
+            }
+            Err(reason) => {
+                if self.skipped.insert(address) {
+                    tracing::warn!(%address, ?reason, "device has no stable identity; not served");
+                    self.ctx.counters.bump(Counter::SkippedDevices);
+                    self.ctx.emit(BleEvent::DeviceSkipped { address, reason }).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn remove(&mut self, address: BdAddr) {
+        self.skipped.remove(&address);
+        if let Some(task) = self.tasks.remove(&address) {
+            stop_task(task, StopReason::DeviceRemoved).await;
+        }
+    }
+
+    async fn stop_all(&mut self, reason: StopReason) {
+        let tasks: Vec<Task> = self.tasks.drain().map(|(_, t)| t).collect();
+        for t in &tasks {
+            let _ = t.stop.send(Some(reason));
+        }
+        for t in tasks {
+            join_or_abort(t.handle).await;
+        }
+    }
+}
+
+async fn stop_task(task: Task, reason: StopReason) {
+    let _ = task.stop.send(Some(reason));
+    join_or_abort(task.handle).await;
+}
+
+/// Gives a task time to say goodbye; a task stuck on a full event channel
+/// or a hung D-Bus call is aborted rather than waited for forever.
+async fn join_or_abort(mut handle: JoinHandle<()>) {
+    if timeout(STOP_GRACE, &mut handle).await.is_err() {
+        tracing::warn!("device task did not stop in time; aborting it");
+        handle.abort();
+    }
+}
