@@ -245,6 +245,22 @@ impl Journal {
         Ok(out)
     }
 
+    /// The highest device-assigned sequence number stored for `device` (BLE
+    /// glucose meters are asked for their records after this one).
+    pub fn last_device_seq(
+        &self,
+        device: &glyco_contracts::DeviceId,
+    ) -> Result<Option<u64>, JournalError> {
+        let txn = self.db.begin_read()?;
+        let seen = txn.open_table(SEEN)?;
+        let id = device.0.0;
+        let last = seen
+            .range((&id, 0)..=(&id, u64::MAX))?
+            .next_back()
+            .transpose()?;
+        Ok(last.map(|(key, _)| key.value().1))
+    }
+
     /// The latest reading of every device that sent one.
     pub fn latest_readings(&self) -> Result<Vec<Reading>, JournalError> {
         let txn = self.db.begin_read()?;
@@ -468,6 +484,27 @@ mod tests {
             stored.iter().map(|(_, r)| r.seq).collect::<Vec<_>>(),
             vec![1, 2, 3]
         );
+    }
+
+    #[test]
+    fn the_last_device_sequence_number_is_per_device() {
+        let (_dir, journal) = open();
+        let mut batch = [
+            reading("a", 7, 100.0, SeqOrigin::Device),
+            reading("a", 3, 100.0, SeqOrigin::Device),
+            reading("b", 9, 100.0, SeqOrigin::Device),
+            reading("c", 0, 100.0, SeqOrigin::Hub),
+        ];
+        journal.append(&mut batch).unwrap();
+        let seq = |name: &str| {
+            journal
+                .last_device_seq(&DeviceIdentity::name(name).unwrap().device_id())
+                .unwrap()
+        };
+        assert_eq!(seq("a"), Some(7));
+        assert_eq!(seq("b"), Some(9));
+        assert_eq!(seq("c"), None, "hub-assigned numbers are not the device's");
+        assert_eq!(seq("d"), None);
     }
 
     #[test]
