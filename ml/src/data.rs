@@ -51,6 +51,15 @@ impl Dataset {
     }
 }
 
+/// Times a monitor accepts (1970..2100); others are errors in the file.
+fn in_range(at_ms: i64) -> Result<i64, String> {
+    if crate::sample::TIMESTAMP_RANGE_MS.contains(&at_ms) {
+        Ok(at_ms)
+    } else {
+        Err(format!("timestamp {at_ms} ms is outside 1970..2100"))
+    }
+}
+
 fn find_column(headers: &csv::StringRecord, names: &[&str]) -> Option<usize> {
     headers
         .iter()
@@ -104,7 +113,9 @@ pub fn parse_csv(text: &str, file: &str) -> Result<Dataset, MlError> {
                 format!("glucose {:?} is not a number", cell(glucose_col)),
             )
         })?;
-        let at_ms = parse_timestamp_ms(cell(time_col)).map_err(|m| error(line, m))?;
+        let at_ms = parse_timestamp_ms(cell(time_col))
+            .and_then(in_range)
+            .map_err(|m| error(line, m))?;
         let label = match label_col {
             Some(col) => Some(FaultKind::parse_label(cell(col)).map_err(|m| error(line, m))?),
             None => None,
@@ -181,8 +192,8 @@ pub fn parse_nightscout(text: &str, file: &str, default_subject: &str) -> Result
             continue;
         };
         let at_ms = match (entry.date, &entry.date_string) {
-            (Some(ms), _) if ms.is_finite() => ms as i64,
-            (_, Some(text)) => parse_timestamp_ms(text).map_err(error)?,
+            (Some(ms), _) if ms.is_finite() => in_range(ms as i64).map_err(error)?,
+            (_, Some(text)) => parse_timestamp_ms(text).and_then(in_range).map_err(error)?,
             _ => return Err(error("no date or dateString".into())),
         };
         let label = if data.labelled {
@@ -258,6 +269,7 @@ mod tests {
         assert!(err.to_string().contains("bad.csv:2"), "{err}");
         assert!(parse_csv("when,glucose\n", "x").is_err());
         assert!(parse_csv("timestamp,glucose,fault\n0,100,melted\n", "x").is_err());
+        assert!(parse_csv("timestamp,glucose\n9223372036854775807,100\n", "x").is_err());
     }
 
     #[test]

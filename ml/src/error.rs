@@ -17,6 +17,9 @@ pub enum MlError {
         min: f64,
         max: f64,
     },
+    /// A timestamp before 1970 or after 2100: a broken device clock.
+    #[error("timestamp {at_ms} ms is outside 1970..2100")]
+    Timestamp { at_ms: i64 },
     /// A second CGM reading with the same timestamp as the previous one.
     #[error("duplicate CGM timestamp {at_ms} ms")]
     DuplicateTimestamp { at_ms: i64 },

@@ -9,11 +9,11 @@
 use crate::history::{CgmHistory, MINUTE_MS};
 
 /// Bumped whenever a feature changes meaning; stored in detector.json.
-pub const FEATURE_VERSION: u32 = 1;
+pub const FEATURE_VERSION: u32 = 3;
 /// Grid steps of 5 minutes the models look back (one hour).
 pub const LOOKBACK_STEPS: usize = 12;
 pub const FORECAST_FEATURES: usize = LOOKBACK_STEPS + 3;
-pub const FAULT_FEATURES: usize = LOOKBACK_STEPS + 12;
+pub const FAULT_FEATURES: usize = LOOKBACK_STEPS + 16;
 /// Glucose differences are divided by this so inputs stay near unit scale.
 pub const DELTA_SCALE: f32 = 50.0;
 
@@ -32,6 +32,37 @@ fn grid_deltas(history: &CgmHistory, g0: f32) -> ([f32; LOOKBACK_STEPS], f32) {
         deltas[k - 1] = (carried - g0) / DELTA_SCALE;
     }
     (deltas, known as f32 / LOOKBACK_STEPS as f32)
+}
+
+/// The steepest 15-minute fall in the last hour.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SteepestFall {
+    /// mg/dL fallen in 15 minutes (0 when glucose never fell).
+    pub mg_dl: f32,
+    /// Minutes ago the fall ended.
+    pub minutes_ago: f32,
+    /// Glucose where the fall started.
+    pub from_mg_dl: f32,
+}
+
+/// Compression lows fall faster, and by a larger share of the level, than
+/// glucose can; a slow real fall never shows a steep step.
+pub fn steepest_fall(history: &CgmHistory) -> SteepestFall {
+    let grid = history.grid(LOOKBACK_STEPS);
+    let mut best = SteepestFall::default();
+    for k in 0..=(LOOKBACK_STEPS - 3) {
+        if let (Some(now), Some(before)) = (grid[k], grid[k + 3]) {
+            let fall = before - now;
+            if fall > best.mg_dl {
+                best = SteepestFall {
+                    mg_dl: fall,
+                    minutes_ago: (k * 5) as f32,
+                    from_mg_dl: before,
+                };
+            }
+        }
+    }
+    best
 }
 
 fn cadence_feature(history: &CgmHistory) -> f32 {
@@ -112,7 +143,21 @@ pub fn fault_features(history: &CgmHistory) -> Option<[f32; FAULT_FEATURES]> {
     out[9] = (g0 - min_hour) / DELTA_SCALE;
     out[10] = coverage;
     out[11] = cadence_feature(history);
-    out[12..].copy_from_slice(&deltas);
+    out[12..12 + LOOKBACK_STEPS].copy_from_slice(&deltas);
+    let fall = steepest_fall(history);
+    out[12 + LOOKBACK_STEPS] = fall.mg_dl / DELTA_SCALE;
+    out[13 + LOOKBACK_STEPS] = fall.minutes_ago / 60.0;
+    out[14 + LOOKBACK_STEPS] = if fall.from_mg_dl > 0.0 {
+        fall.mg_dl / fall.from_mg_dl
+    } else {
+        0.0
+    };
+    // Still down from where the fall started (a plateau), or recovered?
+    out[15 + LOOKBACK_STEPS] = if fall.mg_dl > 0.0 {
+        (fall.from_mg_dl - g0) / DELTA_SCALE
+    } else {
+        0.0
+    };
     Some(out)
 }
 

@@ -37,6 +37,9 @@ enum Command {
         /// Also write the table to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Override the predicted-low threshold (mg/dL, 30-min forecast).
+        #[arg(long)]
+        predicted_low_below: Option<f64>,
     },
     /// Write training features (for ml/training/train.py) for a CSV file.
     Features {
@@ -70,12 +73,15 @@ fn main() -> anyhow::Result<()> {
             nightscout,
             models,
             out,
+            predicted_low_below,
         } => {
             let models_dir = models.unwrap_or_else(Models::bundled_dir);
-            let models = Arc::new(
-                Models::load_dir(&models_dir)
-                    .with_context(|| format!("loading models from {}", models_dir.display()))?,
-            );
+            let mut models = Models::load_dir(&models_dir)
+                .with_context(|| format!("loading models from {}", models_dir.display()))?;
+            if let Some(mg_dl) = predicted_low_below {
+                models.set_predicted_low_below_mg_dl(mg_dl)?;
+            }
+            let models = Arc::new(models);
             let dataset = match (csv, nightscout) {
                 (_, Some(path)) => data::load_nightscout(&path)?,
                 (Some(path), None) => data::load_csv(&path)?,

@@ -214,4 +214,16 @@ impl Models {
     pub fn predicted_low_below_mg_dl(&self) -> f64 {
         self.predicted_low_below_mg_dl
     }
+
+    /// Overrides the predicted-low threshold of detector.json (a clinic
+    /// trying its own trade-off between warning time and false alarms).
+    pub fn set_predicted_low_below_mg_dl(&mut self, mg_dl: f64) -> Result<(), MlError> {
+        if !(40.0..=120.0).contains(&mg_dl) {
+            return Err(MlError::Config(format!(
+                "predicted-low threshold {mg_dl} mg/dL outside 40..=120"
+            )));
+        }
+        self.predicted_low_below_mg_dl = mg_dl;
+        Ok(())
+    }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::adapt::ForecastAdapter;
 use crate::error::MlError;
-use crate::features::{fault_features, forecast_features};
+use crate::features::{fault_features, forecast_features, steepest_fall};
 use crate::finding::{FaultKind, Finding, FindingKind, Severity};
 use crate::history::{Arrival, CgmHistory, CgmPoint, MINUTE_MS};
 use crate::models::Models;
@@ -38,6 +38,10 @@ pub struct MonitorConfig {
     /// many mg/dL and more than `drift_fraction` of the capillary value.
     pub drift_min_mg_dl: f64,
     pub drift_fraction: f64,
+    /// Consecutive readings (at most 10 minutes apart) whose forecast must
+    /// agree before a predicted low fires; sensors reading every 10 minutes
+    /// or slower need one. Filters single noisy readings.
+    pub predicted_low_confirmations: u8,
 }
 
 impl Default for MonitorConfig {
@@ -47,8 +51,9 @@ impl Default for MonitorConfig {
             adapt: false,
             repeat_after_ms: 30 * MINUTE_MS,
             predicted_high_above_mg_dl: 250.0,
-            drift_min_mg_dl: 30.0,
-            drift_fraction: 0.25,
+            drift_min_mg_dl: 40.0,
+            drift_fraction: 0.3,
+            predicted_low_confirmations: 2,
         }
     }
 }
@@ -87,6 +92,22 @@ struct DriftSuspicion {
     since_ms: i64,
 }
 
+/// A compression low the detector found: readings stay suspect while they
+/// remain well below the level before the fall, up to two hours. The learned
+/// detector is surest at the fall; this carries its verdict over the plateau.
+#[derive(Debug, Clone, Copy)]
+struct CompressionEpisode {
+    started_ms: i64,
+    before_mg_dl: f32,
+}
+
+const COMPRESSION_MAX_MS: i64 = 120 * MINUTE_MS;
+/// Detector probability that keeps a found episode going (hysteresis: the
+/// episode needs the full class threshold to start).
+/// Smallest 15-minute fall that can start a compression low, mg/dL.
+const COMPRESSION_MIN_FALL_MG_DL: f32 = 25.0;
+const COMPRESSION_HOLD_P: f32 = 0.5;
+
 /// Suspicions of drift expire: the sensor may have been recalibrated.
 const DRIFT_MEMORY_MS: i64 = 12 * 60 * MINUTE_MS;
 /// A capillary reading is compared with CGM at most this far from a CGM reading.
@@ -102,6 +123,9 @@ pub struct PatientMonitor {
     cgm: CgmHistory,
     adapter: ForecastAdapter,
     drift: Option<DriftSuspicion>,
+    compression: Option<CompressionEpisode>,
+    /// Readings in a row whose forecast said "low", and when the last was.
+    low_forecasts: (u8, i64),
     reported: Vec<(FindingKind, Severity, i64)>,
 }
 
@@ -124,6 +148,8 @@ impl PatientMonitor {
             cgm: CgmHistory::new(),
             adapter: ForecastAdapter::new(),
             drift: None,
+            compression: None,
+            low_forecasts: (0, i64::MIN),
             reported: Vec::with_capacity(REPORTED_CAPACITY),
         }
     }
@@ -136,7 +162,7 @@ impl PatientMonitor {
 
     /// Like `observe`, with the per-reading forecast and fault decision.
     pub fn assess(&mut self, sample: &Sample) -> Result<Assessment, MlError> {
-        sample.measurement.validate()?;
+        sample.validate()?;
         let raw = match sample.measurement {
             Measurement::CgmGlucose { mg_dl } => return self.cgm_reading(sample, mg_dl),
             Measurement::CapillaryGlucose { mg_dl } => self.capillary_reading(sample.at_ms, mg_dl),
@@ -192,6 +218,8 @@ impl PatientMonitor {
             Arrival::ClockWentBack { back_ms } => {
                 self.adapter.forget_pending();
                 self.reported.clear();
+                self.compression = None;
+                self.low_forecasts = (0, i64::MIN);
                 assessment.fault = Some(FaultKind::ClockJump);
                 assessment.fault_confidence = 0.9;
                 raw.push(fault_finding(
@@ -232,6 +260,30 @@ impl PatientMonitor {
                         best = Some((class.kind, *p, margin));
                     }
                 }
+            }
+            // Plausibility guard: no compression low without a steep fall in
+            // the last hour. Keeps slow real lows from being called artefacts.
+            if best.is_some_and(|(kind, _, _)| kind == FaultKind::CompressionLow)
+                && steepest_fall(&self.cgm).mg_dl < COMPRESSION_MIN_FALL_MG_DL
+            {
+                best = None;
+            }
+            // A stuck sensor repeats its value; without a repeat it is not stuck.
+            let repeated = self.cgm.previous().is_some_and(|p| p.mg_dl == mg_dl as f32);
+            if best.is_some_and(|(kind, _, _)| kind == FaultKind::Stuck) && !repeated {
+                best = None;
+            }
+            if best.is_none() {
+                let p_compression = self
+                    .models
+                    .fault_classes()
+                    .iter()
+                    .zip(&probabilities)
+                    .find(|(class, _)| class.is_some_and(|c| c.kind == FaultKind::CompressionLow))
+                    .map_or(0.0, |(_, p)| *p);
+                best = self.continue_compression(at_ms, mg_dl as f32, p_compression);
+            } else if best.is_some_and(|(kind, _, _)| kind == FaultKind::CompressionLow) {
+                self.start_compression(at_ms);
             }
             if let Some((kind, p, _)) = best {
                 assessment.fault = Some(kind);
@@ -284,10 +336,27 @@ impl PatientMonitor {
             assessment.forecast = Some(forecast);
             let enough_history = self.cgm.value_at(at_ms - 10 * MINUTE_MS).is_some();
             let rules = &self.config.rules;
-            assessment.predicted_low = enough_history
+            let forecast_low = enough_history
                 && artefact_doubt == 0.0
                 && mg_dl >= rules.low_mg_dl
                 && forecast.at_30_min_mg_dl < self.models.predicted_low_below_mg_dl();
+            let (count, last_ms) = self.low_forecasts;
+            let count = match (
+                forecast_low,
+                at_ms.saturating_sub(last_ms) <= 10 * MINUTE_MS,
+            ) {
+                (false, _) => 0,
+                (true, true) => count.saturating_add(1),
+                (true, false) => 1,
+            };
+            self.low_forecasts = (count, at_ms);
+            let slow_sensor = self.cgm.cadence_ms().is_some_and(|c| c >= 10 * MINUTE_MS);
+            let needed = if slow_sensor {
+                1
+            } else {
+                self.config.predicted_low_confirmations.max(1)
+            };
+            assessment.predicted_low = forecast_low && count >= needed;
             if assessment.predicted_low {
                 let margin =
                     (self.models.predicted_low_below_mg_dl() - forecast.at_30_min_mg_dl) / 20.0;
@@ -340,6 +409,49 @@ impl PatientMonitor {
             findings: self.deduplicate(raw),
             cgm: Some(assessment),
         })
+    }
+
+    fn start_compression(&mut self, at_ms: i64) {
+        if self.compression.is_some() {
+            return;
+        }
+        // The level before the fall: the highest reading of the 30 minutes before.
+        let before = self
+            .cgm
+            .points()
+            .rev()
+            .skip(1)
+            .take_while(|p| p.at_ms >= at_ms - 30 * MINUTE_MS)
+            .map(|p| p.mg_dl)
+            .fold(f32::MIN, f32::max);
+        if before > f32::MIN {
+            self.compression = Some(CompressionEpisode {
+                started_ms: at_ms,
+                before_mg_dl: before,
+            });
+        }
+    }
+
+    /// Keeps flagging a found compression low while the value stays well
+    /// below where it fell from.
+    fn continue_compression(
+        &mut self,
+        at_ms: i64,
+        mg_dl: f32,
+        p_compression: f32,
+    ) -> Option<(FaultKind, f32, f32)> {
+        let episode = self.compression?;
+        let elapsed = at_ms.saturating_sub(episode.started_ms);
+        let still_down = mg_dl < episode.before_mg_dl - (0.25 * episode.before_mg_dl).max(20.0);
+        if (0..=COMPRESSION_MAX_MS).contains(&elapsed)
+            && still_down
+            && p_compression >= COMPRESSION_HOLD_P
+        {
+            Some((FaultKind::CompressionLow, p_compression, 1.0))
+        } else {
+            self.compression = None;
+            None
+        }
     }
 
     fn capillary_reading(&mut self, at_ms: i64, mg_dl: f64) -> Vec<Finding> {

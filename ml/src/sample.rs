@@ -81,6 +81,20 @@ fn check(what: &'static str, value: f64, min: f64, max: f64) -> Result<f64, MlEr
     Ok(value)
 }
 
+/// Timestamps a monitor accepts: 1970-01-01 to 2100-01-01 (unix ms). Beyond
+/// that a device clock is broken, and arithmetic on it could overflow.
+pub const TIMESTAMP_RANGE_MS: std::ops::RangeInclusive<i64> = 0..=4_102_444_800_000;
+
+impl Sample {
+    /// Rejects NaN, infinities, implausible values and impossible times.
+    pub fn validate(&self) -> Result<(), MlError> {
+        if !TIMESTAMP_RANGE_MS.contains(&self.at_ms) {
+            return Err(MlError::Timestamp { at_ms: self.at_ms });
+        }
+        self.measurement.validate()
+    }
+}
+
 impl Measurement {
     /// Rejects NaN, infinities and values no device of the kind reports.
     /// The ranges are wide on purpose: clinical judgement belongs to the

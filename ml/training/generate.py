@@ -172,7 +172,7 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     with args.out.open("w", newline="") as handle:
-        writer = csv.writer(handle)
+        writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["subject_id", "timestamp", "glucose_mg_dl", "fault", "source"])
         for index, name in enumerate(names):
             rng = subject_rng(args.seed, name)
