@@ -66,7 +66,8 @@ impl BackoffPolicy {
     /// The un-jittered delay after `failures` consecutive failures
     /// (0-based), capped.
     pub fn step(&self, failures: u32) -> Duration {
-        let grown = self.base.as_secs_f64() * f64::from(self.multiplier).powi(failures.min(1024) as i32);
+        let grown =
+            self.base.as_secs_f64() * f64::from(self.multiplier).powi(failures.min(1024) as i32);
         // min() before converting: the power overflows to +inf long before
         // `failures` wraps, and Duration::from_secs_f64 refuses inf.
         Duration::from_secs_f64(grown.min(self.cap.as_secs_f64()))
@@ -74,7 +75,11 @@ impl BackoffPolicy {
 
     /// The jittered delay for a draw `unit` in [0, 1) (clamped into it).
     pub fn delay(&self, failures: u32, unit: f64) -> Duration {
-        let unit = if unit.is_finite() { unit.clamp(0.0, 1.0) } else { 0.0 };
+        let unit = if unit.is_finite() {
+            unit.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         self.step(failures).mul_f64(1.0 - self.jitter * unit)
     }
 }
@@ -89,7 +94,10 @@ pub struct Backoff {
 impl Backoff {
     /// Fresh state: the next delay is about `base`.
     pub fn new(policy: BackoffPolicy) -> Self {
-        Backoff { policy, failures: 0 }
+        Backoff {
+            policy,
+            failures: 0,
+        }
     }
 
     /// Consecutive failures counted so far.
@@ -159,7 +167,10 @@ mod tests {
         let mut b = Backoff::new(policy());
         assert_eq!(b.next_delay(0.0), Duration::from_millis(100));
         assert_eq!(b.next_delay(0.0), Duration::from_millis(200));
-        assert!(!b.connection_ended(Duration::from_secs(3)), "a short connection keeps backing off");
+        assert!(
+            !b.connection_ended(Duration::from_secs(3)),
+            "a short connection keeps backing off"
+        );
         assert_eq!(b.next_delay(0.0), Duration::from_millis(400));
         assert_eq!(b.failures(), 3);
         assert!(b.connection_ended(Duration::from_secs(10)));
@@ -171,10 +182,45 @@ mod tests {
     fn validation() {
         assert!(policy().validate().is_ok());
         assert!(BackoffPolicy::default().validate().is_ok());
-        assert!(BackoffPolicy { base: Duration::ZERO, ..policy() }.validate().is_err());
-        assert!(BackoffPolicy { cap: Duration::from_millis(10), ..policy() }.validate().is_err());
-        assert!(BackoffPolicy { multiplier: 0, ..policy() }.validate().is_err());
-        assert!(BackoffPolicy { jitter: 1.5, ..policy() }.validate().is_err());
-        assert!(BackoffPolicy { jitter: f64::NAN, ..policy() }.validate().is_err());
+        assert!(
+            BackoffPolicy {
+                base: Duration::ZERO,
+                ..policy()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            BackoffPolicy {
+                cap: Duration::from_millis(10),
+                ..policy()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            BackoffPolicy {
+                multiplier: 0,
+                ..policy()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            BackoffPolicy {
+                jitter: 1.5,
+                ..policy()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            BackoffPolicy {
+                jitter: f64::NAN,
+                ..policy()
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

@@ -102,7 +102,10 @@ mod tests {
             adapter: Some("hci0/../x".into()),
             ..BleConfig::default()
         };
-        assert!(matches!(bad_name.validate(), Err(ConfigError::AdapterName(_))));
+        assert!(matches!(
+            bad_name.validate(),
+            Err(ConfigError::AdapterName(_))
+        ));
         let window = BleConfig {
             dedupe_window: 0,
             ..BleConfig::default()

@@ -63,7 +63,10 @@ mod tests {
         assert!(w.insert(1, at(0)));
         assert!(w.insert(2, at(1)));
         assert!(!w.insert(1, at(0)), "resent record");
-        assert!(w.insert(1, at(30)), "same number after a device reset, new time");
+        assert!(
+            w.insert(1, at(30)),
+            "same number after a device reset, new time"
+        );
     }
 
     #[test]

@@ -146,7 +146,10 @@ impl BleEvent {
     pub fn identity(&self) -> Option<&Identity> {
         use BleEvent::*;
         match self {
-            AdapterReady { .. } | AdapterLost { .. } | AdapterReturned { .. } | DeviceSkipped { .. } => None,
+            AdapterReady { .. }
+            | AdapterLost { .. }
+            | AdapterReturned { .. }
+            | DeviceSkipped { .. } => None,
             BluetoothError { identity, .. } => identity.as_ref(),
             Connecting { identity, .. }
             | ConnectFailed { identity, .. }

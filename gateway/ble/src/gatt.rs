@@ -98,19 +98,29 @@ pub enum Measurement {
 /// (several for a CGM notification that packs records together; none for
 /// the RACP, which is not a measurement — use
 /// [`crate::profiles::racp::parse_response`]).
-pub fn parse_measurement(characteristic: Characteristic, frame: &[u8]) -> Result<Vec<Measurement>, ParseError> {
+pub fn parse_measurement(
+    characteristic: Characteristic,
+    frame: &[u8],
+) -> Result<Vec<Measurement>, ParseError> {
     Ok(match characteristic {
         Characteristic::GlucoseMeasurement => vec![Measurement::Glucose(glucose::parse(frame)?)],
-        Characteristic::CgmMeasurement => cgm::parse(frame)?.into_iter().map(Measurement::Cgm).collect(),
+        Characteristic::CgmMeasurement => cgm::parse(frame)?
+            .into_iter()
+            .map(Measurement::Cgm)
+            .collect(),
         Characteristic::BloodPressureMeasurement => {
             vec![Measurement::BloodPressure(blood_pressure::parse(frame)?)]
         }
-        Characteristic::HeartRateMeasurement => vec![Measurement::HeartRate(heart_rate::parse(frame)?)],
+        Characteristic::HeartRateMeasurement => {
+            vec![Measurement::HeartRate(heart_rate::parse(frame)?)]
+        }
         Characteristic::WeightMeasurement => vec![Measurement::Weight(weight::parse(frame)?)],
         Characteristic::TemperatureMeasurement => {
             vec![Measurement::Temperature(temperature::parse(frame)?)]
         }
-        Characteristic::PlxSpotCheckMeasurement => vec![Measurement::PlxSpotCheck(plx::parse(frame)?)],
+        Characteristic::PlxSpotCheckMeasurement => {
+            vec![Measurement::PlxSpotCheck(plx::parse(frame)?)]
+        }
         Characteristic::RecordAccessControlPoint => Vec::new(),
     })
 }
@@ -125,19 +135,32 @@ mod tests {
             Characteristic::GlucoseMeasurement.uuid().to_string(),
             "00002a18-0000-1000-8000-00805f9b34fb"
         );
-        assert_eq!(GLUCOSE_SERVICE.to_string(), "00001808-0000-1000-8000-00805f9b34fb");
+        assert_eq!(
+            GLUCOSE_SERVICE.to_string(),
+            "00001808-0000-1000-8000-00805f9b34fb"
+        );
         for c in Characteristic::ALL {
             assert_eq!(Characteristic::from_uuid(c.uuid()), Some(c));
         }
-        assert_eq!(Characteristic::from_uuid(sig_uuid(0x2A19)), None, "battery level");
+        assert_eq!(
+            Characteristic::from_uuid(sig_uuid(0x2A19)),
+            None,
+            "battery level"
+        );
     }
 
     #[test]
     fn dispatches_to_the_right_parser() {
-        let hr = parse_measurement(Characteristic::HeartRateMeasurement, &[0x00, 0x48]).expect("valid");
+        let hr =
+            parse_measurement(Characteristic::HeartRateMeasurement, &[0x00, 0x48]).expect("valid");
         assert!(matches!(&hr[..], [Measurement::HeartRate(m)] if m.bpm == 72));
-        let err = parse_measurement(Characteristic::GlucoseMeasurement, &[0x00, 0x48]).expect_err("short");
+        let err = parse_measurement(Characteristic::GlucoseMeasurement, &[0x00, 0x48])
+            .expect_err("short");
         assert_eq!(err.profile, crate::profiles::Profile::Glucose);
-        assert!(parse_measurement(Characteristic::RecordAccessControlPoint, &[0x06]).expect("no-op").is_empty());
+        assert!(
+            parse_measurement(Characteristic::RecordAccessControlPoint, &[0x06])
+                .expect("no-op")
+                .is_empty()
+        );
     }
 }

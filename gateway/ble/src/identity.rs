@@ -128,7 +128,15 @@ mod tests {
         let a: BdAddr = "C3:0a:11:22:33:44".parse().expect("valid");
         assert_eq!(a.0, [0xC3, 0x0A, 0x11, 0x22, 0x33, 0x44]);
         assert_eq!(a.to_string(), "C3:0A:11:22:33:44");
-        for bad in ["", "C3:0A:11:22:33", "C3:0A:11:22:33:44:55", "C3-0A-11-22-33-44", "C3:0A:11:22:33:4", "G3:0A:11:22:33:44", "+3:0A:11:22:33:44"] {
+        for bad in [
+            "",
+            "C3:0A:11:22:33",
+            "C3:0A:11:22:33:44:55",
+            "C3-0A-11-22-33-44",
+            "C3:0A:11:22:33:4",
+            "G3:0A:11:22:33:44",
+            "+3:0A:11:22:33:44",
+        ] {
             assert!(bad.parse::<BdAddr>().is_err(), "{bad}");
         }
     }
@@ -136,10 +144,25 @@ mod tests {
     #[test]
     fn classifies_identity_addresses() {
         let addr = |s: &str| s.parse::<BdAddr>().expect("valid");
-        assert_eq!(classify(addr("00:1A:7D:DA:71:13"), false).map(|i| i.kind), Ok(IdentityKind::Public));
-        assert_eq!(classify(addr("C3:00:00:00:00:01"), true).map(|i| i.kind), Ok(IdentityKind::StaticRandom));
-        assert_eq!(classify(addr("4A:00:00:00:00:01"), true), Err(SkipReason::UnresolvedPrivateAddress));
-        assert_eq!(classify(addr("1A:00:00:00:00:01"), true), Err(SkipReason::NonResolvableAddress));
-        assert_eq!(classify(addr("8A:00:00:00:00:01"), true), Err(SkipReason::ReservedAddressType));
+        assert_eq!(
+            classify(addr("00:1A:7D:DA:71:13"), false).map(|i| i.kind),
+            Ok(IdentityKind::Public)
+        );
+        assert_eq!(
+            classify(addr("C3:00:00:00:00:01"), true).map(|i| i.kind),
+            Ok(IdentityKind::StaticRandom)
+        );
+        assert_eq!(
+            classify(addr("4A:00:00:00:00:01"), true),
+            Err(SkipReason::UnresolvedPrivateAddress)
+        );
+        assert_eq!(
+            classify(addr("1A:00:00:00:00:01"), true),
+            Err(SkipReason::NonResolvableAddress)
+        );
+        assert_eq!(
+            classify(addr("8A:00:00:00:00:01"), true),
+            Err(SkipReason::ReservedAddressType)
+        );
     }
 }

@@ -194,7 +194,11 @@ mod tests {
         // 0xEC00_0001: exponent −20, mantissa 1.
         assert_eq!(decode_float(0xEC00_0001), MedFloat::Finite(1e-20));
         // The most negative exponent still decodes to a (tiny) number.
-        assert!(decode_float(0x8000_0001).finite().is_some_and(|v| v > 0.0 && v < 1e-127));
+        assert!(
+            decode_float(0x8000_0001)
+                .finite()
+                .is_some_and(|v| v > 0.0 && v < 1e-127)
+        );
     }
 
     #[test]
@@ -209,7 +213,14 @@ mod tests {
 
     #[test]
     fn encoders_round_trip_and_refuse_what_does_not_fit() {
-        for (m, e) in [(0i16, 0i8), (364, -1), (-100, -1), (2045, 7), (-2045, -8), (95, -5)] {
+        for (m, e) in [
+            (0i16, 0i8),
+            (364, -1),
+            (-100, -1),
+            (2045, 7),
+            (-2045, -8),
+            (95, -5),
+        ] {
             let raw = encode_sfloat(m, e).expect("fits");
             assert_eq!(
                 decode_sfloat(raw),
@@ -222,10 +233,7 @@ mod tests {
         assert_eq!(encode_sfloat(1, 8), None);
         for (m, e) in [(364i32, -1i8), (-10, -3), (8_000_000, 2), (-1, 0)] {
             let raw = encode_float(m, e).expect("fits");
-            assert_eq!(
-                decode_float(raw),
-                MedFloat::Finite(scale(m, e.into()))
-            );
+            assert_eq!(decode_float(raw), MedFloat::Finite(scale(m, e.into())));
         }
         assert_eq!(encode_float(0x7F_FFFF, 0), None);
         assert_eq!(encode_float(0x100_0000, 0), None);

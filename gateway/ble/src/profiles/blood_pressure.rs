@@ -163,20 +163,29 @@ mod tests {
         // 2024-03-15 07:30:05, pulse 72 (0x0048), user 1,
         // status 0x000C: irregular pulse (bit 2), pulse above range (bits 3–4 = 01).
         let bytes = [
-            0x1E, 0x78, 0x00, 0x50, 0x00, 0x5D, 0x00, 0xE8, 0x07, 3, 15, 7, 30, 5, 0x48, 0x00, 0x01, 0x0C,
-            0x00,
+            0x1E, 0x78, 0x00, 0x50, 0x00, 0x5D, 0x00, 0xE8, 0x07, 3, 15, 7, 30, 5, 0x48, 0x00,
+            0x01, 0x0C, 0x00,
         ];
         let m = parse(&bytes).expect("valid");
         assert_eq!(m.unit, PressureUnit::MillimetreOfMercury);
         assert_eq!(
             (m.systolic, m.diastolic, m.mean_arterial),
-            (MedFloat::Finite(120.0), MedFloat::Finite(80.0), MedFloat::Finite(93.0))
+            (
+                MedFloat::Finite(120.0),
+                MedFloat::Finite(80.0),
+                MedFloat::Finite(93.0)
+            )
         );
         assert_eq!(m.time_stamp.map(|t| (t.year, t.minutes)), Some((2024, 30)));
         assert_eq!(m.pulse_rate_bpm, Some(MedFloat::Finite(72.0)));
         assert_eq!(m.user_id, Some(1));
         let s = m.status.expect("status");
-        assert!(s.irregular_pulse() && !s.body_movement() && !s.cuff_too_loose() && !s.improper_position());
+        assert!(
+            s.irregular_pulse()
+                && !s.body_movement()
+                && !s.cuff_too_loose()
+                && !s.improper_position()
+        );
         assert_eq!(s.pulse_rate_range(), PulseRateRange::AboveUpperLimit);
     }
 
@@ -189,7 +198,10 @@ mod tests {
         assert_eq!(m.systolic, MedFloat::Finite(16.0));
         assert_eq!(m.diastolic, MedFloat::Finite(10.7));
         assert_eq!(m.mean_arterial, MedFloat::NaN);
-        assert_eq!((m.time_stamp, m.pulse_rate_bpm, m.user_id, m.status), (None, None, None, None));
+        assert_eq!(
+            (m.time_stamp, m.pulse_rate_bpm, m.user_id, m.status),
+            (None, None, None, None)
+        );
     }
 
     #[test]
@@ -199,7 +211,13 @@ mod tests {
         let err = parse(&[0x40, 0x78, 0x00, 0x50, 0x00, 0x5D, 0x00]).expect_err("reserved");
         assert_eq!(err.reason, ParseErrorKind::ReservedFlags { bits: 0x40 });
         let err = parse(&[0x08, 0x78, 0x00, 0x50, 0x00, 0x5D, 0x00]).expect_err("user id missing");
-        assert!(matches!(err.reason, ParseErrorKind::Truncated { field: "user id", .. }));
+        assert!(matches!(
+            err.reason,
+            ParseErrorKind::Truncated {
+                field: "user id",
+                ..
+            }
+        ));
         let err = parse(&[0x00, 0x78, 0x00, 0x50, 0x00, 0x5D, 0x00, 0x00]).expect_err("trailing");
         assert_eq!(err.reason, ParseErrorKind::TrailingBytes { count: 1 });
     }

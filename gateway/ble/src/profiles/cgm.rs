@@ -195,7 +195,10 @@ mod tests {
         assert_eq!(m.glucose_mg_dl, MedFloat::Finite(120.0));
         assert_eq!(m.time_offset_minutes, 5);
         assert_eq!(m.status, CgmSensorStatus::default());
-        assert_eq!((m.trend_mg_dl_per_min, m.quality_percent, m.crc_checked), (None, None, false));
+        assert_eq!(
+            (m.trend_mg_dl_per_min, m.quality_percent, m.crc_checked),
+            (None, None, false)
+        );
     }
 
     #[test]
@@ -245,7 +248,10 @@ mod tests {
         assert_eq!(records[0].glucose_mg_dl, MedFloat::Finite(100.0));
         assert_eq!(records[1].glucose_mg_dl, MedFloat::NRes);
         assert_eq!(records[1].time_offset_minutes, 15);
-        assert_eq!(records[1].trend_mg_dl_per_min, Some(MedFloat::PositiveInfinity));
+        assert_eq!(
+            records[1].trend_mg_dl_per_min,
+            Some(MedFloat::PositiveInfinity)
+        );
     }
 
     #[test]
@@ -253,13 +259,28 @@ mod tests {
         assert_eq!(parse(&[]).expect_err("empty").reason, ParseErrorKind::Empty);
         // Size says 6, five bytes follow it... only 5 in all.
         let err = parse(&[0x06, 0x00, 0x78, 0x00, 0x05]).expect_err("truncated");
-        assert!(matches!(err.reason, ParseErrorKind::Truncated { field: "record", .. }));
+        assert!(matches!(
+            err.reason,
+            ParseErrorKind::Truncated {
+                field: "record",
+                ..
+            }
+        ));
         // Size 7 for a 6-byte layout: neither with nor without CRC.
         let err = parse(&[0x07, 0x00, 0x78, 0x00, 0x05, 0x00, 0x00]).expect_err("size");
-        assert_eq!(err.reason, ParseErrorKind::SizeMismatch { size: 7, expected: 6 });
+        assert_eq!(
+            err.reason,
+            ParseErrorKind::SizeMismatch {
+                size: 7,
+                expected: 6
+            }
+        );
         // Reserved flag bit 2.
         let err = parse(&[0x06, 0x04, 0x78, 0x00, 0x05, 0x00]).expect_err("reserved");
-        assert_eq!((err.offset, err.reason), (1, ParseErrorKind::ReservedFlags { bits: 0x04 }));
+        assert_eq!(
+            (err.offset, err.reason),
+            (1, ParseErrorKind::ReservedFlags { bits: 0x04 })
+        );
         // A good record followed by a truncated one: the whole frame fails,
         // at the second record's offset.
         let err = parse(&[0x06, 0x00, 0x78, 0x00, 0x05, 0x00, 0x06, 0x00]).expect_err("second");

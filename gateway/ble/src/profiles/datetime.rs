@@ -57,7 +57,15 @@ impl DateTime {
     /// The 7 octets of this time, for simulated devices and tests.
     pub fn to_bytes(self) -> [u8; 7] {
         let [y0, y1] = self.year.to_le_bytes();
-        [y0, y1, self.month, self.day, self.hours, self.minutes, self.seconds]
+        [
+            y0,
+            y1,
+            self.month,
+            self.day,
+            self.hours,
+            self.minutes,
+            self.seconds,
+        ]
     }
 
     /// True when year, month and day are all known.
@@ -83,23 +91,38 @@ mod tests {
         assert!(!unknown.is_complete());
         assert_eq!(
             DateTime::from_bytes([0xE8, 0x07, 13, 1, 0, 0, 0]),
-            Err(ParseErrorKind::OutOfRange { field: "month", value: 13 })
+            Err(ParseErrorKind::OutOfRange {
+                field: "month",
+                value: 13
+            })
         );
         assert_eq!(
             DateTime::from_bytes([0x10, 0x00, 1, 1, 0, 0, 0]),
-            Err(ParseErrorKind::OutOfRange { field: "year", value: 16 })
+            Err(ParseErrorKind::OutOfRange {
+                field: "year",
+                value: 16
+            })
         );
         assert_eq!(
             DateTime::from_bytes([0xE8, 0x07, 1, 1, 24, 0, 0]),
-            Err(ParseErrorKind::OutOfRange { field: "hours", value: 24 })
+            Err(ParseErrorKind::OutOfRange {
+                field: "hours",
+                value: 24
+            })
         );
         assert_eq!(
             DateTime::from_bytes([0xE8, 0x07, 1, 1, 0, 60, 0]),
-            Err(ParseErrorKind::OutOfRange { field: "minutes", value: 60 })
+            Err(ParseErrorKind::OutOfRange {
+                field: "minutes",
+                value: 60
+            })
         );
         assert_eq!(
             DateTime::from_bytes([0xE8, 0x07, 1, 32, 0, 0, 0]),
-            Err(ParseErrorKind::OutOfRange { field: "day", value: 32 })
+            Err(ParseErrorKind::OutOfRange {
+                field: "day",
+                value: 32
+            })
         );
     }
 }

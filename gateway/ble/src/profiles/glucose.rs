@@ -322,7 +322,12 @@ mod tests {
         assert_eq!(m.concentration, None);
         // NaN concentration with location "not available" (0xF) and type
         // 10 (control solution) → 0xFA.
-        let m = parse(&frame(&[&[0x02, 0x08, 0x00], &BASE_TIME, &[0xFF, 0x07, 0xFA]])).expect("valid");
+        let m = parse(&frame(&[
+            &[0x02, 0x08, 0x00],
+            &BASE_TIME,
+            &[0xFF, 0x07, 0xFA],
+        ]))
+        .expect("valid");
         let c = m.concentration.expect("concentration");
         assert_eq!(c.value, MedFloat::NaN);
         assert_eq!(c.sample_type, SampleType::ControlSolution);
@@ -338,23 +343,51 @@ mod tests {
         // Truncated inside the base time.
         let err = parse(&[0x00, 0x01, 0x00, 0xE8, 0x07]).expect_err("truncated");
         assert_eq!(err.offset, 3);
-        assert!(matches!(err.reason, ParseErrorKind::Truncated { field: "base time", needed: 7, available: 2 }));
+        assert!(matches!(
+            err.reason,
+            ParseErrorKind::Truncated {
+                field: "base time",
+                needed: 7,
+                available: 2
+            }
+        ));
 
         // Flags announce a concentration that is not there.
-        let err = parse(&frame(&[&[0x02, 0x01, 0x00], &BASE_TIME, &[0x5F]])).expect_err("truncated");
+        let err =
+            parse(&frame(&[&[0x02, 0x01, 0x00], &BASE_TIME, &[0x5F]])).expect_err("truncated");
         assert_eq!(err.offset, 10);
 
         // Reserved flag bit 5.
         let err = parse(&frame(&[&[0x20, 0x01, 0x00], &BASE_TIME])).expect_err("reserved flag");
-        assert_eq!((err.offset, err.reason), (0, ParseErrorKind::ReservedFlags { bits: 0x20 }));
+        assert_eq!(
+            (err.offset, err.reason),
+            (0, ParseErrorKind::ReservedFlags { bits: 0x20 })
+        );
 
         // Reserved type 0.
-        let err = parse(&frame(&[&[0x02, 0x01, 0x00], &BASE_TIME, &[0x5F, 0xB0, 0x10]])).expect_err("reserved type");
-        assert_eq!((err.offset, err.reason), (12, ParseErrorKind::ReservedValue { field: "type", value: 0 }));
+        let err = parse(&frame(&[
+            &[0x02, 0x01, 0x00],
+            &BASE_TIME,
+            &[0x5F, 0xB0, 0x10],
+        ]))
+        .expect_err("reserved type");
+        assert_eq!(
+            (err.offset, err.reason),
+            (
+                12,
+                ParseErrorKind::ReservedValue {
+                    field: "type",
+                    value: 0
+                }
+            )
+        );
 
         // Trailing byte.
         let err = parse(&frame(&[&[0x00, 0x01, 0x00], &BASE_TIME, &[0x00]])).expect_err("trailing");
-        assert_eq!((err.offset, err.reason), (10, ParseErrorKind::TrailingBytes { count: 1 }));
+        assert_eq!(
+            (err.offset, err.reason),
+            (10, ParseErrorKind::TrailingBytes { count: 1 })
+        );
 
         // Month 13 in the base time.
         let err = parse(&[0x00, 0x01, 0x00, 0xE8, 0x07, 13, 1, 0, 0, 0]).expect_err("bad month");

@@ -101,8 +101,14 @@ mod tests {
         assert_eq!(m.contact, SensorContact::Detected);
         assert_eq!(m.energy_expended_kj, None);
         assert!(m.rr_intervals_1024ths.is_empty());
-        assert_eq!(parse(&[0x04, 0x48]).expect("valid").contact, SensorContact::NotDetected);
-        assert_eq!(parse(&[0x02, 0x48]).expect("valid").contact, SensorContact::NotSupported);
+        assert_eq!(
+            parse(&[0x04, 0x48]).expect("valid").contact,
+            SensorContact::NotDetected
+        );
+        assert_eq!(
+            parse(&[0x02, 0x48]).expect("valid").contact,
+            SensorContact::NotSupported
+        );
     }
 
     #[test]
@@ -118,11 +124,23 @@ mod tests {
     #[test]
     fn refusals() {
         let err = parse(&[0x01, 0x2C]).expect_err("uint16 cut");
-        assert!(matches!(err.reason, ParseErrorKind::Truncated { field: "heart rate", .. }));
+        assert!(matches!(
+            err.reason,
+            ParseErrorKind::Truncated {
+                field: "heart rate",
+                ..
+            }
+        ));
         let err = parse(&[0x10, 0x48, 0x00]).expect_err("odd RR byte");
         assert_eq!(err.offset, 2);
         let err = parse(&[0x10, 0x48]).expect_err("RR flagged, none sent");
-        assert!(matches!(err.reason, ParseErrorKind::Truncated { field: "RR-interval", .. }));
+        assert!(matches!(
+            err.reason,
+            ParseErrorKind::Truncated {
+                field: "RR-interval",
+                ..
+            }
+        ));
         let err = parse(&[0x20, 0x48]).expect_err("reserved");
         assert_eq!(err.reason, ParseErrorKind::ReservedFlags { bits: 0x20 });
         let err = parse(&[0x00, 0x48, 0x00]).expect_err("trailing");

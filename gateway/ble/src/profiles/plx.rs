@@ -198,8 +198,8 @@ mod tests {
         // device status 0x000020 (low perfusion), PAI 2.5 % = 25 × 10⁻¹ →
         // 0xF019.
         let bytes = [
-            0x0F, 0x61, 0x00, 0x40, 0x00, 0xE8, 0x07, 3, 15, 7, 30, 5, 0x80, 0x01, 0x20, 0x00, 0x00, 0x19,
-            0xF0,
+            0x0F, 0x61, 0x00, 0x40, 0x00, 0xE8, 0x07, 3, 15, 7, 30, 5, 0x80, 0x01, 0x20, 0x00,
+            0x00, 0x19, 0xF0,
         ];
         let m = parse(&bytes).expect("valid");
         assert_eq!(m.spo2_percent, MedFloat::Finite(97.0));
@@ -230,7 +230,13 @@ mod tests {
         let err = parse(&[0x80, 0x61, 0x00, 0x40, 0x00]).expect_err("reserved");
         assert_eq!(err.reason, ParseErrorKind::ReservedFlags { bits: 0x80 });
         let err = parse(&[0x04, 0x61, 0x00, 0x40, 0x00, 0x20, 0x00]).expect_err("uint24 cut");
-        assert!(matches!(err.reason, ParseErrorKind::Truncated { field: "device and sensor status", .. }));
+        assert!(matches!(
+            err.reason,
+            ParseErrorKind::Truncated {
+                field: "device and sensor status",
+                ..
+            }
+        ));
     }
 
     fn shape(buf: &mut [u8]) {

@@ -167,7 +167,10 @@ impl RacpResponseCode {
 
     /// The report ended normally: records were sent, or there were none.
     pub fn is_complete(self) -> bool {
-        matches!(self, RacpResponseCode::Success | RacpResponseCode::NoRecordsFound)
+        matches!(
+            self,
+            RacpResponseCode::Success | RacpResponseCode::NoRecordsFound
+        )
     }
 }
 
@@ -213,14 +216,20 @@ mod tests {
     #[test]
     fn encodes_requests() {
         // Report all: 01 01.
-        assert_eq!(RacpRequest::ReportStoredRecords(RecordFilter::All).encode(), [0x01, 0x01]);
+        assert_eq!(
+            RacpRequest::ReportStoredRecords(RecordFilter::All).encode(),
+            [0x01, 0x01]
+        );
         // Report records with sequence ≥ 0x0104: 01 03 01 04 01.
         assert_eq!(
             RacpRequest::ReportStoredRecords(RecordFilter::SequenceAtLeast(0x0104)).encode(),
             [0x01, 0x03, 0x01, 0x04, 0x01]
         );
         // Number of records, all: 04 01.
-        assert_eq!(RacpRequest::ReportNumberOfRecords(RecordFilter::All).encode(), [0x04, 0x01]);
+        assert_eq!(
+            RacpRequest::ReportNumberOfRecords(RecordFilter::All).encode(),
+            [0x04, 0x01]
+        );
         assert_eq!(
             RacpRequest::ReportNumberOfRecords(RecordFilter::SequenceRange(5, 9)).encode(),
             [0x04, 0x04, 0x01, 0x05, 0x00, 0x09, 0x00]
@@ -229,15 +238,24 @@ mod tests {
             RacpRequest::DeleteStoredRecords(RecordFilter::SequenceAtMost(2)).encode(),
             [0x02, 0x02, 0x01, 0x02, 0x00]
         );
-        assert_eq!(RacpRequest::ReportStoredRecords(RecordFilter::First).encode(), [0x01, 0x05]);
-        assert_eq!(RacpRequest::ReportStoredRecords(RecordFilter::Last).encode(), [0x01, 0x06]);
+        assert_eq!(
+            RacpRequest::ReportStoredRecords(RecordFilter::First).encode(),
+            [0x01, 0x05]
+        );
+        assert_eq!(
+            RacpRequest::ReportStoredRecords(RecordFilter::Last).encode(),
+            [0x01, 0x06]
+        );
         assert_eq!(RacpRequest::Abort.encode(), [0x03, 0x00]);
         assert_eq!(RacpRequest::Abort.op_code(), 0x03);
     }
 
     #[test]
     fn decodes_responses() {
-        assert_eq!(parse_response(&[0x05, 0x00, 0x2C, 0x01]), Ok(RacpResponse::NumberOfRecords(300)));
+        assert_eq!(
+            parse_response(&[0x05, 0x00, 0x2C, 0x01]),
+            Ok(RacpResponse::NumberOfRecords(300))
+        );
         assert_eq!(
             parse_response(&[0x06, 0x00, 0x01, 0x01]),
             Ok(RacpResponse::ResponseCode {
@@ -246,7 +264,9 @@ mod tests {
             })
         );
         let none = parse_response(&[0x06, 0x00, 0x01, 0x06]).expect("valid");
-        assert!(matches!(none, RacpResponse::ResponseCode { code, .. } if code == RacpResponseCode::NoRecordsFound && code.is_complete()));
+        assert!(
+            matches!(none, RacpResponse::ResponseCode { code, .. } if code == RacpResponseCode::NoRecordsFound && code.is_complete())
+        );
         assert_eq!(
             parse_response(&[0x06, 0x00, 0x04, 0x0A]),
             Ok(RacpResponse::ResponseCode {
@@ -259,9 +279,14 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert_eq!(parse_response(&[]).expect_err("empty").reason, ParseErrorKind::Empty);
         assert_eq!(
-            parse_response(&[0x01, 0x01]).expect_err("a request is no response").reason,
+            parse_response(&[]).expect_err("empty").reason,
+            ParseErrorKind::Empty
+        );
+        assert_eq!(
+            parse_response(&[0x01, 0x01])
+                .expect_err("a request is no response")
+                .reason,
             ParseErrorKind::UnknownOpCode(0x01)
         );
         let err = parse_response(&[0x06, 0x00, 0x01]).expect_err("truncated");

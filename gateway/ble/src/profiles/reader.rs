@@ -101,7 +101,12 @@ impl<'a> Reader<'a> {
     }
 
     /// Refuses reserved flag bits, reported at the flags' own offset.
-    pub(crate) fn check_reserved(&self, offset: usize, flags: u32, allowed: u32) -> Result<(), ParseError> {
+    pub(crate) fn check_reserved(
+        &self,
+        offset: usize,
+        flags: u32,
+        allowed: u32,
+    ) -> Result<(), ParseError> {
         let bits = flags & !allowed;
         if bits != 0 {
             return Err(self.error_at(offset, ParseErrorKind::ReservedFlags { bits }));

@@ -120,7 +120,9 @@ mod tests {
     fn celsius_with_time_and_type() {
         // Flags 0x06: °C, time stamp, type. 36.4 °C = 364 × 10⁻¹ →
         // 0xFF00016C; 2024-03-15 07:30:05; type 9 (tympanum).
-        let bytes = [0x06, 0x6C, 0x01, 0x00, 0xFF, 0xE8, 0x07, 3, 15, 7, 30, 5, 0x09];
+        let bytes = [
+            0x06, 0x6C, 0x01, 0x00, 0xFF, 0xE8, 0x07, 3, 15, 7, 30, 5, 0x09,
+        ];
         let m = parse(&bytes).expect("valid");
         assert_eq!(m.value, MedFloat::Finite(36.4));
         assert_eq!(m.unit, TemperatureUnit::Celsius);
@@ -135,20 +137,39 @@ mod tests {
         assert_eq!(m.value, MedFloat::Finite(98.6));
         assert_eq!(m.unit, TemperatureUnit::Fahrenheit);
         // −INF (0x00800002) and NRes (0x00800000).
-        assert_eq!(parse(&[0x00, 0x02, 0x00, 0x80, 0x00]).expect("valid").value, MedFloat::NegativeInfinity);
-        assert_eq!(parse(&[0x00, 0x00, 0x00, 0x80, 0x00]).expect("valid").value, MedFloat::NRes);
+        assert_eq!(
+            parse(&[0x00, 0x02, 0x00, 0x80, 0x00]).expect("valid").value,
+            MedFloat::NegativeInfinity
+        );
+        assert_eq!(
+            parse(&[0x00, 0x00, 0x00, 0x80, 0x00]).expect("valid").value,
+            MedFloat::NRes
+        );
     }
 
     #[test]
     fn refusals() {
         let err = parse(&[0x00, 0x6C, 0x01, 0x00]).expect_err("truncated FLOAT");
-        assert!(matches!(err.reason, ParseErrorKind::Truncated { field: "temperature", needed: 4, available: 3 }));
+        assert!(matches!(
+            err.reason,
+            ParseErrorKind::Truncated {
+                field: "temperature",
+                needed: 4,
+                available: 3
+            }
+        ));
         let err = parse(&[0x08, 0x6C, 0x01, 0x00, 0xFF]).expect_err("reserved");
         assert_eq!(err.reason, ParseErrorKind::ReservedFlags { bits: 0x08 });
         let err = parse(&[0x04, 0x6C, 0x01, 0x00, 0xFF, 0x0A]).expect_err("reserved type");
         assert_eq!(
             (err.offset, err.reason),
-            (5, ParseErrorKind::ReservedValue { field: "temperature type", value: 10 })
+            (
+                5,
+                ParseErrorKind::ReservedValue {
+                    field: "temperature type",
+                    value: 10
+                }
+            )
         );
     }
 

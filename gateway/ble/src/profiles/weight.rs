@@ -159,13 +159,21 @@ mod tests {
         // Flags 0x0E: SI, time stamp, user, BMI+height. 72.5 kg = 14500 ×
         // 0.005 → 0x38A4; 2024-03-15 07:30:05; user 2; BMI 23.7 → 237 =
         // 0x00ED; height 1.750 m → 1750 = 0x06D6.
-        let bytes = [0x0E, 0xA4, 0x38, 0xE8, 0x07, 3, 15, 7, 30, 5, 0x02, 0xED, 0x00, 0xD6, 0x06];
+        let bytes = [
+            0x0E, 0xA4, 0x38, 0xE8, 0x07, 3, 15, 7, 30, 5, 0x02, 0xED, 0x00, 0xD6, 0x06,
+        ];
         let m = parse(&bytes).expect("valid");
         assert_eq!(m.units, WeightUnits::Si);
         assert_eq!(m.weight, Weight::Measured(72.5));
         assert_eq!(m.weight_raw, 14500);
         assert_eq!(m.user_id, Some(2));
-        assert_eq!(m.bmi_height, Some(BmiHeight { bmi: 23.7, height: 1.75 }));
+        assert_eq!(
+            m.bmi_height,
+            Some(BmiHeight {
+                bmi: 23.7,
+                height: 1.75
+            })
+        );
         assert_eq!(m.units.weight_resolution(), 0.005);
         assert!(m.time_stamp.is_some());
     }
@@ -177,7 +185,13 @@ mod tests {
         let m = parse(&[0x09, 0x70, 0x3E, 0xEC, 0x00, 0xB1, 0x02]).expect("valid");
         assert_eq!(m.units, WeightUnits::Imperial);
         assert_eq!(m.weight, Weight::Measured(159.84));
-        assert_eq!(m.bmi_height, Some(BmiHeight { bmi: 23.6, height: 68.9 }));
+        assert_eq!(
+            m.bmi_height,
+            Some(BmiHeight {
+                bmi: 23.6,
+                height: 68.9
+            })
+        );
         let m = parse(&[0x00, 0xFF, 0xFF]).expect("valid");
         assert_eq!(m.weight, Weight::Unsuccessful);
     }
@@ -189,7 +203,13 @@ mod tests {
         let err = parse(&[0x10, 0xA4, 0x38]).expect_err("reserved");
         assert_eq!(err.reason, ParseErrorKind::ReservedFlags { bits: 0x10 });
         let err = parse(&[0x08, 0xA4, 0x38, 0xED, 0x00]).expect_err("height missing");
-        assert!(matches!(err.reason, ParseErrorKind::Truncated { field: "height", .. }));
+        assert!(matches!(
+            err.reason,
+            ParseErrorKind::Truncated {
+                field: "height",
+                ..
+            }
+        ));
     }
 
     fn shape(buf: &mut [u8]) {

@@ -25,6 +25,11 @@ pub(crate) type AdapterEvents = BoxStream<'static, SessionEvent>;
 
 /// How long a device task gets to report its disconnection when stopped.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// BlueZ removes an adapter's device objects just before the adapter
+/// itself. A device removal is acted on after this pause, so that when the
+/// whole adapter is going its sessions end as "adapter lost", not "device
+/// removed". (Shorter than the device task's own settle pause.)
+const REMOVAL_GRACE: Duration = Duration::from_millis(300);
 
 pub(crate) enum Wait {
     Ready(String),
@@ -68,7 +73,9 @@ pub(crate) async fn wait_for_adapter(
     loop {
         match pick(session, &ctx.config).await {
             Ok(Some(name)) => return Wait::Ready(name),
-            Ok(None) => tracing::info!(adapter = ?ctx.config.adapter, "waiting for the Bluetooth adapter"),
+            Ok(None) => {
+                tracing::info!(adapter = ?ctx.config.adapter, "waiting for the Bluetooth adapter")
+            }
             Err(error) => {
                 if ctx.bluetooth_error(None, error).await.is_err() {
                     return Wait::Stop;
@@ -99,6 +106,8 @@ struct Supervisor<'a> {
     tasks: HashMap<BdAddr, Task>,
     /// Devices already reported as skipped (reported once, not per scan).
     skipped: HashSet<BdAddr>,
+    /// Devices BlueZ removed, to be stopped when their grace ends.
+    removed: HashMap<BdAddr, Instant>,
 }
 
 /// Serves the adapter's devices until the adapter goes, the bus goes, or
@@ -113,7 +122,9 @@ pub(crate) async fn supervise(
     let adapter = match session.adapter(name) {
         Ok(a) => a,
         Err(e) => {
-            let _ = ctx.bluetooth_error(None, SessionError::bluetooth(Operation::Adapters, e)).await;
+            let _ = ctx
+                .bluetooth_error(None, SessionError::bluetooth(Operation::Adapters, e))
+                .await;
             return End::Lost;
         }
     };
@@ -122,7 +133,9 @@ pub(crate) async fn supervise(
     let mut device_events = match adapter.events().await {
         Ok(s) => s.boxed(),
         Err(e) => {
-            let _ = ctx.bluetooth_error(None, SessionError::bluetooth(Operation::Devices, e)).await;
+            let _ = ctx
+                .bluetooth_error(None, SessionError::bluetooth(Operation::Devices, e))
+                .await;
             return End::Lost;
         }
     };
@@ -131,12 +144,20 @@ pub(crate) async fn supervise(
         adapter,
         tasks: HashMap::new(),
         skipped: HashSet::new(),
+        removed: HashMap::new(),
     };
     let every = ctx.config.rescan_interval;
     let mut rescan = interval_at(Instant::now(), every);
     rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     let (end, reason) = loop {
+        let next_removal = sup.removed.values().min().copied();
+        let removal_due = async {
+            match next_removal {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => break (End::Stop, StopReason::Shutdown),
             _ = ctx.events.closed() => break (End::Stop, StopReason::Shutdown),
@@ -149,9 +170,14 @@ pub(crate) async fn supervise(
             },
             event = device_events.next() => {
                 let step = match event {
-                    Some(AdapterEvent::DeviceAdded(address)) => sup.consider(BdAddr(address.0)).await,
+                    Some(AdapterEvent::DeviceAdded(address)) => {
+                        // Back before its grace ended: the running task
+                        // (same object path) carries on.
+                        sup.removed.remove(&BdAddr(address.0));
+                        sup.consider(BdAddr(address.0)).await
+                    }
                     Some(AdapterEvent::DeviceRemoved(address)) => {
-                        sup.remove(BdAddr(address.0)).await;
+                        sup.removed.insert(BdAddr(address.0), Instant::now() + REMOVAL_GRACE);
                         Ok(())
                     }
                     Some(AdapterEvent::PropertyChanged(_)) => Ok(()),
@@ -160,6 +186,14 @@ pub(crate) async fn supervise(
                 };
                 if step.is_err() {
                     break (End::Stop, StopReason::Shutdown);
+                }
+            }
+            _ = removal_due => {
+                let now = Instant::now();
+                let due: Vec<BdAddr> = sup.removed.iter().filter(|(_, at)| **at <= now).map(|(a, _)| *a).collect();
+                for address in due {
+                    sup.removed.remove(&address);
+                    sup.remove(address).await;
                 }
             }
             _ = rescan.tick() => {
@@ -200,7 +234,11 @@ impl Supervisor<'_> {
 
     /// Starts a task for this device if it should be served and has none.
     async fn consider(&mut self, address: BdAddr) -> Result<(), EventsClosed> {
-        if self.tasks.get(&address).is_some_and(|t| !t.handle.is_finished()) {
+        if self
+            .tasks
+            .get(&address)
+            .is_some_and(|t| !t.handle.is_finished())
+        {
             return Ok(());
         }
         let device = match self.adapter.device(bluer::Address(address.0)) {
@@ -221,7 +259,10 @@ impl Supervisor<'_> {
                 Err(e) => {
                     return self
                         .ctx
-                        .bluetooth_error(None, SessionError::bluetooth(Operation::DeviceProperties, e))
+                        .bluetooth_error(
+                            None,
+                            SessionError::bluetooth(Operation::DeviceProperties, e),
+                        )
                         .await;
                 }
             },
@@ -234,7 +275,10 @@ impl Supervisor<'_> {
             Err(e) => {
                 return self
                     .ctx
-                    .bluetooth_error(None, SessionError::bluetooth(Operation::DeviceProperties, e))
+                    .bluetooth_error(
+                        None,
+                        SessionError::bluetooth(Operation::DeviceProperties, e),
+                    )
                     .await;
             }
         };
@@ -250,7 +294,9 @@ impl Supervisor<'_> {
                 if self.skipped.insert(address) {
                     tracing::warn!(%address, ?reason, "device has no stable identity; not served");
                     self.ctx.counters.bump(Counter::SkippedDevices);
-                    self.ctx.emit(BleEvent::DeviceSkipped { address, reason }).await?;
+                    self.ctx
+                        .emit(BleEvent::DeviceSkipped { address, reason })
+                        .await?;
                 }
                 Ok(())
             }

@@ -35,10 +35,18 @@ pub(crate) async fn run(ctx: Arc<Ctx>, device: Device, identity: Identity, mut s
 enum Outcome {
     Stopped,
     Failed(SessionError),
-    Ended { reason: DisconnectReason, lasted: Duration },
+    Ended {
+        reason: DisconnectReason,
+        lasted: Duration,
+    },
 }
 
-async fn sessions(ctx: &Ctx, device: &Device, identity: Identity, stop: &mut Stop) -> Result<(), EventsClosed> {
+async fn sessions(
+    ctx: &Ctx,
+    device: &Device,
+    identity: Identity,
+    stop: &mut Stop,
+) -> Result<(), EventsClosed> {
     let mut backoff = Backoff::new(ctx.config.backoff);
     let mut memory = DeviceMemory {
         window: RecordWindow::new(ctx.config.dedupe_window),
@@ -63,8 +71,13 @@ async fn sessions(ctx: &Ctx, device: &Device, identity: Identity, stop: &mut Sto
             Outcome::Ended { reason, lasted } => {
                 tracing::info!(%identity, ?reason, ?lasted, "disconnected");
                 ctx.counters.bump(Counter::Disconnects);
-                ctx.emit(BleEvent::Disconnected { identity, reason }).await?;
-                attempt = if backoff.connection_ended(lasted) { 1 } else { attempt + 1 };
+                ctx.emit(BleEvent::Disconnected { identity, reason })
+                    .await?;
+                attempt = if backoff.connection_ended(lasted) {
+                    1
+                } else {
+                    attempt + 1
+                };
             }
         }
         let delay = backoff.next_delay(rng.random());
@@ -100,7 +113,10 @@ async fn wait_retry(device: &Device, delay: Duration, stop: &mut Stop) -> bool {
     let connected_by_itself = async {
         if let Some(events) = events.as_mut() {
             while let Some(event) = events.next().await {
-                if matches!(event, DeviceEvent::PropertyChanged(DeviceProperty::Connected(true))) {
+                if matches!(
+                    event,
+                    DeviceEvent::PropertyChanged(DeviceProperty::Connected(true))
+                ) {
                     return;
                 }
             }
@@ -127,7 +143,8 @@ async fn find_characteristics(device: &Device) -> Result<Vec<Found>, SessionErro
     for service in device.services().await.map_err(resolve)? {
         let service_uuid = service.uuid().await.map_err(resolve)?;
         for remote in service.characteristics().await.map_err(resolve)? {
-            let Some(kind) = Characteristic::from_uuid(remote.uuid().await.map_err(resolve)?) else {
+            let Some(kind) = Characteristic::from_uuid(remote.uuid().await.map_err(resolve)?)
+            else {
                 continue;
             };
             // CGM and other services have RACPs with other filters; only
@@ -145,7 +162,9 @@ async fn find_characteristics(device: &Device) -> Result<Vec<Found>, SessionErro
             }
         }
     }
-    let has_glucose = found.iter().any(|f| f.kind == Characteristic::GlucoseMeasurement);
+    let has_glucose = found
+        .iter()
+        .any(|f| f.kind == Characteristic::GlucoseMeasurement);
     found.retain(|f| f.kind != Characteristic::RecordAccessControlPoint || has_glucose);
     if found.is_empty() {
         return Err(SessionError::NothingToSubscribe);
@@ -175,11 +194,21 @@ async fn connection(
     // Watch first, so a drop right after connecting is not missed.
     let mut device_events = match device.events().await {
         Ok(s) => s.boxed(),
-        Err(e) => return Ok(Outcome::Failed(SessionError::bluetooth(Operation::DeviceEvents, e))),
+        Err(e) => {
+            return Ok(Outcome::Failed(SessionError::bluetooth(
+                Operation::DeviceEvents,
+                e,
+            )));
+        }
     };
     let already = match device.is_connected().await {
         Ok(c) => c,
-        Err(e) => return Ok(Outcome::Failed(SessionError::bluetooth(Operation::DeviceProperties, e))),
+        Err(e) => {
+            return Ok(Outcome::Failed(SessionError::bluetooth(
+                Operation::DeviceProperties,
+                e,
+            )));
+        }
     };
     if !already {
         ctx.counters.bump(Counter::ConnectAttempts);
@@ -224,10 +253,18 @@ async fn connection(
         let stream = match timeout(limit, f.remote.notify()).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                return Ok(setup_failed(device, SessionError::bluetooth(Operation::Subscribe, e), since).await);
+                return Ok(setup_failed(
+                    device,
+                    SessionError::bluetooth(Operation::Subscribe, e),
+                    since,
+                )
+                .await);
             }
             Err(_) => {
-                let error = SessionError::Timeout { operation: Operation::Subscribe, after: limit };
+                let error = SessionError::Timeout {
+                    operation: Operation::Subscribe,
+                    after: limit,
+                };
                 return Ok(setup_failed(device, error, since).await);
             }
         };
@@ -249,7 +286,8 @@ async fn connection(
         let request = racp_request(ctx.cursor.last_sequence(&identity));
         tracing::info!(%identity, ?request, "asking the glucometer for stored records");
         ctx.counters.bump(Counter::RacpRequests);
-        ctx.emit(BleEvent::RacpRequested { identity, request }).await?;
+        ctx.emit(BleEvent::RacpRequested { identity, request })
+            .await?;
         let failure = match timeout(limit, racp.write(&request.encode())).await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(SessionError::bluetooth(Operation::WriteRacp, e)),
@@ -279,12 +317,30 @@ async fn connection(
             // before a disconnection that arrived after them.
             biased;
             item = streams.next() => match item {
-                Some((kind, frame)) => {
-                    if notifications::handle(ctx, identity, memory, kind, frame).await? && kind == Characteristic::RecordAccessControlPoint {
-                        racp_deadline = None;
+                Some((kind, frame)) if kind == Characteristic::RecordAccessControlPoint => {
+                    // bluer gives each characteristic its own stream, so
+                    // the order between them is lost. Records the meter
+                    // notified before this indication are already queued
+                    // on theirs: handle them first, so that "report
+                    // finished" follows the records it reports on.
+                    let mut racp_frames = vec![frame];
+                    while let Some(Some((k, f))) = streams.next().now_or_never() {
+                        if k == Characteristic::RecordAccessControlPoint {
+                            racp_frames.push(f);
+                        } else {
+                            notifications::handle(ctx, identity, memory, k, f).await?;
+                        }
+                    }
+                    for f in racp_frames {
+                        if notifications::handle(ctx, identity, memory, kind, f).await? {
+                            racp_deadline = None;
+                        }
                     }
                 }
-                None => return Ok(Outcome::Ended { reason: DisconnectReason::ServicesGone, lasted: since.elapsed() }),
+                Some((kind, frame)) => {
+                    notifications::handle(ctx, identity, memory, kind, frame).await?;
+                }
+                None => return settle(ctx, identity, stop, DisconnectReason::ServicesGone, since).await,
             },
             event = device_events.next() => match event {
                 Some(DeviceEvent::PropertyChanged(DeviceProperty::Connected(false))) => {
@@ -294,7 +350,7 @@ async fn connection(
                 Some(_) => {}
                 None => {
                     drain(ctx, identity, memory, &mut streams).await?;
-                    return Ok(Outcome::Ended { reason: DisconnectReason::DeviceRemoved, lasted: since.elapsed() });
+                    return settle(ctx, identity, stop, DisconnectReason::DeviceRemoved, since).await;
                 }
             },
             _ = racp_wait => {
@@ -326,6 +382,35 @@ async fn drain(
     Ok(())
 }
 
+/// BlueZ objects vanishing reach this task a moment before the
+/// supervisor's verdict on why (the adapter went, the device was removed).
+/// Waiting that moment lets the reported reason be the real one.
+/// (Longer than the supervisor's grace for device removals.)
+const SETTLE: Duration = Duration::from_secs(1);
+
+async fn settle(
+    ctx: &Ctx,
+    identity: Identity,
+    stop: &mut Stop,
+    otherwise: DisconnectReason,
+    since: Instant,
+) -> Result<Outcome, EventsClosed> {
+    match timeout(SETTLE, stopped(stop)).await {
+        Ok(reason) => {
+            ctx.emit(BleEvent::Disconnected {
+                identity,
+                reason: reason.into(),
+            })
+            .await?;
+            Ok(Outcome::Stopped)
+        }
+        Err(_) => Ok(Outcome::Ended {
+            reason: otherwise,
+            lasted: since.elapsed(),
+        }),
+    }
+}
+
 /// Set-up failed after connecting: drop the link (best effort) so the next
 /// attempt starts clean.
 async fn setup_failed(device: &Device, error: SessionError, since: Instant) -> Outcome {
@@ -343,11 +428,17 @@ mod tests {
 
     #[test]
     fn racp_request_follows_the_cursor() {
-        assert_eq!(racp_request(None), RacpRequest::ReportStoredRecords(RecordFilter::All));
+        assert_eq!(
+            racp_request(None),
+            RacpRequest::ReportStoredRecords(RecordFilter::All)
+        );
         assert_eq!(
             racp_request(Some(41)),
             RacpRequest::ReportStoredRecords(RecordFilter::SequenceAtLeast(42))
         );
-        assert_eq!(racp_request(Some(u16::MAX)), RacpRequest::ReportStoredRecords(RecordFilter::All));
+        assert_eq!(
+            racp_request(Some(u16::MAX)),
+            RacpRequest::ReportStoredRecords(RecordFilter::All)
+        );
     }
 }

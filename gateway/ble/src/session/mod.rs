@@ -64,10 +64,15 @@ impl Ctx {
 
     /// Counts and reports a BlueZ failure that is not part of a connect
     /// attempt.
-    pub(crate) async fn bluetooth_error(&self, identity: Option<Identity>, error: SessionError) -> Result<(), EventsClosed> {
+    pub(crate) async fn bluetooth_error(
+        &self,
+        identity: Option<Identity>,
+        error: SessionError,
+    ) -> Result<(), EventsClosed> {
         tracing::warn!(?identity, %error, "BlueZ call failed");
         self.counters.bump(Counter::BluetoothErrors);
-        self.emit(BleEvent::BluetoothError { identity, error }).await
+        self.emit(BleEvent::BluetoothError { identity, error })
+            .await
     }
 }
 
@@ -123,15 +128,20 @@ pub async fn run(
     });
     let mut lost_before = false;
     loop {
-        let name = match adapter::wait_for_adapter(&session, &ctx, &mut adapter_events, &shutdown).await {
-            adapter::Wait::Ready(name) => name,
-            adapter::Wait::Stop => return Ok(()),
-            adapter::Wait::BusLost => return Err(BleError::BusLost),
-        };
+        let name =
+            match adapter::wait_for_adapter(&session, &ctx, &mut adapter_events, &shutdown).await {
+                adapter::Wait::Ready(name) => name,
+                adapter::Wait::Stop => return Ok(()),
+                adapter::Wait::BusLost => return Err(BleError::BusLost),
+            };
         let ready = if lost_before {
-            BleEvent::AdapterReturned { adapter: name.clone() }
+            BleEvent::AdapterReturned {
+                adapter: name.clone(),
+            }
         } else {
-            BleEvent::AdapterReady { adapter: name.clone() }
+            BleEvent::AdapterReady {
+                adapter: name.clone(),
+            }
         };
         if ctx.emit(ready).await.is_err() {
             return Ok(());
@@ -144,7 +154,11 @@ pub async fn run(
                 tracing::warn!(adapter = %name, "adapter lost");
                 ctx.counters.bump(Counter::AdapterLosses);
                 lost_before = true;
-                if ctx.emit(BleEvent::AdapterLost { adapter: name }).await.is_err() {
+                if ctx
+                    .emit(BleEvent::AdapterLost { adapter: name })
+                    .await
+                    .is_err()
+                {
                     return Ok(());
                 }
             }

@@ -29,7 +29,8 @@ pub(crate) async fn handle(
         return match racp::parse_response(&frame) {
             Ok(response) => {
                 tracing::info!(%identity, ?response, "RACP report finished");
-                ctx.emit(BleEvent::RacpCompleted { identity, response }).await?;
+                ctx.emit(BleEvent::RacpCompleted { identity, response })
+                    .await?;
                 Ok(true)
             }
             Err(error) => {

@@ -66,7 +66,10 @@ mod tests {
         let g = glucose::parse(&glucose_record(7, time_plus(45), 112)).expect("valid");
         assert_eq!(g.sequence_number, 7);
         assert_eq!((g.base_time.hours, g.base_time.minutes), (8, 15));
-        assert_eq!(g.concentration.map(|c| c.value), Some(MedFloat::Finite(0.00112)));
+        assert_eq!(
+            g.concentration.map(|c| c.value),
+            Some(MedFloat::Finite(0.00112))
+        );
         let c = cgm::parse(&cgm_record(140, 30)).expect("valid");
         assert_eq!(c[0].glucose_mg_dl, MedFloat::Finite(140.0));
         let b = bp::parse(&blood_pressure(121, 79, 93, 64)).expect("valid");

@@ -12,7 +12,7 @@ use dbus::blocking::SyncConnection;
 use dbus::channel::Channel;
 
 use crate::gatt::{Characteristic, GLUCOSE_SERVICE, sig_uuid};
-use crate::uuid::Uuid;
+use uuid::Uuid;
 
 /// The mock, committed beside the crate and embedded so that a test binary
 /// built anywhere carries it.
@@ -134,7 +134,8 @@ impl MockBluez {
         std::fs::write(&script, SCRIPT).map_err(io("writing the mock script"))?;
         let stderr_path = dir.join("mock_bluez.stderr");
         let stderr = File::create(&stderr_path).map_err(io("creating the mock's stderr file"))?;
-        let python = std::env::var_os("GLYCO_BLE_MOCK_PYTHON").unwrap_or_else(|| DEFAULT_PYTHON.into());
+        let python =
+            std::env::var_os("GLYCO_BLE_MOCK_PYTHON").unwrap_or_else(|| DEFAULT_PYTHON.into());
         let mut child = Command::new(python)
             .arg(&script)
             .arg("--socket")
@@ -145,7 +146,9 @@ impl MockBluez {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
             .spawn()
-            .map_err(io("starting the mock (is /usr/bin/python3 with python3-dbusmock there?)"))?;
+            .map_err(io(
+                "starting the mock (is /usr/bin/python3 with python3-dbusmock there?)",
+            ))?;
 
         // "READY <address>" on stdout; read on a thread so a mock that
         // hangs cannot hang the test.
@@ -164,17 +167,30 @@ impl MockBluez {
         };
         let line = match rx.recv_timeout(START_TIMEOUT) {
             Ok(line) => line,
-            Err(_) => return Err(not_ready(&mut child, format!("no READY within {START_TIMEOUT:?}"))),
+            Err(_) => {
+                return Err(not_ready(
+                    &mut child,
+                    format!("no READY within {START_TIMEOUT:?}"),
+                ));
+            }
         };
         let Some(address) = line.trim().strip_prefix("READY ").map(str::to_string) else {
-            return Err(not_ready(&mut child, format!("unexpected first line {line:?}")));
+            return Err(not_ready(
+                &mut child,
+                format!("unexpected first line {line:?}"),
+            ));
         };
         let control = match Channel::open_private(&address).and_then(|mut ch| {
             ch.register()?;
             Ok(SyncConnection::from(ch))
         }) {
             Ok(c) => c,
-            Err(e) => return Err(not_ready(&mut child, format!("cannot reach the private bus: {e}"))),
+            Err(e) => {
+                return Err(not_ready(
+                    &mut child,
+                    format!("cannot reach the private bus: {e}"),
+                ));
+            }
         };
         Ok(MockBluez {
             child,
@@ -240,7 +256,8 @@ impl MockBluez {
             AddressKind::Public => "public",
             AddressKind::Random => "random",
         };
-        let (path,): (dbus::Path<'static>,) = self.call("AddDevice", (adapter, address, kind, paired))?;
+        let (path,): (dbus::Path<'static>,) =
+            self.call("AddDevice", (adapter, address, kind, paired))?;
         Ok(MockDevice {
             path: path.to_string(),
             address: address.to_string(),
@@ -248,10 +265,19 @@ impl MockBluez {
     }
 
     /// Adds a primary GATT service; `handle` makes the object path unique.
-    pub fn add_service(&self, device: &MockDevice, uuid: Uuid, handle: u16) -> Result<MockService, HarnessError> {
-        let (path,): (dbus::Path<'static>,) =
-            self.call("AddService", (Self::path(&device.path)?, uuid.to_string(), handle))?;
-        Ok(MockService { path: path.to_string() })
+    pub fn add_service(
+        &self,
+        device: &MockDevice,
+        uuid: Uuid,
+        handle: u16,
+    ) -> Result<MockService, HarnessError> {
+        let (path,): (dbus::Path<'static>,) = self.call(
+            "AddService",
+            (Self::path(&device.path)?, uuid.to_string(), handle),
+        )?;
+        Ok(MockService {
+            path: path.to_string(),
+        })
     }
 
     /// Adds a characteristic with BlueZ flags such as "notify", "indicate",
@@ -268,15 +294,25 @@ impl MockBluez {
             "AddCharacteristic",
             (Self::path(&service.path)?, uuid.to_string(), handle, flags),
         )?;
-        Ok(MockCharacteristic { path: path.to_string() })
+        Ok(MockCharacteristic {
+            path: path.to_string(),
+        })
     }
 
     /// A bonded glucometer with a public address.
-    pub fn add_glucometer(&self, adapter: &str, address: &str) -> Result<MockGlucometer, HarnessError> {
+    pub fn add_glucometer(
+        &self,
+        adapter: &str,
+        address: &str,
+    ) -> Result<MockGlucometer, HarnessError> {
         let device = self.add_device(adapter, address, AddressKind::Public, true)?;
         let service = self.add_service(&device, GLUCOSE_SERVICE, 0x0010)?;
-        let measurement =
-            self.add_characteristic(&service, Characteristic::GlucoseMeasurement.uuid(), 0x0011, &["notify"])?;
+        let measurement = self.add_characteristic(
+            &service,
+            Characteristic::GlucoseMeasurement.uuid(),
+            0x0011,
+            &["notify"],
+        )?;
         let racp = self.add_characteristic(
             &service,
             Characteristic::RecordAccessControlPoint.uuid(),
@@ -294,15 +330,29 @@ impl MockBluez {
     pub fn add_cgm(&self, adapter: &str, address: &str) -> Result<MockCgm, HarnessError> {
         let device = self.add_device(adapter, address, AddressKind::Public, true)?;
         let service = self.add_service(&device, sig_uuid(0x181F), 0x0020)?;
-        let measurement =
-            self.add_characteristic(&service, Characteristic::CgmMeasurement.uuid(), 0x0021, &["notify"])?;
-        Ok(MockCgm { device, measurement })
+        let measurement = self.add_characteristic(
+            &service,
+            Characteristic::CgmMeasurement.uuid(),
+            0x0021,
+            &["notify"],
+        )?;
+        Ok(MockCgm {
+            device,
+            measurement,
+        })
     }
 
     /// Sends a notification as the device. False when nothing was sent:
     /// the link is down or the client has not subscribed.
-    pub fn notify(&self, characteristic: &MockCharacteristic, value: &[u8]) -> Result<bool, HarnessError> {
-        let (sent,): (bool,) = self.call("Notify", (Self::path(&characteristic.path)?, value.to_vec()))?;
+    pub fn notify(
+        &self,
+        characteristic: &MockCharacteristic,
+        value: &[u8],
+    ) -> Result<bool, HarnessError> {
+        let (sent,): (bool,) = self.call(
+            "Notify",
+            (Self::path(&characteristic.path)?, value.to_vec()),
+        )?;
         Ok(sent)
     }
 
@@ -314,13 +364,21 @@ impl MockBluez {
 
     /// The glucometer's stored records (Glucose Measurement values, oldest
     /// first) that its RACP reports from.
-    pub fn set_stored_records(&self, device: &MockDevice, records: &[Vec<u8>]) -> Result<(), HarnessError> {
-        self.call("SetStoredRecords", (Self::path(&device.path)?, records.to_vec()))
+    pub fn set_stored_records(
+        &self,
+        device: &MockDevice,
+        records: &[Vec<u8>],
+    ) -> Result<(), HarnessError> {
+        self.call(
+            "SetStoredRecords",
+            (Self::path(&device.path)?, records.to_vec()),
+        )
     }
 
     /// Every RACP request the device received, in order.
     pub fn racp_requests(&self, device: &MockDevice) -> Result<Vec<Vec<u8>>, HarnessError> {
-        let (requests,): (Vec<Vec<u8>>,) = self.call("RacpRequests", (Self::path(&device.path)?,))?;
+        let (requests,): (Vec<Vec<u8>>,) =
+            self.call("RacpRequests", (Self::path(&device.path)?,))?;
         Ok(requests)
     }
 
@@ -363,7 +421,9 @@ impl Drop for MockBluez {
         loop {
             match self.child.try_wait() {
                 Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 _ => break,
             }
         }

@@ -43,6 +43,7 @@ mod harness;
 mod isolate;
 
 pub use harness::{
-    AddressKind, HarnessError, MockBluez, MockCgm, MockCharacteristic, MockDevice, MockGlucometer, MockService,
+    AddressKind, HarnessError, MockBluez, MockCgm, MockCharacteristic, MockDevice, MockGlucometer,
+    MockService,
 };
 pub use isolate::with_mock_bluez;

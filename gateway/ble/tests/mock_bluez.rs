@@ -1,0 +1,574 @@
+//! The BLE sessions against a real dbus-daemon with a mock BlueZ
+//! (python3-dbusmock), bluer talking to it as it would to bluetoothd.
+//! Each test runs in its own child process with its own bus; see
+//! `glyco_ble::testing`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use glyco_ble::profiles::racp::{RacpRequest, RacpResponse, RacpResponseCode, RecordFilter};
+use glyco_ble::testing::{AddressKind, MockBluez, frames, with_mock_bluez};
+use glyco_ble::{
+    BackoffPolicy, BdAddr, BleConfig, BleCounters, BleError, BleEvent, Characteristic,
+    DisconnectReason, Identity, IdentityKind, Measurement, ParseErrorKind, Profile, SkipReason,
+    sig_uuid,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout_at};
+use tokio_util::sync::CancellationToken;
+
+const METER: &str = "00:1A:7D:DA:71:13";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn addr(s: &str) -> BdAddr {
+    s.parse().expect("valid address")
+}
+
+fn public(s: &str) -> Identity {
+    Identity {
+        address: addr(s),
+        kind: IdentityKind::Public,
+    }
+}
+
+fn test_config() -> BleConfig {
+    BleConfig {
+        backoff: BackoffPolicy {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(160),
+            multiplier: 2,
+            jitter: 0.5,
+            stable_after: Duration::from_secs(30),
+        },
+        connect_timeout: Duration::from_secs(5),
+        setup_timeout: Duration::from_secs(5),
+        racp_timeout: Duration::from_secs(5),
+        ..BleConfig::default()
+    }
+}
+
+/// The hub's side for a test: the event stream, its cursor, the task.
+struct Hub {
+    rx: mpsc::Receiver<BleEvent>,
+    /// Received and not yet claimed by a wait, in arrival order.
+    pending: VecDeque<BleEvent>,
+    /// Everything received, for final checks and failure messages.
+    seen: Vec<BleEvent>,
+    cursor: Arc<Mutex<HashMap<BdAddr, u16>>>,
+    counters: Arc<BleCounters>,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), BleError>>,
+}
+
+impl Hub {
+    fn start(config: BleConfig) -> Hub {
+        let (tx, rx) = mpsc::channel(64);
+        let cursor: Arc<Mutex<HashMap<BdAddr, u16>>> = Arc::default();
+        let lookup = cursor.clone();
+        let counters = Arc::new(BleCounters::default());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(glyco_ble::run(
+            config,
+            Arc::new(move |id: &Identity| {
+                lookup
+                    .lock()
+                    .expect("cursor lock")
+                    .get(&id.address)
+                    .copied()
+            }),
+            tx,
+            counters.clone(),
+            shutdown.clone(),
+        ));
+        Hub {
+            rx,
+            pending: VecDeque::new(),
+            seen: Vec::new(),
+            cursor,
+            counters,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Claims the first event `pick` accepts that no earlier wait claimed
+    /// (so waits for different devices may come in any order), receiving
+    /// more as needed.
+    async fn until<T>(&mut self, what: &str, mut pick: impl FnMut(&BleEvent) -> Option<T>) -> T {
+        for i in 0..self.pending.len() {
+            if let Some(t) = pick(&self.pending[i]) {
+                self.pending.remove(i);
+                return t;
+            }
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(event)) => {
+                    self.seen.push(event.clone());
+                    match pick(&event) {
+                        Some(t) => return t,
+                        None => self.pending.push_back(event),
+                    }
+                }
+                Ok(None) => panic!(
+                    "event channel closed while waiting for {what}; seen: {:#?}",
+                    self.seen
+                ),
+                Err(_) => panic!("no {what} within {WAIT:?}; seen: {:#?}", self.seen),
+            }
+        }
+    }
+
+    async fn subscribed(&mut self, who: Identity) -> Vec<Characteristic> {
+        self.until("Subscribed", |e| match e {
+            BleEvent::Subscribed {
+                identity,
+                characteristics,
+            } if *identity == who => Some(characteristics.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits until each of `who` has subscribed, in whatever order.
+    async fn all_subscribed(&mut self, who: &[Identity]) -> HashMap<Identity, Vec<Characteristic>> {
+        let mut got = HashMap::new();
+        for id in who {
+            got.insert(*id, self.subscribed(*id).await);
+        }
+        got
+    }
+
+    async fn measurement(&mut self, who: Identity) -> Measurement {
+        self.until("a measurement", |e| match e {
+            BleEvent::Measurement {
+                identity,
+                measurement,
+                ..
+            } if *identity == who => Some(measurement.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn racp_completed(&mut self, who: Identity) -> RacpResponse {
+        self.until("RACP completion", |e| match e {
+            BleEvent::RacpCompleted { identity, response } if *identity == who => Some(*response),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Stops the sessions and returns what `run` returned.
+    async fn stop(mut self) -> (Result<(), BleError>, Vec<BleEvent>) {
+        self.shutdown.cancel();
+        let result = self.task.await.expect("run task");
+        while let Ok(event) = self.rx.try_recv() {
+            self.seen.push(event);
+        }
+        (result, self.seen)
+    }
+}
+
+fn glucose_sequence(m: &Measurement) -> u16 {
+    match m {
+        Measurement::Glucose(g) => g.sequence_number,
+        other => panic!("expected a glucose record, got {other:?}"),
+    }
+}
+
+#[test]
+fn glucometer_and_cgm_readings_reach_the_channel_with_their_identities() {
+    with_mock_bluez(|mock: MockBluez| async move {
+        mock.add_adapter("hci0").expect("adapter");
+        let meter = mock.add_glucometer("hci0", METER).expect("glucometer");
+        // The CGM has a static random identity address (top bits 0b11).
+        let cgm_addr = "C3:55:00:00:10:01";
+        let cgm = mock
+            .add_device("hci0", cgm_addr, AddressKind::Random, true)
+            .expect("cgm");
+        let service = mock
+            .add_service(&cgm, sig_uuid(0x181F), 0x0020)
+            .expect("cgm service");
+        let cgm_meas = mock
+            .add_characteristic(
+                &service,
+                Characteristic::CgmMeasurement.uuid(),
+                0x0021,
+                &["notify"],
+            )
+            .expect("cgm measurement");
+        // Never served: a bonded device known only by an unresolved
+        // private address, and a device that is not bonded at all.
+        let rpa = "4A:00:00:00:00:07";
+        mock.add_device("hci0", rpa, AddressKind::Random, true)
+            .expect("rpa device");
+        let stranger = mock
+            .add_device("hci0", "00:1A:7D:00:00:98", AddressKind::Public, false)
+            .expect("unpaired");
+        let stranger_service = mock
+            .add_service(&stranger, sig_uuid(0x181F), 0x0020)
+            .expect("service");
+        mock.add_characteristic(
+            &stranger_service,
+            Characteristic::CgmMeasurement.uuid(),
+            0x0021,
+            &["notify"],
+        )
+        .expect("characteristic");
+
+        let meter_id = public(METER);
+        let cgm_id = Identity {
+            address: addr(cgm_addr),
+            kind: IdentityKind::StaticRandom,
+        };
+        let mut hub = Hub::start(BleConfig {
+            allow: None,
+            ..test_config()
+        });
+
+        let subscribed = hub.all_subscribed(&[meter_id, cgm_id]).await;
+        assert_eq!(
+            subscribed[&meter_id],
+            [
+                Characteristic::GlucoseMeasurement,
+                Characteristic::RecordAccessControlPoint
+            ]
+        );
+        assert_eq!(subscribed[&cgm_id], [Characteristic::CgmMeasurement]);
+        // First contact: the hub has no cursor, so all stored records are
+        // asked for; this meter has none.
+        assert_eq!(
+            hub.racp_completed(meter_id).await,
+            RacpResponse::ResponseCode {
+                request_op_code: 0x01,
+                code: RacpResponseCode::NoRecordsFound
+            }
+        );
+
+        // A finger-stick of 95 mg/dL (sent as 95 × 10⁻⁵ kg/L).
+        assert!(
+            mock.notify(
+                &meter.measurement,
+                &frames::glucose_record(1, frames::TIME, 95)
+            )
+            .expect("notify")
+        );
+        match hub.measurement(meter_id).await {
+            Measurement::Glucose(g) => {
+                assert_eq!(g.sequence_number, 1);
+                assert_eq!(
+                    g.concentration.and_then(|c| c.value.finite()),
+                    Some(0.00095)
+                );
+            }
+            other => panic!("expected glucose, got {other:?}"),
+        }
+
+        // Two CGM records packed in one notification.
+        let mut packed = frames::cgm_record(140, 5);
+        packed.extend(frames::cgm_record(137, 10));
+        assert!(mock.notify(&cgm_meas, &packed).expect("notify"));
+        for (mg_dl, minute) in [(140.0, 5), (137.0, 10)] {
+            match hub.measurement(cgm_id).await {
+                Measurement::Cgm(c) => {
+                    assert_eq!(c.glucose_mg_dl.finite(), Some(mg_dl));
+                    assert_eq!(c.time_offset_minutes, minute);
+                }
+                other => panic!("expected CGM, got {other:?}"),
+            }
+        }
+
+        let counters = hub.counters.snapshot();
+        let (result, seen) = hub.stop().await;
+        assert_eq!(result, Ok(()));
+        assert_eq!(counters.measurements, 3);
+        assert!(seen.contains(&BleEvent::DeviceSkipped {
+            address: addr(rpa),
+            reason: SkipReason::UnresolvedPrivateAddress
+        }));
+        for event in &seen {
+            if let Some(identity) = event.identity() {
+                assert!(
+                    *identity == meter_id || *identity == cgm_id,
+                    "only bonded identities are served, got {event:?}"
+                );
+            }
+        }
+        assert_eq!(mock.connect_attempts(&stranger).expect("attempts"), 0);
+        // Graceful shutdown says goodbye for each connected device.
+        for id in [meter_id, cgm_id] {
+            assert!(seen.contains(&BleEvent::Disconnected {
+                identity: id,
+                reason: DisconnectReason::Shutdown
+            }));
+        }
+    });
+}
+
+#[test]
+fn stored_records_are_fetched_from_the_cursor_after_a_reconnect_without_duplicates() {
+    with_mock_bluez(|mock: MockBluez| async move {
+        mock.add_adapter("hci0").expect("adapter");
+        let meter = mock.add_glucometer("hci0", METER).expect("glucometer");
+        let records = |n: u16| -> Vec<Vec<u8>> {
+            (1..=n)
+                .map(|seq| {
+                    frames::glucose_record(seq, frames::time_plus(seq as u8), 90 + seq as i16)
+                })
+                .collect()
+        };
+        mock.set_stored_records(&meter.device, &records(3))
+            .expect("records");
+        let id = public(METER);
+        let mut hub = Hub::start(test_config());
+        let racp_request = |e: &BleEvent| match e {
+            BleEvent::RacpRequested { identity, request } if identity.address == addr(METER) => {
+                Some(*request)
+            }
+            _ => None,
+        };
+        // No cursor yet: everything the meter stored.
+        assert_eq!(
+            hub.until("the first RACP request", racp_request).await,
+            RacpRequest::ReportStoredRecords(RecordFilter::All)
+        );
+
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(glucose_sequence(&hub.measurement(id).await));
+        }
+        assert_eq!(got, [1, 2, 3]);
+        assert!(matches!(
+            hub.racp_completed(id).await,
+            RacpResponse::ResponseCode {
+                code: RacpResponseCode::Success,
+                ..
+            }
+        ));
+
+        // The hub's journal has stored only up to 2 when the link drops
+        // (record 3 was still in flight), and the meter takes two more
+        // readings while out of range.
+        hub.cursor.lock().expect("cursor").insert(addr(METER), 2);
+        mock.set_reachable(&meter.device, false)
+            .expect("out of range");
+        hub.until("the link loss", |e| {
+            matches!(
+                e,
+                BleEvent::Disconnected {
+                    reason: DisconnectReason::LinkLost,
+                    ..
+                }
+            )
+            .then_some(())
+        })
+        .await;
+        hub.until("a failed reconnect", |e| {
+            matches!(e, BleEvent::ConnectFailed { .. }).then_some(())
+        })
+        .await;
+        mock.set_stored_records(&meter.device, &records(5))
+            .expect("records");
+        mock.set_reachable(&meter.device, true)
+            .expect("back in range");
+
+        // Asked from cursor + 1 = 3; record 3 comes again and is dropped.
+        assert_eq!(
+            hub.until("the RACP request after the reconnect", racp_request)
+                .await,
+            RacpRequest::ReportStoredRecords(RecordFilter::SequenceAtLeast(3))
+        );
+        for _ in 0..2 {
+            got.push(glucose_sequence(&hub.measurement(id).await));
+        }
+        assert!(matches!(
+            hub.racp_completed(id).await,
+            RacpResponse::ResponseCode {
+                code: RacpResponseCode::Success,
+                ..
+            }
+        ));
+        assert_eq!(got, [1, 2, 3, 4, 5], "every record once, in order");
+
+        let counters = hub.counters.snapshot();
+        let (_, seen) = hub.stop().await;
+        assert!(seen.contains(&BleEvent::DuplicateDropped {
+            identity: id,
+            sequence_number: 3
+        }));
+        assert_eq!(counters.duplicates_dropped, 1);
+        assert_eq!(counters.measurements, 5);
+        assert_eq!(
+            mock.racp_requests(&meter.device).expect("requests"),
+            [vec![0x01, 0x01], vec![0x01, 0x03, 0x01, 0x03, 0x00]],
+            "all records first, then >= 3 by sequence number"
+        );
+    });
+}
+
+#[test]
+fn a_truncated_frame_is_a_parse_error_and_the_session_goes_on() {
+    with_mock_bluez(|mock: MockBluez| async move {
+        mock.add_adapter("hci0").expect("adapter");
+        let meter = mock.add_glucometer("hci0", METER).expect("glucometer");
+        let id = public(METER);
+        let mut hub = Hub::start(test_config());
+        hub.subscribed(id).await;
+
+        let full = frames::glucose_record(9, frames::TIME, 120);
+        let cut = &full[..6];
+        assert!(mock.notify(&meter.measurement, cut).expect("notify"));
+        let (characteristic, error, frame) = hub
+            .until("the parse error", |e| match e {
+                BleEvent::ParseError {
+                    identity,
+                    characteristic,
+                    error,
+                    frame,
+                    ..
+                } if *identity == id => Some((*characteristic, error.clone(), frame.clone())),
+                _ => None,
+            })
+            .await;
+        assert_eq!(characteristic, Characteristic::GlucoseMeasurement);
+        assert_eq!(error.profile, Profile::Glucose);
+        assert_eq!(error.offset, 3);
+        assert!(matches!(
+            error.reason,
+            ParseErrorKind::Truncated {
+                field: "base time",
+                ..
+            }
+        ));
+        assert_eq!(frame, cut);
+
+        // Same connection, next frame fine.
+        assert!(mock.notify(&meter.measurement, &full).expect("notify"));
+        assert_eq!(glucose_sequence(&hub.measurement(id).await), 9);
+        let counters = hub.counters.snapshot();
+        let (_, seen) = hub.stop().await;
+        assert_eq!(counters.parse_errors, 1);
+        assert_eq!(
+            seen.iter()
+                .filter(|e| matches!(e, BleEvent::Connected { .. }))
+                .count(),
+            1,
+            "no reconnect was needed"
+        );
+    });
+}
+
+#[test]
+fn the_adapter_disappears_and_returns_and_the_session_resumes() {
+    with_mock_bluez(|mock: MockBluez| async move {
+        mock.add_adapter("hci0").expect("adapter");
+        let meter = mock.add_glucometer("hci0", METER).expect("glucometer");
+        let id = public(METER);
+        let mut hub = Hub::start(test_config());
+        hub.subscribed(id).await;
+
+        mock.remove_adapter("hci0").expect("remove");
+        hub.until("the session's end", |e| {
+            matches!(
+                e,
+                BleEvent::Disconnected {
+                    reason: DisconnectReason::AdapterLost,
+                    ..
+                }
+            )
+            .then_some(())
+        })
+        .await;
+        hub.until("AdapterLost", |e| {
+            matches!(e, BleEvent::AdapterLost { .. }).then_some(())
+        })
+        .await;
+        assert!(!mock.is_notifying(&meter.measurement).unwrap_or(false));
+
+        mock.restore_adapter("hci0").expect("restore");
+        hub.until("AdapterReturned", |e| {
+            matches!(e, BleEvent::AdapterReturned { adapter } if adapter == "hci0").then_some(())
+        })
+        .await;
+        hub.subscribed(id).await;
+        assert!(
+            mock.notify(
+                &meter.measurement,
+                &frames::glucose_record(2, frames::TIME, 101)
+            )
+            .expect("notify")
+        );
+        assert_eq!(glucose_sequence(&hub.measurement(id).await), 2);
+
+        let counters = hub.counters.snapshot();
+        let (result, _) = hub.stop().await;
+        assert_eq!(result, Ok(()));
+        assert_eq!(counters.adapter_losses, 1);
+    });
+}
+
+#[test]
+fn reconnects_back_off_exponentially_with_jitter() {
+    with_mock_bluez(|mock: MockBluez| async move {
+        mock.add_adapter("hci0").expect("adapter");
+        let meter = mock.add_glucometer("hci0", METER).expect("glucometer");
+        mock.set_reachable(&meter.device, false)
+            .expect("out of range");
+        let id = public(METER);
+        let config = test_config();
+        let policy = config.backoff;
+        let mut hub = Hub::start(config);
+
+        let mut delays = Vec::new();
+        while delays.len() < 5 {
+            let d = hub
+                .until("a scheduled retry", |e| match e {
+                    BleEvent::RetryScheduled {
+                        identity, delay, ..
+                    } if *identity == id => Some(*delay),
+                    _ => None,
+                })
+                .await;
+            delays.push(d);
+        }
+        // Each delay within [(1 − jitter) × step, step] of its step:
+        // 20, 40, 80, 160, 160 ms.
+        for (n, d) in delays.iter().enumerate() {
+            let step = policy.step(n as u32);
+            assert!(
+                *d <= step && *d >= step.mul_f64(1.0 - policy.jitter),
+                "retry {n}: {d:?} outside its jitter range below {step:?}"
+            );
+        }
+        assert!(delays[3] > delays[0], "the delays grow: {delays:?}");
+        assert!(mock.connect_attempts(&meter.device).expect("attempts") >= 5);
+
+        mock.set_reachable(&meter.device, true)
+            .expect("back in range");
+        hub.subscribed(id).await;
+        let (_, seen) = hub.stop().await;
+        let failures = seen
+            .iter()
+            .filter(|e| matches!(e, BleEvent::ConnectFailed { identity, .. } if *identity == id))
+            .count();
+        assert!(
+            failures >= 5,
+            "each retry followed a failed attempt ({failures})"
+        );
+    });
+}
+
+/// The harness itself must be able to fail: a body that panics in the
+/// child fails the test in the parent.
+#[test]
+#[should_panic(expected = "test child")]
+fn a_failing_body_fails_the_test() {
+    with_mock_bluez(|mock: MockBluez| async move {
+        mock.add_adapter("hci0").expect("adapter");
+        panic!("deliberate failure inside the child");
+    });
+}
