@@ -16,6 +16,20 @@ pub const fn sig_uuid(short: u16) -> Uuid {
 /// records lives (the CGM service has its own RACP, keyed differently).
 pub const GLUCOSE_SERVICE: Uuid = sig_uuid(0x1808);
 
+/// The services that carry the supported characteristics: Glucose
+/// (0x1808), Continuous Glucose Monitoring (0x181F), Blood Pressure
+/// (0x1810), Heart Rate (0x180D), Weight Scale (0x181D), Health Thermometer
+/// (0x1809), Pulse Oximeter (0x1822).
+pub const HEALTH_SERVICES: [Uuid; 7] = [
+    sig_uuid(0x1808),
+    sig_uuid(0x181F),
+    sig_uuid(0x1810),
+    sig_uuid(0x180D),
+    sig_uuid(0x181D),
+    sig_uuid(0x1809),
+    sig_uuid(0x1822),
+];
+
 /// Characteristics the sessions subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Characteristic {

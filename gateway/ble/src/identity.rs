@@ -98,6 +98,10 @@ pub enum SkipReason {
     NonResolvableAddress,
     /// A random address with the reserved top bits 0b10.
     ReservedAddressType,
+    /// The device offers none of the supported health services (by the
+    /// UUIDs BlueZ lists for it, or found on connecting): a bonded
+    /// keyboard, phone or the like, left alone.
+    NoSupportedService,
 }
 
 /// Classifies a Device1 address: `le_random` is AddressType == "random".

@@ -68,7 +68,9 @@ pub use counters::{BleCounters, CountersSnapshot};
 pub use crc::crc16_mcrf4xx;
 pub use error::{BleError, Operation, SessionError};
 pub use event::{BleEvent, DisconnectReason};
-pub use gatt::{Characteristic, GLUCOSE_SERVICE, Measurement, parse_measurement, sig_uuid};
+pub use gatt::{
+    Characteristic, GLUCOSE_SERVICE, HEALTH_SERVICES, Measurement, parse_measurement, sig_uuid,
+};
 pub use identity::{BdAddr, Identity, IdentityKind, SkipReason};
 pub use profiles::{ParseError, ParseErrorKind, Profile};
 pub use session::{SequenceCursor, run};

@@ -337,6 +337,11 @@ class Control(dbus.service.Object):
             'Includes': dbus.Array([], signature='o', variant_level=1),
         }, [])
         interfaces_added(path)
+        # BlueZ lists a device's resolved primary services in UUIDs.
+        dev = mockobject.objects[str(device)]
+        uuids = list(dev.props[DEVICE_IFACE]['UUIDs'])
+        if uuid not in uuids:
+            set_props(dev, DEVICE_IFACE, {'UUIDs': dbus.Array(uuids + [uuid], signature='s', variant_level=1)})
         return path
 
     @dbus.service.method(CONTROL_IFACE, in_signature='osqas', out_signature='o')

@@ -220,13 +220,38 @@ fn glucometer_and_cgm_readings_reach_the_channel_with_their_identities() {
         )
         .expect("characteristic");
 
+        // Bonded but no health device: a keyboard (HID service only) is
+        // never connected; a device that lists Heart Rate but offers no
+        // characteristic to subscribe to is connected once, then left alone.
+        let keyboard = mock
+            .add_device("hci0", "00:1A:7D:00:00:50", AddressKind::Public, true)
+            .expect("keyboard");
+        mock.add_service(&keyboard, sig_uuid(0x1812), 0x0030)
+            .expect("HID service");
+        let odd = mock
+            .add_device("hci0", "00:1A:7D:00:00:51", AddressKind::Public, true)
+            .expect("odd device");
+        let odd_service = mock
+            .add_service(&odd, sig_uuid(0x180D), 0x0040)
+            .expect("HR service");
+        mock.add_characteristic(
+            &odd_service,
+            Characteristic::HeartRateMeasurement.uuid(),
+            0x0041,
+            &["read"],
+        )
+        .expect("read-only HR");
+
         let meter_id = public(METER);
         let cgm_id = Identity {
             address: addr(cgm_addr),
             kind: IdentityKind::StaticRandom,
         };
+        // Frequent rescans, so that the check below also covers "not
+        // restarted by a rescan".
         let mut hub = Hub::start(BleConfig {
             allow: None,
+            rescan_interval: Duration::from_millis(50),
             ..test_config()
         });
 
@@ -282,23 +307,51 @@ fn glucometer_and_cgm_readings_reach_the_channel_with_their_identities() {
             }
         }
 
+        for (who, reason) in [
+            (rpa, SkipReason::UnresolvedPrivateAddress),
+            ("00:1A:7D:00:00:50", SkipReason::NoSupportedService),
+            ("00:1A:7D:00:00:51", SkipReason::NoSupportedService),
+        ] {
+            let skipped = BleEvent::DeviceSkipped {
+                address: addr(who),
+                reason,
+            };
+            hub.until("the skipped device", |e| (*e == skipped).then_some(()))
+                .await;
+        }
+        // Several backoff periods and rescans later, the device without a
+        // health characteristic has still been tried only once.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
         let counters = hub.counters.snapshot();
         let (result, seen) = hub.stop().await;
         assert_eq!(result, Ok(()));
         assert_eq!(counters.measurements, 3);
-        assert!(seen.contains(&BleEvent::DeviceSkipped {
-            address: addr(rpa),
-            reason: SkipReason::UnresolvedPrivateAddress
-        }));
+        assert_eq!(counters.skipped_devices, 3);
+        let odd_id = public("00:1A:7D:00:00:51");
         for event in &seen {
             if let Some(identity) = event.identity() {
                 assert!(
-                    *identity == meter_id || *identity == cgm_id,
+                    *identity == meter_id || *identity == cgm_id || *identity == odd_id,
                     "only bonded identities are served, got {event:?}"
                 );
             }
         }
-        assert_eq!(mock.connect_attempts(&stranger).expect("attempts"), 0);
+        assert_eq!(
+            mock.connect_attempts(&stranger).expect("attempts"),
+            0,
+            "not bonded"
+        );
+        assert_eq!(
+            mock.connect_attempts(&keyboard).expect("attempts"),
+            0,
+            "no health service"
+        );
+        assert_eq!(
+            mock.connect_attempts(&odd).expect("attempts"),
+            1,
+            "tried once, not retried"
+        );
         // Graceful shutdown says goodbye for each connected device.
         for id in [meter_id, cgm_id] {
             assert!(seen.contains(&BleEvent::Disconnected {

@@ -13,12 +13,14 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
-use super::{Ctx, EventsClosed, StopReason, device};
+use super::device::{self, TaskEnd};
+use super::{Ctx, EventsClosed, StopReason};
 use crate::config::BleConfig;
 use crate::counters::Counter;
 use crate::error::{Operation, SessionError};
 use crate::event::BleEvent;
-use crate::identity::{BdAddr, classify};
+use crate::gatt::HEALTH_SERVICES;
+use crate::identity::{BdAddr, SkipReason, classify};
 
 /// BlueZ's adapter add/remove signals.
 pub(crate) type AdapterEvents = BoxStream<'static, SessionEvent>;
@@ -97,14 +99,15 @@ pub(crate) async fn wait_for_adapter(
 
 struct Task {
     stop: watch::Sender<Option<StopReason>>,
-    handle: JoinHandle<()>,
+    handle: JoinHandle<TaskEnd>,
 }
 
 struct Supervisor<'a> {
     ctx: &'a Arc<Ctx>,
     adapter: Adapter,
     tasks: HashMap<BdAddr, Task>,
-    /// Devices already reported as skipped (reported once, not per scan).
+    /// Devices not served, already reported (once, not per scan); cleared
+    /// when BlueZ removes the device.
     skipped: HashSet<BdAddr>,
     /// Devices BlueZ removed, to be stopped when their grace ends.
     removed: HashMap<BdAddr, Instant>,
@@ -216,7 +219,7 @@ pub(crate) async fn supervise(
 impl Supervisor<'_> {
     /// Starts tasks for every eligible device BlueZ lists.
     async fn scan(&mut self) -> Result<(), EventsClosed> {
-        self.tasks.retain(|_, t| !t.handle.is_finished());
+        self.reap().await?;
         let addresses = match self.adapter.device_addresses().await {
             Ok(a) => a,
             Err(e) => {
@@ -232,14 +235,50 @@ impl Supervisor<'_> {
         Ok(())
     }
 
+    /// Forgets finished tasks; one that found nothing to serve (and said
+    /// so) marks its device as skipped so that it is not started again.
+    async fn reap(&mut self) -> Result<(), EventsClosed> {
+        let finished: Vec<BdAddr> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.handle.is_finished())
+            .map(|(a, _)| *a)
+            .collect();
+        for address in finished {
+            let Some(task) = self.tasks.remove(&address) else {
+                continue;
+            };
+            if let Ok(TaskEnd::NothingToServe) = task.handle.await {
+                self.skipped.insert(address);
+            }
+        }
+        Ok(())
+    }
+
+    async fn skip(&mut self, address: BdAddr, reason: SkipReason) -> Result<(), EventsClosed> {
+        if self.skipped.insert(address) {
+            tracing::info!(%address, ?reason, "device not served");
+            self.ctx.counters.bump(Counter::SkippedDevices);
+            self.ctx
+                .emit(BleEvent::DeviceSkipped { address, reason })
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Starts a task for this device if it should be served and has none.
     async fn consider(&mut self, address: BdAddr) -> Result<(), EventsClosed> {
-        if self
-            .tasks
-            .get(&address)
-            .is_some_and(|t| !t.handle.is_finished())
-        {
+        if self.skipped.contains(&address) {
             return Ok(());
+        }
+        if let Some(task) = self.tasks.get(&address) {
+            if !task.handle.is_finished() {
+                return Ok(());
+            }
+            self.reap().await?;
+            if self.skipped.contains(&address) {
+                return Ok(());
+            }
         }
         let device = match self.adapter.device(bluer::Address(address.0)) {
             Ok(d) => d,
@@ -282,25 +321,24 @@ impl Supervisor<'_> {
                     .await;
             }
         };
-        match classify(address, random) {
-            Ok(identity) => {
-                tracing::info!(%identity, "serving device");
-                let (stop, stop_rx) = watch::channel(None);
-                let handle = tokio::spawn(device::run(self.ctx.clone(), device, identity, stop_rx));
-                self.tasks.insert(address, Task { stop, handle });
-                Ok(())
-            }
-            Err(reason) => {
-                if self.skipped.insert(address) {
-                    tracing::warn!(%address, ?reason, "device has no stable identity; not served");
-                    self.ctx.counters.bump(Counter::SkippedDevices);
-                    self.ctx
-                        .emit(BleEvent::DeviceSkipped { address, reason })
-                        .await?;
-                }
-                Ok(())
-            }
+        let identity = match classify(address, random) {
+            Ok(identity) => identity,
+            Err(reason) => return self.skip(address, reason).await,
+        };
+        // A bonded device's services are known from pairing. When BlueZ
+        // lists some and none is a health service, do not even connect;
+        // when it lists none (not resolved yet), connecting finds out.
+        if let Ok(Some(uuids)) = device.uuids().await
+            && !uuids.is_empty()
+            && !HEALTH_SERVICES.iter().any(|s| uuids.contains(s))
+        {
+            return self.skip(address, SkipReason::NoSupportedService).await;
         }
+        tracing::info!(%identity, "serving device");
+        let (stop, stop_rx) = watch::channel(None);
+        let handle = tokio::spawn(device::run(self.ctx.clone(), device, identity, stop_rx));
+        self.tasks.insert(address, Task { stop, handle });
+        Ok(())
     }
 
     async fn remove(&mut self, address: BdAddr) {
@@ -328,7 +366,7 @@ async fn stop_task(task: Task, reason: StopReason) {
 
 /// Gives a task time to say goodbye; a task stuck on a full event channel
 /// or a hung D-Bus call is aborted rather than waited for forever.
-async fn join_or_abort(mut handle: JoinHandle<()>) {
+async fn join_or_abort(mut handle: JoinHandle<TaskEnd>) {
     if timeout(STOP_GRACE, &mut handle).await.is_err() {
         tracing::warn!("device task did not stop in time; aborting it");
         handle.abort();

@@ -21,15 +21,35 @@ use crate::dedupe::RecordWindow;
 use crate::error::{Operation, SessionError};
 use crate::event::{BleEvent, DisconnectReason};
 use crate::gatt::{Characteristic, GLUCOSE_SERVICE};
-use crate::identity::Identity;
+use crate::identity::{Identity, SkipReason};
 use crate::profiles::racp::{RacpRequest, RecordFilter};
 
 type Stop = watch::Receiver<Option<StopReason>>;
 
-/// The task body; ends when stopped or when the hub's channel closes.
-pub(crate) async fn run(ctx: Arc<Ctx>, device: Device, identity: Identity, mut stop: Stop) {
-    let _ = sessions(&ctx, &device, identity, &mut stop).await;
-    tracing::debug!(%identity, "device task ended");
+/// How a device task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskEnd {
+    /// Stopped by the supervisor, or nobody listens any more.
+    Stopped,
+    /// Connected, but the device has nothing we subscribe to: not a health
+    /// device. Not retried (a bonded keyboard must not be reconnected every
+    /// two minutes); the supervisor leaves it alone until BlueZ re-adds it.
+    NothingToServe,
+}
+
+/// The task body; ends when stopped, when the hub's channel closes, or for
+/// a device with nothing to serve.
+pub(crate) async fn run(
+    ctx: Arc<Ctx>,
+    device: Device,
+    identity: Identity,
+    mut stop: Stop,
+) -> TaskEnd {
+    let end = sessions(&ctx, &device, identity, &mut stop)
+        .await
+        .unwrap_or(TaskEnd::Stopped);
+    tracing::debug!(%identity, ?end, "device task ended");
+    end
 }
 
 enum Outcome {
@@ -46,7 +66,7 @@ async fn sessions(
     device: &Device,
     identity: Identity,
     stop: &mut Stop,
-) -> Result<(), EventsClosed> {
+) -> Result<TaskEnd, EventsClosed> {
     let mut backoff = Backoff::new(ctx.config.backoff);
     let mut memory = DeviceMemory {
         window: RecordWindow::new(ctx.config.dedupe_window),
@@ -56,7 +76,23 @@ async fn sessions(
     loop {
         ctx.emit(BleEvent::Connecting { identity, attempt }).await?;
         match connection(ctx, device, identity, &mut memory, stop).await? {
-            Outcome::Stopped => return Ok(()),
+            Outcome::Stopped => return Ok(TaskEnd::Stopped),
+            Outcome::Ended {
+                reason: reason @ DisconnectReason::SetupFailed(SessionError::NothingToSubscribe),
+                ..
+            } => {
+                tracing::info!(%identity, "no supported health service; leaving the device alone");
+                ctx.counters.bump(Counter::Disconnects);
+                ctx.emit(BleEvent::Disconnected { identity, reason })
+                    .await?;
+                ctx.counters.bump(Counter::SkippedDevices);
+                ctx.emit(BleEvent::DeviceSkipped {
+                    address: identity.address,
+                    reason: SkipReason::NoSupportedService,
+                })
+                .await?;
+                return Ok(TaskEnd::NothingToServe);
+            }
             Outcome::Failed(error) => {
                 tracing::info!(%identity, attempt, %error, "connect attempt failed");
                 ctx.counters.bump(Counter::ConnectFailures);
@@ -88,7 +124,7 @@ async fn sessions(
         })
         .await?;
         if !wait_retry(device, delay, stop).await {
-            return Ok(());
+            return Ok(TaskEnd::Stopped);
         }
     }
 }
