@@ -41,7 +41,7 @@
 //! The crate knows nothing of the gateway's types; the gateway maps
 //! [`Measurement`]s to its readings and units.
 //!
-//! With the `testing` feature, [`testing`] provides a mock BlueZ on a
+//! With the `testing` feature, `glyco_ble::testing` provides a mock BlueZ on a
 //! private dbus-daemon for tests (here and in the gateway's).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -18,7 +18,7 @@
 //! in the CGM Feature characteristic, not in the record; the Size field
 //! tells us instead: the flags give the size without CRC, and a record two
 //! octets longer carries one, which must then match (CRC-16/MCRF4XX over
-//! the record before it, see [`crate::crc`]).
+//! the record before it, see [`crate::crc16_mcrf4xx`]).
 //!
 //! The annunciation octets, as the 24-bit CGM Status field numbers them:
 //! Status-Octet bits 0–7 (session stopped, device battery low, sensor type

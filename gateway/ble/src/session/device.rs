@@ -71,7 +71,15 @@ async fn sessions(
     let mut memory = DeviceMemory {
         window: RecordWindow::new(ctx.config.dedupe_window),
     };
-    let mut rng = StdRng::from_os_rng();
+    // Jitter needs no secrecy; if the OS has no randomness to give, the
+    // address and the clock still spread devices apart.
+    let mut rng = StdRng::try_from_os_rng().unwrap_or_else(|_| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let [a, b, c, d, e, f] = identity.address.0;
+        StdRng::seed_from_u64(u64::from_le_bytes([a, b, c, d, e, f, 0, 0]) ^ u64::from(nanos))
+    });
     let mut attempt = 1u32;
     loop {
         ctx.emit(BleEvent::Connecting { identity, attempt }).await?;
