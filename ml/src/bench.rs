@@ -14,10 +14,53 @@ pub struct BenchReport {
     pub load_median: Duration,
     pub load_runs: usize,
     pub readings: usize,
-    /// (adapt off, adapt on): p50 and p99 per reading.
-    pub per_reading: [(Duration, Duration); 2],
-    /// (adapt off, adapt on): bytes per patient state after the run.
-    pub state_bytes: [usize; 2],
+    pub adapt: bool,
+    /// p50 and p99 per reading.
+    pub per_reading: (Duration, Duration),
+    /// Bytes per patient state after the run, as the monitor accounts for it.
+    pub state_bytes: usize,
+    /// Resident memory growth per patient, measured over `MONITORS` monitors
+    /// with full histories (Linux; None elsewhere). Measured first, in a fresh
+    /// process, so freed memory is not reused.
+    pub resident_bytes: Option<usize>,
+}
+
+/// Monitors held at once for the resident-memory measurement.
+pub const MONITORS: usize = 1000;
+/// Readings fed to each (at 1 minute: fills the 130-minute history).
+const READINGS_EACH: usize = 150;
+
+/// Resident set size of this process, from /proc/self/statm.
+fn resident_bytes() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+fn resident_per_monitor(models: &Arc<Models>, adapt: bool) -> Result<Option<usize>, MlError> {
+    let config = MonitorConfig {
+        adapt,
+        ..MonitorConfig::default()
+    };
+    let before = resident_bytes();
+    let mut monitors: Vec<PatientMonitor> = (0..MONITORS)
+        .map(|_| PatientMonitor::with_config(Arc::clone(models), config))
+        .collect();
+    let mut noise = 11u64;
+    for i in 0..READINGS_EACH {
+        for monitor in &mut monitors {
+            let value = synthetic_reading(i * 5, &mut noise).clamp(40.0, 400.0);
+            monitor.observe(&Sample::new(
+                1_767_571_200_000 + i as i64 * 60_000,
+                Measurement::CgmGlucose { mg_dl: value },
+            ))?;
+        }
+    }
+    let after = resident_bytes();
+    std::hint::black_box(&monitors);
+    Ok(before
+        .zip(after)
+        .map(|(b, a)| a.saturating_sub(b) / MONITORS))
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
@@ -49,7 +92,14 @@ fn synthetic_reading(i: usize, state: &mut u64) -> f64 {
         + noise
 }
 
-pub fn run(models_dir: &Path, readings: usize, load_runs: usize) -> Result<BenchReport, MlError> {
+/// Measures one configuration (adaptation on or off); run the command once
+/// per configuration so each resident-memory figure starts from a fresh heap.
+pub fn run(
+    models_dir: &Path,
+    readings: usize,
+    load_runs: usize,
+    adapt: bool,
+) -> Result<BenchReport, MlError> {
     let mut loads = Vec::new();
     let mut models = None;
     for _ in 0..load_runs.max(1) {
@@ -60,37 +110,34 @@ pub fn run(models_dir: &Path, readings: usize, load_runs: usize) -> Result<Bench
     }
     loads.sort();
     let models = Arc::new(models.ok_or_else(|| MlError::Config("no models loaded".into()))?);
-    let mut per_reading = [(Duration::ZERO, Duration::ZERO); 2];
-    let mut state_bytes = [0; 2];
-    for (slot, adapt) in [false, true].into_iter().enumerate() {
-        let config = MonitorConfig {
-            adapt,
-            ..MonitorConfig::default()
-        };
-        let mut monitor = PatientMonitor::with_config(Arc::clone(&models), config);
-        let mut noise = 7u64;
-        let mut times = Vec::with_capacity(readings);
-        for i in 0..readings {
-            let sample = Sample::new(
-                1_767_571_200_000 + i as i64 * 300_000,
-                Measurement::CgmGlucose {
-                    mg_dl: synthetic_reading(i, &mut noise).clamp(40.0, 400.0),
-                },
-            );
-            let start = Instant::now();
-            let findings = monitor.observe(&sample)?;
-            times.push(start.elapsed());
-            std::hint::black_box(findings);
-        }
-        times.sort();
-        per_reading[slot] = (percentile(&times, 0.5), percentile(&times, 0.99));
-        state_bytes[slot] = monitor.state_bytes();
+    let resident_bytes = resident_per_monitor(&models, adapt)?;
+    let config = MonitorConfig {
+        adapt,
+        ..MonitorConfig::default()
+    };
+    let mut monitor = PatientMonitor::with_config(Arc::clone(&models), config);
+    let mut noise = 7u64;
+    let mut times = Vec::with_capacity(readings);
+    for i in 0..readings {
+        let sample = Sample::new(
+            1_767_571_200_000 + i as i64 * 300_000,
+            Measurement::CgmGlucose {
+                mg_dl: synthetic_reading(i, &mut noise).clamp(40.0, 400.0),
+            },
+        );
+        let start = Instant::now();
+        let findings = monitor.observe(&sample)?;
+        times.push(start.elapsed());
+        std::hint::black_box(findings);
     }
+    times.sort();
     Ok(BenchReport {
         load_median: percentile(&loads, 0.5),
         load_runs: loads.len(),
         readings,
-        per_reading,
-        state_bytes,
+        adapt,
+        per_reading: (percentile(&times, 0.5), percentile(&times, 0.99)),
+        state_bytes: monitor.state_bytes(),
+        resident_bytes,
     })
 }

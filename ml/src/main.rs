@@ -56,6 +56,9 @@ enum Command {
         load_runs: usize,
         #[arg(long)]
         models: Option<PathBuf>,
+        /// Measure with on-device adaptation on.
+        #[arg(long)]
+        adapt: bool,
     },
 }
 
@@ -119,21 +122,35 @@ fn main() -> anyhow::Result<()> {
             readings,
             load_runs,
             models,
+            adapt,
         } => {
             let dir = models.unwrap_or_else(Models::bundled_dir);
-            let report = bench::run(&dir, readings, load_runs)?;
+            let report = bench::run(&dir, readings, load_runs, adapt)?;
+            let mode = if report.adapt {
+                "adaptation on"
+            } else {
+                "adaptation off"
+            };
             println!(
-                "model load (both models, optimise + plan): median {:?} over {} runs",
-                report.load_median, report.load_runs
+                "model load (both models, optimise + plan): median {:.2} ms over {} runs",
+                report.load_median.as_secs_f64() * 1e3,
+                report.load_runs
             );
-            for (slot, name) in ["adaptation off", "adaptation on"].iter().enumerate() {
-                let (p50, p99) = report.per_reading[slot];
+            let (p50, p99) = report.per_reading;
+            println!(
+                "per reading, {mode}: p50 {:.1} µs, p99 {:.1} µs over {} readings",
+                p50.as_secs_f64() * 1e6,
+                p99.as_secs_f64() * 1e6,
+                report.readings
+            );
+            println!(
+                "patient state, {mode}: {} bytes (accounted)",
+                report.state_bytes
+            );
+            if let Some(bytes) = report.resident_bytes {
                 println!(
-                    "per reading, {name}: p50 {:.1} µs, p99 {:.1} µs over {} readings; state {} bytes per patient",
-                    p50.as_secs_f64() * 1e6,
-                    p99.as_secs_f64() * 1e6,
-                    report.readings,
-                    report.state_bytes[slot]
+                    "resident memory, {mode}: {bytes} bytes per patient ({} monitors with full histories)",
+                    bench::MONITORS
                 );
             }
         }
