@@ -313,3 +313,31 @@ fn noisy_random_streams_never_panic_and_state_stays_small() {
     }
     assert!(max_state < 16 * 1024, "state grew to {max_state} bytes");
 }
+
+#[test]
+fn shared_models_and_monitors_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Models>();
+    send::<PatientMonitor>();
+    // Monitors of different patients on different threads, one model set.
+    let models = models();
+    let handles: Vec<_> = (0..4)
+        .map(|p| {
+            let models = Arc::clone(&models);
+            std::thread::spawn(move || {
+                let mut monitor = PatientMonitor::new(models);
+                (0..50)
+                    .map(|i| {
+                        monitor
+                            .observe(&cgm(T0 + i * 5 * MINUTE, 100.0 + f64::from(p) + i as f64))
+                            .map(|f| f.len())
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+        })
+        .collect();
+    for handle in handles {
+        assert!(handle.join().expect("thread").is_ok());
+    }
+}
