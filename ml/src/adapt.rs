@@ -44,8 +44,10 @@ struct Pending {
 /// Per-patient adapter state: 6 weights and at most 16 pending forecasts.
 #[derive(Debug, Clone)]
 pub struct ForecastAdapter {
-    /// [2 horizons, 3 inputs], in units of DELTA_SCALE.
-    weights: Tensor,
+    /// [2 horizons, 3 inputs], in units of DELTA_SCALE, row-major. Kept as a
+    /// plain array so the state is small and construction cannot fail; candle
+    /// does the arithmetic on tensors made from it.
+    weights: [f32; 2 * INPUTS],
     pending: VecDeque<Pending>,
     updates: u32,
 }
@@ -61,10 +63,7 @@ impl ForecastAdapter {
         ForecastAdapter {
             // A zeros tensor on the CPU cannot fail to allocate in practice;
             // if it did, the adapter would stay inactive (see `correction`).
-            weights: Tensor::zeros((2, INPUTS), candle_core::DType::F32, &Device::Cpu)
-                .unwrap_or_else(|_| {
-                    Tensor::new(&[[0f32; INPUTS]; 2], &Device::Cpu).expect("static tensor")
-                }),
+            weights: [0.0; 2 * INPUTS],
             pending: VecDeque::with_capacity(PENDING_CAPACITY),
             updates: 0,
         }
@@ -72,7 +71,7 @@ impl ForecastAdapter {
 
     /// Heap bytes held (for the memory benchmark): weights and pending slots.
     pub fn heap_bytes(&self) -> usize {
-        2 * INPUTS * 4 + self.pending.capacity() * std::mem::size_of::<Pending>()
+        self.pending.capacity() * std::mem::size_of::<Pending>()
     }
 
     pub fn updates(&self) -> u32 {
@@ -86,6 +85,10 @@ impl ForecastAdapter {
         [1.0, level, trend]
     }
 
+    fn weights_tensor(&self) -> Result<Tensor, MlError> {
+        Tensor::from_slice(&self.weights, (2, INPUTS), &Device::Cpu).map_err(adapter_error)
+    }
+
     /// Correction (mg/dL) to add to the 30- and 60-minute forecasts.
     pub fn correction(&self, inputs: &[f32; INPUTS]) -> Result<[f32; 2], MlError> {
         if self.updates < WARM_UP {
@@ -96,7 +99,7 @@ impl ForecastAdapter {
             .reshape((INPUTS, 1))
             .map_err(adapter_error)?;
         let out = self
-            .weights
+            .weights_tensor()?
             .matmul(&x)
             .map_err(adapter_error)?
             .flatten_all()
@@ -191,7 +194,8 @@ impl ForecastAdapter {
             .map_err(adapter_error)?
             .reshape((2, 1))
             .map_err(adapter_error)?;
-        let predicted = self.weights.matmul(&x).map_err(adapter_error)?;
+        let current = self.weights_tensor()?;
+        let predicted = current.matmul(&x).map_err(adapter_error)?;
         let error = ((r - predicted).map_err(adapter_error)? * m).map_err(adapter_error)?;
         let norm: f32 = inputs.iter().map(|v| v * v).sum::<f32>() + 1.0;
         let gain = f64::from(LEARNING_RATE / norm);
@@ -200,15 +204,13 @@ impl ForecastAdapter {
             .map_err(adapter_error)?
             .affine(gain, 0.0)
             .map_err(adapter_error)?;
-        let weights = (&self.weights + update).map_err(adapter_error)?;
-        let finite = weights
+        let weights = (&current + update).map_err(adapter_error)?;
+        let weights: Vec<f32> = weights
             .flatten_all()
             .and_then(|w| w.to_vec1::<f32>())
-            .map_err(adapter_error)?
-            .iter()
-            .all(|w| w.is_finite());
-        if finite {
-            self.weights = weights;
+            .map_err(adapter_error)?;
+        if weights.len() == self.weights.len() && weights.iter().all(|w| w.is_finite()) {
+            self.weights.copy_from_slice(&weights);
             self.updates = self.updates.saturating_add(1);
         }
         Ok(())
