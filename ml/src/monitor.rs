@@ -208,6 +208,16 @@ impl PatientMonitor {
                 }),
             });
         }
+        if sample.flags.calibration_required {
+            // The value is still used; the physician should know it may be off.
+            raw.push(fault_finding(
+                FaultKind::SensorReported,
+                Severity::Info,
+                1.0,
+                at_ms,
+                "sensor asks for a calibration; values may drift".to_string(),
+            ));
+        }
         let point = CgmPoint {
             at_ms,
             mg_dl: mg_dl as f32,

@@ -242,6 +242,15 @@ fn sensor_flags_and_capillary_disagreement() {
         kinds(&found),
         vec![FindingKind::SensorFault(FaultKind::SensorReported)]
     );
+    let asks = cgm(T0 + 31 * MINUTE, 150.0).with_flags(SensorFlags {
+        calibration_required: true,
+        ..SensorFlags::default()
+    });
+    let found = monitor.assess(&asks).expect("valid");
+    assert!(
+        found.cgm.and_then(|c| c.forecast).is_some(),
+        "value still used"
+    );
     let meter = Sample::new(
         T0 + 26 * MINUTE,
         Measurement::CapillaryGlucose { mg_dl: 100.0 },
