@@ -47,6 +47,21 @@ connect_timeout_secs = 10
 enabled = true
 # Adapter name; unset: the default adapter.
 # adapter = "hci0"
+# Identity addresses to serve; empty: every bonded device BlueZ knows.
+# Readings of devices not registered on chain are refused either way.
+allow = []
+# BLE device clocks carry no time zone: their offset from UTC, in minutes
+# (0 when the devices keep UTC; 60 for a clock set to CET, for example).
+device_clock_utc_offset_minutes = 0
+
+[analysis]
+# Run the on-hub anomaly detection (clinical rules, glucose forecaster,
+# sensor-fault detector) on every stored reading; findings are logged and
+# shown by `glyco-hub status`.
+enabled = true
+# A directory with detector.json and its ONNX models; unset: the models built
+# into the binary.
+# models_dir = "/usr/share/glyco/models"
 
 [validation]
 # How far ahead of the hub's clock a device's time may be, in seconds.
@@ -66,8 +81,25 @@ pub struct HubConfig {
     pub chain: ChainConfig,
     pub mqtt: MqttConfig,
     pub ble: BleConfig,
+    pub analysis: AnalysisConfig,
     pub validation: Limits,
     pub status: StatusConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalysisConfig {
+    pub enabled: bool,
+    pub models_dir: Option<PathBuf>,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            models_dir: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +135,31 @@ pub struct TlsConfig {
 pub struct BleConfig {
     pub enabled: bool,
     pub adapter: Option<String>,
+    pub allow: Vec<String>,
+    pub device_clock_utc_offset_minutes: i32,
+}
+
+impl BleConfig {
+    /// The session settings for glyco-ble, checked.
+    pub fn sessions(&self) -> Result<glyco_ble::BleConfig, ConfigError> {
+        let allow = self
+            .allow
+            .iter()
+            .map(|a| {
+                a.parse::<glyco_ble::BdAddr>()
+                    .map_err(|e| ConfigError::Invalid(format!("ble.allow: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let sessions = glyco_ble::BleConfig {
+            adapter: self.adapter.clone(),
+            allow: (!allow.is_empty()).then_some(allow),
+            ..glyco_ble::BleConfig::default()
+        };
+        sessions
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("ble: {e}")))?;
+        Ok(sessions)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +175,7 @@ impl Default for HubConfig {
             chain: ChainConfig::default(),
             mqtt: MqttConfig::default(),
             ble: BleConfig::default(),
+            analysis: AnalysisConfig::default(),
             validation: Limits::default(),
             status: StatusConfig::default(),
         }
@@ -154,6 +212,8 @@ impl Default for BleConfig {
         Self {
             enabled: true,
             adapter: None,
+            allow: Vec::new(),
+            device_clock_utc_offset_minutes: 0,
         }
     }
 }
@@ -229,6 +289,12 @@ impl HubConfig {
         }
         if self.validation.max_future_skew_secs > 86_400 {
             return invalid("validation.max_future_skew_secs must be at most 86400".into());
+        }
+        self.ble.sessions()?;
+        if !(-14 * 60..=14 * 60).contains(&self.ble.device_clock_utc_offset_minutes) {
+            return invalid(
+                "ble.device_clock_utc_offset_minutes must be between -840 and 840".into(),
+            );
         }
         if self.validation.max_age_days == 0 {
             return invalid("validation.max_age_days must be positive".into());

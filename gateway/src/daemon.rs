@@ -12,7 +12,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::Admission;
+use crate::analysis::{self, Analysis};
 use crate::behaviour::Behaviour;
+use crate::ble::{BleIngest, BleStatus, DeviceClock};
 use crate::config::HubConfig;
 use crate::credentials::CredentialStore;
 use crate::journal::{Journal, JournalWriter};
@@ -52,6 +54,8 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Status(#[from] status::StatusError),
+    #[error("anomaly-detection models: {0}")]
+    Models(#[from] glyco_ml::MlError),
     #[error("background task failed: {0}")]
     Task(String),
 }
@@ -67,7 +71,9 @@ struct StatusSources {
     credentials: Arc<CredentialStore>,
     connected: Connected,
     mqtt: ServiceStatus,
-    ble: ServiceStatus,
+    ble_enabled: bool,
+    ble: BleStatus,
+    analysis: Analysis,
 }
 
 impl StatusSources {
@@ -76,6 +82,7 @@ impl StatusSources {
         let health = self.registry.health();
         let latest = self.pipeline.latest();
         let connected = self.connected.names();
+        let ble_connected = self.ble.connected();
         let mut names: std::collections::BTreeMap<_, _> = self
             .credentials
             .devices()
@@ -83,6 +90,9 @@ impl StatusSources {
             .filter_map(|n| glyco_contracts::DeviceIdentity::name(&n).ok())
             .map(|identity| (identity.device_id(), identity))
             .collect();
+        for identity in &ble_connected {
+            names.insert(identity.device_id(), identity.clone());
+        }
         for reading in latest.values() {
             names.insert(reading.device.device_id(), reading.device.clone());
         }
@@ -98,7 +108,9 @@ impl StatusSources {
                     standing: mirror.standing(id),
                     connected: identity.is_some_and(|i| match i {
                         glyco_contracts::DeviceIdentity::Name(n) => connected.contains(n),
-                        glyco_contracts::DeviceIdentity::Ble(_) => false,
+                        ble @ glyco_contracts::DeviceIdentity::Ble(_) => {
+                            ble_connected.contains(ble)
+                        }
                     }),
                     last_reading: latest.get(id).cloned(),
                 }
@@ -117,7 +129,16 @@ impl StatusSources {
                 last_error: health.last_error,
             },
             mqtt: self.mqtt.clone(),
-            ble: self.ble.clone(),
+            ble: ServiceStatus {
+                enabled: self.ble_enabled,
+                state: if self.ble_enabled {
+                    self.ble.summary()
+                } else {
+                    "disabled".into()
+                },
+                listen: Vec::new(),
+            },
+            analysis: self.analysis.status(),
             devices,
             readings_stored: self.journal.reading_count().unwrap_or_default(),
             refusals: behaviour
@@ -169,6 +190,17 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             listeners.push(listener);
         }
     }
+    let ble_sessions = config.ble.sessions()?;
+    // Models load before any state is touched: a broken model set stops the
+    // daemon at once instead of failing on the first reading.
+    let models = if config.analysis.enabled {
+        Some(Arc::new(match &config.analysis.models_dir {
+            Some(dir) => glyco_ml::Models::load_dir(dir)?,
+            None => glyco_ml::Models::embedded()?,
+        }))
+    } else {
+        None
+    };
     let tls = match (&config.mqtt.tls, config.mqtt.enabled) {
         (Some(tls_config), true) => Some(tls::acceptor(tls_config)?),
         _ => None,
@@ -255,15 +287,29 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             tasks.clone(),
         )));
     }
-    let ble_state = ServiceStatus {
-        listen: Vec::new(),
-        enabled: config.ble.enabled,
-        state: if config.ble.enabled {
-            "not available in this build".into()
-        } else {
-            "disabled".into()
-        },
-    };
+    let ble_status = BleStatus::default();
+    let ble_task = config.ble.enabled.then(|| {
+        let ingest = BleIngest {
+            config: ble_sessions,
+            clock: DeviceClock {
+                utc_offset_minutes: config.ble.device_clock_utc_offset_minutes,
+            },
+            admission: admission.clone(),
+            pipeline: pipeline.clone(),
+            journal: journal.clone(),
+            status: ble_status.clone(),
+        };
+        tokio::spawn(ingest.run(tasks.clone()))
+    });
+    let analysis = Analysis::new(models.is_some());
+    let analysis_task = models.map(|models| {
+        tokio::spawn(analysis::run(
+            models,
+            pipeline.subscribe(),
+            analysis.clone(),
+            tasks.clone(),
+        ))
+    });
 
     let sources = StatusSources {
         hub,
@@ -275,7 +321,9 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         credentials,
         connected,
         mqtt: mqtt_state,
-        ble: ble_state,
+        ble_enabled: config.ble.enabled,
+        ble: ble_status,
+        analysis,
     };
     let status_path = config.status_socket();
     let status_task = {
@@ -298,6 +346,12 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             Err(e) => tracing::error!(error = %e, "MQTT ingest task failed"),
             Ok(Ok(())) => {}
         }
+    }
+    if let Some(task) = ble_task {
+        let _ = task.await;
+    }
+    if let Some(task) = analysis_task {
+        let _ = task.await;
     }
     let _ = follower_task.await;
     let _ = status_task.await;

@@ -5,7 +5,9 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod analysis;
 pub mod behaviour;
+pub mod ble;
 pub mod config;
 pub mod credentials;
 pub mod daemon;

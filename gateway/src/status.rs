@@ -25,6 +25,8 @@ pub struct StatusReport {
     pub devices: Vec<DeviceStatus>,
     pub readings_stored: u64,
     pub refusals: Vec<RefusalCount>,
+    #[serde(default)]
+    pub analysis: crate::analysis::AnalysisStatus,
     /// Refusals counted but not journaled (the journal fell behind).
     pub refusal_events_dropped: u64,
 }
@@ -140,6 +142,45 @@ impl StatusReport {
                 r.reason.as_str(),
                 r.count
             );
+        }
+        let analysis = &self.analysis;
+        let _ = writeln!(out, "\nfindings");
+        if !analysis.enabled {
+            let _ = writeln!(out, "  (analysis disabled)");
+        } else {
+            let _ = writeln!(
+                out,
+                "  {} readings analysed{}{}",
+                analysis.readings_analysed,
+                if analysis.errors > 0 {
+                    format!(", {} not analysable", analysis.errors)
+                } else {
+                    String::new()
+                },
+                if analysis.missed > 0 {
+                    format!(", {} missed while behind", analysis.missed)
+                } else {
+                    String::new()
+                },
+            );
+            for (kind, severity, count) in &analysis.counts {
+                let _ = writeln!(out, "  {kind:<30} {severity:<8} {count}");
+            }
+            if !analysis.recent.is_empty() {
+                let _ = writeln!(out, "  latest:");
+            }
+            for f in analysis.recent.iter().rev().take(5) {
+                let _ = writeln!(
+                    out,
+                    "    {} {} {} [{}, {:.0}%] {}",
+                    format_time(f.at),
+                    f.device,
+                    f.kind,
+                    f.severity,
+                    f.confidence * 100.0,
+                    f.explanation
+                );
+            }
         }
         out
     }

@@ -121,6 +121,16 @@ impl Models {
         Models::from_parts(&config, &forecaster, &fault)
     }
 
+    /// The committed models, compiled into the binary: an appliance needs no
+    /// model files on disk to start.
+    pub fn embedded() -> Result<Models, MlError> {
+        Models::from_bytes(
+            include_bytes!("../models/detector.json"),
+            include_bytes!("../models/forecaster.onnx"),
+            include_bytes!("../models/fault_detector.onnx"),
+        )
+    }
+
     /// Loads from bytes, for a hub that embeds the files.
     pub fn from_bytes(
         config_json: &[u8],

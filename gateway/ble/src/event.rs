@@ -86,7 +86,9 @@ pub enum BleEvent {
     Measurement {
         /// The device.
         identity: Identity,
-        /// Hub clock when the notification arrived.
+        /// Hub clock when the notification arrived. For a CGM record packed
+        /// with later records in one notification: that time less the
+        /// time-offset difference to the notification's last record.
         received_at: SystemTime,
         /// The parsed reading, units as sent.
         measurement: Measurement,

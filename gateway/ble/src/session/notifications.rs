@@ -41,7 +41,23 @@ pub(crate) async fn handle(
     }
     match parse_measurement(characteristic, &frame) {
         Ok(measurements) => {
+            // A CGM notification may pack several records; the last is the
+            // current one. Earlier ones are dated back by their time-offset
+            // difference, so each record keeps its own time.
+            let newest_cgm_offset = measurements.iter().rev().find_map(|m| match m {
+                Measurement::Cgm(c) => Some(c.time_offset_minutes),
+                _ => None,
+            });
             for measurement in measurements {
+                let received_at = match (&measurement, newest_cgm_offset) {
+                    (Measurement::Cgm(c), Some(newest)) => {
+                        let earlier = u64::from(newest.saturating_sub(c.time_offset_minutes));
+                        received_at
+                            .checked_sub(std::time::Duration::from_secs(earlier * 60))
+                            .unwrap_or(received_at)
+                    }
+                    _ => received_at,
+                };
                 if let Measurement::Glucose(g) = &measurement
                     && !memory.window.insert(g.sequence_number, g.base_time)
                 {

@@ -1,0 +1,243 @@
+//! On-hub analysis: every stored reading goes through the patient's monitor
+//! (glyco-ml: clinical rules, forecaster, sensor-fault detector). Findings
+//! are logged and counted here; delivering them to physicians is a later
+//! stage's job.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use glyco_ml::{Finding, Models, PatientMonitor, Sample, SensorFlags};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::reading::{Measurement, Reading, SensorFlag, UnixMillis};
+
+/// Findings kept for the status output.
+const RECENT: usize = 20;
+
+/// One finding as the status output shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindingRecord {
+    /// The reading's time (device clock when known).
+    pub at: UnixMillis,
+    pub device: String,
+    /// `predicted_low`, `sensor_fault:compression_low`, ...
+    pub kind: String,
+    /// `info`, `warning` or `urgent`.
+    pub severity: String,
+    pub confidence: f32,
+    pub explanation: String,
+}
+
+/// What the analysis did, for the status output.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisStatus {
+    pub enabled: bool,
+    pub readings_analysed: u64,
+    /// Findings by (kind, severity).
+    pub counts: Vec<(String, String, u64)>,
+    /// The latest findings, newest last.
+    pub recent: Vec<FindingRecord>,
+    /// Readings the monitor refused (implausible for the models); counted,
+    /// never an alarm.
+    pub errors: u64,
+    /// Readings stored while the analysis lagged behind (they are in the
+    /// journal, but were not analysed).
+    pub missed: u64,
+}
+
+/// Shared between the analysis task and the status socket.
+#[derive(Debug, Clone, Default)]
+pub struct Analysis {
+    inner: Arc<Mutex<AnalysisStatus>>,
+    counts: Arc<Mutex<BTreeMap<(String, String), u64>>>,
+}
+
+impl Analysis {
+    pub fn new(enabled: bool) -> Self {
+        let analysis = Self::default();
+        analysis.inner.lock().expect("analysis lock").enabled = enabled;
+        analysis
+    }
+
+    pub fn status(&self) -> AnalysisStatus {
+        let mut status = self.inner.lock().expect("analysis lock").clone();
+        status.counts = self
+            .counts
+            .lock()
+            .expect("analysis lock")
+            .iter()
+            .map(|((kind, severity), n)| (kind.clone(), severity.clone(), *n))
+            .collect();
+        status
+    }
+
+    fn record(&self, reading: &Reading, findings: &[Finding]) {
+        let mut inner = self.inner.lock().expect("analysis lock");
+        inner.readings_analysed += 1;
+        let mut counts = self.counts.lock().expect("analysis lock");
+        for finding in findings {
+            let severity = format!("{:?}", finding.severity).to_lowercase();
+            *counts
+                .entry((finding.kind.name(), severity.clone()))
+                .or_default() += 1;
+            if inner.recent.len() == RECENT {
+                inner.recent.remove(0);
+            }
+            inner.recent.push(FindingRecord {
+                at: finding.at_ms,
+                device: reading.device.to_string(),
+                kind: finding.kind.name(),
+                severity,
+                confidence: finding.confidence,
+                explanation: finding.explanation.clone(),
+            });
+        }
+    }
+}
+
+/// The monitor's view of a reading; `None` for what it does not analyse
+/// (weight).
+pub fn sample_of(reading: &Reading) -> Option<Sample> {
+    let measurement = match reading.measurement {
+        Measurement::CgmGlucose { mg_dl } => glyco_ml::Measurement::CgmGlucose { mg_dl },
+        Measurement::CapillaryGlucose { mg_dl } => {
+            glyco_ml::Measurement::CapillaryGlucose { mg_dl }
+        }
+        Measurement::BloodPressure {
+            systolic_mmhg,
+            diastolic_mmhg,
+            ..
+        } => glyco_ml::Measurement::BloodPressure {
+            systolic_mmhg,
+            diastolic_mmhg,
+        },
+        Measurement::HeartRate { bpm } => glyco_ml::Measurement::HeartRate { bpm },
+        Measurement::Spo2 { percent, .. } => glyco_ml::Measurement::Spo2 { percent },
+        Measurement::Temperature { celsius } => glyco_ml::Measurement::Temperature { celsius },
+        Measurement::Weight { .. } => return None,
+    };
+    let has = |flag| reading.flags.contains(&flag);
+    let flags = SensorFlags {
+        warming_up: has(SensorFlag::SensorWarmup),
+        calibration_required: has(SensorFlag::CalibrationRequired),
+        sensor_error: has(SensorFlag::SensorMalfunction) || has(SensorFlag::DeviceFault),
+    };
+    Some(Sample::new(reading.measured_at(), measurement).with_flags(flags))
+}
+
+/// Analyses stored readings until shutdown. The hub serves one patient, so
+/// one monitor holds the whole history the models need.
+pub async fn run(
+    models: Arc<Models>,
+    mut stored: broadcast::Receiver<Reading>,
+    analysis: Analysis,
+    shutdown: CancellationToken,
+) {
+    let mut monitor = PatientMonitor::new(models);
+    loop {
+        let reading = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = stored.recv() => match r {
+                Ok(r) => r,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "analysis fell behind; readings stay in the journal unanalysed");
+                    analysis.inner.lock().expect("analysis lock").missed += n;
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        let Some(sample) = sample_of(&reading) else {
+            continue;
+        };
+        match monitor.observe(&sample) {
+            Ok(findings) => {
+                for finding in &findings {
+                    tracing::warn!(
+                        device = %reading.device,
+                        kind = %finding.kind.name(),
+                        severity = ?finding.severity,
+                        confidence = finding.confidence,
+                        explanation = %finding.explanation,
+                        "finding"
+                    );
+                }
+                analysis.record(&reading, &findings);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, device = %reading.device, "reading not analysed");
+                analysis.inner.lock().expect("analysis lock").errors += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reading::{SeqOrigin, Transport};
+    use glyco_contracts::DeviceIdentity;
+
+    fn cgm(at: UnixMillis, mg_dl: f64) -> Reading {
+        Reading {
+            device: DeviceIdentity::name("cgm-1").unwrap(),
+            transport: Transport::Mqtt,
+            seq: 0,
+            seq_origin: SeqOrigin::Hub,
+            device_time: Some(at),
+            received_at: at,
+            measurement: Measurement::CgmGlucose { mg_dl },
+            reported_unit: "mg/dL".into(),
+            flags: vec![SensorFlag::SensorMalfunction],
+        }
+    }
+
+    #[test]
+    fn readings_map_to_samples_with_their_flags() {
+        let sample = sample_of(&cgm(1_000, 95.0)).unwrap();
+        assert_eq!(sample.at_ms, 1_000);
+        assert_eq!(
+            sample.measurement,
+            glyco_ml::Measurement::CgmGlucose { mg_dl: 95.0 }
+        );
+        assert!(sample.flags.sensor_error);
+        let weight = Reading {
+            measurement: Measurement::Weight { kg: 70.0 },
+            ..cgm(1_000, 0.0)
+        };
+        assert!(sample_of(&weight).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_falling_cgm_trace_raises_counted_findings() {
+        let models = Arc::new(Models::embedded().unwrap());
+        let (tx, rx) = broadcast::channel(64);
+        let analysis = Analysis::new(true);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(models, rx, analysis.clone(), shutdown.clone()));
+        // 5-minute CGM readings falling 3 mg/dL/min from 160 to 55.
+        let start = 1_763_856_000_000;
+        let mut sent = 0;
+        for (i, mg_dl) in (0..).zip((49..=160).rev().step_by(15)) {
+            let mut reading = cgm(start + i * 300_000, f64::from(mg_dl));
+            reading.flags.clear();
+            tx.send(reading).unwrap();
+            sent += 1;
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while analysis.status().readings_analysed < sent {
+            assert!(tokio::time::Instant::now() < deadline, "analysis stalled");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        shutdown.cancel();
+        task.await.unwrap();
+        let status = analysis.status();
+        let kinds: Vec<&str> = status.counts.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert!(kinds.contains(&"low_glucose"), "{status:#?}");
+        assert!(kinds.contains(&"rapid_fall"), "{status:#?}");
+        assert!(!status.recent.is_empty());
+        assert_eq!(status.errors, 0);
+    }
+}

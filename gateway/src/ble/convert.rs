@@ -1,0 +1,553 @@
+//! From a parsed Bluetooth SIG measurement (units as the device sent them)
+//! to the hub's [`Reading`]s in canonical units. Pure: no clock, no I/O.
+//!
+//! A measurement the hub cannot use as a patient value — an IEEE-11073
+//! special value (NaN, NRes, ±INF), a control-solution test, a scale that
+//! could not weigh — is an [`Unusable`] with the reason, counted by the
+//! caller like any other refused reading.
+
+use glyco_ble::ieee11073::MedFloat;
+use glyco_ble::profiles::DateTime;
+use glyco_ble::profiles::blood_pressure::{BloodPressureMeasurement, PressureUnit};
+use glyco_ble::profiles::cgm::CgmMeasurement;
+use glyco_ble::profiles::glucose::{GlucoseMeasurement, GlucoseUnit, SampleType};
+use glyco_ble::profiles::heart_rate::{HeartRateMeasurement, SensorContact};
+use glyco_ble::profiles::plx::PlxSpotCheck;
+use glyco_ble::profiles::temperature::{TemperatureMeasurement, TemperatureUnit};
+use glyco_ble::profiles::weight::{Weight, WeightMeasurement, WeightUnits};
+use glyco_contracts::DeviceIdentity;
+
+use crate::reading::{
+    MGDL_PER_MMOLL, Measurement, Reading, SensorFlag, SeqOrigin, Transport, UnixMillis,
+};
+
+/// mmHg per kPa.
+const MMHG_PER_KPA: f64 = 7.500_615_758;
+/// kg per pound (exact by definition).
+const KG_PER_LB: f64 = 0.453_592_37;
+
+/// Why a measurement gives no reading.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Unusable {
+    #[error("{field} is {value:?}, not a number (IEEE-11073 special value)")]
+    SpecialValue {
+        field: &'static str,
+        value: MedFloat,
+    },
+    #[error("a glucose record without a concentration (sequence number {seq})")]
+    NoConcentration { seq: u16 },
+    #[error("a control-solution test (sequence number {seq}), not a patient reading")]
+    ControlSolution { seq: u16 },
+    #[error("the scale reported an unsuccessful measurement")]
+    UnsuccessfulWeighing,
+    #[error("the heart-rate sensor reports no skin contact")]
+    NoSkinContact,
+}
+
+/// How the hub reads device clocks: BLE times carry no zone, so the offset
+/// of the devices' clocks from UTC is configured (0 when they keep UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeviceClock {
+    pub utc_offset_minutes: i32,
+}
+
+impl DeviceClock {
+    /// Unix milliseconds for a device date-time, `None` when the device did
+    /// not know the date (year, month or day 0) or the fields are impossible.
+    pub fn to_millis(self, time: DateTime) -> Option<UnixMillis> {
+        if !time.is_complete()
+            || !(1..=12).contains(&time.month)
+            || time.day > days_in_month(i64::from(time.year), time.month)
+            || time.hours > 23
+            || time.minutes > 59
+            || time.seconds > 59
+        {
+            return None;
+        }
+        let days = days_from_civil(i64::from(time.year), time.month, time.day);
+        let local_secs = days * 86_400
+            + i64::from(time.hours) * 3600
+            + i64::from(time.minutes) * 60
+            + i64::from(time.seconds);
+        Some((local_secs - i64::from(self.utc_offset_minutes) * 60) * 1000)
+    }
+}
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: u8) -> u8 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`; exact for every year the profiles can carry).
+fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
+    let month = i64::from(month);
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+fn finite(field: &'static str, value: MedFloat) -> Result<f64, Unusable> {
+    value
+        .finite()
+        .ok_or(Unusable::SpecialValue { field, value })
+}
+
+/// The parts every reading from one notification shares.
+struct Origin<'a> {
+    device: &'a DeviceIdentity,
+    received_at: UnixMillis,
+    clock: DeviceClock,
+}
+
+impl Origin<'_> {
+    fn reading(
+        &self,
+        measurement: Measurement,
+        unit: &str,
+        device_time: Option<UnixMillis>,
+        flags: Vec<SensorFlag>,
+    ) -> Reading {
+        Reading {
+            device: self.device.clone(),
+            transport: Transport::Ble,
+            // Filled in by the journal (hub-numbered) unless set after.
+            seq: 0,
+            seq_origin: SeqOrigin::Hub,
+            device_time,
+            received_at: self.received_at,
+            measurement,
+            reported_unit: unit.to_owned(),
+            flags,
+        }
+    }
+
+    fn time(&self, time: Option<DateTime>) -> Option<UnixMillis> {
+        time.and_then(|t| self.clock.to_millis(t))
+    }
+}
+
+/// The readings in one BLE measurement.
+pub fn readings(
+    device: &DeviceIdentity,
+    received_at: UnixMillis,
+    clock: DeviceClock,
+    measurement: &glyco_ble::Measurement,
+) -> Result<Vec<Reading>, Unusable> {
+    let origin = Origin {
+        device,
+        received_at,
+        clock,
+    };
+    use glyco_ble::Measurement as Ble;
+    match measurement {
+        Ble::Glucose(m) => glucose(&origin, m).map(|r| vec![r]),
+        Ble::Cgm(m) => cgm(&origin, m).map(|r| vec![r]),
+        Ble::BloodPressure(m) => blood_pressure(&origin, m),
+        Ble::HeartRate(m) => heart_rate(&origin, m).map(|r| vec![r]),
+        Ble::Weight(m) => weight(&origin, m).map(|r| vec![r]),
+        Ble::Temperature(m) => temperature(&origin, m).map(|r| vec![r]),
+        Ble::PlxSpotCheck(m) => spo2(&origin, m).map(|r| vec![r]),
+    }
+}
+
+fn glucose(origin: &Origin<'_>, m: &GlucoseMeasurement) -> Result<Reading, Unusable> {
+    let seq = m.sequence_number;
+    let concentration = m.concentration.ok_or(Unusable::NoConcentration { seq })?;
+    if concentration.sample_type == SampleType::ControlSolution {
+        return Err(Unusable::ControlSolution { seq });
+    }
+    let value = finite("glucose concentration", concentration.value)?;
+    let (mg_dl, unit) = match concentration.unit {
+        // kg/L → mg/dL: 1 kg/L = 10^6 mg / 10 dL.
+        GlucoseUnit::KilogramPerLitre => (value * 1e5, "kg/L"),
+        // mol/L → mmol/L → mg/dL.
+        GlucoseUnit::MolePerLitre => (value * 1e3 * MGDL_PER_MMOLL, "mol/L"),
+    };
+    let measurement = if concentration.sample_type == SampleType::InterstitialFluid {
+        Measurement::CgmGlucose { mg_dl }
+    } else {
+        Measurement::CapillaryGlucose { mg_dl }
+    };
+    let mut flags = Vec::new();
+    if let Some(status) = m.sensor_status {
+        for (on, flag) in [
+            (status.battery_low(), SensorFlag::LowBattery),
+            (status.sensor_malfunction(), SensorFlag::SensorMalfunction),
+            (
+                status.sample_size_insufficient(),
+                SensorFlag::SampleSizeInsufficient,
+            ),
+            (
+                status.strip_insertion_error() || status.strip_type_incorrect(),
+                SensorFlag::StripInsertionError,
+            ),
+            (
+                status.temperature_too_high() || status.temperature_too_low(),
+                SensorFlag::TemperatureOutOfRange,
+            ),
+            (
+                status.general_device_fault() || status.read_interrupted(),
+                SensorFlag::DeviceFault,
+            ),
+        ] {
+            if on {
+                flags.push(flag);
+            }
+        }
+    }
+    let device_time = origin
+        .time(Some(m.base_time))
+        .map(|base| base + i64::from(m.time_offset_minutes.unwrap_or(0)) * 60_000);
+    let mut reading = origin.reading(measurement, unit, device_time, flags);
+    // The meter's record number names the record: resends after a
+    // reconnect carry it again, so the journal can tell them apart.
+    reading.seq = u64::from(seq);
+    reading.seq_origin = SeqOrigin::Device;
+    Ok(reading)
+}
+
+fn cgm(origin: &Origin<'_>, m: &CgmMeasurement) -> Result<Reading, Unusable> {
+    let mg_dl = finite("CGM glucose", m.glucose_mg_dl)?;
+    let mut flags = Vec::new();
+    if m.status.sensor_malfunction() {
+        flags.push(SensorFlag::SensorMalfunction);
+    }
+    if m.status.calibration_required() {
+        flags.push(SensorFlag::CalibrationRequired);
+    }
+    // The time offset counts from the session start, which this hub does
+    // not read (CGM Session Start Time); the hub's receive time stands in.
+    Ok(origin.reading(Measurement::CgmGlucose { mg_dl }, "mg/dL", None, flags))
+}
+
+fn blood_pressure(
+    origin: &Origin<'_>,
+    m: &BloodPressureMeasurement,
+) -> Result<Vec<Reading>, Unusable> {
+    let (factor, unit) = match m.unit {
+        PressureUnit::MillimetreOfMercury => (1.0, "mmHg"),
+        PressureUnit::Kilopascal => (MMHG_PER_KPA, "kPa"),
+    };
+    let systolic_mmhg = finite("systolic pressure", m.systolic)? * factor;
+    let diastolic_mmhg = finite("diastolic pressure", m.diastolic)? * factor;
+    // Some cuffs send NaN for the mean; it is optional in the reading.
+    let mean_mmhg = m.mean_arterial.finite().map(|v| v * factor);
+    let mut flags = Vec::new();
+    if let Some(status) = m.status {
+        for (on, flag) in [
+            (status.body_movement(), SensorFlag::BodyMovement),
+            (status.cuff_too_loose(), SensorFlag::CuffLoose),
+            (status.irregular_pulse(), SensorFlag::IrregularPulse),
+        ] {
+            if on {
+                flags.push(flag);
+            }
+        }
+    }
+    let device_time = origin.time(m.time_stamp);
+    let mut out = vec![origin.reading(
+        Measurement::BloodPressure {
+            systolic_mmhg,
+            diastolic_mmhg,
+            mean_mmhg,
+        },
+        unit,
+        device_time,
+        flags.clone(),
+    )];
+    // The cuff's pulse is a heart-rate reading of its own.
+    if let Some(bpm) = m.pulse_rate_bpm.and_then(MedFloat::finite) {
+        out.push(origin.reading(Measurement::HeartRate { bpm }, "bpm", device_time, flags));
+    }
+    Ok(out)
+}
+
+fn heart_rate(origin: &Origin<'_>, m: &HeartRateMeasurement) -> Result<Reading, Unusable> {
+    if m.contact == SensorContact::NotDetected {
+        return Err(Unusable::NoSkinContact);
+    }
+    Ok(origin.reading(
+        Measurement::HeartRate {
+            bpm: f64::from(m.bpm),
+        },
+        "bpm",
+        None,
+        Vec::new(),
+    ))
+}
+
+fn weight(origin: &Origin<'_>, m: &WeightMeasurement) -> Result<Reading, Unusable> {
+    let Weight::Measured(value) = m.weight else {
+        return Err(Unusable::UnsuccessfulWeighing);
+    };
+    let (kg, unit) = match m.units {
+        WeightUnits::Si => (value, "kg"),
+        WeightUnits::Imperial => (value * KG_PER_LB, "lb"),
+    };
+    Ok(origin.reading(
+        Measurement::Weight { kg },
+        unit,
+        origin.time(m.time_stamp),
+        Vec::new(),
+    ))
+}
+
+fn temperature(origin: &Origin<'_>, m: &TemperatureMeasurement) -> Result<Reading, Unusable> {
+    let value = finite("temperature", m.value)?;
+    let (celsius, unit) = match m.unit {
+        TemperatureUnit::Celsius => (value, "°C"),
+        TemperatureUnit::Fahrenheit => ((value - 32.0) * 5.0 / 9.0, "°F"),
+    };
+    Ok(origin.reading(
+        Measurement::Temperature { celsius },
+        unit,
+        origin.time(m.time_stamp),
+        Vec::new(),
+    ))
+}
+
+fn spo2(origin: &Origin<'_>, m: &PlxSpotCheck) -> Result<Reading, Unusable> {
+    let percent = finite("SpO2", m.spo2_percent)?;
+    let pulse_bpm = m.pulse_rate_bpm.finite();
+    let mut flags = Vec::new();
+    if let Some(status) = m.device_status {
+        if status.poor_signal() || status.low_perfusion() {
+            flags.push(SensorFlag::PoorSignal);
+        }
+        if status.equipment_malfunction() || status.sensor_malfunctioning() {
+            flags.push(SensorFlag::SensorMalfunction);
+        }
+    }
+    if m.measurement_status
+        .is_some_and(|s| s.questionable() || s.invalid())
+    {
+        flags.push(SensorFlag::DeviceFault);
+    }
+    let device_time = if m.clock_not_set {
+        None
+    } else {
+        origin.time(m.time_stamp)
+    };
+    Ok(origin.reading(
+        Measurement::Spo2 { percent, pulse_bpm },
+        "%",
+        device_time,
+        flags,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glyco_ble::profiles::{blood_pressure, cgm, glucose, plx, temperature, weight};
+    use glyco_ble::testing::frames;
+
+    const NOW: UnixMillis = 1_763_856_000_000; // 2025-11-23T00:00:00Z
+
+    fn meter() -> DeviceIdentity {
+        DeviceIdentity::ble("C0:26:DA:01:02:03").unwrap()
+    }
+
+    fn convert(m: glyco_ble::Measurement) -> Result<Vec<Reading>, Unusable> {
+        readings(&meter(), NOW, DeviceClock::default(), &m)
+    }
+
+    #[test]
+    fn civil_dates_match_known_unix_times() {
+        let utc = DeviceClock::default();
+        let at = |year, month, day, hours, minutes, seconds| DateTime {
+            year,
+            month,
+            day,
+            hours,
+            minutes,
+            seconds,
+        };
+        assert_eq!(utc.to_millis(at(1970, 1, 1, 0, 0, 0)), Some(0));
+        assert_eq!(
+            utc.to_millis(at(2024, 3, 15, 7, 30, 0)),
+            Some(1_710_487_800_000)
+        );
+        assert_eq!(
+            utc.to_millis(at(2000, 2, 29, 23, 59, 59)),
+            Some(951_868_799_000)
+        );
+        // Unknown date parts and impossible dates give no time, not a wrong one.
+        assert_eq!(utc.to_millis(at(0, 3, 15, 7, 30, 0)), None);
+        assert_eq!(utc.to_millis(at(2023, 2, 29, 0, 0, 0)), None);
+        assert_eq!(utc.to_millis(at(2024, 13, 1, 0, 0, 0)), None);
+        // A device clock two hours ahead of UTC.
+        let cet = DeviceClock {
+            utc_offset_minutes: 120,
+        };
+        assert_eq!(
+            cet.to_millis(at(2024, 3, 15, 9, 30, 0)),
+            Some(1_710_487_800_000)
+        );
+    }
+
+    #[test]
+    fn a_glucose_record_keeps_its_sequence_number_and_time() {
+        let frame = frames::glucose_record(42, frames::TIME, 112);
+        let m = glucose::parse(&frame).unwrap();
+        let [reading] = convert(glyco_ble::Measurement::Glucose(m))
+            .unwrap()
+            .try_into()
+            .unwrap();
+        assert_eq!(reading.seq, 42);
+        assert_eq!(reading.seq_origin, SeqOrigin::Device);
+        assert_eq!(reading.transport, Transport::Ble);
+        assert_eq!(reading.device_time, Some(1_710_487_800_000));
+        assert_eq!(reading.reported_unit, "kg/L");
+        let Measurement::CapillaryGlucose { mg_dl } = reading.measurement else {
+            panic!("{:?}", reading.measurement)
+        };
+        assert!((mg_dl - 112.0).abs() < 1e-9, "{mg_dl}");
+    }
+
+    #[test]
+    fn mol_per_litre_glucose_becomes_mg_per_dl() {
+        // Flags 0x06: time offset absent, concentration in mol/L present.
+        let mut frame = vec![0x06, 0x07, 0x00];
+        frame.extend(frames::TIME.to_bytes());
+        // 6.2 mmol/L = 0.0062 mol/L = 62 × 10^-4.
+        frame.extend(
+            glyco_ble::ieee11073::encode_sfloat(62, -4)
+                .unwrap()
+                .to_le_bytes(),
+        );
+        frame.push(0x11);
+        let m = glucose::parse(&frame).unwrap();
+        let readings = convert(glyco_ble::Measurement::Glucose(m)).unwrap();
+        let Measurement::CapillaryGlucose { mg_dl } = readings[0].measurement else {
+            panic!()
+        };
+        assert!((mg_dl - 6.2 * MGDL_PER_MMOLL).abs() < 1e-6, "{mg_dl}");
+        assert_eq!(readings[0].reported_unit, "mol/L");
+    }
+
+    #[test]
+    fn special_values_and_control_solution_are_unusable_not_numbers() {
+        let mut frame = frames::glucose_record(7, frames::TIME, 100);
+        // The SFLOAT at bytes 10..12 becomes NaN (0x07FF).
+        frame[10..12].copy_from_slice(&0x07FFu16.to_le_bytes());
+        let m = glucose::parse(&frame).unwrap();
+        assert_eq!(
+            convert(glyco_ble::Measurement::Glucose(m)),
+            Err(Unusable::SpecialValue {
+                field: "glucose concentration",
+                value: MedFloat::NaN
+            })
+        );
+        let mut control = frames::glucose_record(8, frames::TIME, 100);
+        control[12] = 0x4A; // type 10: control solution, location 4
+        let m = glucose::parse(&control).unwrap();
+        assert_eq!(
+            convert(glyco_ble::Measurement::Glucose(m)),
+            Err(Unusable::ControlSolution { seq: 8 })
+        );
+        let cgm_nan = {
+            let mut f = frames::cgm_record(100, 5);
+            f[2..4].copy_from_slice(&0x0800u16.to_le_bytes()); // NRes
+            f
+        };
+        let m = cgm::parse(&cgm_nan).unwrap().remove(0);
+        assert!(matches!(
+            convert(glyco_ble::Measurement::Cgm(m)),
+            Err(Unusable::SpecialValue {
+                value: MedFloat::NRes,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_cuff_reading_gives_pressure_and_pulse() {
+        let m = blood_pressure::parse(&frames::blood_pressure(128, 82, 97, 71)).unwrap();
+        let readings = convert(glyco_ble::Measurement::BloodPressure(m)).unwrap();
+        assert_eq!(readings.len(), 2);
+        assert_eq!(
+            readings[0].measurement,
+            Measurement::BloodPressure {
+                systolic_mmhg: 128.0,
+                diastolic_mmhg: 82.0,
+                mean_mmhg: Some(97.0)
+            }
+        );
+        assert_eq!(
+            readings[1].measurement,
+            Measurement::HeartRate { bpm: 71.0 }
+        );
+        assert!(readings.iter().all(|r| r.seq_origin == SeqOrigin::Hub));
+    }
+
+    #[test]
+    fn imperial_and_fahrenheit_units_are_converted() {
+        // Weight, imperial (flags 0x01), 15000 × 0.01 lb = 150 lb.
+        let mut frame = vec![0x01];
+        frame.extend(15000u16.to_le_bytes());
+        let m = weight::parse(&frame).unwrap();
+        let readings = convert(glyco_ble::Measurement::Weight(m)).unwrap();
+        let Measurement::Weight { kg } = readings[0].measurement else {
+            panic!()
+        };
+        assert!((kg - 68.038_855_5).abs() < 1e-6, "{kg}");
+        assert_eq!(readings[0].reported_unit, "lb");
+        // Unsuccessful weighing (0xFFFF).
+        let m = weight::parse(&[0x00, 0xFF, 0xFF]).unwrap();
+        assert_eq!(
+            convert(glyco_ble::Measurement::Weight(m)),
+            Err(Unusable::UnsuccessfulWeighing)
+        );
+        // Temperature 98.6 °F (FLOAT 986 × 10^-1), flags 0x01.
+        let mut frame = vec![0x01];
+        frame.extend(
+            glyco_ble::ieee11073::encode_float(986, -1)
+                .unwrap()
+                .to_le_bytes(),
+        );
+        let m = temperature::parse(&frame).unwrap();
+        let readings = convert(glyco_ble::Measurement::Temperature(m)).unwrap();
+        let Measurement::Temperature { celsius } = readings[0].measurement else {
+            panic!()
+        };
+        assert!((celsius - 37.0).abs() < 1e-9, "{celsius}");
+    }
+
+    #[test]
+    fn an_oximeter_spot_check_gives_spo2_with_pulse() {
+        let mut frame = vec![0x00];
+        frame.extend(
+            glyco_ble::ieee11073::encode_sfloat(97, 0)
+                .unwrap()
+                .to_le_bytes(),
+        );
+        frame.extend(
+            glyco_ble::ieee11073::encode_sfloat(64, 0)
+                .unwrap()
+                .to_le_bytes(),
+        );
+        let m = plx::parse(&frame).unwrap();
+        let readings = convert(glyco_ble::Measurement::PlxSpotCheck(m)).unwrap();
+        assert_eq!(
+            readings[0].measurement,
+            Measurement::Spo2 {
+                percent: 97.0,
+                pulse_bpm: Some(64.0)
+            }
+        );
+    }
+}

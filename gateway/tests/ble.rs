@@ -1,0 +1,253 @@
+//! BLE end to end: the real `glyco-hub` binary against a real dbus-daemon
+//! with a mock BlueZ (python3-dbusmock), a real anvil chain, and simulated
+//! bonded devices — a glucometer with stored records, a CGM, and a bonded
+//! glucometer the patient never registered. Each test runs in a child
+//! process with its own private system bus (`with_mock_bluez`); the hub it
+//! starts inherits `DBUS_SYSTEM_BUS_ADDRESS`.
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use glyco_ble::profiles::DateTime;
+use glyco_ble::testing::{MockBluez, frames, with_mock_bluez};
+use glyco_contracts::{DeviceIdentity, DeviceKind};
+use glyco_gateway::reading::{Measurement, SeqOrigin, Transport};
+use glyco_gateway::status::StatusReport;
+use support::HubWorld;
+
+const METER: &str = "C0:26:DA:01:02:03";
+const CGM: &str = "C0:26:DA:0A:0B:0C";
+const STRANGER: &str = "C0:26:DA:99:99:99";
+
+/// The device clock (UTC) `minutes_ago` minutes before now.
+fn clock_minutes_ago(minutes_ago: u64) -> DateTime {
+    let at = SystemTime::now() - Duration::from_secs(minutes_ago * 60);
+    let text = humantime::format_rfc3339_seconds(at).to_string(); // 2026-11-23T02:30:00Z
+    let field = |range: std::ops::Range<usize>| text[range].parse::<u16>().unwrap();
+    DateTime {
+        year: field(0..4),
+        month: field(5..7) as u8,
+        day: field(8..10) as u8,
+        hours: field(11..13) as u8,
+        minutes: field(14..16) as u8,
+        seconds: field(17..19) as u8,
+    }
+}
+
+/// A glucometer record `minutes_ago` minutes old.
+fn record(seq: u16, minutes_ago: u64, mg_dl: i16) -> Vec<u8> {
+    frames::glucose_record(seq, clock_minutes_ago(minutes_ago), mg_dl)
+}
+
+fn device_report<'a>(
+    report: &'a StatusReport,
+    address: &str,
+) -> &'a glyco_gateway::status::DeviceStatus {
+    let id = DeviceIdentity::ble(address).unwrap().device_id();
+    report
+        .devices
+        .iter()
+        .find(|d| d.device_id == id)
+        .unwrap_or_else(|| panic!("{address} not in the status: {report:#?}"))
+}
+
+fn last_seq(report: &StatusReport, address: &str) -> Option<u64> {
+    device_report(report, address)
+        .last_reading
+        .as_ref()
+        .map(|r| r.seq)
+}
+
+fn ble_refusals(report: &StatusReport, reason: &str) -> u64 {
+    report
+        .refusals
+        .iter()
+        .filter(|r| r.transport == Transport::Ble && r.reason.as_str() == reason)
+        .map(|r| r.count)
+        .sum()
+}
+
+async fn wait_notifying(mock: &MockBluez, characteristic: &glyco_ble::testing::MockCharacteristic) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !mock.is_notifying(characteristic).unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hub never subscribed; mock calls:\n{}",
+            mock.call_log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn ble_readings_reach_the_journal_and_a_restart_fetches_only_new_records() {
+    with_mock_bluez(|mock: MockBluez| async move {
+        mock.add_adapter("hci0").unwrap();
+        let meter = mock.add_glucometer("hci0", METER).unwrap();
+        mock.set_stored_records(
+            &meter.device,
+            &[record(1, 40, 104), record(2, 30, 131), record(3, 20, 97)],
+        )
+        .unwrap();
+        let cgm = mock.add_cgm("hci0", CGM).unwrap();
+        let stranger = mock.add_glucometer("hci0", STRANGER).unwrap();
+        mock.set_stored_records(&stranger.device, &[record(1, 15, 150)])
+            .unwrap();
+
+        let mut world = HubWorld::new().await;
+        world
+            .add_on_chain(&DeviceIdentity::ble(METER).unwrap(), DeviceKind::Glucometer)
+            .await;
+        world
+            .add_on_chain(&DeviceIdentity::ble(CGM).unwrap(), DeviceKind::Cgm)
+            .await;
+        world.edit_config(|c| c.ble.enabled = true);
+        let hub = world.start_hub().await;
+
+        // The meter's stored records arrive through the RACP fetch.
+        let report = hub
+            .wait_for("the meter's three stored records", |r| {
+                last_seq(r, METER) == Some(3)
+            })
+            .await;
+        let last = device_report(&report, METER).last_reading.clone().unwrap();
+        assert_eq!(last.transport, Transport::Ble);
+        assert_eq!(last.seq_origin, SeqOrigin::Device);
+        assert!(
+            matches!(last.measurement, Measurement::CapillaryGlucose { mg_dl } if (mg_dl - 97.0).abs() < 1e-9),
+            "{last:?}"
+        );
+        assert!(device_report(&report, METER).connected, "{report:#?}");
+
+        // A live record, then two CGM notifications (one packing two records).
+        wait_notifying(&mock, &meter.measurement).await;
+        assert!(mock.notify(&meter.measurement, &record(4, 1, 88)).unwrap());
+        wait_notifying(&mock, &cgm.measurement).await;
+        assert!(
+            mock.notify(&cgm.measurement, &frames::cgm_record(142, 600))
+                .unwrap()
+        );
+        let mut packed = frames::cgm_record(139, 605);
+        packed.extend(frames::cgm_record(135, 610));
+        assert!(mock.notify(&cgm.measurement, &packed).unwrap());
+        let report = hub
+            .wait_for("the live glucose record and three CGM readings", |r| {
+                last_seq(r, METER) == Some(4) && r.readings_stored == 7
+            })
+            .await;
+        let cgm_last = device_report(&report, CGM).last_reading.clone().unwrap();
+        assert_eq!(
+            cgm_last.measurement,
+            Measurement::CgmGlucose { mg_dl: 135.0 }
+        );
+
+        // A truncated CGM frame and a NaN glucose value: refused, counted,
+        // and the sessions go on.
+        assert!(mock.notify(&cgm.measurement, &[0x06, 0x00, 0x8e]).unwrap());
+        let mut nan = record(5, 0, 100);
+        nan[10..12].copy_from_slice(&0x07FFu16.to_le_bytes());
+        assert!(mock.notify(&meter.measurement, &nan).unwrap());
+        let report = hub
+            .wait_for("the malformed frame and the NaN counted", |r| {
+                ble_refusals(r, "malformed_frame") == 1 && ble_refusals(r, "invalid_reading") == 1
+            })
+            .await;
+        // The bonded but unregistered meter's record never got in.
+        assert!(ble_refusals(&report, "unregistered") >= 1, "{report:#?}");
+        assert_eq!(report.readings_stored, 7);
+        // Packed CGM records keep distinct times (5 minutes apart), so the
+        // monitor takes every reading.
+        assert_eq!(
+            report.analysis.readings_analysed, 7,
+            "{:#?}",
+            report.analysis
+        );
+        assert_eq!(report.analysis.errors, 0, "{:#?}", report.analysis);
+        assert!(hub.log_text().contains("refused"), "refusals are logged");
+
+        // SIGKILL. While the hub is down the meter takes two more readings.
+        hub.kill().await;
+        mock.set_reachable(&meter.device, false).unwrap();
+        mock.set_stored_records(
+            &meter.device,
+            &[
+                record(1, 40, 104),
+                record(2, 30, 131),
+                record(3, 20, 97),
+                record(4, 1, 88),
+                record(6, 1, 120),
+                record(7, 0, 126),
+            ],
+        )
+        .unwrap();
+        mock.set_reachable(&meter.device, true).unwrap();
+        let hub = world.start_hub().await;
+        let report = hub
+            .wait_for("only the two new records after the restart", |r| {
+                last_seq(r, METER) == Some(7)
+            })
+            .await;
+        assert_eq!(report.readings_stored, 9, "nothing stored twice");
+        let requests = mock.racp_requests(&meter.device).unwrap();
+        assert_eq!(
+            requests.last().unwrap(),
+            &vec![0x01, 0x03, 0x01, 0x05, 0x00],
+            "the restarted hub asks for records from 5 on (after the journal's 4): {requests:x?}"
+        );
+        assert_eq!(
+            requests.first().unwrap(),
+            &vec![0x01, 0x01],
+            "the first connection asked for all records"
+        );
+        let status = hub.terminate().await;
+        assert!(status.success(), "{status:?}");
+    });
+}
+
+#[test]
+fn the_hub_follows_the_adapter_as_it_appears_disappears_and_returns() {
+    with_mock_bluez(|mock: MockBluez| async move {
+        let mut world = HubWorld::new().await;
+        world
+            .add_on_chain(&DeviceIdentity::ble(METER).unwrap(), DeviceKind::Glucometer)
+            .await;
+        world.edit_config(|c| c.ble.enabled = true);
+        // No adapter yet: the hub runs (MQTT serves) and waits for one.
+        let hub = world.start_hub().await;
+        let report = hub.wait_for("the hub's status", |r| r.ble.enabled).await;
+        assert!(!report.ble.state.contains("ready"), "{}", report.ble.state);
+
+        mock.add_adapter("hci0").unwrap();
+        let meter = mock.add_glucometer("hci0", METER).unwrap();
+        mock.set_stored_records(&meter.device, &[record(1, 10, 101)])
+            .unwrap();
+        hub.wait_for("the adapter's first record", |r| {
+            r.ble.state.contains("adapter hci0 ready") && last_seq(r, METER) == Some(1)
+        })
+        .await;
+
+        mock.remove_adapter("hci0").unwrap();
+        hub.wait_for("the adapter reported lost", |r| {
+            r.ble.state.contains("lost")
+        })
+        .await;
+        // The meter records while the adapter is gone.
+        mock.restore_adapter("hci0").unwrap();
+        let meter_path = meter.device.clone();
+        mock.set_stored_records(&meter_path, &[record(1, 10, 101), record(2, 1, 109)])
+            .unwrap();
+        let report = hub
+            .wait_for("the record kept while the adapter was away", |r| {
+                last_seq(r, METER) == Some(2)
+            })
+            .await;
+        assert_eq!(report.readings_stored, 2);
+        assert!(
+            report.ble.state.contains("adapter hci0 ready"),
+            "{}",
+            report.ble.state
+        );
+        assert!(hub.terminate().await.success());
+    });
+}
