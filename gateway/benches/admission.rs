@@ -8,6 +8,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use glyco_contracts::DeviceIdentity;
 use glyco_gateway::admission::{Admission, Decision};
+use glyco_gateway::ble::{DeviceClock, convert};
 use glyco_gateway::reading::{Limits, now_millis};
 use glyco_gateway::registry::{MirrorState, MirroredDevice, Registry};
 use glyco_gateway::sim;
@@ -55,7 +56,34 @@ fn bench(c: &mut Criterion) {
             b.iter(|| admission.mqtt(&device, black_box(payload), now))
         });
     }
+    // BLE: a Glucose Measurement frame through the SIG parser, the unit
+    // conversion and admission by identity address.
+    let meter = DeviceIdentity::ble("C0:26:DA:01:02:03").unwrap();
+    let ble_admission = admission_for(&meter);
+    let frame = glucose_frame(42, 112);
+    group.bench_function("ble_glucose_frame", |b| {
+        b.iter(|| {
+            let measurements = glyco_ble::parse_measurement(
+                glyco_ble::Characteristic::GlucoseMeasurement,
+                black_box(&frame),
+            )
+            .unwrap();
+            for measurement in &measurements {
+                for reading in
+                    convert::readings(&meter, now, DeviceClock::default(), measurement).unwrap()
+                {
+                    black_box(ble_admission.reading(reading, now));
+                }
+            }
+        })
+    });
     group.finish();
+}
+
+/// A Glucose Measurement (flags 0x02: concentration in kg/L) dated now.
+fn glucose_frame(seq: u16, mg_dl: i16) -> Vec<u8> {
+    use glyco_ble::testing::frames;
+    frames::glucose_record(seq, frames::utc_minutes_ago(0), mg_dl)
 }
 
 criterion_group!(benches, bench);

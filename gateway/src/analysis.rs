@@ -3,9 +3,10 @@
 //! are logged and counted here; delivering them to physicians is a later
 //! stage's job.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use glyco_contracts::DeviceId;
 use glyco_ml::{Finding, Models, PatientMonitor, Sample, SensorFlags};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -127,15 +128,17 @@ pub fn sample_of(reading: &Reading) -> Option<Sample> {
     Some(Sample::new(reading.measured_at(), measurement).with_flags(flags))
 }
 
-/// Analyses stored readings until shutdown. The hub serves one patient, so
-/// one monitor holds the whole history the models need.
+/// Analyses stored readings until shutdown. The hub serves one patient;
+/// each of the patient's devices gets its own monitor, because the trend
+/// and clock checks follow one sensor's stream (two CGMs interleaved would
+/// look like clock jumps).
 pub async fn run(
     models: Arc<Models>,
     mut stored: broadcast::Receiver<Reading>,
     analysis: Analysis,
     shutdown: CancellationToken,
 ) {
-    let mut monitor = PatientMonitor::new(models);
+    let mut monitors: HashMap<DeviceId, PatientMonitor> = HashMap::new();
     loop {
         let reading = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -152,6 +155,9 @@ pub async fn run(
         let Some(sample) = sample_of(&reading) else {
             continue;
         };
+        let monitor = monitors
+            .entry(reading.device.device_id())
+            .or_insert_with(|| PatientMonitor::new(models.clone()));
         match monitor.observe(&sample) {
             Ok(findings) => {
                 for finding in &findings {

@@ -7,9 +7,8 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use glyco_ble::profiles::DateTime;
 use glyco_ble::testing::{MockBluez, frames, with_mock_bluez};
 use glyco_contracts::{DeviceIdentity, DeviceKind};
 use glyco_gateway::reading::{Measurement, SeqOrigin, Transport};
@@ -20,24 +19,9 @@ const METER: &str = "C0:26:DA:01:02:03";
 const CGM: &str = "C0:26:DA:0A:0B:0C";
 const STRANGER: &str = "C0:26:DA:99:99:99";
 
-/// The device clock (UTC) `minutes_ago` minutes before now.
-fn clock_minutes_ago(minutes_ago: u64) -> DateTime {
-    let at = SystemTime::now() - Duration::from_secs(minutes_ago * 60);
-    let text = humantime::format_rfc3339_seconds(at).to_string(); // 2026-11-23T02:30:00Z
-    let field = |range: std::ops::Range<usize>| text[range].parse::<u16>().unwrap();
-    DateTime {
-        year: field(0..4),
-        month: field(5..7) as u8,
-        day: field(8..10) as u8,
-        hours: field(11..13) as u8,
-        minutes: field(14..16) as u8,
-        seconds: field(17..19) as u8,
-    }
-}
-
 /// A glucometer record `minutes_ago` minutes old.
 fn record(seq: u16, minutes_ago: u64, mg_dl: i16) -> Vec<u8> {
-    frames::glucose_record(seq, clock_minutes_ago(minutes_ago), mg_dl)
+    frames::glucose_record(seq, frames::utc_minutes_ago(minutes_ago), mg_dl)
 }
 
 fn device_report<'a>(

@@ -1,6 +1,8 @@
 //! The hub part of the demo: the real `glyco-hub` daemon admits readings
-//! from registered simulated MQTT devices, stores them before acknowledging
-//! them, and refuses an unregistered device and a bad reading.
+//! from registered simulated MQTT devices and from simulated Bluetooth
+//! devices on a mock BlueZ, stores them before acknowledging them, refuses
+//! an unregistered device and a bad reading, and runs the anomaly detector
+//! on every stored reading.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -9,6 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use glyco_ble::testing::{MockBluez, frames};
 use glyco_contracts::keys::{DEV_MNEMONIC, dev_account};
 use glyco_contracts::testkit::accounts::HUB;
 use glyco_gateway::config::HubConfig;
@@ -19,7 +22,7 @@ use glyco_gateway::sim::{self, SimError, SimulatedDevice};
 use glyco_gateway::status::{self, StatusReport};
 use tokio::process::{Child, Command};
 
-use crate::chain_flows::ChainWorld;
+use crate::chain_flows::{BLE_CGM, BLE_GLUCOMETER, ChainWorld};
 use crate::narrate::{section, step};
 
 /// The hub binary, built beside this one (scripts/demo.sh builds both).
@@ -55,7 +58,7 @@ fn write_hub_config(dir: &Path, world: &ChainWorld) -> Result<(PathBuf, HubConfi
     config.chain.deployment_file = dir.join("deployment.json");
     config.chain.poll_interval_ms = 500;
     config.mqtt.listen = vec!["127.0.0.1:0".parse()?];
-    config.ble.enabled = false;
+    config.ble.enabled = true;
     let path = dir.join("hub.toml");
     std::fs::write(&path, toml::to_string(&config)?)?;
     Ok((path, config))
@@ -110,12 +113,13 @@ async fn stop(mut hub: Child) -> Result<()> {
 }
 
 pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
-    section("8. The hub: MQTT devices registered through the hub");
+    section("8. The hub: MQTT devices registered through the hub, Bluetooth devices bonded");
     let (config_path, config) = write_hub_config(dir, world)?;
     let mut secrets = Vec::new();
     for (name, kind) in [
         ("wifi-glucometer", "glucometer"),
         ("bp-cuff-1", "blood-pressure"),
+        ("wifi-cgm", "cgm"),
     ] {
         let out = hub_cli(
             &config_path,
@@ -135,19 +139,43 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
     let intruder_secret = credentials.provision("unregistered-thermometer")?;
     credentials.save(&config.credentials_path())?;
 
+    // Bluetooth without hardware: a private D-Bus with a mock BlueZ, the
+    // two BLE devices the patient registered in step 4 bonded to it.
+    let bluez_dir = dir.join("bluez");
+    std::fs::create_dir_all(&bluez_dir)?;
+    let bluez = MockBluez::start(&bluez_dir)?;
+    bluez.add_adapter("hci0")?;
+    let meter = bluez.add_glucometer("hci0", BLE_GLUCOMETER)?;
+    let stored_records = [(1, 95, 104), (2, 62, 131), (3, 31, 97)];
+    bluez.set_stored_records(
+        &meter.device,
+        &stored_records
+            .iter()
+            .map(|&(seq, minutes_ago, mg_dl)| {
+                frames::glucose_record(seq, frames::utc_minutes_ago(minutes_ago), mg_dl)
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    let cgm = bluez.add_cgm("hci0", BLE_CGM)?;
+    step(&format!(
+        "mock BlueZ on a private D-Bus ({}): glucometer {BLE_GLUCOMETER} holding 3 stored records, CGM {BLE_CGM}",
+        bluez.address()
+    ));
+
     section("9. The hub runs: admitted readings are stored, then acknowledged");
     let log = std::fs::File::create(dir.join("hub.log"))?;
     let hub = Command::new(hub_binary()?)
         .arg("--config")
         .arg(&config_path)
         .arg("run")
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bluez.address())
         .stdout(Stdio::null())
         .stderr(log)
         .kill_on_drop(true)
         .spawn()?;
     let socket = config.status_socket();
     let report = wait_status(&socket, "the hub to mirror its devices", |r| {
-        !r.mqtt.listen.is_empty() && r.devices.len() >= 4
+        !r.mqtt.listen.is_empty() && r.devices.len() >= 5
     })
     .await?;
     let mqtt = report.mqtt.listen[0];
@@ -191,6 +219,35 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
             ack.status
         ));
     }
+    let meter_id = glyco_contracts::DeviceIdentity::ble(BLE_GLUCOMETER)?.device_id();
+    let report = wait_status(&socket, "the BLE meter's stored records", |r| {
+        r.devices
+            .iter()
+            .any(|d| d.device_id == meter_id && d.last_reading.as_ref().is_some_and(|l| l.seq == 3))
+    })
+    .await?;
+    step(&format!(
+        "BLE glucometer {BLE_GLUCOMETER}: its 3 stored records fetched over the Record Access Control Point; state: {}",
+        report.ble.state
+    ));
+    let cgm_id = glyco_contracts::DeviceIdentity::ble(BLE_CGM)?.device_id();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !bluez.is_notifying(&cgm.measurement)? {
+        if tokio::time::Instant::now() > deadline {
+            bail!("the hub did not subscribe to the CGM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bluez.notify(&cgm.measurement, &frames::cgm_record(118, 1440))?;
+    wait_status(&socket, "the BLE CGM reading", |r| {
+        r.devices
+            .iter()
+            .any(|d| d.device_id == cgm_id && d.last_reading.is_some())
+    })
+    .await?;
+    step(&format!(
+        "BLE CGM {BLE_CGM}: a CGM Measurement notification (118 mg/dL) -> stored"
+    ));
     let resend = glucometer
         .send_until_acked(2, sim::glucose_payload(2, now - 300_000, 132.0, "mg/dL"), 3)
         .await?;
@@ -225,11 +282,57 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
         Err(e) => return Err(e.into()),
     }
 
+    bluez.notify(&cgm.measurement, &[0x06, 0x00, 0x8e])?;
+    step(
+        "BLE CGM sends a truncated CGM Measurement frame -> refused as a malformed frame, counted",
+    );
+
     wait_status(&socket, "the refusals to be counted", |r| {
-        r.refusals.iter().map(|c| c.count).sum::<u64>() >= 3
+        r.refusals.iter().map(|c| c.count).sum::<u64>() >= 4
     })
     .await?;
-    section("11. glyco-hub status");
+
+    section("11. On-hub anomaly detection: a falling CGM trace");
+    let mut wifi_cgm = SimulatedDevice::connect(mqtt, "wifi-cgm", &secrets[2]).await?;
+    // Two hours of 5-minute readings: steady, then falling ~1.6 mg/dL/min.
+    let trace = [
+        148, 151, 149, 152, 150, 147, 150, 149, 151, 148, 150, 149, 146, 143, 139, 134, 128, 121,
+        113, 105, 97, 89, 81, 74, 68,
+    ];
+    let start = now_millis() - (trace.len() as i64 - 1) * 300_000;
+    for (i, mg_dl) in trace.iter().enumerate() {
+        let seq = i as u64 + 1;
+        let payload = sim::cgm_payload(seq, start + i as i64 * 300_000, f64::from(*mg_dl));
+        wifi_cgm.send_until_acked(seq, payload, 3).await?;
+    }
+    step(&format!(
+        "wifi-cgm sent {} readings, 5 minutes apart, falling from 150 to 68 mg/dL",
+        trace.len()
+    ));
+    let report = wait_status(&socket, "the findings", |r| {
+        r.analysis
+            .counts
+            .iter()
+            .any(|(kind, _, _)| kind == "low_glucose")
+    })
+    .await?;
+    for finding in report
+        .analysis
+        .recent
+        .iter()
+        .filter(|f| f.device == "name:wifi-cgm")
+    {
+        step(&format!(
+            "{} [{}, {:.0}%] {}",
+            finding.kind,
+            finding.severity,
+            finding.confidence * 100.0,
+            finding.explanation
+        ));
+    }
+    wifi_cgm.disconnect().await;
+
+    section("12. glyco-hub status");
     for line in hub_cli(&config_path, &["status"]).await?.lines() {
         println!("    {line}");
     }
