@@ -3,7 +3,9 @@
 //!
 //!     cargo bench -p glyco-gateway --bench mqtt_memory
 //!
-//! GLYCO_BENCH_SECS sets how long the devices publish (default 60).
+//! GLYCO_BENCH_SECS sets how long the devices publish (default 60);
+//! GLYCO_BENCH_ANALYSIS=off runs the hub without the anomaly detector, to
+//! show what the models cost.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -39,7 +41,9 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let world = HubWorld::new().await;
+    let analysis = std::env::var("GLYCO_BENCH_ANALYSIS").as_deref() != Ok("off");
+    let mut world = HubWorld::new().await;
+    world.edit_config(|c| c.analysis.enabled = analysis);
     let mut secrets = Vec::new();
     for i in 0..DEVICES {
         let name = format!("sensor-{i:02}");
@@ -88,11 +92,12 @@ async fn main() {
     let mean = steady.iter().sum::<u64>() / steady.len().max(1) as u64;
     let peak = samples.iter().copied().max().unwrap_or(0);
     println!(
-        "| devices | seconds | readings stored | RSS idle (MiB) | RSS steady mean (MiB) | RSS peak (MiB) |"
+        "| devices | analysis | seconds | readings stored | RSS idle (MiB) | RSS steady mean (MiB) | RSS peak (MiB) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|");
     println!(
-        "| {DEVICES} | {secs} | {} | {:.1} | {:.1} | {:.1} |",
+        "| {DEVICES} | {} | {secs} | {} | {:.1} | {:.1} | {:.1} |",
+        if analysis { "on" } else { "off" },
         stored.load(Ordering::Relaxed),
         idle as f64 / 1024.0,
         mean as f64 / 1024.0,
