@@ -128,17 +128,68 @@ pub fn sample_of(reading: &Reading) -> Option<Sample> {
     Some(Sample::new(reading.measured_at(), measurement).with_flags(flags))
 }
 
-/// Analyses stored readings until shutdown. The hub serves one patient;
-/// each of the patient's devices gets its own monitor, because the trend
-/// and clock checks follow one sensor's stream (two CGMs interleaved would
-/// look like clock jumps).
-pub async fn run(
+/// How far back a starting hub replays the journal into its monitors: the
+/// models look back about two hours, so a restart does not blind them.
+pub const WARM_UP_WINDOW_MS: i64 = 3 * 3600 * 1000;
+/// At most this many readings are replayed (50 devices at one a minute for
+/// three hours stays under it).
+pub const WARM_UP_MAX_READINGS: usize = 20_000;
+
+/// One monitor per device. The hub serves one patient, but trend and clock
+/// checks follow one sensor's stream (two CGMs interleaved would look like
+/// clock jumps).
+pub struct Monitors {
     models: Arc<Models>,
+    by_device: HashMap<DeviceId, PatientMonitor>,
+}
+
+impl Monitors {
+    pub fn new(models: Arc<Models>) -> Self {
+        Self {
+            models,
+            by_device: HashMap::new(),
+        }
+    }
+
+    /// Findings for one reading; `None` for a reading the monitors do not
+    /// analyse (weight).
+    pub fn observe(
+        &mut self,
+        reading: &Reading,
+    ) -> Option<Result<Vec<Finding>, glyco_ml::MlError>> {
+        let sample = sample_of(reading)?;
+        let models = &self.models;
+        let monitor = self
+            .by_device
+            .entry(reading.device.device_id())
+            .or_insert_with(|| PatientMonitor::new(models.clone()));
+        Some(monitor.observe(&sample))
+    }
+
+    /// Replays readings stored before a restart (oldest first) so the
+    /// monitors have their history again. What they find is not reported:
+    /// it was reported when those readings arrived.
+    pub fn warm_up(&mut self, history: &[Reading], now: UnixMillis) -> usize {
+        let mut replayed = 0;
+        for reading in history
+            .iter()
+            .filter(|r| r.received_at >= now - WARM_UP_WINDOW_MS)
+        {
+            if self.observe(reading).is_some() {
+                replayed += 1;
+            }
+        }
+        replayed
+    }
+}
+
+/// Analyses stored readings until shutdown.
+pub async fn run(
+    mut monitors: Monitors,
     mut stored: broadcast::Receiver<Reading>,
     analysis: Analysis,
     shutdown: CancellationToken,
 ) {
-    let mut monitors: HashMap<DeviceId, PatientMonitor> = HashMap::new();
     loop {
         let reading = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -152,14 +203,9 @@ pub async fn run(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         };
-        let Some(sample) = sample_of(&reading) else {
-            continue;
-        };
-        let monitor = monitors
-            .entry(reading.device.device_id())
-            .or_insert_with(|| PatientMonitor::new(models.clone()));
-        match monitor.observe(&sample) {
-            Ok(findings) => {
+        match monitors.observe(&reading) {
+            None => {}
+            Some(Ok(findings)) => {
                 for finding in &findings {
                     tracing::warn!(
                         device = %reading.device,
@@ -172,7 +218,7 @@ pub async fn run(
                 }
                 analysis.record(&reading, &findings);
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::debug!(error = %e, device = %reading.device, "reading not analysed");
                 analysis.inner.lock().expect("analysis lock").errors += 1;
             }
@@ -216,13 +262,67 @@ mod tests {
         assert!(sample_of(&weight).is_none());
     }
 
+    #[test]
+    fn after_a_warm_up_the_first_live_reading_is_judged_against_the_history() {
+        let models = Arc::new(Models::embedded().unwrap());
+        let now = 1_763_856_000_000;
+        // An hour of steady, noisy readings before the restart...
+        let history: Vec<Reading> = (0..12)
+            .map(|i| {
+                let mut r = cgm(
+                    now - (12 - i) * 300_000,
+                    [148.0, 151.0, 149.0, 152.0][i as usize % 4],
+                );
+                r.flags.clear();
+                r
+            })
+            .collect();
+        // ...then a fall of 9 mg/dL/min, 15 minutes long, once the hub is back.
+        let live: Vec<Reading> = [123.0, 96.0, 69.0]
+            .iter()
+            .zip(0..)
+            .map(|(&mg_dl, i)| {
+                let mut r = cgm(now + i * 300_000, mg_dl);
+                r.flags.clear();
+                r
+            })
+            .collect();
+        let kinds = |monitors: &mut Monitors| -> Vec<String> {
+            live.iter()
+                .flat_map(|r| monitors.observe(r).unwrap().unwrap())
+                .map(|f| f.kind.name())
+                .collect()
+        };
+        let mut warmed = Monitors::new(models.clone());
+        assert_eq!(warmed.warm_up(&history, now), 12);
+        let with_history = kinds(&mut warmed);
+        let mut cold = Monitors::new(models);
+        let without_history = kinds(&mut cold);
+        assert!(
+            with_history.contains(&"rapid_fall".to_owned()),
+            "{with_history:?}"
+        );
+        assert_ne!(with_history, without_history);
+        // Readings older than the window are not replayed.
+        assert_eq!(
+            Monitors::new(Arc::new(Models::embedded().unwrap()))
+                .warm_up(&history, now + WARM_UP_WINDOW_MS + 3_600_000),
+            0
+        );
+    }
+
     #[tokio::test]
     async fn a_falling_cgm_trace_raises_counted_findings() {
         let models = Arc::new(Models::embedded().unwrap());
         let (tx, rx) = broadcast::channel(64);
         let analysis = Analysis::new(true);
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(models, rx, analysis.clone(), shutdown.clone()));
+        let task = tokio::spawn(run(
+            Monitors::new(models),
+            rx,
+            analysis.clone(),
+            shutdown.clone(),
+        ));
         // 5-minute CGM readings falling 3 mg/dL/min from 160 to 55.
         let start = 1_763_856_000_000;
         let mut sent = 0;

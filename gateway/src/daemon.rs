@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::Admission;
-use crate::analysis::{self, Analysis};
+use crate::analysis::{self, Analysis, Monitors, WARM_UP_MAX_READINGS};
 use crate::behaviour::Behaviour;
 use crate::ble::{BleIngest, BleStatus, DeviceClock};
 use crate::config::HubConfig;
@@ -217,6 +217,22 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
     let (writer, events, writer_task) = JournalWriter::start(journal.clone());
     let behaviour = Behaviour::new(events, journal.event_counts()?);
     let pipeline = Pipeline::new(writer, behaviour.clone(), journal.latest_readings()?);
+    // Subscribed before any device can be served, so no stored reading
+    // escapes the analysis.
+    let stored_readings = pipeline.subscribe();
+    // Warmed up before any device is served, so no reading is seen twice.
+    let monitors = match models {
+        Some(models) => {
+            let mut monitors = Monitors::new(models);
+            let replayed = monitors.warm_up(
+                &journal.recent_readings(WARM_UP_MAX_READINGS)?,
+                now_millis(),
+            );
+            tracing::info!(replayed, "anomaly monitors warmed up from the journal");
+            Some(monitors)
+        }
+        None => None,
+    };
     let admission = Admission::new(
         registry.clone(),
         config.validation.clone(),
@@ -301,11 +317,11 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         };
         tokio::spawn(ingest.run(tasks.clone()))
     });
-    let analysis = Analysis::new(models.is_some());
-    let analysis_task = models.map(|models| {
+    let analysis = Analysis::new(monitors.is_some());
+    let analysis_task = monitors.map(|monitors| {
         tokio::spawn(analysis::run(
-            models,
-            pipeline.subscribe(),
+            monitors,
+            stored_readings,
             analysis.clone(),
             tasks.clone(),
         ))

@@ -245,6 +245,19 @@ impl Journal {
         Ok(out)
     }
 
+    /// The newest `limit` readings, oldest first.
+    pub fn recent_readings(&self, limit: usize) -> Result<Vec<Reading>, JournalError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(READINGS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()?.rev().take(limit) {
+            let (_, v) = entry?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     /// The highest device-assigned sequence number stored for `device` (BLE
     /// glucose meters are asked for their records after this one).
     pub fn last_device_seq(
@@ -417,6 +430,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&dir.path().join("hub.redb")).unwrap();
         (dir, journal)
+    }
+
+    #[test]
+    fn recent_readings_are_the_newest_oldest_first() {
+        let (_dir, journal) = open();
+        assert!(journal.recent_readings(3).unwrap().is_empty());
+        let mut batch: Vec<Reading> = (1..=5)
+            .map(|seq| reading("a", seq, 100.0 + seq as f64, SeqOrigin::Device))
+            .collect();
+        journal.append(&mut batch).unwrap();
+        let seqs: Vec<u64> = journal
+            .recent_readings(3)
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, [3, 4, 5]);
+        assert_eq!(journal.recent_readings(10).unwrap().len(), 5);
     }
 
     #[test]

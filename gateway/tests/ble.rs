@@ -173,6 +173,8 @@ fn ble_readings_reach_the_journal_and_a_restart_fetches_only_new_records() {
             })
             .await;
         assert_eq!(report.readings_stored, 9, "nothing stored twice");
+        // The anomaly monitors got their history back from the journal.
+        assert!(hub.log_text().contains("replayed=7"), "{}", hub.log_text());
         let requests = mock.racp_requests(&meter.device).unwrap();
         assert_eq!(
             requests.last().unwrap(),

@@ -139,6 +139,8 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| "info,rumqttd=warn".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour only on a terminal: journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
