@@ -247,8 +247,17 @@ impl Journal {
 
     /// The newest `limit` readings, oldest first.
     pub fn recent_readings(&self, limit: usize) -> Result<Vec<Reading>, JournalError> {
+        self.newest(READINGS, limit)
+    }
+
+    /// The newest `limit` JSON records of a table keyed by sequence, oldest first.
+    fn newest<T: serde::de::DeserializeOwned>(
+        &self,
+        definition: TableDefinition<'static, u64, &'static [u8]>,
+        limit: usize,
+    ) -> Result<Vec<T>, JournalError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(READINGS)?;
+        let table = txn.open_table(definition)?;
         let mut out = Vec::new();
         for entry in table.iter()?.rev().take(limit) {
             let (_, v) = entry?;
@@ -304,15 +313,7 @@ impl Journal {
 
     /// The newest `limit` node-behaviour events, oldest first.
     pub fn recent_events(&self, limit: usize) -> Result<Vec<NodeEvent>, JournalError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(EVENTS)?;
-        let mut out = Vec::new();
-        for entry in table.iter()?.rev().take(limit) {
-            let (_, v) = entry?;
-            out.push(serde_json::from_slice(v.value())?);
-        }
-        out.reverse();
-        Ok(out)
+        self.newest(EVENTS, limit)
     }
 }
 
