@@ -343,7 +343,13 @@ mod tests {
 
     #[test]
     fn invalid_values_are_refused_with_the_key_named() {
-        let cases: [(&str, &str); 6] = [
+        let cases: [(&str, &str); 9] = [
+            ("[ble]\nallow = [\"not-an-address\"]", "ble.allow"),
+            ("[ble]\nadapter = \"hci0/../x\"", "ble"),
+            (
+                "[ble]\ndevice_clock_utc_offset_minutes = 1000",
+                "device_clock_utc_offset_minutes",
+            ),
             ("[chain]\nrpc_url = \"ftp://x\"", "rpc_url"),
             ("[chain]\npoll_interval_ms = 5", "poll_interval_ms"),
             ("[mqtt]\nlisten = []", "mqtt.listen"),
