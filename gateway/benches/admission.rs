@@ -70,7 +70,8 @@ fn bench(c: &mut Criterion) {
             .unwrap();
             for measurement in &measurements {
                 for reading in
-                    convert::readings(&meter, now, DeviceClock::default(), measurement).unwrap()
+                    convert::readings(&meter, now, None, DeviceClock::default(), measurement)
+                        .unwrap()
                 {
                     black_box(ble_admission.reading(reading, now));
                 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::reading::{Measurement, Reading, SensorFlag, UnixMillis};
+use crate::reading::{Measurement, Reading, SensorFlag, UnixMillis, now_millis};
 
 /// Findings kept for the status output.
 const RECENT: usize = 20;
@@ -29,7 +29,15 @@ pub struct FindingRecord {
     pub severity: String,
     pub confidence: f32,
     pub explanation: String,
+    /// The reading was measured more than [`LATE_AFTER_MS`] before it was
+    /// analysed (records a meter kept while out of range): worth knowing,
+    /// no longer worth an alarm.
+    #[serde(default)]
+    pub late: bool,
 }
+
+/// Findings on readings older than this when analysed are late.
+pub const LATE_AFTER_MS: i64 = 3600 * 1000;
 
 /// What the analysis did, for the status output.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -74,11 +82,11 @@ impl Analysis {
         status
     }
 
-    fn record(&self, reading: &Reading, findings: &[Finding]) {
+    fn record(&self, findings: &[DeviceFinding], now: UnixMillis) {
         let mut inner = self.inner.lock().expect("analysis lock");
         inner.readings_analysed += 1;
         let mut counts = self.counts.lock().expect("analysis lock");
-        for finding in findings {
+        for DeviceFinding { device, finding } in findings {
             let severity = format!("{:?}", finding.severity).to_lowercase();
             *counts
                 .entry((finding.kind.name(), severity.clone()))
@@ -88,11 +96,12 @@ impl Analysis {
             }
             inner.recent.push(FindingRecord {
                 at: finding.at_ms,
-                device: reading.device.to_string(),
+                device: device.clone(),
                 kind: finding.kind.name(),
                 severity,
                 confidence: finding.confidence,
                 explanation: finding.explanation.clone(),
+                late: is_late(finding, now),
             });
         }
     }
@@ -123,7 +132,9 @@ pub fn sample_of(reading: &Reading) -> Option<Sample> {
     let flags = SensorFlags {
         warming_up: has(SensorFlag::SensorWarmup),
         calibration_required: has(SensorFlag::CalibrationRequired),
-        sensor_error: has(SensorFlag::SensorMalfunction) || has(SensorFlag::DeviceFault),
+        sensor_error: has(SensorFlag::SensorMalfunction)
+            || has(SensorFlag::DeviceFault)
+            || has(SensorFlag::SessionStopped),
     };
     Some(Sample::new(reading.measured_at(), measurement).with_flags(flags))
 }
@@ -135,12 +146,21 @@ pub const WARM_UP_WINDOW_MS: i64 = 3 * 3600 * 1000;
 /// three hours stays under it).
 pub const WARM_UP_MAX_READINGS: usize = 20_000;
 
+/// A finding with the device it concerns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceFinding {
+    pub device: String,
+    pub finding: Finding,
+}
+
 /// One monitor per device. The hub serves one patient, but trend and clock
 /// checks follow one sensor's stream (two CGMs interleaved would look like
-/// clock jumps).
+/// clock jumps). A capillary reading is the exception that crosses
+/// devices: besides its meter's own monitor (level rules), every CGM's
+/// monitor compares it with its sensor (calibration drift).
 pub struct Monitors {
     models: Arc<Models>,
-    by_device: HashMap<DeviceId, PatientMonitor>,
+    by_device: HashMap<DeviceId, (String, PatientMonitor)>,
 }
 
 impl Monitors {
@@ -156,14 +176,41 @@ impl Monitors {
     pub fn observe(
         &mut self,
         reading: &Reading,
-    ) -> Option<Result<Vec<Finding>, glyco_ml::MlError>> {
+    ) -> Option<Result<Vec<DeviceFinding>, glyco_ml::MlError>> {
         let sample = sample_of(reading)?;
         let models = &self.models;
-        let monitor = self
-            .by_device
-            .entry(reading.device.device_id())
-            .or_insert_with(|| PatientMonitor::new(models.clone()));
-        Some(monitor.observe(&sample))
+        let id = reading.device.device_id();
+        let (name, monitor) = self.by_device.entry(id).or_insert_with(|| {
+            (
+                reading.device.to_string(),
+                PatientMonitor::new(models.clone()),
+            )
+        });
+        let mut findings: Vec<DeviceFinding> = match monitor.observe(&sample) {
+            Ok(findings) => findings
+                .into_iter()
+                .map(|finding| DeviceFinding {
+                    device: name.clone(),
+                    finding,
+                })
+                .collect(),
+            Err(e) => return Some(Err(e)),
+        };
+        if let glyco_ml::Measurement::CapillaryGlucose { mg_dl } = sample.measurement {
+            for (other, (name, monitor)) in &mut self.by_device {
+                if *other == id {
+                    continue;
+                }
+                // Validated above; a monitor without CGM data finds nothing.
+                for finding in monitor.reference(sample.at_ms, mg_dl).unwrap_or_default() {
+                    findings.push(DeviceFinding {
+                        device: name.clone(),
+                        finding,
+                    });
+                }
+            }
+        }
+        Some(Ok(findings))
     }
 
     /// Replays readings stored before a restart (oldest first) so the
@@ -181,6 +228,10 @@ impl Monitors {
         }
         replayed
     }
+}
+
+fn is_late(finding: &Finding, now: UnixMillis) -> bool {
+    now - finding.at_ms > LATE_AFTER_MS
 }
 
 /// Analyses stored readings until shutdown.
@@ -206,17 +257,29 @@ pub async fn run(
         match monitors.observe(&reading) {
             None => {}
             Some(Ok(findings)) => {
-                for finding in &findings {
-                    tracing::warn!(
-                        device = %reading.device,
-                        kind = %finding.kind.name(),
-                        severity = ?finding.severity,
-                        confidence = finding.confidence,
-                        explanation = %finding.explanation,
-                        "finding"
-                    );
+                let now = now_millis();
+                for DeviceFinding { device, finding } in &findings {
+                    if is_late(finding, now) {
+                        tracing::info!(
+                            %device,
+                            kind = %finding.kind.name(),
+                            severity = ?finding.severity,
+                            minutes_old = (now - finding.at_ms) / 60_000,
+                            explanation = %finding.explanation,
+                            "finding on an old reading"
+                        );
+                    } else {
+                        tracing::warn!(
+                            %device,
+                            kind = %finding.kind.name(),
+                            severity = ?finding.severity,
+                            confidence = finding.confidence,
+                            explanation = %finding.explanation,
+                            "finding"
+                        );
+                    }
                 }
-                analysis.record(&reading, &findings);
+                analysis.record(&findings, now);
             }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, device = %reading.device, "reading not analysed");
@@ -290,7 +353,7 @@ mod tests {
         let kinds = |monitors: &mut Monitors| -> Vec<String> {
             live.iter()
                 .flat_map(|r| monitors.observe(r).unwrap().unwrap())
-                .map(|f| f.kind.name())
+                .map(|f| f.finding.kind.name())
                 .collect()
         };
         let mut warmed = Monitors::new(models.clone());
@@ -309,6 +372,52 @@ mod tests {
                 .warm_up(&history, now + WARM_UP_WINDOW_MS + 3_600_000),
             0
         );
+    }
+
+    #[test]
+    fn a_meter_reading_checks_the_cgm_of_another_device_for_drift() {
+        let mut monitors = Monitors::new(Arc::new(Models::embedded().unwrap()));
+        let now = 1_763_856_000_000;
+        for i in 0..12 {
+            let mut r = cgm(now - (12 - i) * 300_000, 210.0);
+            r.flags.clear();
+            monitors.observe(&r).unwrap().unwrap();
+        }
+        let meter = Reading {
+            device: DeviceIdentity::ble("C0:26:DA:01:02:03").unwrap(),
+            measurement: Measurement::CapillaryGlucose { mg_dl: 120.0 },
+            flags: vec![],
+            ..cgm(now - 60_000, 0.0)
+        };
+        let findings = monitors.observe(&meter).unwrap().unwrap();
+        let drift: Vec<_> = findings
+            .iter()
+            .filter(|f| f.finding.kind.name() == "sensor_fault:drift")
+            .collect();
+        assert_eq!(drift.len(), 1, "{findings:#?}");
+        assert_eq!(drift[0].device, "name:cgm-1", "the CGM is the suspect");
+    }
+
+    #[test]
+    fn findings_on_old_readings_are_marked_late() {
+        let analysis = Analysis::new(true);
+        let now = 1_763_856_000_000;
+        let finding = |at_ms| DeviceFinding {
+            device: "name:cgm-1".into(),
+            finding: Finding {
+                kind: glyco_ml::FindingKind::LowGlucose,
+                severity: glyco_ml::Severity::Urgent,
+                confidence: 1.0,
+                at_ms,
+                explanation: "low".into(),
+            },
+        };
+        analysis.record(
+            &[finding(now - 2 * LATE_AFTER_MS), finding(now - 60_000)],
+            now,
+        );
+        let late: Vec<bool> = analysis.status().recent.iter().map(|r| r.late).collect();
+        assert_eq!(late, [true, false]);
     }
 
     #[tokio::test]

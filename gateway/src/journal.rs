@@ -28,6 +28,12 @@ type DeviceSeq<'a> = (&'a [u8; 32], u64);
 type SeenEntry<'a> = (&'a [u8; 32], u64);
 /// A device's sequence numbers already used, and for what.
 const SEEN: TableDefinition<'_, DeviceSeq<'_>, SeenEntry<'_>> = TableDefinition::new("seen");
+/// (device id, content hash) -> journal sequence number, for readings the
+/// hub numbers that carry the device's own time: a cuff or scale that sends
+/// its stored measurements again at every connection sends the same
+/// content, which is one reading, not a new one each time.
+const TIMED_CONTENT: TableDefinition<'_, (&[u8; 32], &[u8; 32]), u64> =
+    TableDefinition::new("timed_content");
 /// Device id -> next hub-assigned sequence number.
 const HUB_SEQ: TableDefinition<'_, &[u8; 32], u64> = TableDefinition::new("hub_seq");
 /// Device id -> journal sequence number of its latest reading.
@@ -143,6 +149,7 @@ impl Journal {
         txn.open_table(READINGS)?;
         txn.open_table(SEEN)?;
         txn.open_table(HUB_SEQ)?;
+        txn.open_table(TIMED_CONTENT)?;
         txn.open_table(LATEST)?;
         txn.open_table(EVENTS)?;
         txn.open_table(EVENT_COUNTS)?;
@@ -165,12 +172,23 @@ impl Journal {
             let mut stored = txn.open_table(READINGS)?;
             let mut seen = txn.open_table(SEEN)?;
             let mut hub_seq = txn.open_table(HUB_SEQ)?;
+            let mut timed = txn.open_table(TIMED_CONTENT)?;
             let mut latest = txn.open_table(LATEST)?;
             let mut next = stored.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
             for reading in readings.iter_mut() {
                 let device = reading.device.device_id().0.0;
                 match reading.seq_origin {
                     SeqOrigin::Hub => {
+                        if reading.device_time.is_some() {
+                            let hash = content_hash(reading);
+                            if let Some(journal_seq) = timed.get((&device, &hash))? {
+                                outcomes.push(AppendOutcome::Duplicate {
+                                    journal_seq: journal_seq.value(),
+                                });
+                                continue;
+                            }
+                            timed.insert((&device, &hash), next)?;
+                        }
                         let seq = hub_seq.get(&device)?.map(|v| v.value()).unwrap_or(1);
                         hub_seq.insert(&device, seq + 1)?;
                         reading.seq = seq;
@@ -487,6 +505,41 @@ mod tests {
             ]
         );
         assert_eq!(journal.reading_count().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_timed_reading_sent_again_is_one_reading() {
+        let (_dir, journal) = open();
+        let cuff = |mg_dl, device_time| Reading {
+            device_time,
+            ..reading("cuff", 0, mg_dl, SeqOrigin::Hub)
+        };
+        let mut batch = [cuff(120.0, Some(5_000)), cuff(120.0, None)];
+        journal.append(&mut batch).unwrap();
+        // Re-sent at the next connection: the timed one is a duplicate;
+        // one without a time cannot be told from a new one and is stored.
+        let mut again = [
+            Reading {
+                received_at: 9_999,
+                ..cuff(120.0, Some(5_000))
+            },
+            cuff(120.0, None),
+            cuff(121.0, Some(5_000)),
+        ];
+        assert_eq!(
+            journal.append(&mut again).unwrap(),
+            vec![
+                AppendOutcome::Duplicate { journal_seq: 1 },
+                AppendOutcome::Stored {
+                    journal_seq: 3,
+                    seq: 3
+                },
+                AppendOutcome::Stored {
+                    journal_seq: 4,
+                    seq: 4
+                },
+            ]
+        );
     }
 
     #[test]

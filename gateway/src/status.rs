@@ -172,12 +172,13 @@ impl StatusReport {
             for f in analysis.recent.iter().rev().take(5) {
                 let _ = writeln!(
                     out,
-                    "    {} {} {} [{}, {:.0}%] {}",
+                    "    {} {} {} [{}, {:.0}%{}] {}",
                     format_time(f.at),
                     f.device,
                     f.kind,
                     f.severity,
                     f.confidence * 100.0,
+                    if f.late { ", late" } else { "" },
                     f.explanation
                 );
             }

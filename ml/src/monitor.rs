@@ -464,11 +464,26 @@ impl PatientMonitor {
         }
     }
 
+    /// A capillary reading taken by another device (the patient's meter)
+    /// checked against this monitor's CGM stream: the calibration (drift)
+    /// check alone. The level rules are the meter's own monitor's to run.
+    pub fn reference(&mut self, at_ms: i64, mg_dl: f64) -> Result<Vec<Finding>, MlError> {
+        Sample::new(at_ms, Measurement::CapillaryGlucose { mg_dl }).validate()?;
+        let raw = self.drift_check(at_ms, mg_dl);
+        Ok(self.deduplicate(raw))
+    }
+
     fn capillary_reading(&mut self, at_ms: i64, mg_dl: f64) -> Vec<Finding> {
         let mut raw: Vec<Finding> =
             rules::glucose_level("capillary", mg_dl, at_ms, &self.config.rules, 1.0)
                 .into_iter()
                 .collect();
+        raw.extend(self.drift_check(at_ms, mg_dl));
+        raw
+    }
+
+    fn drift_check(&mut self, at_ms: i64, mg_dl: f64) -> Vec<Finding> {
+        let mut raw = Vec::new();
         let cgm = self.cgm.value_at(at_ms).or_else(|| {
             self.cgm
                 .last()

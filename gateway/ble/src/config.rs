@@ -27,7 +27,7 @@ pub struct BleConfig {
     /// after they first appeared). Adapter and device changes are also
     /// followed by signals; this is the safety net, not a poll loop.
     pub rescan_interval: Duration,
-    /// Glucose records remembered per device for de-duplication.
+    /// Glucose records remembered per connection for de-duplication.
     pub dedupe_window: usize,
 }
 

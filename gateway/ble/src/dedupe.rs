@@ -1,11 +1,14 @@
-//! In-session de-duplication of glucometer records. After a reconnect the
-//! hub's cursor may lag what this session already emitted (the hub had not
-//! stored it yet), so the RACP report can resend records; they are dropped
-//! here. The key is the sequence number together with the base time: a
-//! resent record has both equal, while a glucometer that was reset and
-//! restarted its numbering produces new records with old numbers but new
-//! times, which must not be lost. The window is bounded (oldest keys fall
-//! out first) so a long-running session does not grow without limit.
+//! De-duplication of glucometer records within one connection: a meter
+//! may notify a record live and again in the RACP report that follows the
+//! connect, and some re-send a record they were not sure was received.
+//! Across connections nothing is dropped here: the RACP asks only for what
+//! the hub has not stored, and what it asks for again (in flight, failed or
+//! refused the last time) must get through. The key is the sequence number
+//! together with the base time: a resent record has both equal, while a
+//! glucometer that was reset and restarted its numbering produces new
+//! records with old numbers but new times, which must not be lost. The
+//! window is bounded (oldest keys fall out first) so a long connection does
+//! not grow without limit.
 
 use std::collections::{HashSet, VecDeque};
 

@@ -86,10 +86,13 @@ pub enum BleEvent {
     Measurement {
         /// The device.
         identity: Identity,
-        /// Hub clock when the notification arrived. For a CGM record packed
-        /// with later records in one notification: that time less the
-        /// time-offset difference to the notification's last record.
+        /// Hub clock when the notification arrived.
         received_at: SystemTime,
+        /// For a record that carries only a relative time (a CGM record's
+        /// minutes since its session started): when it was measured, on
+        /// the hub's clock, estimated from the session's notifications.
+        /// `None` for records that carry their own time or none.
+        measured_at: Option<SystemTime>,
         /// The parsed reading, units as sent.
         measurement: Measurement,
     },

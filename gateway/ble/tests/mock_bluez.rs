@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use glyco_ble::profiles::racp::{RacpRequest, RacpResponse, RacpResponseCode, RecordFilter};
 use glyco_ble::testing::{AddressKind, MockBluez, frames, with_mock_bluez};
@@ -143,12 +143,18 @@ impl Hub {
     }
 
     async fn measurement(&mut self, who: Identity) -> Measurement {
+        self.dated_measurement(who).await.0
+    }
+
+    /// A measurement with the time the session dated it at, if any.
+    async fn dated_measurement(&mut self, who: Identity) -> (Measurement, Option<SystemTime>) {
         self.until("a measurement", |e| match e {
             BleEvent::Measurement {
                 identity,
                 measurement,
+                measured_at,
                 ..
-            } if *identity == who => Some(measurement.clone()),
+            } if *identity == who => Some((measurement.clone(), *measured_at)),
             _ => None,
         })
         .await
@@ -297,15 +303,22 @@ fn glucometer_and_cgm_readings_reach_the_channel_with_their_identities() {
         let mut packed = frames::cgm_record(140, 5);
         packed.extend(frames::cgm_record(137, 10));
         assert!(mock.notify(&cgm_meas, &packed).expect("notify"));
+        let mut dated = Vec::new();
         for (mg_dl, minute) in [(140.0, 5), (137.0, 10)] {
-            match hub.measurement(cgm_id).await {
-                Measurement::Cgm(c) => {
+            match hub.dated_measurement(cgm_id).await {
+                (Measurement::Cgm(c), Some(at)) => {
                     assert_eq!(c.glucose_mg_dl.finite(), Some(mg_dl));
                     assert_eq!(c.time_offset_minutes, minute);
+                    dated.push(at);
                 }
-                other => panic!("expected CGM, got {other:?}"),
+                other => panic!("expected a dated CGM record, got {other:?}"),
             }
         }
+        assert_eq!(
+            dated[1].duration_since(dated[0]).ok(),
+            Some(Duration::from_secs(300)),
+            "packed records keep their own times"
+        );
 
         for (who, reason) in [
             (rpa, SkipReason::UnresolvedPrivateAddress),
@@ -363,7 +376,7 @@ fn glucometer_and_cgm_readings_reach_the_channel_with_their_identities() {
 }
 
 #[test]
-fn stored_records_are_fetched_from_the_cursor_after_a_reconnect_without_duplicates() {
+fn stored_records_are_fetched_from_the_cursor_after_a_reconnect_and_repeats_dropped_within_one() {
     with_mock_bluez(|mock: MockBluez| async move {
         mock.add_adapter("hci0").expect("adapter");
         let meter = mock.add_glucometer("hci0", METER).expect("glucometer");
@@ -429,13 +442,14 @@ fn stored_records_are_fetched_from_the_cursor_after_a_reconnect_without_duplicat
         mock.set_reachable(&meter.device, true)
             .expect("back in range");
 
-        // Asked from cursor + 1 = 3; record 3 comes again and is dropped.
+        // Asked from cursor + 1 = 3: record 3 comes again, and is emitted
+        // again (the hub had not stored it; its journal tells a duplicate).
         assert_eq!(
             hub.until("the RACP request after the reconnect", racp_request)
                 .await,
             RacpRequest::ReportStoredRecords(RecordFilter::SequenceAtLeast(3))
         );
-        for _ in 0..2 {
+        for _ in 0..3 {
             got.push(glucose_sequence(&hub.measurement(id).await));
         }
         assert!(matches!(
@@ -445,16 +459,28 @@ fn stored_records_are_fetched_from_the_cursor_after_a_reconnect_without_duplicat
                 ..
             }
         ));
-        assert_eq!(got, [1, 2, 3, 4, 5], "every record once, in order");
+        assert_eq!(got, [1, 2, 3, 3, 4, 5], "nothing unstored is held back");
+
+        // Within one connection a repeat is dropped: the meter notifies
+        // record 5 again.
+        assert!(
+            mock.notify(&meter.measurement, &records(5)[4])
+                .expect("notify")
+        );
+        hub.until("the repeat dropped", |e| {
+            (*e == BleEvent::DuplicateDropped {
+                identity: id,
+                sequence_number: 5,
+            })
+            .then_some(())
+        })
+        .await;
 
         let counters = hub.counters.snapshot();
-        let (_, seen) = hub.stop().await;
-        assert!(seen.contains(&BleEvent::DuplicateDropped {
-            identity: id,
-            sequence_number: 3
-        }));
+        let (result, _) = hub.stop().await;
+        assert!(result.is_ok(), "{result:?}");
         assert_eq!(counters.duplicates_dropped, 1);
-        assert_eq!(counters.measurements, 5);
+        assert_eq!(counters.measurements, 6);
         assert_eq!(
             mock.racp_requests(&meter.device).expect("requests"),
             [vec![0x01, 0x01], vec![0x01, 0x03, 0x01, 0x03, 0x00]],

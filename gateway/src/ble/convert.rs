@@ -10,7 +10,7 @@ use glyco_ble::ieee11073::MedFloat;
 use glyco_ble::profiles::DateTime;
 use glyco_ble::profiles::blood_pressure::{BloodPressureMeasurement, PressureUnit};
 use glyco_ble::profiles::cgm::CgmMeasurement;
-use glyco_ble::profiles::glucose::{GlucoseMeasurement, GlucoseUnit, SampleType};
+use glyco_ble::profiles::glucose::{GlucoseMeasurement, GlucoseUnit, SampleLocation, SampleType};
 use glyco_ble::profiles::heart_rate::{HeartRateMeasurement, SensorContact};
 use glyco_ble::profiles::plx::PlxSpotCheck;
 use glyco_ble::profiles::temperature::{TemperatureMeasurement, TemperatureUnit};
@@ -109,6 +109,7 @@ fn finite(field: &'static str, value: MedFloat) -> Result<f64, Unusable> {
 struct Origin<'a> {
     device: &'a DeviceIdentity,
     received_at: UnixMillis,
+    measured_at: Option<UnixMillis>,
     clock: DeviceClock,
 }
 
@@ -139,16 +140,21 @@ impl Origin<'_> {
     }
 }
 
-/// The readings in one BLE measurement.
+/// The readings in one BLE measurement. `measured_at` is the session's
+/// estimate for a record that carries only a relative time (a CGM record's
+/// minutes since its session started); records with their own date-time
+/// use that, through `clock`.
 pub fn readings(
     device: &DeviceIdentity,
     received_at: UnixMillis,
+    measured_at: Option<UnixMillis>,
     clock: DeviceClock,
     measurement: &glyco_ble::Measurement,
 ) -> Result<Vec<Reading>, Unusable> {
     let origin = Origin {
         device,
         received_at,
+        measured_at,
         clock,
     };
     use glyco_ble::Measurement as Ble;
@@ -166,7 +172,10 @@ pub fn readings(
 fn glucose(origin: &Origin<'_>, m: &GlucoseMeasurement) -> Result<Reading, Unusable> {
     let seq = m.sequence_number;
     let concentration = m.concentration.ok_or(Unusable::NoConcentration { seq })?;
-    if concentration.sample_type == SampleType::ControlSolution {
+    // Either field can say it: meters differ in which one they set.
+    if concentration.sample_type == SampleType::ControlSolution
+        || concentration.location == SampleLocation::ControlSolution
+    {
         return Err(Unusable::ControlSolution { seq });
     }
     let value = finite("glucose concentration", concentration.value)?;
@@ -202,14 +211,26 @@ fn glucose(origin: &Origin<'_>, m: &GlucoseMeasurement) -> Result<Reading, Unusa
                 status.general_device_fault() || status.read_interrupted(),
                 SensorFlag::DeviceFault,
             ),
+            // The value is the meter's limit ("HI"/"LO"), not a measurement
+            // of the true level, which lies beyond it.
+            (
+                status.result_too_high() || status.result_too_low(),
+                SensorFlag::ResultOutOfRange,
+            ),
         ] {
             if on {
                 flags.push(flag);
             }
         }
     }
+    // A meter that says its clock is wrong gets the hub's receive time
+    // instead (a record fetched later is then dated late, never wrongly).
+    let base_time = m
+        .sensor_status
+        .is_none_or(|status| !status.time_fault())
+        .then_some(m.base_time);
     let device_time = origin
-        .time(Some(m.base_time))
+        .time(base_time)
         .map(|base| base + i64::from(m.time_offset_minutes.unwrap_or(0)) * 60_000);
     let mut reading = origin.reading(measurement, unit, device_time, flags);
     // The meter's record number names the record: resends after a
@@ -221,16 +242,39 @@ fn glucose(origin: &Origin<'_>, m: &GlucoseMeasurement) -> Result<Reading, Unusa
 
 fn cgm(origin: &Origin<'_>, m: &CgmMeasurement) -> Result<Reading, Unusable> {
     let mg_dl = finite("CGM glucose", m.glucose_mg_dl)?;
+    let status = m.status;
     let mut flags = Vec::new();
-    if m.status.sensor_malfunction() {
-        flags.push(SensorFlag::SensorMalfunction);
+    for (on, flag) in [
+        (status.session_stopped(), SensorFlag::SessionStopped),
+        (status.battery_low(), SensorFlag::LowBattery),
+        (status.sensor_malfunction(), SensorFlag::SensorMalfunction),
+        (
+            status.sensor_type_incorrect() || status.general_device_fault(),
+            SensorFlag::DeviceFault,
+        ),
+        (
+            status.calibration_required(),
+            SensorFlag::CalibrationRequired,
+        ),
+        (
+            status.temperature_too_high() || status.temperature_too_low(),
+            SensorFlag::TemperatureOutOfRange,
+        ),
+        (
+            status.below_device_range() || status.above_device_range(),
+            SensorFlag::ResultOutOfRange,
+        ),
+    ] {
+        if on {
+            flags.push(flag);
+        }
     }
-    if m.status.calibration_required() {
-        flags.push(SensorFlag::CalibrationRequired);
-    }
-    // The time offset counts from the session start, which this hub does
-    // not read (CGM Session Start Time); the hub's receive time stands in.
-    Ok(origin.reading(Measurement::CgmGlucose { mg_dl }, "mg/dL", None, flags))
+    Ok(origin.reading(
+        Measurement::CgmGlucose { mg_dl },
+        "mg/dL",
+        origin.measured_at,
+        flags,
+    ))
 }
 
 fn blood_pressure(
@@ -362,7 +406,7 @@ mod tests {
     }
 
     fn convert(m: glyco_ble::Measurement) -> Result<Vec<Reading>, Unusable> {
-        readings(&meter(), NOW, DeviceClock::default(), &m)
+        readings(&meter(), NOW, None, DeviceClock::default(), &m)
     }
 
     #[test]
@@ -472,6 +516,80 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn control_solution_is_refused_by_either_field() {
+        let mut control = frames::glucose_record(9, frames::TIME, 100);
+        control[12] = 0x41; // type 1 capillary, but location 4: control solution
+        let m = glucose::parse(&control).unwrap();
+        assert_eq!(
+            convert(glyco_ble::Measurement::Glucose(m)),
+            Err(Unusable::ControlSolution { seq: 9 })
+        );
+    }
+
+    /// A glucose record with a Sensor Status Annunciation (flags bit 3).
+    fn glucose_with_status(status: u16) -> glyco_ble::Measurement {
+        let mut frame = frames::glucose_record(11, frames::TIME, 600);
+        frame[0] |= 0x08;
+        frame.extend(status.to_le_bytes());
+        glyco_ble::Measurement::Glucose(glucose::parse(&frame).unwrap())
+    }
+
+    #[test]
+    fn a_meter_at_its_limit_is_flagged_and_a_clock_fault_drops_its_time() {
+        let [hi] = convert(glucose_with_status(1 << 5))
+            .unwrap()
+            .try_into()
+            .unwrap();
+        assert_eq!(hi.flags, vec![SensorFlag::ResultOutOfRange]);
+        assert_eq!(hi.device_time, Some(1_710_487_800_000));
+        let [unsure] = convert(glucose_with_status(1 << 11))
+            .unwrap()
+            .try_into()
+            .unwrap();
+        assert_eq!(
+            unsure.device_time, None,
+            "the meter said its clock is wrong"
+        );
+        assert!(unsure.flags.is_empty());
+    }
+
+    #[test]
+    fn cgm_status_bits_become_flags_and_the_session_dates_the_record() {
+        // Flags 0xE0: all three annunciation octets, in the order Warning,
+        // Cal/Temp, Status.
+        let mut frame = vec![0x09, 0xE0];
+        frame.extend(
+            glyco_ble::ieee11073::encode_sfloat(400, 0)
+                .unwrap()
+                .to_le_bytes(),
+        );
+        frame.extend(30u16.to_le_bytes());
+        frame.extend([1 << 7, 1 << 4, 1 << 0 | 1 << 1]);
+        let m = cgm::parse(&frame).unwrap().remove(0);
+        let [r] = readings(
+            &meter(),
+            NOW,
+            Some(NOW - 20_000),
+            DeviceClock::default(),
+            &glyco_ble::Measurement::Cgm(m),
+        )
+        .unwrap()
+        .try_into()
+        .unwrap();
+        assert_eq!(
+            r.flags,
+            vec![
+                SensorFlag::SessionStopped,
+                SensorFlag::LowBattery,
+                SensorFlag::TemperatureOutOfRange,
+                SensorFlag::ResultOutOfRange,
+            ]
+        );
+        assert_eq!(r.device_time, Some(NOW - 20_000));
+        assert_eq!(r.received_at, NOW);
     }
 
     #[test]

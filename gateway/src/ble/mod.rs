@@ -38,11 +38,28 @@ pub struct BleStatus {
 struct StatusInner {
     state: String,
     connected: BTreeSet<BdAddr>,
+    /// Heart-rate frames sent while the strap was off the skin: a normal
+    /// state (a strap on the table notifies every second), so counted
+    /// here and not as refusals, which would flood the event log.
+    without_contact: u64,
 }
 
 impl BleStatus {
     fn set_state(&self, state: impl Into<String>) {
         self.inner.lock().expect("ble status lock").state = state.into();
+    }
+
+    /// Nothing is connected any more (the adapter or BlueZ went away).
+    fn clear_connected(&self) {
+        self.inner
+            .lock()
+            .expect("ble status lock")
+            .connected
+            .clear();
+    }
+
+    fn count_without_contact(&self) {
+        self.inner.lock().expect("ble status lock").without_contact += 1;
     }
 
     fn set_connected(&self, address: BdAddr, connected: bool) {
@@ -69,7 +86,7 @@ impl BleStatus {
         let inner = self.inner.lock().expect("ble status lock");
         let c = self.counters.snapshot();
         format!(
-            "{}; {} connected; {} measurements, {} malformed frames, {} repeats dropped, {} RACP requests, {} connect failures",
+            "{}; {} connected; {} measurements, {} malformed frames, {} repeats dropped, {} without skin contact, {} RACP requests, {} connect failures",
             if inner.state.is_empty() {
                 "starting"
             } else {
@@ -79,6 +96,7 @@ impl BleStatus {
             c.measurements,
             c.parse_errors,
             c.duplicates_dropped,
+            inner.without_contact,
             c.racp_requests,
             c.connect_failures,
         )
@@ -134,6 +152,7 @@ impl BleIngest {
                 self.handle(event).await;
             }
             let outcome = session.await;
+            self.status.clear_connected();
             if shutdown.is_cancelled() {
                 return;
             }
@@ -164,6 +183,7 @@ impl BleIngest {
                 tracing::warn!(%adapter, "Bluetooth adapter lost; waiting for it to return");
                 self.status
                     .set_state(format!("adapter {adapter} lost; waiting for it"));
+                self.status.clear_connected();
             }
             BleEvent::Connected { identity } => {
                 tracing::info!(device = %identity, "BLE device connected");
@@ -176,8 +196,12 @@ impl BleIngest {
             BleEvent::Measurement {
                 identity,
                 received_at,
+                measured_at,
                 measurement,
-            } => self.measurement(&identity, received_at, &measurement).await,
+            } => {
+                self.measurement(&identity, received_at, measured_at, &measurement)
+                    .await
+            }
             BleEvent::ParseError {
                 identity,
                 characteristic,
@@ -186,7 +210,7 @@ impl BleIngest {
                 ..
             } => {
                 self.pipeline.behaviour().refuse(
-                    Some(&identity.address.to_string()),
+                    Some(&identity_of(&identity).to_string()),
                     Transport::Ble,
                     RefusalReason::MalformedFrame,
                     format!("{characteristic:?} frame {}: {error}", hex::encode(&frame)),
@@ -232,24 +256,36 @@ impl BleIngest {
         &self,
         identity: &Identity,
         received_at: SystemTime,
+        measured_at: Option<SystemTime>,
         measurement: &glyco_ble::Measurement,
     ) {
         let device = identity_of(identity);
-        let name = identity.address.to_string();
+        // Named as admission and the status output name it (`ble:…`).
+        let name = device.to_string();
         let behaviour = self.pipeline.behaviour();
-        let readings =
-            match convert::readings(&device, millis(received_at), self.clock, measurement) {
-                Ok(readings) => readings,
-                Err(unusable) => {
-                    behaviour.refuse(
-                        Some(&name),
-                        Transport::Ble,
-                        RefusalReason::InvalidReading,
-                        unusable.to_string(),
-                    );
-                    return;
-                }
-            };
+        let readings = match convert::readings(
+            &device,
+            millis(received_at),
+            measured_at.map(millis),
+            self.clock,
+            measurement,
+        ) {
+            Ok(readings) => readings,
+            Err(Unusable::NoSkinContact) => {
+                tracing::debug!(device = %name, "heart-rate frame without skin contact");
+                self.status.count_without_contact();
+                return;
+            }
+            Err(unusable) => {
+                behaviour.refuse(
+                    Some(&name),
+                    Transport::Ble,
+                    RefusalReason::InvalidReading,
+                    unusable.to_string(),
+                );
+                return;
+            }
+        };
         for reading in readings {
             match self.admission.reading(reading, now_millis()) {
                 Decision::Refuse { reason, detail, .. } => {
@@ -258,9 +294,10 @@ impl BleIngest {
                 Decision::Admit(reading) => {
                     let seq = reading.seq;
                     if let Err(e) = self.pipeline.store(reading).await {
-                        // A glucose record comes back with the next RACP
-                        // fetch (the cursor is the journal's); a live value
-                        // of other profiles is lost, and said so.
+                        // A glucose record comes back with the RACP fetch
+                        // of the next connection (the cursor is the
+                        // journal's); a live value of other profiles is
+                        // lost, and said so.
                         tracing::error!(error = %e, device = %name, seq, "BLE reading not stored");
                     }
                 }

@@ -114,6 +114,11 @@ pub enum SensorFlag {
     CuffLoose,
     IrregularPulse,
     PoorSignal,
+    /// The value is the device's limit ("HI"/"LO"); the true level lies
+    /// beyond it.
+    ResultOutOfRange,
+    /// A CGM record sent while no sensor session runs.
+    SessionStopped,
 }
 
 /// Where the reading's sequence number came from.

@@ -83,13 +83,33 @@ impl CgmSensorStatus {
     pub fn session_stopped(self) -> bool {
         self.bits() & 1 != 0
     }
+    /// Bit 1: device battery low.
+    pub fn battery_low(self) -> bool {
+        self.bits() & (1 << 1) != 0
+    }
+    /// Bit 2: sensor type incorrect for the device.
+    pub fn sensor_type_incorrect(self) -> bool {
+        self.bits() & (1 << 2) != 0
+    }
     /// Bit 3: sensor malfunction.
     pub fn sensor_malfunction(self) -> bool {
         self.bits() & (1 << 3) != 0
     }
+    /// Bit 5: general device fault.
+    pub fn general_device_fault(self) -> bool {
+        self.bits() & (1 << 5) != 0
+    }
     /// Bit 11: calibration required.
     pub fn calibration_required(self) -> bool {
         self.bits() & (1 << 11) != 0
+    }
+    /// Bit 12: sensor temperature too high for a valid result.
+    pub fn temperature_too_high(self) -> bool {
+        self.bits() & (1 << 12) != 0
+    }
+    /// Bit 13: sensor temperature too low for a valid result.
+    pub fn temperature_too_low(self) -> bool {
+        self.bits() & (1 << 13) != 0
     }
     /// Bit 22: result lower than the device can process.
     pub fn below_device_range(self) -> bool {

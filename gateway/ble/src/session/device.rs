@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
+use super::cgm_clock::CgmClock;
 use super::notifications::{self, DeviceMemory};
 use super::{Ctx, EventsClosed, StopReason};
 use crate::backoff::Backoff;
@@ -70,6 +71,7 @@ async fn sessions(
     let mut backoff = Backoff::new(ctx.config.backoff);
     let mut memory = DeviceMemory {
         window: RecordWindow::new(ctx.config.dedupe_window),
+        cgm_clock: CgmClock::new(std::time::Instant::now()),
     };
     // Jitter needs no secrecy; if the OS has no randomness to give, the
     // address and the clock still spread devices apart.
@@ -272,6 +274,11 @@ async fn connection(
     }
     let since = Instant::now();
     tracing::info!(%identity, "connected");
+    // A record the hub did not store (it was in flight when the link went,
+    // or refused because the meter was not registered yet) must get
+    // through when the meter sends it again, so repeats are dropped only
+    // within one connection; across them the hub's cursor decides.
+    memory.window = RecordWindow::new(ctx.config.dedupe_window);
     ctx.emit(BleEvent::Connected { identity }).await?;
 
     let limit = ctx.config.setup_timeout;

@@ -9,6 +9,7 @@
 //! - [`notifications`] turns frames into events.
 
 mod adapter;
+mod cgm_clock;
 mod device;
 mod notifications;
 
@@ -27,9 +28,10 @@ use crate::identity::Identity;
 /// Where the hub keeps its glucose cursor: the highest sequence number it
 /// has durably stored for a device. After every (re)connect the session
 /// asks the glucometer for records from `last + 1` (all records when
-/// `None`). The hub's journal is the truth; records the session emitted but
-/// the hub had not yet stored are re-sent and dropped by the session's own
-/// de-duplication.
+/// `None`). The hub's journal is the truth: records the session emitted but
+/// the hub had not stored (still in flight, failed, or refused) are asked
+/// for again and emitted again, so the hub must treat a record with the
+/// same sequence number and base time as a duplicate.
 pub trait SequenceCursor: Send + Sync + 'static {
     /// The last stored sequence number for this device, if any.
     fn last_sequence(&self, identity: &Identity) -> Option<u16>;

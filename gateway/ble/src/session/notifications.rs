@@ -1,7 +1,8 @@
 //! Frames in, events out: parse, de-duplicate glucose records, count.
 
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
+use super::cgm_clock::CgmClock;
 use super::{Ctx, EventsClosed};
 use crate::counters::Counter;
 use crate::dedupe::RecordWindow;
@@ -10,9 +11,12 @@ use crate::gatt::{Characteristic, Measurement, parse_measurement};
 use crate::identity::Identity;
 use crate::profiles::racp;
 
-/// What a device's session remembers across its reconnects.
+/// What a device's task remembers.
 pub(crate) struct DeviceMemory {
+    /// Glucose records seen on the current connection (reset at each).
     pub(crate) window: RecordWindow,
+    /// The CGM session's time line; kept across reconnects.
+    pub(crate) cgm_clock: CgmClock,
 }
 
 /// Handles one notification. Returns true when it was the RACP's final
@@ -25,6 +29,7 @@ pub(crate) async fn handle(
     frame: Vec<u8>,
 ) -> Result<bool, EventsClosed> {
     let received_at = SystemTime::now();
+    let arrived = Instant::now();
     if characteristic == Characteristic::RecordAccessControlPoint {
         return match racp::parse_response(&frame) {
             Ok(response) => {
@@ -41,22 +46,25 @@ pub(crate) async fn handle(
     }
     match parse_measurement(characteristic, &frame) {
         Ok(measurements) => {
-            // A CGM notification may pack several records; the last is the
-            // current one. Earlier ones are dated back by their time-offset
-            // difference, so each record keeps its own time.
-            let newest_cgm_offset = measurements.iter().rev().find_map(|m| match m {
-                Measurement::Cgm(c) => Some(c.time_offset_minutes),
-                _ => None,
-            });
+            // A CGM notification may pack several records; the newest was
+            // measured about now, and all are dated on the session's one
+            // time line (see `cgm_clock`).
+            let newest_cgm_offset = measurements
+                .iter()
+                .filter_map(|m| match m {
+                    Measurement::Cgm(c) => Some(c.time_offset_minutes),
+                    _ => None,
+                })
+                .max();
+            if let Some(newest) = newest_cgm_offset {
+                memory.cgm_clock.observe(arrived, newest);
+            }
             for measurement in measurements {
-                let received_at = match (&measurement, newest_cgm_offset) {
-                    (Measurement::Cgm(c), Some(newest)) => {
-                        let earlier = u64::from(newest.saturating_sub(c.time_offset_minutes));
-                        received_at
-                            .checked_sub(std::time::Duration::from_secs(earlier * 60))
-                            .unwrap_or(received_at)
-                    }
-                    _ => received_at,
+                let measured_at = match &measurement {
+                    Measurement::Cgm(c) => memory
+                        .cgm_clock
+                        .date(c.time_offset_minutes, (received_at, arrived)),
+                    _ => None,
                 };
                 if let Measurement::Glucose(g) = &measurement
                     && !memory.window.insert(g.sequence_number, g.base_time)
@@ -74,6 +82,7 @@ pub(crate) async fn handle(
                 ctx.emit(BleEvent::Measurement {
                     identity,
                     received_at,
+                    measured_at,
                     measurement,
                 })
                 .await?;
