@@ -30,8 +30,9 @@ pub struct FindingRecord {
     pub confidence: f32,
     pub explanation: String,
     /// The reading was measured more than [`LATE_AFTER_MS`] before it was
-    /// analysed (records a meter kept while out of range): worth knowing,
-    /// no longer worth an alarm.
+    /// analysed (records a meter kept while out of range), or when is not
+    /// known (the device reported a clock fault): worth knowing, not worth
+    /// an alarm.
     #[serde(default)]
     pub late: bool,
 }
@@ -82,7 +83,7 @@ impl Analysis {
         status
     }
 
-    fn record(&self, findings: &[DeviceFinding], now: UnixMillis) {
+    fn record(&self, findings: &[DeviceFinding], now: UnixMillis, time_unknown: bool) {
         let mut inner = self.inner.lock().expect("analysis lock");
         inner.readings_analysed += 1;
         let mut counts = self.counts.lock().expect("analysis lock");
@@ -101,7 +102,7 @@ impl Analysis {
                 severity,
                 confidence: finding.confidence,
                 explanation: finding.explanation.clone(),
-                late: is_late(finding, now),
+                late: time_unknown || is_late(finding, now),
             });
         }
     }
@@ -196,7 +197,12 @@ impl Monitors {
                 .collect(),
             Err(e) => return Some(Err(e)),
         };
-        if let glyco_ml::Measurement::CapillaryGlucose { mg_dl } = sample.measurement {
+        // A meter value at its HI/LO limit, from a bad strip, or of unknown
+        // time says nothing about a CGM's calibration.
+        let trusted = reading.flags.iter().all(|f| *f == SensorFlag::LowBattery);
+        if let glyco_ml::Measurement::CapillaryGlucose { mg_dl } = sample.measurement
+            && trusted
+        {
             for (other, (name, monitor)) in &mut self.by_device {
                 if *other == id {
                     continue;
@@ -258,8 +264,9 @@ pub async fn run(
             None => {}
             Some(Ok(findings)) => {
                 let now = now_millis();
+                let time_unknown = reading.flags.contains(&SensorFlag::TimeFault);
                 for DeviceFinding { device, finding } in &findings {
-                    if is_late(finding, now) {
+                    if time_unknown || is_late(finding, now) {
                         tracing::info!(
                             %device,
                             kind = %finding.kind.name(),
@@ -279,7 +286,7 @@ pub async fn run(
                         );
                     }
                 }
-                analysis.record(&findings, now);
+                analysis.record(&findings, now, time_unknown);
             }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, device = %reading.device, "reading not analysed");
@@ -396,6 +403,24 @@ mod tests {
             .collect();
         assert_eq!(drift.len(), 1, "{findings:#?}");
         assert_eq!(drift[0].device, "name:cgm-1", "the CGM is the suspect");
+        // A meter at its LO limit says nothing about the CGM.
+        let mut monitors = Monitors::new(Arc::new(Models::embedded().unwrap()));
+        for i in 0..12 {
+            let mut r = cgm(now - (12 - i) * 300_000, 210.0);
+            r.flags.clear();
+            monitors.observe(&r).unwrap().unwrap();
+        }
+        let limit = Reading {
+            flags: vec![SensorFlag::ResultOutOfRange],
+            ..meter
+        };
+        let findings = monitors.observe(&limit).unwrap().unwrap();
+        assert!(
+            findings
+                .iter()
+                .all(|f| f.finding.kind.name() != "sensor_fault:drift"),
+            "{findings:#?}"
+        );
     }
 
     #[test]
@@ -415,9 +440,11 @@ mod tests {
         analysis.record(
             &[finding(now - 2 * LATE_AFTER_MS), finding(now - 60_000)],
             now,
+            false,
         );
+        analysis.record(&[finding(now)], now, true);
         let late: Vec<bool> = analysis.status().recent.iter().map(|r| r.late).collect();
-        assert_eq!(late, [true, false]);
+        assert_eq!(late, [true, false, true], "old, current, time unknown");
     }
 
     #[tokio::test]

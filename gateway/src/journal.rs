@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{NodeEvent, RefusalReason};
-use crate::reading::{Reading, SeqOrigin, Transport};
+use crate::reading::{Measurement, Reading, SeqOrigin, Transport};
 
 /// Journal sequence number -> reading (JSON).
 const READINGS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("readings");
@@ -29,9 +29,10 @@ type SeenEntry<'a> = (&'a [u8; 32], u64);
 /// A device's sequence numbers already used, and for what.
 const SEEN: TableDefinition<'_, DeviceSeq<'_>, SeenEntry<'_>> = TableDefinition::new("seen");
 /// (device id, content hash) -> journal sequence number, for readings the
-/// hub numbers that carry the device's own time: a cuff or scale that sends
-/// its stored measurements again at every connection sends the same
-/// content, which is one reading, not a new one each time.
+/// hub numbers that carry the device's own time (see [`dedupe_by_content`]):
+/// a cuff or scale that sends its stored measurements again at every
+/// connection sends the same content, which is one reading, not a new one
+/// each time.
 const TIMED_CONTENT: TableDefinition<'_, (&[u8; 32], &[u8; 32]), u64> =
     TableDefinition::new("timed_content");
 /// Device id -> next hub-assigned sequence number.
@@ -111,6 +112,24 @@ fn content_hash(reading: &Reading) -> [u8; 32] {
     Sha256::digest(serde_json::to_vec(&identity).expect("identity serialises")).into()
 }
 
+/// Whether a reading the hub numbers is told from a resend by its content.
+/// Only when the device's own clock dated it: a CGM record's BLE time is
+/// the hub's estimate (it can move as the estimate improves), and a
+/// cuff's pulse is stored or skipped with its pressure reading by the BLE
+/// ingest (two measurements in the same minute may share a pulse).
+fn dedupe_by_content(reading: &Reading) -> bool {
+    reading.seq_origin == SeqOrigin::Hub
+        && reading.device_time.is_some()
+        && !matches!(
+            reading.measurement,
+            Measurement::CgmGlucose { .. } | Measurement::HeartRate { .. }
+        )
+}
+
+/// META key set once `TIMED_CONTENT` holds every stored reading it should
+/// (journals written before the table existed are filled at open).
+const TIMED_CONTENT_FILLED: &str = "timed_content_filled";
+
 fn counts_key(transport: Transport, reason: RefusalReason) -> String {
     let transport = match transport {
         Transport::Mqtt => "mqtt",
@@ -155,7 +174,32 @@ impl Journal {
         txn.open_table(EVENT_COUNTS)?;
         txn.open_table(META)?;
         txn.commit()?;
+        journal.fill_timed_content()?;
         Ok(journal)
+    }
+
+    /// Fills `TIMED_CONTENT` from the stored readings, once.
+    fn fill_timed_content(&self) -> Result<(), JournalError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            if meta.get(TIMED_CONTENT_FILLED)?.is_some() {
+                return Ok(());
+            }
+            let stored = txn.open_table(READINGS)?;
+            let mut timed = txn.open_table(TIMED_CONTENT)?;
+            for entry in stored.iter()? {
+                let (journal_seq, bytes) = entry?;
+                let reading: Reading = serde_json::from_slice(bytes.value())?;
+                if dedupe_by_content(&reading) {
+                    let device = reading.device.device_id().0.0;
+                    timed.insert((&device, &content_hash(&reading)), journal_seq.value())?;
+                }
+            }
+            meta.insert(TIMED_CONTENT_FILLED, [1u8].as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     pub(crate) fn db(&self) -> &Database {
@@ -179,7 +223,7 @@ impl Journal {
                 let device = reading.device.device_id().0.0;
                 match reading.seq_origin {
                     SeqOrigin::Hub => {
-                        if reading.device_time.is_some() {
+                        if dedupe_by_content(reading) {
                             let hash = content_hash(reading);
                             if let Some(journal_seq) = timed.get((&device, &hash))? {
                                 outcomes.push(AppendOutcome::Duplicate {
@@ -507,13 +551,22 @@ mod tests {
         assert_eq!(journal.reading_count().unwrap(), 2);
     }
 
+    fn cuff(systolic_mmhg: f64, device_time: Option<i64>) -> Reading {
+        Reading {
+            device_time,
+            measurement: Measurement::BloodPressure {
+                systolic_mmhg,
+                diastolic_mmhg: 80.0,
+                mean_mmhg: None,
+            },
+            reported_unit: "mmHg".into(),
+            ..reading("cuff", 0, 0.0, SeqOrigin::Hub)
+        }
+    }
+
     #[test]
     fn a_timed_reading_sent_again_is_one_reading() {
         let (_dir, journal) = open();
-        let cuff = |mg_dl, device_time| Reading {
-            device_time,
-            ..reading("cuff", 0, mg_dl, SeqOrigin::Hub)
-        };
         let mut batch = [cuff(120.0, Some(5_000)), cuff(120.0, None)];
         journal.append(&mut batch).unwrap();
         // Re-sent at the next connection: the timed one is a duplicate;
@@ -539,6 +592,41 @@ mod tests {
                     seq: 4
                 },
             ]
+        );
+        // CGM times over BLE are the hub's estimates: not a key.
+        let mut cgm = [
+            reading("cgm", 0, 100.0, SeqOrigin::Hub),
+            reading("cgm", 0, 100.0, SeqOrigin::Hub),
+        ];
+        let outcomes = journal.append(&mut cgm).unwrap();
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, AppendOutcome::Stored { .. })),
+            "{outcomes:?}"
+        );
+    }
+
+    #[test]
+    fn a_journal_from_before_content_keys_is_filled_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.redb");
+        {
+            let journal = Journal::open(&path).unwrap();
+            journal.append(&mut [cuff(130.0, Some(7_000))]).unwrap();
+            // Make it look like a journal written before the table existed.
+            let txn = journal.db.begin_write().unwrap();
+            txn.delete_table(TIMED_CONTENT).unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .remove(TIMED_CONTENT_FILLED)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let journal = Journal::open(&path).unwrap();
+        assert_eq!(
+            journal.append(&mut [cuff(130.0, Some(7_000))]).unwrap(),
+            vec![AppendOutcome::Duplicate { journal_seq: 1 }]
         );
     }
 

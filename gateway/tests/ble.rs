@@ -81,7 +81,10 @@ fn ble_readings_reach_the_journal_and_a_restart_fetches_only_new_records() {
         .unwrap();
         let cgm = mock.add_cgm("hci0", CGM).unwrap();
         let stranger = mock.add_glucometer("hci0", STRANGER).unwrap();
-        mock.set_stored_records(&stranger.device, &[record(1, 15, 150)])
+        // A control-solution test is among the stranger meter's records.
+        let mut control = record(2, 10, 100);
+        control[12] = 0x4A;
+        mock.set_stored_records(&stranger.device, &[record(1, 15, 150), control])
             .unwrap();
 
         let mut world = HubWorld::new().await;
@@ -138,9 +141,13 @@ fn ble_readings_reach_the_journal_and_a_restart_fetches_only_new_records() {
         nan[10..12].copy_from_slice(&0x07FFu16.to_le_bytes());
         assert!(mock.notify(&meter.measurement, &nan).unwrap());
         let report = hub
-            .wait_for("the malformed frame and the NaN counted", |r| {
-                ble_refusals(r, "malformed_frame") == 1 && ble_refusals(r, "invalid_reading") == 1
-            })
+            .wait_for(
+                "the malformed frame, the NaN and the control test counted",
+                |r| {
+                    ble_refusals(r, "malformed_frame") == 1
+                        && ble_refusals(r, "invalid_reading") == 2
+                },
+            )
             .await;
         // The bonded but unregistered meter's record never got in.
         assert!(ble_refusals(&report, "unregistered") >= 1, "{report:#?}");
@@ -194,6 +201,8 @@ fn ble_readings_reach_the_journal_and_a_restart_fetches_only_new_records() {
             })
             .await;
         assert_eq!(report.readings_stored, 8);
+        // The control test came again with it, and was not counted again.
+        assert_eq!(ble_refusals(&report, "invalid_reading"), 2, "{report:#?}");
 
         // SIGKILL. While the hub is down the meter takes two more readings.
         hub.kill().await;

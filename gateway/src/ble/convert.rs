@@ -224,11 +224,13 @@ fn glucose(origin: &Origin<'_>, m: &GlucoseMeasurement) -> Result<Reading, Unusa
         }
     }
     // A meter that says its clock is wrong gets the hub's receive time
-    // instead (a record fetched later is then dated late, never wrongly).
-    let base_time = m
-        .sensor_status
-        .is_none_or(|status| !status.time_fault())
-        .then_some(m.base_time);
+    // instead, flagged: a record fetched later is then dated late, never
+    // wrongly, and the analysis knows not to take it as current.
+    let time_fault = m.sensor_status.is_some_and(|status| status.time_fault());
+    if time_fault {
+        flags.push(SensorFlag::TimeFault);
+    }
+    let base_time = (!time_fault).then_some(m.base_time);
     let device_time = origin
         .time(base_time)
         .map(|base| base + i64::from(m.time_offset_minutes.unwrap_or(0)) * 60_000);
@@ -553,7 +555,7 @@ mod tests {
             unsure.device_time, None,
             "the meter said its clock is wrong"
         );
-        assert!(unsure.flags.is_empty());
+        assert_eq!(unsure.flags, vec![SensorFlag::TimeFault]);
     }
 
     #[test]

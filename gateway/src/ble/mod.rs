@@ -6,6 +6,7 @@
 //! is missed and nothing is stored twice.
 
 pub mod convert;
+mod refused;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -19,9 +20,10 @@ use tokio_util::sync::CancellationToken;
 use crate::admission::{Admission, Decision};
 use crate::behaviour::RefusalReason;
 use crate::journal::Journal;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Stored};
 use crate::reading::{Transport, UnixMillis, now_millis};
 pub use convert::{DeviceClock, Unusable};
+use refused::RefusedRecords;
 
 /// How long to wait before trying BlueZ again when the system bus or
 /// bluetoothd is not there (a hub may start before bluetoothd does).
@@ -138,6 +140,7 @@ impl BleIngest {
                 }
             }
         });
+        let mut refused = RefusedRecords::default();
         loop {
             let (events_tx, mut events) = mpsc::channel(256);
             let session = tokio::spawn(glyco_ble::run(
@@ -149,7 +152,7 @@ impl BleIngest {
             ));
             // The channel closes when the sessions stop, whatever the reason.
             while let Some(event) = events.recv().await {
-                self.handle(event).await;
+                self.handle(event, &mut refused).await;
             }
             let outcome = session.await;
             self.status.clear_connected();
@@ -173,7 +176,7 @@ impl BleIngest {
         }
     }
 
-    async fn handle(&self, event: BleEvent) {
+    async fn handle(&self, event: BleEvent, refused: &mut RefusedRecords) {
         match event {
             BleEvent::AdapterReady { adapter } | BleEvent::AdapterReturned { adapter } => {
                 tracing::info!(%adapter, "Bluetooth adapter ready");
@@ -199,7 +202,7 @@ impl BleIngest {
                 measured_at,
                 measurement,
             } => {
-                self.measurement(&identity, received_at, measured_at, &measurement)
+                self.measurement(&identity, received_at, measured_at, &measurement, refused)
                     .await
             }
             BleEvent::ParseError {
@@ -258,10 +261,23 @@ impl BleIngest {
         received_at: SystemTime,
         measured_at: Option<SystemTime>,
         measurement: &glyco_ble::Measurement,
+        refused: &mut RefusedRecords,
     ) {
         let device = identity_of(identity);
         // Named as admission and the status output name it (`ble:…`).
         let name = device.to_string();
+        let record = match measurement {
+            glyco_ble::Measurement::Glucose(g) => {
+                Some((identity.address, g.sequence_number, g.base_time))
+            }
+            _ => None,
+        };
+        if let Some(key) = &record
+            && refused.contains(key)
+        {
+            tracing::debug!(device = %name, seq = key.1, "a record refused before, sent again; not counted again");
+            return;
+        }
         let behaviour = self.pipeline.behaviour();
         let readings = match convert::readings(
             &device,
@@ -283,22 +299,41 @@ impl BleIngest {
                     RefusalReason::InvalidReading,
                     unusable.to_string(),
                 );
+                if let Some(key) = record {
+                    refused.insert(key);
+                }
                 return;
             }
         };
-        for reading in readings {
+        for (index, reading) in readings.into_iter().enumerate() {
             match self.admission.reading(reading, now_millis()) {
                 Decision::Refuse { reason, detail, .. } => {
                     behaviour.refuse(Some(&name), Transport::Ble, reason, detail);
+                    // Registration can change; the content cannot.
+                    if !matches!(reason, RefusalReason::Unregistered | RefusalReason::Removed)
+                        && let Some(key) = record
+                    {
+                        refused.insert(key);
+                    }
                 }
                 Decision::Admit(reading) => {
                     let seq = reading.seq;
-                    if let Err(e) = self.pipeline.store(reading).await {
+                    match self.pipeline.store(reading).await {
+                        // A cuff that sends its stored measurements again:
+                        // the pulse that came with a stored pressure
+                        // reading was stored with it.
+                        Ok(Stored::Duplicate) if index == 0 => {
+                            tracing::debug!(device = %name, "a measurement sent again; stored before");
+                            break;
+                        }
+                        Ok(_) => {}
                         // A glucose record comes back with the RACP fetch
                         // of the next connection (the cursor is the
                         // journal's); a live value of other profiles is
                         // lost, and said so.
-                        tracing::error!(error = %e, device = %name, seq, "BLE reading not stored");
+                        Err(e) => {
+                            tracing::error!(error = %e, device = %name, seq, "BLE reading not stored");
+                        }
                     }
                 }
             }

@@ -119,6 +119,9 @@ pub enum SensorFlag {
     ResultOutOfRange,
     /// A CGM record sent while no sensor session runs.
     SessionStopped,
+    /// The device said its clock may be wrong; the hub's receive time
+    /// stands in for when it measured.
+    TimeFault,
 }
 
 /// Where the reading's sequence number came from.
