@@ -156,9 +156,10 @@ pub struct DeviceFinding {
 
 /// One monitor per device. The hub serves one patient, but trend and clock
 /// checks follow one sensor's stream (two CGMs interleaved would look like
-/// clock jumps). A capillary reading is the exception that crosses
-/// devices: besides its meter's own monitor (level rules), every CGM's
-/// monitor compares it with its sensor (calibration drift).
+/// clock jumps). An unflagged capillary reading is the exception that
+/// crosses devices: besides its meter's own monitor (level rules), every
+/// other device's monitor gets it as a reference, and a CGM's compares it
+/// with its sensor (calibration drift).
 pub struct Monitors {
     models: Arc<Models>,
     by_device: HashMap<DeviceId, (String, PatientMonitor)>,
@@ -383,13 +384,18 @@ mod tests {
 
     #[test]
     fn a_meter_reading_checks_the_cgm_of_another_device_for_drift() {
-        let mut monitors = Monitors::new(Arc::new(Models::embedded().unwrap()));
         let now = 1_763_856_000_000;
-        for i in 0..12 {
-            let mut r = cgm(now - (12 - i) * 300_000, 210.0);
-            r.flags.clear();
-            monitors.observe(&r).unwrap().unwrap();
-        }
+        // An hour of a CGM reading 210 mg/dL.
+        let with_cgm_history = || {
+            let mut monitors = Monitors::new(Arc::new(Models::embedded().unwrap()));
+            for i in 0..12 {
+                let mut r = cgm(now - (12 - i) * 300_000, 210.0);
+                r.flags.clear();
+                monitors.observe(&r).unwrap().unwrap();
+            }
+            monitors
+        };
+        let mut monitors = with_cgm_history();
         let meter = Reading {
             device: DeviceIdentity::ble("C0:26:DA:01:02:03").unwrap(),
             measurement: Measurement::CapillaryGlucose { mg_dl: 120.0 },
@@ -404,12 +410,7 @@ mod tests {
         assert_eq!(drift.len(), 1, "{findings:#?}");
         assert_eq!(drift[0].device, "name:cgm-1", "the CGM is the suspect");
         // A meter at its LO limit says nothing about the CGM.
-        let mut monitors = Monitors::new(Arc::new(Models::embedded().unwrap()));
-        for i in 0..12 {
-            let mut r = cgm(now - (12 - i) * 300_000, 210.0);
-            r.flags.clear();
-            monitors.observe(&r).unwrap().unwrap();
-        }
+        let mut monitors = with_cgm_history();
         let limit = Reading {
             flags: vec![SensorFlag::ResultOutOfRange],
             ..meter

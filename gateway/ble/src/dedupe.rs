@@ -11,17 +11,21 @@
 //! not grow without limit.
 
 use std::collections::{HashSet, VecDeque};
+use std::hash::Hash;
 
-use crate::profiles::DateTime;
-
-pub(crate) struct RecordWindow {
-    seen: HashSet<(u16, DateTime)>,
-    order: VecDeque<(u16, DateTime)>,
+/// A bounded set of record keys that remembers the newest `capacity` of
+/// them (oldest fall out first). The sessions key glucose records by
+/// (sequence number, base time); the hub uses it for records it refused.
+#[derive(Debug)]
+pub struct RecordWindow<K> {
+    seen: HashSet<K>,
+    order: VecDeque<K>,
     capacity: usize,
 }
 
-impl RecordWindow {
-    pub(crate) fn new(capacity: usize) -> Self {
+impl<K: Copy + Eq + Hash> RecordWindow<K> {
+    /// A window holding at most `capacity` keys (at least one).
+    pub fn new(capacity: usize) -> Self {
         RecordWindow {
             seen: HashSet::new(),
             order: VecDeque::new(),
@@ -29,9 +33,8 @@ impl RecordWindow {
         }
     }
 
-    /// True when the record is new (and remembers it); false for a repeat.
-    pub(crate) fn insert(&mut self, sequence: u16, base_time: DateTime) -> bool {
-        let key = (sequence, base_time);
+    /// True when the key is new (and remembers it); false for a repeat.
+    pub fn insert(&mut self, key: K) -> bool {
         if !self.seen.insert(key) {
             return false;
         }
@@ -43,11 +46,27 @@ impl RecordWindow {
         }
         true
     }
+
+    /// Whether the key is remembered.
+    pub fn contains(&self, key: &K) -> bool {
+        self.seen.contains(key)
+    }
+
+    /// How many keys are remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// True when nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profiles::DateTime;
 
     fn at(minute: u8) -> DateTime {
         DateTime {
@@ -62,24 +81,24 @@ mod tests {
 
     #[test]
     fn drops_repeats_keeps_renumbered_records() {
-        let mut w = RecordWindow::new(16);
-        assert!(w.insert(1, at(0)));
-        assert!(w.insert(2, at(1)));
-        assert!(!w.insert(1, at(0)), "resent record");
+        let mut w: RecordWindow<(u16, DateTime)> = RecordWindow::new(16);
+        assert!(w.insert((1, at(0))));
+        assert!(w.insert((2, at(1))));
+        assert!(!w.insert((1, at(0))), "resent record");
         assert!(
-            w.insert(1, at(30)),
+            w.insert((1, at(30))),
             "same number after a device reset, new time"
         );
     }
 
     #[test]
     fn window_is_bounded() {
-        let mut w = RecordWindow::new(2);
-        assert!(w.insert(1, at(0)));
-        assert!(w.insert(2, at(0)));
-        assert!(w.insert(3, at(0)));
+        let mut w: RecordWindow<(u16, DateTime)> = RecordWindow::new(2);
+        assert!(w.insert((1, at(0))));
+        assert!(w.insert((2, at(0))));
+        assert!(w.insert((3, at(0))));
         assert_eq!(w.seen.len(), 2);
-        assert!(w.insert(1, at(0)), "fell out of the window");
-        assert!(!w.insert(3, at(0)));
+        assert!(w.insert((1, at(0))), "fell out of the window");
+        assert!(!w.insert((3, at(0))));
     }
 }

@@ -66,6 +66,7 @@ pub use backoff::{Backoff, BackoffPolicy};
 pub use config::{BleConfig, ConfigError};
 pub use counters::{BleCounters, CountersSnapshot};
 pub use crc::crc16_mcrf4xx;
+pub use dedupe::RecordWindow;
 pub use error::{BleError, Operation, SessionError};
 pub use event::{BleEvent, DisconnectReason};
 pub use gatt::{

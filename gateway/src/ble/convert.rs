@@ -105,6 +105,14 @@ fn finite(field: &'static str, value: MedFloat) -> Result<f64, Unusable> {
         .ok_or(Unusable::SpecialValue { field, value })
 }
 
+/// The flags whose condition holds, in the order given.
+fn raised<const N: usize>(conditions: [(bool, SensorFlag); N]) -> Vec<SensorFlag> {
+    conditions
+        .into_iter()
+        .filter_map(|(on, flag)| on.then_some(flag))
+        .collect()
+}
+
 /// The parts every reading from one notification shares.
 struct Origin<'a> {
     device: &'a DeviceIdentity,
@@ -190,9 +198,9 @@ fn glucose(origin: &Origin<'_>, m: &GlucoseMeasurement) -> Result<Reading, Unusa
     } else {
         Measurement::CapillaryGlucose { mg_dl }
     };
-    let mut flags = Vec::new();
-    if let Some(status) = m.sensor_status {
-        for (on, flag) in [
+    let mut flags = match m.sensor_status {
+        None => Vec::new(),
+        Some(status) => raised([
             (status.battery_low(), SensorFlag::LowBattery),
             (status.sensor_malfunction(), SensorFlag::SensorMalfunction),
             (
@@ -217,12 +225,8 @@ fn glucose(origin: &Origin<'_>, m: &GlucoseMeasurement) -> Result<Reading, Unusa
                 status.result_too_high() || status.result_too_low(),
                 SensorFlag::ResultOutOfRange,
             ),
-        ] {
-            if on {
-                flags.push(flag);
-            }
-        }
-    }
+        ]),
+    };
     // A meter that says its clock is wrong gets the hub's receive time
     // instead, flagged: a record fetched later is then dated late, never
     // wrongly, and the analysis knows not to take it as current.
@@ -245,8 +249,7 @@ fn glucose(origin: &Origin<'_>, m: &GlucoseMeasurement) -> Result<Reading, Unusa
 fn cgm(origin: &Origin<'_>, m: &CgmMeasurement) -> Result<Reading, Unusable> {
     let mg_dl = finite("CGM glucose", m.glucose_mg_dl)?;
     let status = m.status;
-    let mut flags = Vec::new();
-    for (on, flag) in [
+    let flags = raised([
         (status.session_stopped(), SensorFlag::SessionStopped),
         (status.battery_low(), SensorFlag::LowBattery),
         (status.sensor_malfunction(), SensorFlag::SensorMalfunction),
@@ -266,11 +269,7 @@ fn cgm(origin: &Origin<'_>, m: &CgmMeasurement) -> Result<Reading, Unusable> {
             status.below_device_range() || status.above_device_range(),
             SensorFlag::ResultOutOfRange,
         ),
-    ] {
-        if on {
-            flags.push(flag);
-        }
-    }
+    ]);
     Ok(origin.reading(
         Measurement::CgmGlucose { mg_dl },
         "mg/dL",
@@ -291,18 +290,14 @@ fn blood_pressure(
     let diastolic_mmhg = finite("diastolic pressure", m.diastolic)? * factor;
     // Some cuffs send NaN for the mean; it is optional in the reading.
     let mean_mmhg = m.mean_arterial.finite().map(|v| v * factor);
-    let mut flags = Vec::new();
-    if let Some(status) = m.status {
-        for (on, flag) in [
+    let flags = match m.status {
+        None => Vec::new(),
+        Some(status) => raised([
             (status.body_movement(), SensorFlag::BodyMovement),
             (status.cuff_too_loose(), SensorFlag::CuffLoose),
             (status.irregular_pulse(), SensorFlag::IrregularPulse),
-        ] {
-            if on {
-                flags.push(flag);
-            }
-        }
-    }
+        ]),
+    };
     let device_time = origin.time(m.time_stamp);
     let mut out = vec![origin.reading(
         Measurement::BloodPressure {

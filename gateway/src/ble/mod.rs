@@ -23,7 +23,7 @@ use crate::journal::Journal;
 use crate::pipeline::{Pipeline, Stored};
 use crate::reading::{Transport, UnixMillis, now_millis};
 pub use convert::{DeviceClock, Unusable};
-use refused::RefusedRecords;
+use refused::{RefusedRecords, refused_records};
 
 /// How long to wait before trying BlueZ again when the system bus or
 /// bluetoothd is not there (a hub may start before bluetoothd does).
@@ -140,7 +140,7 @@ impl BleIngest {
                 }
             }
         });
-        let mut refused = RefusedRecords::default();
+        let mut refused = refused_records();
         loop {
             let (events_tx, mut events) = mpsc::channel(256);
             let session = tokio::spawn(glyco_ble::run(

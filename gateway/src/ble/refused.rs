@@ -6,39 +6,20 @@
 //! here: a record refused because the meter was not registered yet must get
 //! its chance again.
 
-use std::collections::{HashSet, VecDeque};
-
-use glyco_ble::BdAddr;
 use glyco_ble::profiles::DateTime;
+use glyco_ble::{BdAddr, RecordWindow};
 
 /// A meter's record: its address, sequence number and base time (a meter
 /// reset reuses numbers with new times).
 pub type RecordKey = (BdAddr, u16, DateTime);
 
 /// Kept per hub run, bounded: oldest keys fall out first.
+pub type RefusedRecords = RecordWindow<RecordKey>;
+
 const CAPACITY: usize = 4096;
 
-#[derive(Debug, Default)]
-pub struct RefusedRecords {
-    seen: HashSet<RecordKey>,
-    order: VecDeque<RecordKey>,
-}
-
-impl RefusedRecords {
-    pub fn contains(&self, key: &RecordKey) -> bool {
-        self.seen.contains(key)
-    }
-
-    pub fn insert(&mut self, key: RecordKey) {
-        if self.seen.insert(key) {
-            self.order.push_back(key);
-            if self.order.len() > CAPACITY
-                && let Some(old) = self.order.pop_front()
-            {
-                self.seen.remove(&old);
-            }
-        }
-    }
+pub fn refused_records() -> RefusedRecords {
+    RecordWindow::new(CAPACITY)
 }
 
 #[cfg(test)]
@@ -59,7 +40,7 @@ mod tests {
 
     #[test]
     fn remembers_refused_records_within_its_bound() {
-        let mut refused = RefusedRecords::default();
+        let mut refused = refused_records();
         refused.insert(key(1));
         refused.insert(key(1));
         assert!(refused.contains(&key(1)));
@@ -68,7 +49,6 @@ mod tests {
             refused.insert(key(seq));
         }
         assert!(!refused.contains(&key(1)), "the oldest fell out");
-        assert_eq!(refused.order.len(), CAPACITY);
-        assert_eq!(refused.seen.len(), CAPACITY);
+        assert_eq!(refused.len(), CAPACITY);
     }
 }

@@ -9,12 +9,12 @@ use crate::dedupe::RecordWindow;
 use crate::event::BleEvent;
 use crate::gatt::{Characteristic, Measurement, parse_measurement};
 use crate::identity::Identity;
-use crate::profiles::racp;
+use crate::profiles::{DateTime, racp};
 
 /// What a device's task remembers.
 pub(crate) struct DeviceMemory {
     /// Glucose records seen on the current connection (reset at each).
-    pub(crate) window: RecordWindow,
+    pub(crate) window: RecordWindow<(u16, DateTime)>,
     /// The CGM session's time line; kept across reconnects.
     pub(crate) cgm_clock: CgmClock,
 }
@@ -67,7 +67,7 @@ pub(crate) async fn handle(
                     _ => None,
                 };
                 if let Measurement::Glucose(g) = &measurement
-                    && !memory.window.insert(g.sequence_number, g.base_time)
+                    && !memory.window.insert((g.sequence_number, g.base_time))
                 {
                     tracing::debug!(%identity, sequence = g.sequence_number, "repeated glucose record dropped");
                     ctx.counters.bump(Counter::DuplicatesDropped);
