@@ -38,3 +38,10 @@ sol!(
     Anchors,
     "artifacts/Anchors.json"
 );
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    Consortium,
+    "artifacts/Consortium.json"
+);

@@ -1,12 +1,14 @@
-//! Deploys the five contracts in dependency order.
+//! Deploys the contracts in dependency order, and the consortium's
+//! governance contract once hospitals are enrolled.
 
 use alloy::primitives::Address;
 use alloy::providers::{DynProvider, Provider};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::transports::http::reqwest::Url;
 
-use crate::bindings::{AccessLog, Anchors, Devices, Permissions, Roles};
+use crate::bindings::{AccessLog, Anchors, Consortium, Devices, Permissions, Roles};
 use crate::deployment::{ContractAddresses, Deployment};
+use crate::device_id::DeviceIdKey;
 use crate::model::TxOutcome;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,11 +39,13 @@ pub struct Deployed {
 }
 
 /// Deploys Roles (with `admin` as consortium admin), then Devices,
-/// Permissions, AccessLog and Anchors bound to it.
+/// Permissions, Anchors and AccessLog bound to it. The deployment records the
+/// fingerprint of the consortium's device-id key.
 pub async fn deploy_all(
     rpc_url: Url,
     deployer: PrivateKeySigner,
     admin: Address,
+    device_id_key: &DeviceIdKey,
 ) -> Result<Deployed, DeployError> {
     let deployer_address = deployer.address();
     let provider = crate::client::signing_provider(rpc_url, deployer);
@@ -69,15 +73,15 @@ pub async fn deploy_all(
         &mut transactions,
     )
     .await?;
-    let access_log = create(
-        "AccessLog",
-        AccessLog::deploy_builder(&provider, roles),
-        &mut transactions,
-    )
-    .await?;
     let anchors = create(
         "Anchors",
         Anchors::deploy_builder(&provider, roles),
+        &mut transactions,
+    )
+    .await?;
+    let access_log = create(
+        "AccessLog",
+        AccessLog::deploy_builder(&provider, roles, permissions, anchors),
         &mut transactions,
     )
     .await?;
@@ -93,10 +97,32 @@ pub async fn deploy_all(
                 permissions,
                 access_log,
                 anchors,
+                consortium: None,
             },
+            device_id_key_fingerprint: device_id_key.fingerprint(),
         },
         transactions,
     })
+}
+
+/// Deploys the M-of-N governance contract for the deployment's Roles. It
+/// becomes the admin only when the current admin names it
+/// (`transferAdmin`) and a first proposal calls `acceptAdmin`.
+pub async fn deploy_consortium(
+    rpc_url: Url,
+    deployer: PrivateKeySigner,
+    deployment: &Deployment,
+    threshold: u32,
+) -> Result<(Address, TxOutcome), DeployError> {
+    let provider = crate::client::signing_provider(rpc_url, deployer);
+    let mut transactions = Vec::new();
+    let address = create(
+        "Consortium",
+        Consortium::deploy_builder(&provider, deployment.contracts.roles, threshold),
+        &mut transactions,
+    )
+    .await?;
+    Ok((address, transactions[0]))
 }
 
 async fn create(

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,6 +15,9 @@ pub struct Deployment {
     pub deployed_at_block: u64,
     pub deployer: Address,
     pub contracts: ContractAddresses,
+    /// Fingerprint of the consortium's device-id key
+    /// ([`crate::DeviceIdKey::fingerprint`]): a hub checks its key against it.
+    pub device_id_key_fingerprint: B256,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +28,9 @@ pub struct ContractAddresses {
     pub permissions: Address,
     pub access_log: Address,
     pub anchors: Address,
+    /// The M-of-N governance contract, once deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consortium: Option<Address>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +104,9 @@ mod tests {
                 permissions: Address::repeat_byte(4),
                 access_log: Address::repeat_byte(5),
                 anchors: Address::repeat_byte(6),
+                consortium: Some(Address::repeat_byte(7)),
             },
+            device_id_key_fingerprint: B256::repeat_byte(8),
         };
         deployment.save(&path).unwrap();
         assert_eq!(Deployment::load(&path).unwrap(), deployment);

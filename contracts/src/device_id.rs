@@ -2,20 +2,29 @@
 //!
 //! A BLE device is known by its bonded identity address (its resolvable private
 //! addresses rotate; the identity address does not); any other device (MQTT,
-//! Wi-Fi) by a maker-assigned name such as its MQTT client id. The on-chain id
-//! is `keccak256` of a canonical text form, so the chain never stores a raw MAC
-//! and both kinds share one 32-byte space without collisions:
+//! Wi-Fi) by a maker-assigned name such as its MQTT client id. Both have a
+//! canonical text form:
 //!
 //! | identity                     | canonical text            |
 //! |------------------------------|---------------------------|
 //! | BLE identity `aa:bb:..:ff`   | `ble:AA:BB:CC:DD:EE:FF`   |
 //! | named device `cgm-7`         | `name:cgm-7`              |
+//!
+//! The on-chain id is keyed: `keccak256("glyco/device-id/v2" ‖ key ‖ text)`
+//! with the consortium's [`DeviceIdKey`]. A plain hash of a 48-bit address
+//! is reversed in about 2^24 guesses once the vendor prefix is known; without
+//! the key the id says nothing, while every hub (which holds the key) derives
+//! the same id, so the contract still refuses duplicates.
 
 use std::fmt;
 use std::str::FromStr;
 
+use std::path::Path;
+
 use alloy::primitives::{B256, keccak256};
 use serde::{Deserialize, Serialize};
+
+use crate::keys::{KeyError, read_secret, write_secret};
 
 /// Longest accepted device name, in bytes (it is also an MQTT username).
 pub const MAX_NAME_LEN: usize = 64;
@@ -79,9 +88,11 @@ impl DeviceIdentity {
         Ok(Self::Ble(octets))
     }
 
-    /// The 32-byte id used on chain.
-    pub fn device_id(&self) -> DeviceId {
-        DeviceId(keccak256(self.to_string().as_bytes()))
+    /// An unkeyed digest of the canonical text, for the hub's own indexes
+    /// (its journal). Reversible for BLE addresses: never publish it; the
+    /// chain gets [`DeviceIdKey::id_of`].
+    pub fn local_digest(&self) -> B256 {
+        keccak256(self.to_string().as_bytes())
     }
 }
 
@@ -143,6 +154,56 @@ impl From<B256> for DeviceId {
     }
 }
 
+/// The consortium-wide key of device ids. Every hub holds the same key (a
+/// file of mode 0600, provisioned with the deployment); its fingerprint is in
+/// the deployment file so a hub with the wrong key refuses to start instead of
+/// seeing every device as unknown. `Debug` never shows the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeviceIdKey(B256);
+
+impl fmt::Debug for DeviceIdKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeviceIdKey(fingerprint {})", self.fingerprint())
+    }
+}
+
+impl DeviceIdKey {
+    pub fn from_bytes(key: B256) -> Self {
+        Self(key)
+    }
+
+    /// A fresh random key (once per consortium, at deployment).
+    pub fn generate() -> Self {
+        // The same generator a fresh signing key comes from.
+        Self(alloy::signers::local::PrivateKeySigner::random().to_bytes())
+    }
+
+    /// Loads the key file, refusing one that group or others can read.
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        read_secret(path).map(Self)
+    }
+
+    /// Writes the key to a new file of mode 0600.
+    pub fn save_new(&self, path: &Path) -> Result<(), KeyError> {
+        write_secret(path, &self.0)
+    }
+
+    /// Identifies the key without revealing it.
+    pub fn fingerprint(&self) -> B256 {
+        let mut input = b"glyco/device-id-key/fingerprint".to_vec();
+        input.extend_from_slice(self.0.as_slice());
+        keccak256(input)
+    }
+
+    /// The device's on-chain id.
+    pub fn id_of(&self, identity: &DeviceIdentity) -> DeviceId {
+        let mut input = b"glyco/device-id/v2".to_vec();
+        input.extend_from_slice(self.0.as_slice());
+        input.extend_from_slice(identity.to_string().as_bytes());
+        DeviceId(keccak256(input))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,20 +214,44 @@ mod tests {
         let upper: DeviceIdentity = "ble:AA:BB:CC:DD:EE:0F".parse().unwrap();
         assert_eq!(lower, upper);
         assert_eq!(lower.to_string(), "ble:AA:BB:CC:DD:EE:0F");
-        assert_eq!(lower.device_id(), upper.device_id());
+        let key = DeviceIdKey::generate();
+        assert_eq!(key.id_of(&lower), key.id_of(&upper));
     }
 
     #[test]
-    fn device_id_is_keccak_of_the_canonical_text() {
-        let id = DeviceIdentity::name("cuff-1").unwrap().device_id();
-        assert_eq!(id.0, keccak256(b"name:cuff-1"));
+    fn the_chain_id_is_keyed_and_never_the_plain_hash() {
+        let identity = DeviceIdentity::ble("C0:26:DA:01:02:03").unwrap();
+        let key = DeviceIdKey::from_bytes(B256::repeat_byte(7));
+        let id = key.id_of(&identity);
+        assert_ne!(id.0, identity.local_digest());
+        assert_ne!(id.0, keccak256(b"ble:C0:26:DA:01:02:03"));
+        // Another consortium's key gives another id; the same key the same id.
+        let other = DeviceIdKey::from_bytes(B256::repeat_byte(8));
+        assert_ne!(other.id_of(&identity), id);
+        assert_eq!(DeviceIdKey::from_bytes(B256::repeat_byte(7)).id_of(&identity), id);
     }
 
     #[test]
     fn a_name_and_a_ble_address_never_share_an_id() {
+        let key = DeviceIdKey::generate();
         let ble = DeviceIdentity::ble("AA:BB:CC:DD:EE:FF").unwrap();
         let name = DeviceIdentity::name("AA_BB_CC_DD_EE_FF").unwrap();
-        assert_ne!(ble.device_id(), name.device_id());
+        assert_ne!(key.id_of(&ble), key.id_of(&name));
+    }
+
+    #[test]
+    fn the_key_file_is_0600_and_debug_shows_only_the_fingerprint() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device-id.key");
+        let key = DeviceIdKey::generate();
+        key.save_new(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(DeviceIdKey::load(&path).unwrap(), key);
+        assert!(key.save_new(&path).is_err(), "an existing key is never overwritten");
+        let debug = format!("{key:?}");
+        assert!(!debug.contains(&key.0.to_string()[2..]), "{debug}");
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Typed errors of chain calls: a contract's refusal decoded into its custom
 //! Solidity error, kept apart from transport failures.
 
-use alloy::primitives::{B256, Bytes};
+use alloy::primitives::{Address, B256, Bytes};
 use alloy::sol_types::SolInterface;
 
-use crate::bindings::{AccessLog, Anchors, Devices, Permissions, Roles};
+use crate::bindings::{AccessLog, Anchors, Consortium, Devices, Permissions, Roles};
 
 /// A contract's refusal, decoded from the revert data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +14,7 @@ pub enum Refusal {
     Permissions(Permissions::PermissionsErrors),
     AccessLog(AccessLog::AccessLogErrors),
     Anchors(Anchors::AnchorsErrors),
+    Consortium(Consortium::ConsortiumErrors),
     /// Revert data no contract of ours declares (for example a panic).
     Unknown(Bytes),
 }
@@ -26,6 +27,7 @@ impl std::fmt::Display for Refusal {
             Self::Permissions(e) => format!("{e:?}"),
             Self::AccessLog(e) => format!("{e:?}"),
             Self::Anchors(e) => format!("{e:?}"),
+            Self::Consortium(e) => format!("{e:?}"),
             Self::Unknown(data) => return write!(f, "unknown revert data {data}"),
         };
         f.write_str(unwrap_variant(&debug))
@@ -43,7 +45,7 @@ fn unwrap_variant(debug: &str) -> &str {
     }
 }
 
-/// Which contract a call went to; picks the error ABI to decode with.
+/// Which contract a call went to; its errors are tried first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Contract {
     Roles,
@@ -51,21 +53,42 @@ pub enum Contract {
     Permissions,
     AccessLog,
     Anchors,
+    Consortium,
 }
 
 impl Contract {
-    pub(crate) fn decode_refusal(self, data: Bytes) -> Refusal {
+    const ALL: [Self; 6] = [
+        Self::Roles,
+        Self::Devices,
+        Self::Permissions,
+        Self::AccessLog,
+        Self::Anchors,
+        Self::Consortium,
+    ];
+
+    fn decode_own(self, data: &[u8]) -> Option<Refusal> {
         fn decode<E: SolInterface>(data: &[u8]) -> Option<E> {
             E::abi_decode(data).ok()
         }
-        let decoded = match self {
-            Self::Roles => decode(&data).map(Refusal::Roles),
-            Self::Devices => decode(&data).map(Refusal::Devices),
-            Self::Permissions => decode(&data).map(Refusal::Permissions),
-            Self::AccessLog => decode(&data).map(Refusal::AccessLog),
-            Self::Anchors => decode(&data).map(Refusal::Anchors),
-        };
-        decoded.unwrap_or(Refusal::Unknown(data))
+        match self {
+            Self::Roles => decode(data).map(Refusal::Roles),
+            Self::Devices => decode(data).map(Refusal::Devices),
+            Self::Permissions => decode(data).map(Refusal::Permissions),
+            Self::AccessLog => decode(data).map(Refusal::AccessLog),
+            Self::Anchors => decode(data).map(Refusal::Anchors),
+            Self::Consortium => decode(data).map(Refusal::Consortium),
+        }
+    }
+
+    /// Decodes with the called contract's errors first, then with the others'
+    /// (a contract bubbles up the errors of the contracts it calls: a proxy's
+    /// `recordAccess` refused by Permissions, a consortium proposal refused by
+    /// Roles).
+    pub(crate) fn decode_refusal(self, data: Bytes) -> Refusal {
+        std::iter::once(self)
+            .chain(Self::ALL)
+            .find_map(|contract| contract.decode_own(&data))
+            .unwrap_or(Refusal::Unknown(data))
     }
 }
 
@@ -81,10 +104,12 @@ pub enum ChainError {
     /// estimate and inclusion).
     #[error("{call}: transaction {hash} reverted on chain")]
     RevertedOnChain { call: &'static str, hash: B256 },
-    /// Waiting for the receipt timed out or the node dropped the transaction.
-    #[error("{call}: no receipt for the transaction: {source}")]
+    /// No receipt in time; the transaction may still land. Wait for `hash`
+    /// ([`crate::GlycoClient::receipt_of`]) rather than sending again.
+    #[error("{call}: no receipt yet for transaction {hash}: {source}")]
     Pending {
         call: &'static str,
+        hash: B256,
         #[source]
         source: alloy::providers::PendingTransactionError,
     },
@@ -96,6 +121,32 @@ pub enum ChainError {
         #[source]
         source: alloy::contract::Error,
     },
+    /// A log from our own contract that does not decode: the follower stops
+    /// rather than skip a change.
+    #[error("{call}: a log in block {block} does not decode")]
+    UndecodableLog { call: &'static str, block: u64 },
+    /// The receipt lacks the event the call always emits.
+    #[error("{call}: the receipt has no {event} event")]
+    MissingEvent {
+        call: &'static str,
+        event: &'static str,
+    },
+    #[error("{call} needs a signing key; this client only reads")]
+    ReadOnly { call: &'static str },
+    #[error("{call}: the system's random number generator failed")]
+    Randomness { call: &'static str },
+    #[error("{call}: the deployment has no consortium contract")]
+    NoConsortium { call: &'static str },
+    #[error("{call}: {source}")]
+    Sign {
+        call: &'static str,
+        #[source]
+        source: crate::consent::SignError,
+    },
+    /// The root is anchored for this patient with another window, count or
+    /// kinds: never treated as done.
+    #[error("root {root} is anchored for patient {patient} with other contents")]
+    AnchorConflict { patient: Address, root: B256 },
 }
 
 impl ChainError {
@@ -113,6 +164,13 @@ impl ChainError {
         }
     }
 
+    pub(crate) fn rpc(call: &'static str, source: impl Into<alloy::contract::Error>) -> Self {
+        Self::Rpc {
+            call,
+            source: source.into(),
+        }
+    }
+
     /// The decoded refusal, if the contract refused.
     pub fn refusal(&self) -> Option<&Refusal> {
         match self {
@@ -126,6 +184,7 @@ impl ChainError {
 mod tests {
     use super::*;
     use alloy::primitives::B256;
+    use alloy::sol_types::SolError;
 
     #[test]
     fn a_refusal_displays_its_error_name_and_fields_once() {
@@ -149,5 +208,25 @@ mod tests {
             Contract::Roles.decode_refusal(data.clone()),
             Refusal::Unknown(data)
         );
+    }
+
+    #[test]
+    fn a_bubbled_up_error_decodes_as_the_contract_that_raised_it() {
+        // AccessLog.recordAccess bubbles up Permissions.check's refusal.
+        let error = Permissions::NoLiveGrant {
+            patient: Address::repeat_byte(1),
+            grantee: Address::repeat_byte(2),
+        };
+        let data = Bytes::from(error.abi_encode());
+        assert!(matches!(
+            Contract::AccessLog.decode_refusal(data),
+            Refusal::Permissions(Permissions::PermissionsErrors::NoLiveGrant(_))
+        ));
+        // An error both declare decodes as the called contract's own.
+        let data = Bytes::from(Roles::NotActiveProxy { account: Address::ZERO }.abi_encode());
+        assert!(matches!(
+            Contract::AccessLog.decode_refusal(data),
+            Refusal::AccessLog(AccessLog::AccessLogErrors::NotActiveProxy(_))
+        ));
     }
 }

@@ -32,7 +32,7 @@ pub enum KeyError {
     },
     #[error("key file {path} is readable by others (mode {mode:o}); it must be 0600")]
     TooOpen { path: PathBuf, mode: u32 },
-    #[error("key file {path} does not hold a 32-byte hex secp256k1 key")]
+    #[error("key file {path} does not hold a 32-byte hex key")]
     Malformed { path: PathBuf },
 }
 
@@ -49,6 +49,14 @@ pub fn dev_account(mnemonic: &str, index: u32) -> Result<PrivateKeySigner, KeyEr
 
 /// Loads a key file, refusing one that group or others can read.
 pub fn load_key(path: &Path) -> Result<PrivateKeySigner, KeyError> {
+    let bytes = read_secret(path)?;
+    PrivateKeySigner::from_bytes(&bytes).map_err(|_| KeyError::Malformed {
+        path: path.to_owned(),
+    })
+}
+
+/// Reads a 32-byte secret kept as hex in a file of mode 0600 (or stricter).
+pub fn read_secret(path: &Path) -> Result<B256, KeyError> {
     let read = |source| KeyError::Read {
         path: path.to_owned(),
         source,
@@ -61,12 +69,29 @@ pub fn load_key(path: &Path) -> Result<PrivateKeySigner, KeyError> {
         });
     }
     let text = std::fs::read_to_string(path).map_err(read)?;
-    let malformed = || KeyError::Malformed {
-        path: path.to_owned(),
-    };
     let hex_key = text.trim().trim_start_matches("0x");
-    let bytes: B256 = hex_key.parse().map_err(|_| malformed())?;
-    PrivateKeySigner::from_bytes(&bytes).map_err(|_| malformed())
+    hex_key.parse().map_err(|_| KeyError::Malformed {
+        path: path.to_owned(),
+    })
+}
+
+/// Writes a new secret file (mode 0600); refuses to overwrite one.
+pub fn write_secret(path: &Path, secret: &B256) -> Result<(), KeyError> {
+    let write = |source| KeyError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(write)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(write)?;
+    writeln!(file, "{secret}").map_err(write)?;
+    file.sync_all().map_err(write)
 }
 
 /// Loads the key at `path`, creating a fresh random one (mode 0600) if the
@@ -75,22 +100,8 @@ pub fn load_or_create_key(path: &Path) -> Result<(PrivateKeySigner, bool), KeyEr
     if path.exists() {
         return load_key(path).map(|k| (k, false));
     }
-    let write = |source| KeyError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(write)?;
-    }
     let signer = PrivateKeySigner::random();
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(write)?;
-    writeln!(file, "{}", signer.to_bytes()).map_err(write)?;
-    file.sync_all().map_err(write)?;
+    write_secret(path, &signer.to_bytes())?;
     Ok((signer, true))
 }
 

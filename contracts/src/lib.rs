@@ -7,6 +7,7 @@
 
 pub mod bindings;
 pub mod client;
+pub mod consent;
 pub mod deploy;
 pub mod deployment;
 pub mod device_id;
@@ -18,8 +19,9 @@ pub mod model;
 pub mod testkit;
 
 pub use alloy::primitives::{Address, B256};
-pub use client::GlycoClient;
+pub use client::{AccessOutcome, AnchorOutcome, GlycoClient};
+pub use consent::{KeyRotation, SignedHubConsent, SignedKeyRotation};
 pub use deployment::{ContractAddresses, Deployment};
-pub use device_id::{DeviceId, DeviceIdentity};
+pub use device_id::{DeviceId, DeviceIdKey, DeviceIdentity};
 pub use error::{ChainError, Refusal};
 pub use model::*;

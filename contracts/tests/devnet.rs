@@ -25,12 +25,8 @@ async fn a_clean_restart_keeps_deployments_and_registrations() {
         .await
         .unwrap();
     let admin = consortium.client(ADMIN);
-    admin
-        .enrol_entity(
-            consortium.address(HOSPITAL),
-            EntityKind::Hospital,
-            "St Luke's",
-        )
+    consortium
+        .enrol_entity(HOSPITAL, EntityKind::Hospital, "St Luke's")
         .await
         .unwrap();
     let deployment = consortium.deployment.clone();
@@ -52,8 +48,7 @@ async fn a_crash_loses_at_most_the_last_state_interval() {
         .await
         .unwrap();
     consortium
-        .client(ADMIN)
-        .enrol_entity(consortium.address(CLINIC), EntityKind::Clinic, "Riverside")
+        .enrol_entity(CLINIC, EntityKind::Clinic, "Riverside")
         .await
         .unwrap();
     let deployment = consortium.deployment.clone();

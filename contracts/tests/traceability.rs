@@ -1,56 +1,57 @@
-//! Traceability: the access log, and anchors of sealed reading batches.
+//! Traceability: accesses decided and logged in one transaction from a
+//! physician's signed request, and anchors keyed by (patient, root).
 
 mod support;
 
-use glyco_contracts::bindings::AccessLog::AccessLogErrors;
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use glyco_contracts::bindings::AccessLog::{self, AccessLogErrors};
 use glyco_contracts::bindings::Anchors::AnchorsErrors;
-use glyco_contracts::bindings::{Devices, Permissions};
+use glyco_contracts::bindings::Permissions::PermissionsErrors;
+use glyco_contracts::client::AccessRequest;
 use glyco_contracts::{
-    Access, AccessAction, B256, BatchAnchor, DeviceIdentity, DeviceKind, Refusal,
+    AccessAction, AnchorOutcome, B256, BatchAnchor, ChainError, DataKinds, EmergencyPolicy,
+    Expiry, GrantScope, Refusal, UnixSeconds,
 };
 use support::{World, accounts::*};
 
-const DATA: B256 = B256::repeat_byte(0x99);
+const POLICY: B256 = B256::repeat_byte(0x42);
+const TEN_MINUTES: Duration = Duration::from_secs(600);
+const HOUR_START: u64 = 1_700_000_000;
 
-fn batch(root: u8, start: u64) -> BatchAnchor {
-    BatchAnchor {
-        root: B256::repeat_byte(root),
-        window_start: start,
-        window_end: start + 3599,
-        count: 60,
-    }
+async fn granted_world() -> (World, B256) {
+    let world = World::enrolled().await;
+    world
+        .client(PATIENT)
+        .grant(world.addr(PHYSICIAN), POLICY, GrantScope::EVERYTHING, Expiry::Never)
+        .await
+        .unwrap();
+    let root = world.anchored_glucose_batch(0xb1, HOUR_START).await;
+    (world, root)
 }
 
 #[tokio::test]
-async fn a_hospital_proxy_and_a_physician_record_accesses_that_anyone_can_list() {
-    let world = World::enrolled().await;
+async fn a_proxy_records_a_signed_access_that_anyone_can_list() {
+    let (world, root) = granted_world().await;
     let (patient_addr, physician_addr) = (world.addr(PATIENT), world.addr(PHYSICIAN));
-    world
-        .client(HOSPITAL)
-        .log_access(patient_addr, physician_addr, DATA, AccessAction::Reencrypt)
-        .await
-        .unwrap();
-    world
+    let request = world
         .client(PHYSICIAN)
-        .log_access(patient_addr, physician_addr, DATA, AccessAction::Read)
+        .sign_access_request(patient_addr, world.addr(PROXY), root, TEN_MINUTES)
         .await
         .unwrap();
+    let outcome = world.client(PROXY).record_access(&request).await.unwrap();
+    assert!(outcome.tx.is_some());
+    let entry = outcome.entry;
+    assert_eq!((entry.patient, entry.physician), (patient_addr, physician_addr));
+    assert_eq!((entry.proxy, entry.data_id), (world.addr(PROXY), root));
+    assert_eq!(entry.action, Some(AccessAction::Read));
+    assert_eq!(entry.seq, 1);
 
     let reader = world.client(STRANGER);
-    assert_eq!(reader.access_count(patient_addr).await.unwrap(), 2);
-    let entries = reader.access_log_of(patient_addr, 0).await.unwrap();
-    assert_eq!(entries.len(), 2);
-    assert_eq!(entries[0].recorder, world.addr(HOSPITAL));
-    assert_eq!(entries[0].action, Some(AccessAction::Reencrypt));
-    assert_eq!(entries[1].recorder, physician_addr);
-    assert_eq!(entries[1].action, Some(AccessAction::Read));
-    for (i, entry) in entries.iter().enumerate() {
-        assert_eq!(entry.patient, patient_addr);
-        assert_eq!(entry.accessor, physician_addr);
-        assert_eq!(entry.data_id, DATA);
-        assert_eq!(entry.seq, i as u64 + 1);
-        assert!(entry.at > 0);
-    }
+    assert_eq!(reader.access_count(patient_addr).await.unwrap(), 1);
+    assert_eq!(reader.access_log_of(patient_addr, 0).await.unwrap(), vec![entry]);
+    assert_eq!(reader.accesses_by(physician_addr, 0).await.unwrap(), vec![entry]);
     assert!(
         reader
             .access_log_of(world.addr(SECOND_PATIENT), 0)
@@ -60,207 +61,326 @@ async fn a_hospital_proxy_and_a_physician_record_accesses_that_anyone_can_list()
     );
 }
 
+/// Exploit (v1): any hospital could log any accessor (even address zero)
+/// reading any patient's data with no grant behind it, and a physician could
+/// log themselves reading a patient who never granted them.
 #[tokio::test]
-async fn only_hospitals_or_the_accessing_physician_may_record_and_only_for_patients() {
+async fn nobody_can_log_an_access_no_grant_allows() {
     let world = World::enrolled().await;
-    let (patient_addr, physician_addr) = (world.addr(PATIENT), world.addr(PHYSICIAN));
-    // A physician cannot write entries in another physician's name; a clinic
-    // is not a proxy; patients, hubs and strangers record nothing.
-    for index in [LOCUM, CLINIC, PATIENT, HUB, STRANGER, ADMIN] {
+    let root = world.anchored_glucose_batch(0xb1, HOUR_START).await;
+    let patient_addr = world.addr(PATIENT);
+    // No grant: the proxy's call is refused, nothing is logged.
+    let request = world
+        .client(PHYSICIAN)
+        .sign_access_request(patient_addr, world.addr(PROXY), root, TEN_MINUTES)
+        .await
+        .unwrap();
+    assert_refused!(
+        world.client(PROXY).record_access(&request).await,
+        Refusal::Permissions(PermissionsErrors::NoLiveGrant(_))
+    );
+    // A hospital's own key, a physician, a patient: none of them is a proxy.
+    for index in [HOSPITAL, PHYSICIAN, PATIENT, HUB, STRANGER] {
+        let own = world
+            .client(PHYSICIAN)
+            .sign_access_request(patient_addr, world.addr(index), root, TEN_MINUTES)
+            .await
+            .unwrap();
         assert_refused!(
-            world
-                .client(index)
-                .log_access(patient_addr, physician_addr, DATA, AccessAction::Read)
-                .await,
-            Refusal::AccessLog(AccessLogErrors::NotRecorder(_))
+            world.client(index).record_access(&own).await,
+            Refusal::AccessLog(AccessLogErrors::NotActiveProxy(_))
+        );
+    }
+    // A forged request: the proxy names a physician who never signed it.
+    let mut forged = request.clone();
+    forged.request.physician = world.addr(LOCUM);
+    assert_refused!(
+        world.client(PROXY).record_access(&forged).await,
+        Refusal::AccessLog(AccessLogErrors::WrongSigner(_))
+    );
+    let mut zero = request.clone();
+    zero.request.physician = glyco_contracts::Address::ZERO;
+    assert_refused!(
+        world.client(PROXY).record_access(&zero).await,
+        Refusal::AccessLog(AccessLogErrors::WrongSigner(_))
+    );
+    assert_eq!(world.client(STRANGER).access_count(patient_addr).await.unwrap(), 0);
+}
+
+/// Exploit (v1): `mayReencrypt` was a view apart from logging, so a revoke
+/// landing between the two let a proxy serve after the revoke. Now the log
+/// entry is the decision: after the revoke there is no entry to make.
+#[tokio::test]
+async fn a_revoke_between_request_and_record_stops_the_access() {
+    let (world, root) = granted_world().await;
+    let request = world
+        .client(PHYSICIAN)
+        .sign_access_request(world.addr(PATIENT), world.addr(PROXY), root, TEN_MINUTES)
+        .await
+        .unwrap();
+    world.client(PATIENT).revoke(world.addr(PHYSICIAN)).await.unwrap();
+    assert_refused!(
+        world.client(PROXY).record_access(&request).await,
+        Refusal::Permissions(PermissionsErrors::NoLiveGrant(_))
+    );
+}
+
+#[tokio::test]
+async fn a_request_is_used_once_by_the_proxy_it_names_before_its_deadline() {
+    let (world, root) = granted_world().await;
+    enrol_second_proxy(&world).await;
+    let physician = world.client(PHYSICIAN);
+    let request = physician
+        .sign_access_request(world.addr(PATIENT), world.addr(PROXY), root, TEN_MINUTES)
+        .await
+        .unwrap();
+    // Another proxy cannot use it.
+    assert_refused!(
+        world.client(SECOND_PROXY).record_access(&request).await,
+        Refusal::AccessLog(AccessLogErrors::WrongProxy(_))
+    );
+    let proxy = world.client(PROXY);
+    let first = proxy.record_access(&request).await.unwrap();
+    // The client's retry finds its own entry instead of logging twice.
+    let retry = proxy.record_access(&request).await.unwrap();
+    assert!(retry.tx.is_none());
+    assert_eq!(retry.entry, first.entry);
+    // A raw replay is refused by the contract.
+    let access_log = AccessLog::new(world.consortium.deployment.contracts.access_log, proxy.provider());
+    let r = request.request;
+    let raw = AccessLog::AccessRequest {
+        patient: r.patient,
+        physician: r.physician,
+        proxy: r.proxy,
+        dataId: r.data_id,
+        nonce: r.nonce,
+        deadline: r.deadline.get(),
+    };
+    let err = access_log
+        .recordAccess(raw, request.signature.clone())
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.as_decoded_interface_error::<AccessLogErrors>(),
+            Some(AccessLogErrors::NonceUsed(_))
+        ),
+        "{err}"
+    );
+    assert_eq!(world.client(STRANGER).access_count(world.addr(PATIENT)).await.unwrap(), 1);
+
+    // Expired, or good for longer than an hour: refused.
+    let expired = physician
+        .sign_access_request(world.addr(PATIENT), world.addr(PROXY), root, TEN_MINUTES)
+        .await
+        .unwrap();
+    world.advance_time(601 + 3600).await;
+    assert_refused!(
+        proxy.record_access(&expired).await,
+        Refusal::AccessLog(AccessLogErrors::RequestExpired(_))
+    );
+    let far = AccessRequest {
+        patient: world.addr(PATIENT),
+        physician: world.addr(PHYSICIAN),
+        proxy: world.addr(PROXY),
+        data_id: root,
+        nonce: U256::from(7),
+        deadline: UnixSeconds::new(world.chain_time().await + 2 * 3600).unwrap(),
+    };
+    let deployment = &world.consortium.deployment;
+    let far = far
+        .sign(
+            &world.consortium.signer(PHYSICIAN),
+            deployment.chain_id,
+            deployment.contracts.access_log,
+        )
+        .unwrap();
+    assert_refused!(
+        proxy.record_access(&far).await,
+        Refusal::AccessLog(AccessLogErrors::DeadlineTooFar(_))
+    );
+}
+
+async fn enrol_second_proxy(world: &World) {
+    world.consortium.enrol_proxy(HOSPITAL, SECOND_PROXY).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_grant_scope_and_the_anchor_decide_what_may_be_read() {
+    let world = World::enrolled().await;
+    let patient_addr = world.addr(PATIENT);
+    let scope = GrantScope {
+        kinds: DataKinds::GLUCOSE,
+        data_from: HOUR_START,
+        data_until: Some(HOUR_START + 2 * 3600),
+    };
+    world
+        .client(PATIENT)
+        .grant(world.addr(PHYSICIAN), POLICY, scope, Expiry::Never)
+        .await
+        .unwrap();
+    let hub = world.client(HUB);
+    let blood_pressure = BatchAnchor {
+        root: B256::repeat_byte(0xc1),
+        window_start: HOUR_START,
+        window_end: HOUR_START + 3599,
+        count: 4,
+        kinds: DataKinds::BLOOD_PRESSURE,
+    };
+    let too_late = BatchAnchor {
+        root: B256::repeat_byte(0xc2),
+        window_start: HOUR_START + 2 * 3600,
+        window_end: HOUR_START + 3 * 3600,
+        count: 12,
+        kinds: DataKinds::GLUCOSE,
+    };
+    for batch in [blood_pressure, too_late] {
+        hub.anchor(patient_addr, batch).await.unwrap();
+    }
+    let in_scope = world.anchored_glucose_batch(0xc3, HOUR_START + 3600).await;
+    let physician = world.client(PHYSICIAN);
+    let proxy = world.client(PROXY);
+    let ask = |root| physician.sign_access_request(patient_addr, world.addr(PROXY), root, TEN_MINUTES);
+    for root in [blood_pressure.root, too_late.root] {
+        assert_refused!(
+            proxy.record_access(&ask(root).await.unwrap()).await,
+            Refusal::Permissions(PermissionsErrors::OutOfScope(_))
         );
     }
     assert_refused!(
-        world
-            .client(HOSPITAL)
-            .log_access(
-                world.addr(STRANGER),
-                physician_addr,
-                DATA,
-                AccessAction::Read
-            )
-            .await,
-        Refusal::AccessLog(AccessLogErrors::NotPatient(_))
+        proxy.record_access(&ask(B256::repeat_byte(0xee)).await.unwrap()).await,
+        Refusal::AccessLog(AccessLogErrors::NotAnchored(_))
     );
-    // A revoked hospital stops being a recorder.
-    world
-        .client(ADMIN)
-        .revoke_entity(world.addr(HOSPITAL))
-        .await
-        .unwrap();
-    assert_refused!(
-        world
-            .client(HOSPITAL)
-            .log_access(patient_addr, physician_addr, DATA, AccessAction::Denied)
-            .await,
-        Refusal::AccessLog(AccessLogErrors::NotRecorder(_))
-    );
-    assert_eq!(
-        world
-            .client(ADMIN)
-            .access_count(patient_addr)
-            .await
-            .unwrap(),
-        0
-    );
+    proxy.record_access(&ask(in_scope).await.unwrap()).await.unwrap();
 }
 
 #[tokio::test]
-async fn a_hub_anchors_batches_that_can_be_found_by_patient_and_by_root() {
+async fn an_emergency_read_is_logged_as_one() {
+    let world = World::with_emergency_service().await;
+    world
+        .client(PATIENT)
+        .set_emergency_policy(EmergencyPolicy {
+            kinds: DataKinds::GLUCOSE,
+            max_duration_secs: 3600,
+            lookback_secs: 90 * 86_400,
+            enabled: true,
+        })
+        .await
+        .unwrap();
+    let recent = world.chain_time().await - 7200;
+    let root = world.anchored_glucose_batch(0xd1, recent).await;
+    world
+        .client(PARAMEDIC)
+        .emergency_access(world.addr(PATIENT))
+        .await
+        .unwrap();
+    let request = world
+        .client(PARAMEDIC)
+        .sign_access_request(world.addr(PATIENT), world.addr(PROXY), root, TEN_MINUTES)
+        .await
+        .unwrap();
+    let outcome = world.client(PROXY).record_access(&request).await.unwrap();
+    assert_eq!(outcome.entry.action, Some(AccessAction::EmergencyRead));
+}
+
+#[tokio::test]
+async fn a_hub_anchors_batches_exactly_once_per_patient() {
     let world = World::enrolled().await;
     let patient_addr = world.addr(PATIENT);
     let hub = world.client(HUB);
-    hub.anchor(patient_addr, batch(0xa1, 1_700_000_000))
-        .await
-        .unwrap();
-    world
-        .client(PATIENT)
-        .anchor(patient_addr, batch(0xa2, 1_700_003_600))
-        .await
-        .unwrap();
-
+    let batch = BatchAnchor {
+        root: B256::repeat_byte(0xa1),
+        window_start: HOUR_START,
+        window_end: HOUR_START + 3599,
+        count: 60,
+        kinds: DataKinds::GLUCOSE,
+    };
+    let AnchorOutcome::Anchored(_) = hub.anchor(patient_addr, batch).await.unwrap() else {
+        panic!("a new batch is anchored")
+    };
+    // A retry (say, after a crash before the outbox saw the receipt) is done already.
+    let AnchorOutcome::AlreadyAnchored(record) = hub.anchor(patient_addr, batch).await.unwrap()
+    else {
+        panic!("a repeat is recognised")
+    };
+    assert_eq!((record.batch, record.submitter, record.seq), (batch, world.addr(HUB), 1));
     let reader = world.client(STRANGER);
-    assert_eq!(reader.anchor_count(patient_addr).await.unwrap(), 2);
-    let record = reader
-        .anchor_of(B256::repeat_byte(0xa1))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(record.patient, patient_addr);
-    assert_eq!(record.submitter, world.addr(HUB));
-    assert_eq!(record.batch, batch(0xa1, 1_700_000_000));
-    assert_eq!(record.seq, 1);
-    assert!(record.anchored_at > 0);
-    assert_eq!(
-        reader.anchor_of(B256::repeat_byte(0xee)).await.unwrap(),
-        None
-    );
+    assert_eq!(reader.anchor_of(patient_addr, batch.root).await.unwrap(), Some(record));
+    assert_eq!(reader.anchor_count(patient_addr).await.unwrap(), 1);
+    let listed = reader.anchors_of(patient_addr, 0).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].batch, batch);
+    // The same root with other contents is a conflict, never "done".
+    let other = BatchAnchor { count: 61, ..batch };
+    assert!(matches!(
+        hub.anchor(patient_addr, other).await,
+        Err(ChainError::AnchorConflict { .. })
+    ));
+}
 
-    let found = reader.anchors_of(patient_addr, 0).await.unwrap();
-    let roots: Vec<_> = found.iter().map(|a| (a.batch.root, a.seq)).collect();
-    assert_eq!(
-        roots,
-        vec![(B256::repeat_byte(0xa1), 1), (B256::repeat_byte(0xa2), 2)]
-    );
-    assert_eq!(found[0], record);
-    assert!(
-        reader
-            .anchors_of(world.addr(SECOND_PATIENT), 0)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+/// Exploit (v1): roots were first-come across patients; anyone who saw a
+/// root in the mempool could anchor it under their own patient, and the
+/// victim's retry got AlreadyAnchored. Now anchors are keyed by patient.
+#[tokio::test]
+async fn a_root_anchored_first_by_someone_else_does_not_block_the_patient() {
+    let world = World::enrolled().await;
+    let batch = BatchAnchor {
+        root: B256::repeat_byte(0xa7),
+        window_start: HOUR_START,
+        window_end: HOUR_START + 3599,
+        count: 60,
+        kinds: DataKinds::GLUCOSE,
+    };
+    world
+        .client(SECOND_PATIENT)
+        .anchor(world.addr(SECOND_PATIENT), batch)
+        .await
+        .unwrap();
+    let outcome = world.client(HUB).anchor(world.addr(PATIENT), batch).await.unwrap();
+    assert!(matches!(outcome, AnchorOutcome::Anchored(_)));
+    let reader = world.client(STRANGER);
+    let mine = reader.anchor_of(world.addr(PATIENT), batch.root).await.unwrap().unwrap();
+    assert_eq!(mine.submitter, world.addr(HUB));
 }
 
 #[tokio::test]
-async fn anchoring_refuses_strangers_other_patients_hubs_repeats_and_malformed_batches() {
+async fn anchoring_refuses_strangers_other_patients_hubs_and_malformed_batches() {
     let world = World::enrolled().await;
     let patient_addr = world.addr(PATIENT);
-    for index in [STRANGER, PHYSICIAN, HOSPITAL, SECOND_PATIENT] {
+    let good = BatchAnchor {
+        root: B256::repeat_byte(0xa1),
+        window_start: HOUR_START,
+        window_end: HOUR_START + 3599,
+        count: 60,
+        kinds: DataKinds::GLUCOSE,
+    };
+    for index in [STRANGER, PHYSICIAN, PROXY, SECOND_PATIENT] {
         assert_refused!(
-            world
-                .client(index)
-                .anchor(patient_addr, batch(0xa1, 1))
-                .await,
+            world.client(index).anchor(patient_addr, good).await,
             Refusal::Anchors(AnchorsErrors::NotActingForPatient(_))
         );
     }
-    // This patient's hub does not act for the second patient.
     let hub = world.client(HUB);
-    assert_refused!(
-        hub.anchor(world.addr(SECOND_PATIENT), batch(0xa1, 1)).await,
-        Refusal::Anchors(AnchorsErrors::NotActingForPatient(_))
-    );
-    hub.anchor(patient_addr, batch(0xa1, 1)).await.unwrap();
-    // A resend of the same root is refused: anchoring happens exactly once.
-    assert_refused!(
-        hub.anchor(patient_addr, batch(0xa1, 1)).await,
-        Refusal::Anchors(AnchorsErrors::AlreadyAnchored(_))
-    );
-    let zero_root = BatchAnchor {
-        root: B256::ZERO,
-        ..batch(0, 1)
-    };
-    assert_refused!(
-        hub.anchor(patient_addr, zero_root).await,
-        Refusal::Anchors(AnchorsErrors::ZeroRoot(_))
-    );
-    let empty = BatchAnchor {
-        count: 0,
-        ..batch(0xb1, 1)
-    };
-    assert_refused!(
-        hub.anchor(patient_addr, empty).await,
-        Refusal::Anchors(AnchorsErrors::EmptyBatch(_))
-    );
-    let backwards = BatchAnchor {
-        window_start: 10,
-        window_end: 9,
-        ..batch(0xb2, 1)
-    };
-    assert_refused!(
-        hub.anchor(patient_addr, backwards).await,
-        Refusal::Anchors(AnchorsErrors::InvalidWindow(_))
-    );
-    assert_eq!(hub.anchor_count(patient_addr).await.unwrap(), 1);
-}
-
-#[tokio::test]
-async fn device_and_permission_changes_emit_indexed_events() {
-    let world = World::enrolled().await;
-    let (patient_addr, physician_addr) = (world.addr(PATIENT), world.addr(PHYSICIAN));
-    let patient = world.client(PATIENT);
-    let device = DeviceIdentity::name("cgm-1").unwrap().device_id();
-    patient
-        .add_device(patient_addr, device, DeviceKind::Cgm)
-        .await
-        .unwrap();
-    patient.remove_device(patient_addr, device).await.unwrap();
-    patient
-        .grant(physician_addr, B256::repeat_byte(7), Access::READ, None)
-        .await
-        .unwrap();
-    patient.revoke(physician_addr).await.unwrap();
-
-    let contracts = world.consortium.deployment.contracts;
-    let devices = Devices::new(contracts.devices, patient.provider());
-    let by_device = devices
-        .DeviceAdded_filter()
-        .topic2(device.0)
-        .from_block(0)
-        .query()
-        .await
-        .unwrap();
-    assert_eq!(by_device.len(), 1);
-    let removed = devices
-        .DeviceRemoved_filter()
-        .from_block(0)
-        .query()
-        .await
-        .unwrap();
-    assert_eq!(removed.len(), 1);
-
-    let permissions = Permissions::new(contracts.permissions, patient.provider());
-    let granted = permissions
-        .PermissionGranted_filter()
-        .topic2(physician_addr.into_word())
-        .from_block(0)
-        .query()
-        .await
-        .unwrap();
-    assert_eq!(granted.len(), 1);
-    assert_eq!(granted[0].0.policyId, B256::repeat_byte(7));
-    let revoked = permissions
-        .PermissionRevoked_filter()
-        .topic1(patient_addr.into_word())
-        .from_block(0)
-        .query()
-        .await
-        .unwrap();
-    assert_eq!(revoked.len(), 1);
+    for (bad, what) in [
+        (BatchAnchor { root: B256::ZERO, ..good }, "zero root"),
+        (BatchAnchor { count: 0, ..good }, "empty"),
+        (
+            BatchAnchor {
+                window_end: HOUR_START - 1,
+                ..good
+            },
+            "backwards",
+        ),
+        (
+            BatchAnchor {
+                kinds: DataKinds::NONE,
+                ..good
+            },
+            "no kinds",
+        ),
+    ] {
+        let err = hub.anchor(patient_addr, bad).await.unwrap_err();
+        assert!(err.refusal().is_some(), "{what}: {err}");
+    }
 }

@@ -48,6 +48,7 @@ let stale = [];
 for (const [file, contracts] of Object.entries(output.contracts)) {
   for (const [name, c] of Object.entries(contracts)) {
     if (name !== file.replace(/\.sol$/, "")) continue; // one public contract per file
+    if (c.evm.bytecode.object === "") continue; // abstract: inherited, never deployed
     const metadata = JSON.parse(c.metadata);
     const artifact = {
       contractName: name,
@@ -69,6 +70,12 @@ for (const [file, contracts] of Object.entries(output.contracts)) {
   }
 }
 if (check) {
+  // An artifact whose contract no longer exists is stale too (no v1 left behind).
+  const built = new Set(Object.values(output.contracts).flatMap((cs) => Object.keys(cs)));
+  for (const file of readdirSync(artifactsDir).filter((f) => f.endsWith(".json"))) {
+    const name = file.replace(/\.json$/, "");
+    if (!built.has(name)) stale.push(`${name} (no source)`);
+  }
   if (stale.length > 0) {
     console.error(`stale contract artifacts: ${stale.join(", ")} — run: node contracts/tools/compile.mjs`);
     process.exit(1);

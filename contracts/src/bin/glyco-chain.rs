@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use glyco_contracts::Address;
-use glyco_contracts::deploy::deploy_all;
+use glyco_contracts::deploy::{deploy_all, deploy_consortium};
+use glyco_contracts::{Address, Deployment, DeviceIdKey};
 use glyco_contracts::devnet::{DEFAULT_CONFIG_TOML, Devnet, DevnetConfig};
 use glyco_contracts::gas;
 use glyco_contracts::keys::{DEV_MNEMONIC, dev_account, load_key};
@@ -48,6 +48,28 @@ enum Command {
         /// Where to write the deployment file.
         #[arg(long, default_value = "var/deployment.json")]
         out: PathBuf,
+        /// The consortium's device-id key (hex, mode 0600); generated here
+        /// if the file does not exist. Hubs need a copy.
+        #[arg(long, default_value = "var/device-id.key")]
+        device_id_key: PathBuf,
+    },
+    /// Deploy the M-of-N governance contract for a deployment and record it in
+    /// the deployment file. The admin then hands over with `transferAdmin`,
+    /// and the hospitals' first proposal calls `acceptAdmin`.
+    DeployConsortium {
+        #[arg(long, default_value = "http://127.0.0.1:8545")]
+        rpc: String,
+        /// Deployer key file (hex, mode 0600).
+        #[arg(long, conflicts_with = "dev_account")]
+        key_file: Option<PathBuf>,
+        #[arg(long)]
+        dev_account: Option<u32>,
+        /// The deployment file to read and update.
+        #[arg(long, default_value = "var/deployment.json")]
+        deployment: PathBuf,
+        /// Approvals an act needs (at most the number of active hospitals).
+        #[arg(long)]
+        threshold: u32,
     },
     /// Start a throwaway dev chain, call every contract function and print gas per function.
     GasTable {
@@ -78,17 +100,22 @@ async fn main() -> Result<()> {
             dev_account: account,
             admin,
             out,
+            device_id_key,
         } => {
-            let deployer = match (key_file, account) {
-                (Some(path), _) => load_key(&path)?,
-                (None, Some(index)) => dev_account(DEV_MNEMONIC, index)?,
-                (None, None) => bail!("give --key-file, or --dev-account for the dev chain"),
-            };
+            let deployer = deployer_key(key_file, account)?;
             let admin = admin.unwrap_or(deployer.address());
             let url = rpc
                 .parse()
                 .with_context(|| format!("invalid --rpc URL {rpc:?}"))?;
-            let deployed = deploy_all(url, deployer, admin).await?;
+            let key = if device_id_key.exists() {
+                DeviceIdKey::load(&device_id_key)?
+            } else {
+                let key = DeviceIdKey::generate();
+                key.save_new(&device_id_key)?;
+                println!("device-id key written to {} (0600)", device_id_key.display());
+                key
+            };
+            let deployed = deploy_all(url, deployer, admin, &key).await?;
             for tx in &deployed.transactions {
                 println!("{:<12} tx {}  gas {:>9}", tx.call, tx.hash, tx.gas_used);
             }
@@ -96,8 +123,35 @@ async fn main() -> Result<()> {
             println!("deployment written to {}", out.display());
             Ok(())
         }
+        Command::DeployConsortium {
+            rpc,
+            key_file,
+            dev_account: account,
+            deployment: path,
+            threshold,
+        } => {
+            let deployer = deployer_key(key_file, account)?;
+            let url = rpc
+                .parse()
+                .with_context(|| format!("invalid --rpc URL {rpc:?}"))?;
+            let mut deployment = Deployment::load(&path)?;
+            let (address, tx) = deploy_consortium(url, deployer, &deployment, threshold).await?;
+            println!("Consortium   tx {}  gas {:>9}  at {address}", tx.hash, tx.gas_used);
+            deployment.contracts.consortium = Some(address);
+            deployment.save(&path)?;
+            println!("deployment updated: {}", path.display());
+            Ok(())
+        }
         Command::GasTable { write } => gas_table(write.as_deref()).await,
     }
+}
+
+fn deployer_key(key_file: Option<PathBuf>, account: Option<u32>) -> Result<glyco_contracts::keys::Signer> {
+    Ok(match (key_file, account) {
+        (Some(path), _) => load_key(&path)?,
+        (None, Some(index)) => dev_account(DEV_MNEMONIC, index)?,
+        (None, None) => bail!("give --key-file, or --dev-account for the dev chain"),
+    })
 }
 
 fn load_config(path: Option<&Path>) -> Result<DevnetConfig> {

@@ -1,11 +1,14 @@
 //! Shared setup for the contract tests: a fresh anvil node per test, the
-//! contracts deployed, and the consortium's usual parties enrolled.
+//! contracts deployed, and the consortium's usual parties enrolled — each
+//! with their own consent (offer, then accept).
 #![allow(dead_code)]
 
 use alloy::eips::BlockNumberOrTag;
 use alloy::providers::Provider;
 use glyco_contracts::testkit::{Consortium, accounts::*};
-use glyco_contracts::{Address, EntityKind, GlycoClient};
+use glyco_contracts::{
+    Address, B256, BatchAnchor, DataKinds, DeviceId, DeviceIdentity, EntityKind, GlycoClient,
+};
 
 pub use glyco_contracts::testkit::accounts;
 
@@ -42,40 +45,35 @@ impl World {
         }
     }
 
-    /// Hospital and clinic enrolled, a physician at each, two patients
-    /// registered, and the first patient's hub authorised.
+    /// St Luke's (a hospital, with a proxy) and Riverside (a clinic), a
+    /// physician at each, two patients registered (one by each), and the
+    /// first patient's hub authorised with the power to manage devices.
     pub async fn enrolled() -> Self {
         let world = Self::empty().await;
-        let admin = world.client(ADMIN);
-        admin
-            .enrol_entity(world.addr(HOSPITAL), EntityKind::Hospital, "St Luke's")
+        let c = &world.consortium;
+        c.enrol_entity(HOSPITAL, EntityKind::Hospital, "St Luke's")
             .await
             .unwrap();
-        admin
-            .enrol_entity(world.addr(CLINIC), EntityKind::Clinic, "Riverside")
+        c.enrol_entity(CLINIC, EntityKind::Clinic, "Riverside")
             .await
             .unwrap();
-        admin
-            .enrol_physician(world.addr(PHYSICIAN), world.addr(HOSPITAL))
-            .await
-            .unwrap();
-        admin
-            .enrol_physician(world.addr(LOCUM), world.addr(CLINIC))
-            .await
-            .unwrap();
+        c.enrol_physician(PHYSICIAN, HOSPITAL).await.unwrap();
+        c.enrol_physician(LOCUM, CLINIC).await.unwrap();
+        c.enrol_proxy(HOSPITAL, PROXY).await.unwrap();
+        c.register_patient(PHYSICIAN, PATIENT).await.unwrap();
+        c.register_patient(LOCUM, SECOND_PATIENT).await.unwrap();
+        c.authorise_hub(PATIENT, HUB, true).await.unwrap();
         world
-            .client(PHYSICIAN)
-            .register_patient(world.addr(PATIENT))
+    }
+
+    /// [`World::enrolled`] plus an emergency service with a paramedic.
+    pub async fn with_emergency_service() -> Self {
+        let world = Self::enrolled().await;
+        let c = &world.consortium;
+        c.enrol_entity(EMERGENCY_SERVICE, EntityKind::EmergencyService, "City Ambulance")
             .await
             .unwrap();
-        world
-            .client(LOCUM)
-            .register_patient(world.addr(SECOND_PATIENT))
-            .await
-            .unwrap();
-        world
-            .client(PATIENT)
-            .authorise_hub(world.addr(HUB))
+        c.enrol_physician(PARAMEDIC, EMERGENCY_SERVICE)
             .await
             .unwrap();
         world
@@ -87,6 +85,28 @@ impl World {
 
     pub fn addr(&self, index: u32) -> Address {
         self.consortium.address(index)
+    }
+
+    /// The on-chain id of a device identity (`ble:..` or `name:..`).
+    pub fn device(&self, identity: &str) -> DeviceId {
+        let identity: DeviceIdentity = identity.parse().expect("valid identity");
+        self.consortium.device_id(&identity)
+    }
+
+    /// The hub anchors a one-hour glucose batch for the patient; returns its root.
+    pub async fn anchored_glucose_batch(&self, root: u8, start: u64) -> B256 {
+        let batch = BatchAnchor {
+            root: B256::repeat_byte(root),
+            window_start: start,
+            window_end: start + 3599,
+            count: 60,
+            kinds: DataKinds::GLUCOSE,
+        };
+        self.client(HUB)
+            .anchor(self.addr(PATIENT), batch)
+            .await
+            .unwrap();
+        batch.root
     }
 
     /// Moves the chain's clock forward and mines a block.
