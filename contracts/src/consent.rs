@@ -199,7 +199,8 @@ mod tests {
         let hub = dev_account(DEV_MNEMONIC, 6).unwrap();
         let domain = roles_domain(31337, Address::repeat_byte(0x11));
         let deadline = UnixSeconds::new(1_900_000_000).unwrap();
-        let consent = sign_hub_consent(&hub, &domain, Address::repeat_byte(5), 3, deadline).unwrap();
+        let consent =
+            sign_hub_consent(&hub, &domain, Address::repeat_byte(5), 3, deadline).unwrap();
         let json = serde_json::to_string(&consent).unwrap();
         let back: SignedHubConsent = serde_json::from_str(&json).unwrap();
         assert_eq!(back, consent);

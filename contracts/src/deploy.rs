@@ -9,7 +9,7 @@ use alloy::transports::http::reqwest::Url;
 use crate::bindings::{AccessLog, Anchors, Consortium, Devices, Permissions, Roles};
 use crate::deployment::{ContractAddresses, Deployment};
 use crate::device_id::DeviceIdKey;
-use crate::model::TxOutcome;
+use crate::model::{FeePolicy, TxOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -46,6 +46,7 @@ pub async fn deploy_all(
     deployer: PrivateKeySigner,
     admin: Address,
     device_id_key: &DeviceIdKey,
+    fees: FeePolicy,
 ) -> Result<Deployed, DeployError> {
     let deployer_address = deployer.address();
     let provider = crate::client::signing_provider(rpc_url, deployer);
@@ -58,30 +59,35 @@ pub async fn deploy_all(
     let roles = create(
         "Roles",
         Roles::deploy_builder(&provider, admin),
+        fees,
         &mut transactions,
     )
     .await?;
     let devices = create(
         "Devices",
         Devices::deploy_builder(&provider, roles),
+        fees,
         &mut transactions,
     )
     .await?;
     let permissions = create(
         "Permissions",
         Permissions::deploy_builder(&provider, roles),
+        fees,
         &mut transactions,
     )
     .await?;
     let anchors = create(
         "Anchors",
         Anchors::deploy_builder(&provider, roles),
+        fees,
         &mut transactions,
     )
     .await?;
     let access_log = create(
         "AccessLog",
         AccessLog::deploy_builder(&provider, roles, permissions, anchors),
+        fees,
         &mut transactions,
     )
     .await?;
@@ -100,6 +106,7 @@ pub async fn deploy_all(
                 consortium: None,
             },
             device_id_key_fingerprint: device_id_key.fingerprint(),
+            fees,
         },
         transactions,
     })
@@ -119,6 +126,7 @@ pub async fn deploy_consortium(
     let address = create(
         "Consortium",
         Consortium::deploy_builder(&provider, deployment.contracts.roles, threshold),
+        deployment.fees,
         &mut transactions,
     )
     .await?;
@@ -128,9 +136,10 @@ pub async fn deploy_consortium(
 async fn create(
     contract: &'static str,
     builder: alloy::contract::RawCallBuilder<&DynProvider>,
+    fees: FeePolicy,
     transactions: &mut Vec<TxOutcome>,
 ) -> Result<Address, DeployError> {
-    let pending = builder
+    let pending = crate::client::bid(builder, fees)
         .send()
         .await
         .map_err(|source| DeployError::Contract { contract, source })?;

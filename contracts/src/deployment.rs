@@ -18,6 +18,9 @@ pub struct Deployment {
     /// Fingerprint of the consortium's device-id key
     /// ([`crate::DeviceIdKey::fingerprint`]): a hub checks its key against it.
     pub device_id_key_fingerprint: B256,
+    /// How the chain prices gas.
+    #[serde(default)]
+    pub fees: crate::model::FeePolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +110,7 @@ mod tests {
                 consortium: Some(Address::repeat_byte(7)),
             },
             device_id_key_fingerprint: B256::repeat_byte(8),
+            fees: crate::model::FeePolicy::Free,
         };
         deployment.save(&path).unwrap();
         assert_eq!(Deployment::load(&path).unwrap(), deployment);

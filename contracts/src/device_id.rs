@@ -228,7 +228,10 @@ mod tests {
         // Another consortium's key gives another id; the same key the same id.
         let other = DeviceIdKey::from_bytes(B256::repeat_byte(8));
         assert_ne!(other.id_of(&identity), id);
-        assert_eq!(DeviceIdKey::from_bytes(B256::repeat_byte(7)).id_of(&identity), id);
+        assert_eq!(
+            DeviceIdKey::from_bytes(B256::repeat_byte(7)).id_of(&identity),
+            id
+        );
     }
 
     #[test]
@@ -249,7 +252,10 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(DeviceIdKey::load(&path).unwrap(), key);
-        assert!(key.save_new(&path).is_err(), "an existing key is never overwritten");
+        assert!(
+            key.save_new(&path).is_err(),
+            "an existing key is never overwritten"
+        );
         let debug = format!("{key:?}");
         assert!(!debug.contains(&key.0.to_string()[2..]), "{debug}");
     }

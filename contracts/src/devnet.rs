@@ -34,6 +34,9 @@ block_time_secs = 1
 state_file = "var/devnet/state.json"
 # How often anvil writes the state file, in seconds (it also writes on a clean stop).
 state_interval_secs = 1
+# Free gas, as on the production network: base fee and priority fee zero, so
+# keys created on devices (hubs) transact without ever holding ether.
+free_gas = true
 # Dev accounts funded at genesis, derived from the mnemonic.
 accounts = 20
 mnemonic = "test test test test test test test test test test test junk"
@@ -57,6 +60,8 @@ pub struct DevnetConfig {
     /// How often anvil writes the state file, in seconds (it also writes on a
     /// clean stop).
     pub state_interval_secs: u64,
+    /// Free gas (zero base and priority fees), as on the production network.
+    pub free_gas: bool,
     /// Dev accounts funded at genesis.
     pub accounts: u32,
     /// Mnemonic of the dev accounts (the public test mnemonic by default).
@@ -74,6 +79,7 @@ impl Default for DevnetConfig {
             block_time_secs: 1,
             state_file: Some(PathBuf::from("var/devnet/state.json")),
             state_interval_secs: 1,
+            free_gas: true,
             accounts: 20,
             mnemonic: DEV_MNEMONIC.to_owned(),
             anvil: None,
@@ -148,6 +154,9 @@ impl DevnetConfig {
         ];
         if self.block_time_secs > 0 {
             args.extend(["--block-time".into(), self.block_time_secs.to_string()]);
+        }
+        if self.free_gas {
+            args.extend(["--base-fee".into(), "0".into(), "--no-priority-fee".into()]);
         }
         if let Some(state) = &self.state_file {
             args.extend([

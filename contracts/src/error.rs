@@ -111,7 +111,7 @@ pub enum ChainError {
         call: &'static str,
         hash: B256,
         #[source]
-        source: alloy::providers::PendingTransactionError,
+        source: Box<alloy::providers::PendingTransactionError>,
     },
     /// The node could not be reached or answered with an error that is not a
     /// contract refusal.
@@ -119,7 +119,7 @@ pub enum ChainError {
     Rpc {
         call: &'static str,
         #[source]
-        source: alloy::contract::Error,
+        source: Box<alloy::contract::Error>,
     },
     /// A log from our own contract that does not decode: the follower stops
     /// rather than skip a change.
@@ -160,14 +160,17 @@ impl ChainError {
                 call,
                 refusal: contract.decode_refusal(data),
             },
-            None => Self::Rpc { call, source },
+            None => Self::Rpc {
+                call,
+                source: Box::new(source),
+            },
         }
     }
 
     pub(crate) fn rpc(call: &'static str, source: impl Into<alloy::contract::Error>) -> Self {
         Self::Rpc {
             call,
-            source: source.into(),
+            source: Box::new(source.into()),
         }
     }
 
@@ -223,7 +226,12 @@ mod tests {
             Refusal::Permissions(Permissions::PermissionsErrors::NoLiveGrant(_))
         ));
         // An error both declare decodes as the called contract's own.
-        let data = Bytes::from(Roles::NotActiveProxy { account: Address::ZERO }.abi_encode());
+        let data = Bytes::from(
+            Roles::NotActiveProxy {
+                account: Address::ZERO,
+            }
+            .abi_encode(),
+        );
         assert!(matches!(
             Contract::AccessLog.decode_refusal(data),
             Refusal::AccessLog(AccessLog::AccessLogErrors::NotActiveProxy(_))

@@ -18,8 +18,8 @@ use crate::device_id::DeviceIdKey;
 use crate::error::ChainError;
 use crate::keys::{KeyError, dev_account};
 use crate::model::{
-    BatchAnchor, DataKinds, DeviceKind, EmergencyPolicy, EntityKind, Expiry, GrantScope, Role,
-    TxOutcome, UnixSeconds,
+    BatchAnchor, DataKinds, DeviceKind, EmergencyPolicy, EntityKind, Expiry, FeePolicy, GrantScope,
+    Role, TxOutcome, UnixSeconds,
 };
 use crate::testkit::accounts;
 
@@ -83,6 +83,7 @@ pub async fn measure(rpc_url: Url, mnemonic: &str) -> Result<GasTable, GasError>
         admin_key.clone(),
         admin_key.address(),
         &device_key,
+        FeePolicy::Free,
     )
     .await?;
     for tx in &deployed.transactions {
@@ -113,10 +114,20 @@ pub async fn measure(rpc_url: Url, mnemonic: &str) -> Result<GasTable, GasError>
         (SECOND_HOSPITAL, EntityKind::Hospital, "Mercy General"),
         (THIRD_HOSPITAL, EntityKind::Hospital, "Royal Infirmary"),
         (CLINIC, EntityKind::Clinic, "Riverside Diabetes Clinic"),
-        (EMERGENCY_SERVICE, EntityKind::EmergencyService, "City Ambulance"),
+        (
+            EMERGENCY_SERVICE,
+            EntityKind::EmergencyService,
+            "City Ambulance",
+        ),
     ] {
-        table.record("Roles", admin.offer_entity(address(index)?, kind, name).await?);
-        table.record("Roles", c(index)?.accept_role(admin_addr, Role::Entity).await?);
+        table.record(
+            "Roles",
+            admin.offer_entity(address(index)?, kind, name).await?,
+        );
+        table.record(
+            "Roles",
+            c(index)?.accept_role(admin_addr, Role::Entity).await?,
+        );
     }
     for (physician, entity) in [
         (PHYSICIAN, HOSPITAL),
@@ -125,19 +136,37 @@ pub async fn measure(rpc_url: Url, mnemonic: &str) -> Result<GasTable, GasError>
     ] {
         let offer = admin.offer_physician(address(physician)?, address(entity)?);
         table.record("Roles", offer.await?);
-        table.record("Roles", c(physician)?.accept_role(admin_addr, Role::Physician).await?);
+        table.record(
+            "Roles",
+            c(physician)?
+                .accept_role(admin_addr, Role::Physician)
+                .await?,
+        );
     }
     let hospital = c(HOSPITAL)?;
     table.record(
         "Roles",
-        hospital.offer_proxy(address(PROXY)?, B256::repeat_byte(0x1d)).await?,
+        hospital
+            .offer_proxy(address(PROXY)?, B256::repeat_byte(0x1d))
+            .await?,
     );
     let proxy = c(PROXY)?;
-    table.record("Roles", proxy.accept_role(address(HOSPITAL)?, Role::Proxy).await?);
+    table.record(
+        "Roles",
+        proxy.accept_role(address(HOSPITAL)?, Role::Proxy).await?,
+    );
     for (physician, patient) in [(PHYSICIAN, PATIENT), (LOCUM, SECOND_PATIENT)] {
-        table.record("Roles", c(physician)?.register_patient(address(patient)?).await?);
+        table.record(
+            "Roles",
+            c(physician)?.register_patient(address(patient)?).await?,
+        );
         let patient = c(patient)?;
-        table.record("Roles", patient.accept_role(address(physician)?, Role::Patient).await?);
+        table.record(
+            "Roles",
+            patient
+                .accept_role(address(physician)?, Role::Patient)
+                .await?,
+        );
     }
     let (patient, hub) = (c(PATIENT)?, c(HUB)?);
     let (patient_addr, hub_addr) = (address(PATIENT)?, address(HUB)?);
@@ -153,9 +182,14 @@ pub async fn measure(rpc_url: Url, mnemonic: &str) -> Result<GasTable, GasError>
     let cuff = id("name:bp-cuff-1");
     table.record(
         "Devices",
-        patient.add_device(patient_addr, glucometer, DeviceKind::Glucometer).await?,
+        patient
+            .add_device(patient_addr, glucometer, DeviceKind::Glucometer)
+            .await?,
     );
-    table.record("Devices", hub.add_device(patient_addr, cgm, DeviceKind::Cgm).await?);
+    table.record(
+        "Devices",
+        hub.add_device(patient_addr, cgm, DeviceKind::Cgm).await?,
+    );
     let add = hub.add_device(patient_addr, cuff, DeviceKind::BloodPressure);
     table.record("Devices", add.await?);
     table.record("Devices", hub.remove_device(patient_addr, cuff).await?);
@@ -169,7 +203,9 @@ pub async fn measure(rpc_url: Url, mnemonic: &str) -> Result<GasTable, GasError>
     let policy = B256::repeat_byte(0x42);
     let physician_addr = address(PHYSICIAN)?;
     let scope = GrantScope::EVERYTHING;
-    let (tx, _) = patient.grant(physician_addr, policy, scope, Expiry::Never).await?;
+    let (tx, _) = patient
+        .grant(physician_addr, policy, scope, Expiry::Never)
+        .await?;
     table.record("Permissions", tx);
     let glucose_only = GrantScope {
         kinds: DataKinds::GLUCOSE,
@@ -177,7 +213,9 @@ pub async fn measure(rpc_url: Url, mnemonic: &str) -> Result<GasTable, GasError>
         data_until: None,
     };
     let in_a_day = Expiry::after(Duration::from_secs(86_400));
-    let (tx, _) = patient.grant(address(LOCUM)?, policy, glucose_only, in_a_day).await?;
+    let (tx, _) = patient
+        .grant(address(LOCUM)?, policy, glucose_only, in_a_day)
+        .await?;
     table.record("Permissions", tx);
     table.record("Permissions", patient.revoke(address(LOCUM)?).await?);
     let emergency = EmergencyPolicy {
@@ -186,7 +224,10 @@ pub async fn measure(rpc_url: Url, mnemonic: &str) -> Result<GasTable, GasError>
         lookback_secs: 7 * 86_400,
         enabled: true,
     };
-    table.record("Permissions", patient.set_emergency_policy(emergency).await?);
+    table.record(
+        "Permissions",
+        patient.set_emergency_policy(emergency).await?,
+    );
     let (tx, _) = c(PARAMEDIC)?.emergency_access(patient_addr).await?;
     table.record("Permissions", tx);
 
@@ -226,7 +267,10 @@ pub async fn measure(rpc_url: Url, mnemonic: &str) -> Result<GasTable, GasError>
     };
     let consent = c(NEW_PATIENT_KEY)?.sign_key_rotation(&rotation).await?;
     let cosignature = physician.sign_key_rotation(&rotation).await?;
-    table.record("Roles", patient.rotate_patient_key(&consent, &cosignature).await?);
+    table.record(
+        "Roles",
+        patient.rotate_patient_key(&consent, &cosignature).await?,
+    );
     let patient = c(NEW_PATIENT_KEY)?;
 
     table.record("Roles", c(ADMIN)?.revoke_entity(address(CLINIC)?).await?);
@@ -234,7 +278,13 @@ pub async fn measure(rpc_url: Url, mnemonic: &str) -> Result<GasTable, GasError>
     // Governance: the admin hands over to a 2-of-3 of the hospitals.
     let (consortium, tx) =
         deploy_consortium(rpc_url.clone(), admin_key.clone(), &deployment, 2).await?;
-    table.record("Consortium", TxOutcome { call: "constructor", ..tx });
+    table.record(
+        "Consortium",
+        TxOutcome {
+            call: "constructor",
+            ..tx
+        },
+    );
     deployment.contracts.consortium = Some(consortium);
     let c = |index| client(index, &deployment);
     table.record("Roles", c(ADMIN)?.transfer_admin(consortium).await?);
@@ -252,7 +302,9 @@ pub async fn measure(rpc_url: Url, mnemonic: &str) -> Result<GasTable, GasError>
     let withdrawn = Roles::revokePhysicianCall {
         physician: address(LOCUM)?,
     };
-    let (tx, id) = first.propose(deployment.contracts.roles, &withdrawn).await?;
+    let (tx, id) = first
+        .propose(deployment.contracts.roles, &withdrawn)
+        .await?;
     table.record("Consortium", tx);
     table.record("Consortium", first.cancel_proposal(id).await?);
 
@@ -261,8 +313,16 @@ pub async fn measure(rpc_url: Url, mnemonic: &str) -> Result<GasTable, GasError>
     table.record("Roles", patient.revoke_hub(hub_addr).await?);
     table.record("Roles", hospital.revoke_proxy(proxy_addr).await?);
     table.record("Roles", hospital.revoke_physician(physician_addr).await?);
-    table.record("Roles", hospital.offer_proxy(address(SECOND_PROXY)?, B256::ZERO).await?);
-    table.record("Roles", hospital.withdraw_offer(address(SECOND_PROXY)?).await?);
+    table.record(
+        "Roles",
+        hospital
+            .offer_proxy(address(SECOND_PROXY)?, B256::ZERO)
+            .await?,
+    );
+    table.record(
+        "Roles",
+        hospital.withdraw_offer(address(SECOND_PROXY)?).await?,
+    );
     Ok(table)
 }
 

@@ -4,6 +4,19 @@
 use alloy::primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
 
+/// How a chain prices gas: the client bids accordingly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeePolicy {
+    /// Zero base fee and a zero minimum gas price (the consortium's Besu
+    /// network, and the dev chain): transactions bid zero, so keys made on
+    /// devices transact without holding ether.
+    #[default]
+    Free,
+    /// Fees as the node suggests; every sender needs ether.
+    Market,
+}
+
 /// A transaction that landed: what the demo and the gas table print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TxOutcome {
@@ -222,7 +235,11 @@ pub struct ZeroTime;
 
 impl UnixSeconds {
     pub const fn new(secs: u64) -> Result<Self, ZeroTime> {
-        if secs == 0 { Err(ZeroTime) } else { Ok(Self(secs)) }
+        if secs == 0 {
+            Err(ZeroTime)
+        } else {
+            Ok(Self(secs))
+        }
     }
 
     pub fn now() -> Self {

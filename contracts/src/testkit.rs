@@ -15,7 +15,7 @@ use crate::device_id::{DeviceId, DeviceIdKey, DeviceIdentity};
 use crate::devnet::{ANVIL_ENV, Devnet, DevnetConfig, DevnetError};
 use crate::error::ChainError;
 use crate::keys::{DEV_MNEMONIC, KeyError, dev_account};
-use crate::model::{EntityKind, Role, TxOutcome, UnixSeconds};
+use crate::model::{EntityKind, FeePolicy, Role, TxOutcome, UnixSeconds};
 
 /// Which dev account plays which part in tests, the demo and the gas table.
 pub mod accounts {
@@ -93,11 +93,17 @@ impl Consortium {
         let devnet = Devnet::start(config).await?;
         let admin = dev_account(DEV_MNEMONIC, accounts::ADMIN)?;
         let device_id_key = DeviceIdKey::generate();
+        let fees = if devnet.config().free_gas {
+            FeePolicy::Free
+        } else {
+            FeePolicy::Market
+        };
         let deployed = deploy_all(
             devnet.rpc_url(),
             admin.clone(),
             admin.address(),
             &device_id_key,
+            fees,
         )
         .await?;
         Ok(Self {
@@ -142,7 +148,9 @@ impl Consortium {
         self.client_of_admin(offered_by)
             .offer_entity(self.address(entity), kind, name)
             .await?;
-        self.client(entity).accept_role(offered_by, Role::Entity).await
+        self.client(entity)
+            .accept_role(offered_by, Role::Entity)
+            .await
     }
 
     /// The admin offers the physician role at `entity` and the physician accepts.

@@ -29,7 +29,11 @@ fn every_artifact_matches_the_keccak_of_its_sources() {
         }
         checked += 1;
     }
-    assert_eq!(checked, DEPLOYED.len(), "one artifact per deployed contract");
+    assert_eq!(
+        checked,
+        DEPLOYED.len(),
+        "one artifact per deployed contract"
+    );
 }
 
 /// The contracts deployed (each has an artifact); every other source is
@@ -54,7 +58,10 @@ fn every_source_is_a_deployed_contract_or_shared_by_them() {
         if SHARED_SOURCES.contains(&name) {
             assert!(!artifact.exists(), "{name} is shared, never deployed");
         } else {
-            assert!(DEPLOYED.contains(&name), "{name} is neither deployed nor shared");
+            assert!(
+                DEPLOYED.contains(&name),
+                "{name} is neither deployed nor shared"
+            );
             assert!(artifact.exists(), "{} has no artifact", path.display());
         }
     }

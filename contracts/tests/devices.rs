@@ -26,7 +26,12 @@ async fn the_patient_and_a_delegated_hub_add_and_remove_devices() {
     hub.add_device(patient_addr, cuff, DeviceKind::BloodPressure)
         .await
         .unwrap();
-    assert!(patient.is_registered(patient_addr, glucometer).await.unwrap());
+    assert!(
+        patient
+            .is_registered(patient_addr, glucometer)
+            .await
+            .unwrap()
+    );
     let record = patient.device_of(cuff).await.unwrap().unwrap();
     assert_eq!(record.patient, patient_addr);
     assert_eq!(record.kind, Some(DeviceKind::BloodPressure));
@@ -38,7 +43,12 @@ async fn the_patient_and_a_delegated_hub_add_and_remove_devices() {
     assert_eq!(listed, expected);
 
     hub.remove_device(patient_addr, glucometer).await.unwrap();
-    assert!(!patient.is_registered(patient_addr, glucometer).await.unwrap());
+    assert!(
+        !patient
+            .is_registered(patient_addr, glucometer)
+            .await
+            .unwrap()
+    );
     assert_eq!(patient.devices_of(patient_addr).await.unwrap(), vec![cuff]);
     assert!(!patient.device_of(glucometer).await.unwrap().unwrap().active);
     assert_eq!(
@@ -65,11 +75,7 @@ async fn a_hub_changes_devices_only_while_the_patient_delegates_it() {
         Refusal::Devices(DevicesErrors::NotAllowedForPatient(_))
     );
     // The hub still anchors for its patient: that power is not device power.
-    assert!(
-        hub.acts_for(world.addr(HUB), patient_addr)
-            .await
-            .unwrap()
-    );
+    assert!(hub.acts_for(world.addr(HUB), patient_addr).await.unwrap());
     patient
         .set_hub_device_power(world.addr(HUB), true)
         .await
@@ -85,7 +91,11 @@ async fn a_duplicate_registration_is_refused_under_the_keyed_id() {
     let patient_addr = world.addr(PATIENT);
     let patient = world.client(PATIENT);
     patient
-        .add_device(patient_addr, world.device(GLUCOMETER), DeviceKind::Glucometer)
+        .add_device(
+            patient_addr,
+            world.device(GLUCOMETER),
+            DeviceKind::Glucometer,
+        )
         .await
         .unwrap();
     // The same identity written differently is still the same device.
@@ -200,15 +210,29 @@ async fn a_squatted_device_is_released_by_the_squatters_physician_or_the_admin()
         );
     }
     // The squatter's registering physician (the locum) releases it.
-    world.client(LOCUM).release_device(victim_cgm).await.unwrap();
+    world
+        .client(LOCUM)
+        .release_device(victim_cgm)
+        .await
+        .unwrap();
     world
         .client(PATIENT)
         .add_device(victim, victim_cgm, DeviceKind::Cgm)
         .await
         .unwrap();
     // The admin may release too (the consortium, once governance holds it).
-    world.client(ADMIN).release_device(victim_cgm).await.unwrap();
-    assert!(!world.client(STRANGER).is_registered(victim, victim_cgm).await.unwrap());
+    world
+        .client(ADMIN)
+        .release_device(victim_cgm)
+        .await
+        .unwrap();
+    assert!(
+        !world
+            .client(STRANGER)
+            .is_registered(victim, victim_cgm)
+            .await
+            .unwrap()
+    );
     assert_refused!(
         world.client(ADMIN).release_device(victim_cgm).await,
         Refusal::Devices(DevicesErrors::UnknownDevice(_))
@@ -242,7 +266,10 @@ async fn removing_an_unknown_device_or_a_zero_id_is_refused() {
         .add_device(patient_addr, glucometer, DeviceKind::Glucometer)
         .await
         .unwrap();
-    patient.remove_device(patient_addr, glucometer).await.unwrap();
+    patient
+        .remove_device(patient_addr, glucometer)
+        .await
+        .unwrap();
     assert_refused!(
         patient.remove_device(patient_addr, glucometer).await,
         Refusal::Devices(DevicesErrors::UnknownDevice(_))
@@ -263,8 +290,12 @@ async fn the_patients_list_stays_exact_through_removals_and_is_bounded() {
             .unwrap();
     }
     assert_refused!(
-        hub.add_device(patient_addr, world.device("name:one-too-many"), DeviceKind::Other)
-            .await,
+        hub.add_device(
+            patient_addr,
+            world.device("name:one-too-many"),
+            DeviceKind::Other
+        )
+        .await,
         Refusal::Devices(DevicesErrors::TooManyDevices(_))
     );
     // Remove the first, a middle one and the last: swap-and-pop must keep the rest.
@@ -309,8 +340,14 @@ async fn device_changes_replay_in_chain_order_for_one_patient_only_in_bounded_ch
     assert_eq!(
         summary,
         vec![
-            (glucometer, DeviceChangeKind::Added(Some(DeviceKind::Glucometer))),
-            (cuff, DeviceChangeKind::Added(Some(DeviceKind::BloodPressure))),
+            (
+                glucometer,
+                DeviceChangeKind::Added(Some(DeviceKind::Glucometer))
+            ),
+            (
+                cuff,
+                DeviceChangeKind::Added(Some(DeviceKind::BloodPressure))
+            ),
             (glucometer, DeviceChangeKind::Removed),
         ]
     );

@@ -24,20 +24,28 @@ impl Governed {
         c.enrol_entity(THIRD_HOSPITAL, EntityKind::Hospital, "Royal Infirmary")
             .await
             .unwrap();
-        let (consortium, _) = deploy_consortium(
-            c.devnet.rpc_url(),
-            c.signer(ADMIN),
-            &c.deployment,
-            2,
-        )
-        .await
-        .unwrap();
+        let (consortium, _) =
+            deploy_consortium(c.devnet.rpc_url(), c.signer(ADMIN), &c.deployment, 2)
+                .await
+                .unwrap();
         world.consortium.deployment.contracts.consortium = Some(consortium);
         let governed = Self { world, consortium };
-        governed.client(ADMIN).transfer_admin(consortium).await.unwrap();
+        governed
+            .client(ADMIN)
+            .transfer_admin(consortium)
+            .await
+            .unwrap();
         let id = governed.propose(HOSPITAL, &Roles::acceptAdminCall {}).await;
-        governed.client(SECOND_HOSPITAL).approve_proposal(id).await.unwrap();
-        governed.client(HOSPITAL).execute_proposal(id).await.unwrap();
+        governed
+            .client(SECOND_HOSPITAL)
+            .approve_proposal(id)
+            .await
+            .unwrap();
+        governed
+            .client(HOSPITAL)
+            .execute_proposal(id)
+            .await
+            .unwrap();
         governed
     }
 
@@ -82,7 +90,12 @@ async fn the_admin_is_handed_to_the_hospitals_and_the_old_key_loses_its_powers()
         .accept_role(g.consortium, Role::Physician)
         .await
         .unwrap();
-    assert!(reader.is_active_physician(g.world.addr(NEXT_ADMIN)).await.unwrap());
+    assert!(
+        reader
+            .is_active_physician(g.world.addr(NEXT_ADMIN))
+            .await
+            .unwrap()
+    );
     // Executed once.
     assert_refused!(
         g.client(HOSPITAL).execute_proposal(id).await,
@@ -140,8 +153,14 @@ async fn approvals_of_revoked_hospitals_do_not_count_and_proposals_expire() {
     };
     let pending = g.propose(THIRD_HOSPITAL, &offer).await;
     let id = g.propose(HOSPITAL, &revoke_third).await;
-    g.client(SECOND_HOSPITAL).approve_proposal(id).await.unwrap();
-    g.client(SECOND_HOSPITAL).execute_proposal(id).await.unwrap();
+    g.client(SECOND_HOSPITAL)
+        .approve_proposal(id)
+        .await
+        .unwrap();
+    g.client(SECOND_HOSPITAL)
+        .execute_proposal(id)
+        .await
+        .unwrap();
     // The revoked hospital's approval of `pending` no longer counts.
     g.client(HOSPITAL).approve_proposal(pending).await.unwrap();
     let reader = g.client(STRANGER);
@@ -170,15 +189,29 @@ async fn the_threshold_changes_only_by_proposal_and_never_locks_the_consortium()
         "{err}"
     );
     let too_many = Consortium::setThresholdCall { newThreshold: 4 };
-    let (_, id) = g.client(HOSPITAL).propose(g.consortium, &too_many).await.unwrap();
-    g.client(SECOND_HOSPITAL).approve_proposal(id).await.unwrap();
+    let (_, id) = g
+        .client(HOSPITAL)
+        .propose(g.consortium, &too_many)
+        .await
+        .unwrap();
+    g.client(SECOND_HOSPITAL)
+        .approve_proposal(id)
+        .await
+        .unwrap();
     assert_refused!(
         g.client(HOSPITAL).execute_proposal(id).await,
         Refusal::Consortium(ConsortiumErrors::InvalidThreshold(_))
     );
     let three = Consortium::setThresholdCall { newThreshold: 3 };
-    let (_, id) = g.client(HOSPITAL).propose(g.consortium, &three).await.unwrap();
-    g.client(SECOND_HOSPITAL).approve_proposal(id).await.unwrap();
+    let (_, id) = g
+        .client(HOSPITAL)
+        .propose(g.consortium, &three)
+        .await
+        .unwrap();
+    g.client(SECOND_HOSPITAL)
+        .approve_proposal(id)
+        .await
+        .unwrap();
     g.client(HOSPITAL).execute_proposal(id).await.unwrap();
     assert_eq!(g.client(STRANGER).consortium_threshold().await.unwrap(), 3);
     // With 3 of 3 needed, revoking a hospital would leave the consortium unable to act.
@@ -186,7 +219,10 @@ async fn the_threshold_changes_only_by_proposal_and_never_locks_the_consortium()
         entity: g.world.addr(THIRD_HOSPITAL),
     };
     let id = g.propose(HOSPITAL, &revoke).await;
-    g.client(SECOND_HOSPITAL).approve_proposal(id).await.unwrap();
+    g.client(SECOND_HOSPITAL)
+        .approve_proposal(id)
+        .await
+        .unwrap();
     g.client(THIRD_HOSPITAL).approve_proposal(id).await.unwrap();
     assert_refused!(
         g.client(HOSPITAL).execute_proposal(id).await,
@@ -202,7 +238,10 @@ async fn a_proposal_refused_by_roles_reports_the_roles_error() {
         entity: g.world.addr(HOSPITAL),
     };
     let id = g.propose(HOSPITAL, &bad).await;
-    g.client(SECOND_HOSPITAL).approve_proposal(id).await.unwrap();
+    g.client(SECOND_HOSPITAL)
+        .approve_proposal(id)
+        .await
+        .unwrap();
     assert_refused!(
         g.client(HOSPITAL).execute_proposal(id).await,
         Refusal::Roles(RolesErrors::RoleTaken(_))

@@ -35,7 +35,10 @@ async fn a_scoped_grant_is_live_and_listed_for_the_patient_and_the_physician() {
         .unwrap()
         .unwrap();
     assert_eq!(grant.id, id);
-    assert_eq!((grant.patient, grant.grantee), (patient_addr, physician_addr));
+    assert_eq!(
+        (grant.patient, grant.grantee),
+        (patient_addr, physician_addr)
+    );
     assert_eq!((grant.entity, grant.epoch), (world.addr(HOSPITAL), 1));
     assert_eq!(grant.policy_id, POLICY);
     assert_eq!(grant.scope, scope);
@@ -44,22 +47,41 @@ async fn a_scoped_grant_is_live_and_listed_for_the_patient_and_the_physician() {
 
     // A new grant to the same physician replaces (and ends) the old one.
     let (_, second) = patient
-        .grant(physician_addr, POLICY, GrantScope::EVERYTHING, Expiry::Never)
+        .grant(
+            physician_addr,
+            POLICY,
+            GrantScope::EVERYTHING,
+            Expiry::Never,
+        )
         .await
         .unwrap();
     world
         .client(SECOND_PATIENT)
-        .grant(physician_addr, POLICY, GrantScope::EVERYTHING, Expiry::Never)
+        .grant(
+            physician_addr,
+            POLICY,
+            GrantScope::EVERYTHING,
+            Expiry::Never,
+        )
         .await
         .unwrap();
     assert!(!reader.is_grant_live(id).await.unwrap());
     assert!(reader.is_grant_live(second).await.unwrap());
     let mine = reader.grants_of_patient(patient_addr).await.unwrap();
-    assert_eq!(mine.iter().map(|g| (g.id, g.revoked)).collect::<Vec<_>>(), vec![(id, true), (second, false)]);
+    assert_eq!(
+        mine.iter().map(|g| (g.id, g.revoked)).collect::<Vec<_>>(),
+        vec![(id, true), (second, false)]
+    );
     let theirs = reader.grants_of_grantee(physician_addr).await.unwrap();
     assert_eq!(theirs.len(), 3);
     assert_eq!(theirs[2].patient, world.addr(SECOND_PATIENT));
-    assert!(reader.grants_of_grantee(world.addr(LOCUM)).await.unwrap().is_empty());
+    assert!(
+        reader
+            .grants_of_grantee(world.addr(LOCUM))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -68,7 +90,12 @@ async fn grant_lists_are_read_a_bounded_page_at_a_time() {
     let patient = world.client(PATIENT);
     for grantee in [PHYSICIAN, LOCUM] {
         patient
-            .grant(world.addr(grantee), POLICY, GrantScope::EVERYTHING, Expiry::Never)
+            .grant(
+                world.addr(grantee),
+                POLICY,
+                GrantScope::EVERYTHING,
+                Expiry::Never,
+            )
             .await
             .unwrap();
     }
@@ -77,20 +104,32 @@ async fn grant_lists_are_read_a_bounded_page_at_a_time() {
         patient.provider(),
     );
     let page = permissions
-        .grantsOfPatient(world.addr(PATIENT), 1.try_into().unwrap(), 10.try_into().unwrap())
+        .grantsOfPatient(
+            world.addr(PATIENT),
+            1.try_into().unwrap(),
+            10.try_into().unwrap(),
+        )
         .call()
         .await
         .unwrap();
     assert_eq!(page.ids.len(), 1);
     assert_eq!(page.page[0].grantee, world.addr(LOCUM));
     let past_the_end = permissions
-        .grantsOfPatient(world.addr(PATIENT), 5.try_into().unwrap(), 10.try_into().unwrap())
+        .grantsOfPatient(
+            world.addr(PATIENT),
+            5.try_into().unwrap(),
+            10.try_into().unwrap(),
+        )
         .call()
         .await
         .unwrap();
     assert!(past_the_end.ids.is_empty());
     let err = permissions
-        .grantsOfPatient(world.addr(PATIENT), 0.try_into().unwrap(), 101.try_into().unwrap())
+        .grantsOfPatient(
+            world.addr(PATIENT),
+            0.try_into().unwrap(),
+            101.try_into().unwrap(),
+        )
         .call()
         .await
         .unwrap_err();
@@ -112,7 +151,12 @@ async fn a_revoked_physician_re_enrolled_starts_with_no_grants() {
     let (patient_addr, physician_addr) = (world.addr(PATIENT), world.addr(PHYSICIAN));
     let (_, id) = world
         .client(PATIENT)
-        .grant(physician_addr, POLICY, GrantScope::EVERYTHING, Expiry::Never)
+        .grant(
+            physician_addr,
+            POLICY,
+            GrantScope::EVERYTHING,
+            Expiry::Never,
+        )
         .await
         .unwrap();
     let reader = world.client(STRANGER);
@@ -125,14 +169,23 @@ async fn a_revoked_physician_re_enrolled_starts_with_no_grants() {
         .unwrap();
     assert!(!reader.can_read(patient_addr, physician_addr).await.unwrap());
     // Re-enrolled at another entity: still nothing.
-    world.consortium.enrol_physician(PHYSICIAN, CLINIC).await.unwrap();
+    world
+        .consortium
+        .enrol_physician(PHYSICIAN, CLINIC)
+        .await
+        .unwrap();
     assert!(reader.is_active_physician(physician_addr).await.unwrap());
     assert!(!reader.can_read(patient_addr, physician_addr).await.unwrap());
     assert!(!reader.is_grant_live(id).await.unwrap());
     // The patient can grant the new enrolment afresh.
     world
         .client(PATIENT)
-        .grant(physician_addr, POLICY, GrantScope::EVERYTHING, Expiry::Never)
+        .grant(
+            physician_addr,
+            POLICY,
+            GrantScope::EVERYTHING,
+            Expiry::Never,
+        )
         .await
         .unwrap();
     assert!(reader.can_read(patient_addr, physician_addr).await.unwrap());
@@ -150,10 +203,16 @@ async fn a_revoked_entity_re_enrolled_revives_no_grant() {
         .await
         .unwrap();
     let reader = world.client(STRANGER);
-    world.client(ADMIN).revoke_entity(world.addr(CLINIC)).await.unwrap();
+    world
+        .client(ADMIN)
+        .revoke_entity(world.addr(CLINIC))
+        .await
+        .unwrap();
     assert!(!reader.can_read(patient_addr, locum_addr).await.unwrap());
     let c = &world.consortium;
-    c.enrol_entity(CLINIC, EntityKind::Clinic, "Riverside").await.unwrap();
+    c.enrol_entity(CLINIC, EntityKind::Clinic, "Riverside")
+        .await
+        .unwrap();
     assert!(!reader.can_read(patient_addr, locum_addr).await.unwrap());
     c.enrol_physician(LOCUM, CLINIC).await.unwrap();
     assert!(!reader.can_read(patient_addr, locum_addr).await.unwrap());
@@ -175,16 +234,31 @@ async fn an_expired_or_revoked_grant_reads_false_and_only_the_patient_revokes() 
     assert!(!reader.can_read(patient_addr, physician_addr).await.unwrap());
 
     patient
-        .grant(world.addr(LOCUM), POLICY, GrantScope::EVERYTHING, Expiry::Never)
+        .grant(
+            world.addr(LOCUM),
+            POLICY,
+            GrantScope::EVERYTHING,
+            Expiry::Never,
+        )
         .await
         .unwrap();
     // Not the hub, the physician, or another patient.
     for index in [HUB, LOCUM, SECOND_PATIENT] {
         assert!(world.client(index).revoke(world.addr(LOCUM)).await.is_err());
     }
-    assert!(reader.can_read(patient_addr, world.addr(LOCUM)).await.unwrap());
+    assert!(
+        reader
+            .can_read(patient_addr, world.addr(LOCUM))
+            .await
+            .unwrap()
+    );
     patient.revoke(world.addr(LOCUM)).await.unwrap();
-    assert!(!reader.can_read(patient_addr, world.addr(LOCUM)).await.unwrap());
+    assert!(
+        !reader
+            .can_read(patient_addr, world.addr(LOCUM))
+            .await
+            .unwrap()
+    );
     assert_refused!(
         patient.revoke(world.addr(LOCUM)).await,
         Refusal::Permissions(PermissionsErrors::NoActiveGrant(_))
@@ -226,7 +300,9 @@ async fn only_patients_grant_and_only_to_active_physicians_with_valid_terms() {
         ..everything
     };
     assert_refused!(
-        patient.grant(physician_addr, POLICY, nothing, Expiry::Never).await,
+        patient
+            .grant(physician_addr, POLICY, nothing, Expiry::Never)
+            .await,
         Refusal::Permissions(PermissionsErrors::InvalidKinds(_))
     );
     let backwards = GrantScope {
@@ -235,12 +311,16 @@ async fn only_patients_grant_and_only_to_active_physicians_with_valid_terms() {
         ..everything
     };
     assert_refused!(
-        patient.grant(physician_addr, POLICY, backwards, Expiry::Never).await,
+        patient
+            .grant(physician_addr, POLICY, backwards, Expiry::Never)
+            .await,
         Refusal::Permissions(PermissionsErrors::InvalidDataWindow(_))
     );
     let past = Expiry::At(UnixSeconds::new(world.chain_time().await - 1).unwrap());
     assert_refused!(
-        patient.grant(physician_addr, POLICY, everything, past).await,
+        patient
+            .grant(physician_addr, POLICY, everything, past)
+            .await,
         Refusal::Permissions(PermissionsErrors::ExpiryInPast(_))
     );
     // Unknown kind bits (the typed client cannot express them).
@@ -318,7 +398,10 @@ async fn an_emergency_physician_opens_time_limited_access_under_the_patients_pol
         .await
         .unwrap();
     assert_eq!(opened.len(), 1);
-    assert_eq!((opened[0].physician, opened[0].grant_id), (paramedic_addr, id));
+    assert_eq!(
+        (opened[0].physician, opened[0].grant_id),
+        (paramedic_addr, id)
+    );
     assert_eq!(opened[0].entity, world.addr(EMERGENCY_SERVICE));
     // No extension while it lasts; none after it ends.
     assert_refused!(
@@ -342,10 +425,16 @@ async fn the_patient_ends_an_emergency_access_and_bounds_the_policy() {
         Refusal::Permissions(PermissionsErrors::InvalidEmergencyPolicy(_))
     );
     assert_refused!(
-        world.client(HUB).set_emergency_policy(emergency_policy()).await,
+        world
+            .client(HUB)
+            .set_emergency_policy(emergency_policy())
+            .await,
         Refusal::Permissions(PermissionsErrors::NotPatient(_))
     );
-    patient.set_emergency_policy(emergency_policy()).await.unwrap();
+    patient
+        .set_emergency_policy(emergency_policy())
+        .await
+        .unwrap();
     world
         .client(PARAMEDIC)
         .emergency_access(world.addr(PATIENT))
@@ -353,7 +442,12 @@ async fn the_patient_ends_an_emergency_access_and_bounds_the_policy() {
         .unwrap();
     patient.revoke(world.addr(PARAMEDIC)).await.unwrap();
     let reader = world.client(STRANGER);
-    assert!(!reader.can_read(world.addr(PATIENT), world.addr(PARAMEDIC)).await.unwrap());
+    assert!(
+        !reader
+            .can_read(world.addr(PATIENT), world.addr(PARAMEDIC))
+            .await
+            .unwrap()
+    );
     // Turned off, the policy allows nothing.
     patient
         .set_emergency_policy(EmergencyPolicy {

@@ -44,7 +44,9 @@ async fn an_offered_role_binds_nothing_until_the_key_accepts_it() {
     );
     let hospital = world.client(HOSPITAL);
     assert_refused!(
-        hospital.accept_role(world.addr(ADMIN), Role::Physician).await,
+        hospital
+            .accept_role(world.addr(ADMIN), Role::Physician)
+            .await,
         Refusal::Roles(RolesErrors::NoOffer(_))
     );
     hospital
@@ -55,7 +57,12 @@ async fn an_offered_role_binds_nothing_until_the_key_accepts_it() {
         admin.role_of(world.addr(HOSPITAL)).await.unwrap(),
         Some(Role::Entity)
     );
-    assert!(admin.is_active_hospital(world.addr(HOSPITAL)).await.unwrap());
+    assert!(
+        admin
+            .is_active_hospital(world.addr(HOSPITAL))
+            .await
+            .unwrap()
+    );
     let entity = admin.entity_of(world.addr(HOSPITAL)).await.unwrap();
     assert_eq!(
         (entity.kind, entity.epoch, entity.name.as_str()),
@@ -365,7 +372,10 @@ async fn a_hub_consent_expires_and_hubs_are_revoked_by_their_own_patient_only() 
     // A key with a role cannot become a hub.
     let consent = world
         .client(PHYSICIAN)
-        .sign_hub_consent(world.addr(PATIENT), UnixSeconds::now().plus(Duration::from_secs(86_400)))
+        .sign_hub_consent(
+            world.addr(PATIENT),
+            UnixSeconds::now().plus(Duration::from_secs(86_400)),
+        )
         .await
         .unwrap();
     assert_refused!(
@@ -373,7 +383,10 @@ async fn a_hub_consent_expires_and_hubs_are_revoked_by_their_own_patient_only() 
         Refusal::Roles(RolesErrors::RoleTaken(_))
     );
     assert_refused!(
-        world.client(SECOND_PATIENT).revoke_hub(world.addr(HUB)).await,
+        world
+            .client(SECOND_PATIENT)
+            .revoke_hub(world.addr(HUB))
+            .await,
         Refusal::Roles(RolesErrors::NotHubOfPatient(_))
     );
     assert_refused!(
@@ -398,7 +411,10 @@ async fn revocation_ends_an_enrolment_and_re_enrolment_starts_a_new_epoch() {
     let world = World::enrolled().await;
     let admin = world.client(ADMIN);
     let c = &world.consortium;
-    assert_eq!(admin.physician_of(world.addr(LOCUM)).await.unwrap().epoch, 1);
+    assert_eq!(
+        admin.physician_of(world.addr(LOCUM)).await.unwrap().epoch,
+        1
+    );
     admin.revoke_physician(world.addr(LOCUM)).await.unwrap();
     assert!(!admin.is_active_physician(world.addr(LOCUM)).await.unwrap());
     assert_refused!(
@@ -409,7 +425,10 @@ async fn revocation_ends_an_enrolment_and_re_enrolment_starts_a_new_epoch() {
         Refusal::Roles(RolesErrors::NotActivePhysician(_))
     );
     c.enrol_physician(LOCUM, CLINIC).await.unwrap();
-    assert_eq!(admin.physician_of(world.addr(LOCUM)).await.unwrap().epoch, 2);
+    assert_eq!(
+        admin.physician_of(world.addr(LOCUM)).await.unwrap().epoch,
+        2
+    );
 
     // Revoking the clinic makes its physician inactive; re-enrolling the
     // clinic starts a new clinic epoch and does not revive the physician.
@@ -421,7 +440,10 @@ async fn revocation_ends_an_enrolment_and_re_enrolment_starts_a_new_epoch() {
     assert_eq!(admin.entity_of(world.addr(CLINIC)).await.unwrap().epoch, 2);
     assert!(!admin.is_active_physician(world.addr(LOCUM)).await.unwrap());
     c.enrol_physician(LOCUM, CLINIC).await.unwrap();
-    assert_eq!(admin.physician_of(world.addr(LOCUM)).await.unwrap().epoch, 3);
+    assert_eq!(
+        admin.physician_of(world.addr(LOCUM)).await.unwrap().epoch,
+        3
+    );
 
     assert_refused!(
         admin.revoke_entity(world.addr(PHYSICIAN)).await,
@@ -456,9 +478,17 @@ async fn an_entity_revokes_its_own_physicians_and_proxies_only() {
     );
     let hospital = world.client(HOSPITAL);
     assert!(hospital.is_active_proxy(world.addr(PROXY)).await.unwrap());
-    hospital.revoke_physician(world.addr(PHYSICIAN)).await.unwrap();
+    hospital
+        .revoke_physician(world.addr(PHYSICIAN))
+        .await
+        .unwrap();
     hospital.revoke_proxy(world.addr(PROXY)).await.unwrap();
-    assert!(!hospital.is_active_physician(world.addr(PHYSICIAN)).await.unwrap());
+    assert!(
+        !hospital
+            .is_active_physician(world.addr(PHYSICIAN))
+            .await
+            .unwrap()
+    );
     assert!(!hospital.is_active_proxy(world.addr(PROXY)).await.unwrap());
 }
 
@@ -477,7 +507,10 @@ async fn proxies_are_offered_by_an_active_hospital_and_die_with_its_epoch() {
     let reader = world.client(STRANGER);
     let proxy = reader.proxy_of(world.addr(PROXY)).await.unwrap();
     assert_eq!(proxy.hospital, world.addr(HOSPITAL));
-    assert_eq!(proxy.node_id, glyco_contracts::B256::repeat_byte(PROXY as u8));
+    assert_eq!(
+        proxy.node_id,
+        glyco_contracts::B256::repeat_byte(PROXY as u8)
+    );
     let admin = world.client(ADMIN);
     admin.revoke_entity(world.addr(HOSPITAL)).await.unwrap();
     assert!(!reader.is_active_proxy(world.addr(PROXY)).await.unwrap());
@@ -556,7 +589,11 @@ async fn a_patient_key_rotates_with_the_new_keys_consent_and_the_physicians_cosi
         .sign_key_rotation(&rotation)
         .await
         .unwrap();
-    let wrong_physician = world.client(LOCUM).sign_key_rotation(&rotation).await.unwrap();
+    let wrong_physician = world
+        .client(LOCUM)
+        .sign_key_rotation(&rotation)
+        .await
+        .unwrap();
     let patient = world.client(PATIENT);
 
     // Every signature must be the right key's.
@@ -577,13 +614,19 @@ async fn a_patient_key_rotates_with_the_new_keys_consent_and_the_physicians_cosi
         Refusal::Roles(RolesErrors::NotAllowed(_))
     );
 
-    patient.rotate_patient_key(&consent, &cosignature).await.unwrap();
+    patient
+        .rotate_patient_key(&consent, &cosignature)
+        .await
+        .unwrap();
     let reader = world.client(STRANGER);
     assert_eq!(reader.patient_key(record).await.unwrap(), Some(new_key));
     assert_eq!(reader.patient_of_key(new_key).await.unwrap(), Some(record));
     assert_eq!(reader.role_of(record).await.unwrap(), Some(Role::Retired));
     // The record keeps its hub and devices; the new key acts, the old cannot.
-    assert_eq!(reader.hub_patient(world.addr(HUB)).await.unwrap(), Some(record));
+    assert_eq!(
+        reader.hub_patient(world.addr(HUB)).await.unwrap(),
+        Some(record)
+    );
     assert!(reader.may_manage_devices(new_key, record).await.unwrap());
     assert!(!reader.may_manage_devices(record, record).await.unwrap());
     // A retired key never takes a role again.
@@ -609,7 +652,12 @@ async fn role_changes_emit_indexed_events() {
         world.consortium.deployment.contracts.roles,
         client.provider(),
     );
-    let entities = roles.EntityEnrolled_filter().from_block(0).query().await.unwrap();
+    let entities = roles
+        .EntityEnrolled_filter()
+        .from_block(0)
+        .query()
+        .await
+        .unwrap();
     assert_eq!(entities.len(), 2);
     let physicians = roles
         .PhysicianEnrolled_filter()
@@ -629,18 +677,127 @@ async fn role_changes_emit_indexed_events() {
         .unwrap();
     assert_eq!(patients.len(), 1);
     assert_eq!(patients[0].0.physician, world.addr(PHYSICIAN));
-    let hubs = roles.HubAuthorised_filter().from_block(0).query().await.unwrap();
+    let hubs = roles
+        .HubAuthorised_filter()
+        .from_block(0)
+        .query()
+        .await
+        .unwrap();
     assert_eq!(hubs.len(), 1);
     assert!(hubs[0].0.mayManageDevices);
-    let offers = roles.RoleOffered_filter().from_block(0).query().await.unwrap();
-    assert_eq!(offers.len(), 7, "2 entities, 2 physicians, a proxy, 2 patients");
+    let offers = roles
+        .RoleOffered_filter()
+        .from_block(0)
+        .query()
+        .await
+        .unwrap();
+    assert_eq!(
+        offers.len(),
+        7,
+        "2 entities, 2 physicians, a proxy, 2 patients"
+    );
 
     client.revoke_physician(world.addr(LOCUM)).await.unwrap();
     client.revoke_entity(world.addr(CLINIC)).await.unwrap();
-    world.client(PATIENT).revoke_hub(world.addr(HUB)).await.unwrap();
-    let revoked = roles.PhysicianRevoked_filter().from_block(0).query().await.unwrap();
+    world
+        .client(PATIENT)
+        .revoke_hub(world.addr(HUB))
+        .await
+        .unwrap();
+    let revoked = roles
+        .PhysicianRevoked_filter()
+        .from_block(0)
+        .query()
+        .await
+        .unwrap();
     assert_eq!(revoked.len(), 1);
     assert_eq!(revoked[0].0.epoch, 1);
-    assert_eq!(roles.EntityRevoked_filter().from_block(0).query().await.unwrap().len(), 1);
-    assert_eq!(roles.HubRevoked_filter().from_block(0).query().await.unwrap().len(), 1);
+    assert_eq!(
+        roles
+            .EntityRevoked_filter()
+            .from_block(0)
+            .query()
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        roles
+            .HubRevoked_filter()
+            .from_block(0)
+            .query()
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_senders_allowlist_holds_live_roles_and_pending_offers_only() {
+    let world = World::enrolled().await;
+    let admin = world.client(ADMIN);
+    // A pending offer (the key must be able to accept it), a revoked
+    // physician, a withdrawn offer and a retired key.
+    admin
+        .offer_entity(world.addr(THIRD_HOSPITAL), EntityKind::Hospital, "Royal")
+        .await
+        .unwrap();
+    admin
+        .offer_entity(world.addr(SECOND_HOSPITAL), EntityKind::Hospital, "Mercy")
+        .await
+        .unwrap();
+    admin
+        .withdraw_offer(world.addr(SECOND_HOSPITAL))
+        .await
+        .unwrap();
+    admin.revoke_physician(world.addr(LOCUM)).await.unwrap();
+    let rotation = KeyRotation {
+        patient: world.addr(PATIENT),
+        old_key: world.addr(PATIENT),
+        new_key: world.addr(NEW_PATIENT_KEY),
+        deadline: in_an_hour(),
+    };
+    let consent = world
+        .client(NEW_PATIENT_KEY)
+        .sign_key_rotation(&rotation)
+        .await
+        .unwrap();
+    let cosigned = world
+        .client(PHYSICIAN)
+        .sign_key_rotation(&rotation)
+        .await
+        .unwrap();
+    world
+        .client(PATIENT)
+        .rotate_patient_key(&consent, &cosigned)
+        .await
+        .unwrap();
+
+    let allowed = world.client(STRANGER).allowed_senders().await.unwrap();
+    for index in [
+        ADMIN,
+        HOSPITAL,
+        CLINIC,
+        PHYSICIAN,
+        PROXY,
+        NEW_PATIENT_KEY,
+        SECOND_PATIENT,
+        HUB,
+        THIRD_HOSPITAL,
+    ] {
+        assert!(
+            allowed.contains(&world.addr(index)),
+            "account {index} missing: {allowed:?}"
+        );
+    }
+    for index in [STRANGER, LOCUM, PATIENT, SECOND_HOSPITAL, NEXT_ADMIN] {
+        assert!(
+            !allowed.contains(&world.addr(index)),
+            "account {index} allowed: {allowed:?}"
+        );
+    }
+    let file = glyco_contracts::client::besu_accounts_allowlist(&allowed);
+    assert!(file.contains(&format!("\"{}\"", world.addr(HUB))), "{file}");
 }

@@ -11,8 +11,8 @@ use glyco_contracts::bindings::Anchors::AnchorsErrors;
 use glyco_contracts::bindings::Permissions::PermissionsErrors;
 use glyco_contracts::client::AccessRequest;
 use glyco_contracts::{
-    AccessAction, AnchorOutcome, B256, BatchAnchor, ChainError, DataKinds, EmergencyPolicy,
-    Expiry, GrantScope, Refusal, UnixSeconds,
+    AccessAction, AnchorOutcome, B256, BatchAnchor, ChainError, DataKinds, EmergencyPolicy, Expiry,
+    GrantScope, Refusal, UnixSeconds,
 };
 use support::{World, accounts::*};
 
@@ -24,7 +24,12 @@ async fn granted_world() -> (World, B256) {
     let world = World::enrolled().await;
     world
         .client(PATIENT)
-        .grant(world.addr(PHYSICIAN), POLICY, GrantScope::EVERYTHING, Expiry::Never)
+        .grant(
+            world.addr(PHYSICIAN),
+            POLICY,
+            GrantScope::EVERYTHING,
+            Expiry::Never,
+        )
         .await
         .unwrap();
     let root = world.anchored_glucose_batch(0xb1, HOUR_START).await;
@@ -43,15 +48,24 @@ async fn a_proxy_records_a_signed_access_that_anyone_can_list() {
     let outcome = world.client(PROXY).record_access(&request).await.unwrap();
     assert!(outcome.tx.is_some());
     let entry = outcome.entry;
-    assert_eq!((entry.patient, entry.physician), (patient_addr, physician_addr));
+    assert_eq!(
+        (entry.patient, entry.physician),
+        (patient_addr, physician_addr)
+    );
     assert_eq!((entry.proxy, entry.data_id), (world.addr(PROXY), root));
     assert_eq!(entry.action, Some(AccessAction::Read));
     assert_eq!(entry.seq, 1);
 
     let reader = world.client(STRANGER);
     assert_eq!(reader.access_count(patient_addr).await.unwrap(), 1);
-    assert_eq!(reader.access_log_of(patient_addr, 0).await.unwrap(), vec![entry]);
-    assert_eq!(reader.accesses_by(physician_addr, 0).await.unwrap(), vec![entry]);
+    assert_eq!(
+        reader.access_log_of(patient_addr, 0).await.unwrap(),
+        vec![entry]
+    );
+    assert_eq!(
+        reader.accesses_by(physician_addr, 0).await.unwrap(),
+        vec![entry]
+    );
     assert!(
         reader
             .access_log_of(world.addr(SECOND_PATIENT), 0)
@@ -104,7 +118,14 @@ async fn nobody_can_log_an_access_no_grant_allows() {
         world.client(PROXY).record_access(&zero).await,
         Refusal::AccessLog(AccessLogErrors::WrongSigner(_))
     );
-    assert_eq!(world.client(STRANGER).access_count(patient_addr).await.unwrap(), 0);
+    assert_eq!(
+        world
+            .client(STRANGER)
+            .access_count(patient_addr)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 /// Exploit (v1): `mayReencrypt` was a view apart from logging, so a revoke
@@ -118,7 +139,11 @@ async fn a_revoke_between_request_and_record_stops_the_access() {
         .sign_access_request(world.addr(PATIENT), world.addr(PROXY), root, TEN_MINUTES)
         .await
         .unwrap();
-    world.client(PATIENT).revoke(world.addr(PHYSICIAN)).await.unwrap();
+    world
+        .client(PATIENT)
+        .revoke(world.addr(PHYSICIAN))
+        .await
+        .unwrap();
     assert_refused!(
         world.client(PROXY).record_access(&request).await,
         Refusal::Permissions(PermissionsErrors::NoLiveGrant(_))
@@ -146,7 +171,10 @@ async fn a_request_is_used_once_by_the_proxy_it_names_before_its_deadline() {
     assert!(retry.tx.is_none());
     assert_eq!(retry.entry, first.entry);
     // A raw replay is refused by the contract.
-    let access_log = AccessLog::new(world.consortium.deployment.contracts.access_log, proxy.provider());
+    let access_log = AccessLog::new(
+        world.consortium.deployment.contracts.access_log,
+        proxy.provider(),
+    );
     let r = request.request;
     let raw = AccessLog::AccessRequest {
         patient: r.patient,
@@ -168,7 +196,14 @@ async fn a_request_is_used_once_by_the_proxy_it_names_before_its_deadline() {
         ),
         "{err}"
     );
-    assert_eq!(world.client(STRANGER).access_count(world.addr(PATIENT)).await.unwrap(), 1);
+    assert_eq!(
+        world
+            .client(STRANGER)
+            .access_count(world.addr(PATIENT))
+            .await
+            .unwrap(),
+        1
+    );
 
     // Expired, or good for longer than an hour: refused.
     let expired = physician
@@ -203,7 +238,11 @@ async fn a_request_is_used_once_by_the_proxy_it_names_before_its_deadline() {
 }
 
 async fn enrol_second_proxy(world: &World) {
-    world.consortium.enrol_proxy(HOSPITAL, SECOND_PROXY).await.unwrap();
+    world
+        .consortium
+        .enrol_proxy(HOSPITAL, SECOND_PROXY)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -241,7 +280,8 @@ async fn the_grant_scope_and_the_anchor_decide_what_may_be_read() {
     let in_scope = world.anchored_glucose_batch(0xc3, HOUR_START + 3600).await;
     let physician = world.client(PHYSICIAN);
     let proxy = world.client(PROXY);
-    let ask = |root| physician.sign_access_request(patient_addr, world.addr(PROXY), root, TEN_MINUTES);
+    let ask =
+        |root| physician.sign_access_request(patient_addr, world.addr(PROXY), root, TEN_MINUTES);
     for root in [blood_pressure.root, too_late.root] {
         assert_refused!(
             proxy.record_access(&ask(root).await.unwrap()).await,
@@ -249,10 +289,15 @@ async fn the_grant_scope_and_the_anchor_decide_what_may_be_read() {
         );
     }
     assert_refused!(
-        proxy.record_access(&ask(B256::repeat_byte(0xee)).await.unwrap()).await,
+        proxy
+            .record_access(&ask(B256::repeat_byte(0xee)).await.unwrap())
+            .await,
         Refusal::AccessLog(AccessLogErrors::NotAnchored(_))
     );
-    proxy.record_access(&ask(in_scope).await.unwrap()).await.unwrap();
+    proxy
+        .record_access(&ask(in_scope).await.unwrap())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -304,9 +349,15 @@ async fn a_hub_anchors_batches_exactly_once_per_patient() {
     else {
         panic!("a repeat is recognised")
     };
-    assert_eq!((record.batch, record.submitter, record.seq), (batch, world.addr(HUB), 1));
+    assert_eq!(
+        (record.batch, record.submitter, record.seq),
+        (batch, world.addr(HUB), 1)
+    );
     let reader = world.client(STRANGER);
-    assert_eq!(reader.anchor_of(patient_addr, batch.root).await.unwrap(), Some(record));
+    assert_eq!(
+        reader.anchor_of(patient_addr, batch.root).await.unwrap(),
+        Some(record)
+    );
     assert_eq!(reader.anchor_count(patient_addr).await.unwrap(), 1);
     let listed = reader.anchors_of(patient_addr, 0).await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -337,10 +388,18 @@ async fn a_root_anchored_first_by_someone_else_does_not_block_the_patient() {
         .anchor(world.addr(SECOND_PATIENT), batch)
         .await
         .unwrap();
-    let outcome = world.client(HUB).anchor(world.addr(PATIENT), batch).await.unwrap();
+    let outcome = world
+        .client(HUB)
+        .anchor(world.addr(PATIENT), batch)
+        .await
+        .unwrap();
     assert!(matches!(outcome, AnchorOutcome::Anchored(_)));
     let reader = world.client(STRANGER);
-    let mine = reader.anchor_of(world.addr(PATIENT), batch.root).await.unwrap().unwrap();
+    let mine = reader
+        .anchor_of(world.addr(PATIENT), batch.root)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(mine.submitter, world.addr(HUB));
 }
 
@@ -363,7 +422,13 @@ async fn anchoring_refuses_strangers_other_patients_hubs_and_malformed_batches()
     }
     let hub = world.client(HUB);
     for (bad, what) in [
-        (BatchAnchor { root: B256::ZERO, ..good }, "zero root"),
+        (
+            BatchAnchor {
+                root: B256::ZERO,
+                ..good
+            },
+            "zero root",
+        ),
         (BatchAnchor { count: 0, ..good }, "empty"),
         (
             BatchAnchor {

@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use glyco_contracts::DeviceIdentity;
+use glyco_contracts::{DeviceIdKey, DeviceIdentity};
 use glyco_gateway::admission::{Admission, Decision};
 use glyco_gateway::ble::{DeviceClock, convert};
 use glyco_gateway::reading::{Limits, now_millis};
@@ -14,16 +14,17 @@ use glyco_gateway::registry::{MirrorState, MirroredDevice, Registry};
 use glyco_gateway::sim;
 
 fn admission_for(device: &DeviceIdentity) -> Admission {
+    let ids = DeviceIdKey::generate();
     let mut state = MirrorState::default();
     state.devices.insert(
-        device.device_id(),
+        ids.id_of(device),
         MirroredDevice {
             kind: None,
             active: true,
             block: 1,
         },
     );
-    Admission::new(Registry::new(state), Limits::default(), 4096)
+    Admission::new(Registry::new(state, ids), Limits::default(), 4096)
 }
 
 fn bench(c: &mut Criterion) {

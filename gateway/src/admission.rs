@@ -63,9 +63,7 @@ impl Admission {
     /// An MQTT payload from the device named `device` (its topic and its
     /// authenticated client id agree: the gatekeeper made sure).
     pub fn mqtt(&self, device: &DeviceIdentity, payload: &[u8], now: UnixMillis) -> Decision {
-        if let Some((reason, detail)) =
-            standing_refusal(self.registry.standing(&device.device_id()), device)
-        {
+        if let Some((reason, detail)) = standing_refusal(self.registry.standing(device), device) {
             return Decision::Refuse {
                 reason,
                 detail,
@@ -91,10 +89,9 @@ impl Admission {
 
     /// A reading already decoded (BLE): registry and value checks.
     pub fn reading(&self, reading: Reading, now: UnixMillis) -> Decision {
-        if let Some((reason, detail)) = standing_refusal(
-            self.registry.standing(&reading.device.device_id()),
-            &reading.device,
-        ) {
+        if let Some((reason, detail)) =
+            standing_refusal(self.registry.standing(&reading.device), &reading.device)
+        {
             return Decision::Refuse {
                 reason,
                 detail,

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use glyco_contracts::DeviceId;
+use glyco_contracts::DeviceIdentity;
 use glyco_ml::{Finding, Models, PatientMonitor, Sample, SensorFlags};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -162,7 +162,7 @@ pub struct DeviceFinding {
 /// with its sensor (calibration drift).
 pub struct Monitors {
     models: Arc<Models>,
-    by_device: HashMap<DeviceId, (String, PatientMonitor)>,
+    by_device: HashMap<DeviceIdentity, (String, PatientMonitor)>,
 }
 
 impl Monitors {
@@ -181,13 +181,15 @@ impl Monitors {
     ) -> Option<Result<Vec<DeviceFinding>, glyco_ml::MlError>> {
         let sample = sample_of(reading)?;
         let models = &self.models;
-        let id = reading.device.device_id();
-        let (name, monitor) = self.by_device.entry(id).or_insert_with(|| {
-            (
-                reading.device.to_string(),
-                PatientMonitor::new(models.clone()),
-            )
-        });
+        let (name, monitor) = self
+            .by_device
+            .entry(reading.device.clone())
+            .or_insert_with(|| {
+                (
+                    reading.device.to_string(),
+                    PatientMonitor::new(models.clone()),
+                )
+            });
         let mut findings: Vec<DeviceFinding> = match monitor.observe(&sample) {
             Ok(findings) => findings
                 .into_iter()
@@ -205,7 +207,7 @@ impl Monitors {
             && trusted
         {
             for (other, (name, monitor)) in &mut self.by_device {
-                if *other == id {
+                if *other == reading.device {
                     continue;
                 }
                 // Validated above; a monitor without CGM data finds nothing.

@@ -22,7 +22,12 @@ rpc_url = "http://127.0.0.1:8545"
 deployment_file = "/etc/glyco/deployment.json"
 # The hub's Ethereum key, relative to state_dir; created (mode 0600) if missing.
 key_file = "hub.key"
-# The patient this hub serves. Unset: whoever authorised the hub's key on chain.
+# The consortium's device-id key (mode 0600), provisioned with the deployment
+# file: on-chain device ids are keyed with it so they do not reveal hardware
+# addresses. Its fingerprint must match the deployment file's.
+device_id_key_file = "/etc/glyco/device-id.key"
+# Required to run: the patient record this hub serves. The hub follows no one
+# else, even if another patient manages to bind its key.
 # patient = "0x..."
 # How often the hub follows the chain for device changes, in milliseconds.
 poll_interval_ms = 1000
@@ -108,6 +113,7 @@ pub struct ChainConfig {
     pub rpc_url: String,
     pub deployment_file: PathBuf,
     pub key_file: PathBuf,
+    pub device_id_key_file: PathBuf,
     pub patient: Option<Address>,
     pub poll_interval_ms: u64,
     pub log_chunk_blocks: u64,
@@ -188,6 +194,7 @@ impl Default for ChainConfig {
             rpc_url: "http://127.0.0.1:8545".into(),
             deployment_file: PathBuf::from("/etc/glyco/deployment.json"),
             key_file: PathBuf::from("hub.key"),
+            device_id_key_file: PathBuf::from("/etc/glyco/device-id.key"),
             patient: None,
             poll_interval_ms: 1000,
             log_chunk_blocks: 5000,
@@ -254,6 +261,18 @@ impl HubConfig {
         })?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// [`HubConfig::validate`], plus what running the hub (or acting for
+    /// its patient) needs: the patient it serves.
+    pub fn validate_for_hub(&self) -> Result<Address, ConfigError> {
+        self.validate()?;
+        match self.chain.patient {
+            Some(patient) if !patient.is_zero() => Ok(patient),
+            _ => Err(ConfigError::Invalid(
+                "chain.patient is required: the patient record this hub serves".into(),
+            )),
+        }
     }
 
     /// Checks everything that can be checked without side effects.
@@ -333,6 +352,18 @@ mod tests {
         let parsed: HubConfig = toml::from_str(DEFAULT_CONFIG_TOML).unwrap();
         assert_eq!(parsed, HubConfig::default());
         parsed.validate().unwrap();
+    }
+
+    #[test]
+    fn a_hub_needs_the_patient_it_serves() {
+        let mut config = HubConfig::default();
+        let err = config.validate_for_hub().unwrap_err().to_string();
+        assert!(err.contains("chain.patient"), "{err}");
+        config.chain.patient = Some(Address::ZERO);
+        assert!(config.validate_for_hub().is_err());
+        let patient = Address::repeat_byte(5);
+        config.chain.patient = Some(patient);
+        assert_eq!(config.validate_for_hub().unwrap(), patient);
     }
 
     #[test]

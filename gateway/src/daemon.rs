@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use glyco_contracts::keys::load_or_create_key;
-use glyco_contracts::{Address, Deployment, GlycoClient};
+use glyco_contracts::{Address, Deployment, DeviceIdKey, GlycoClient};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +39,14 @@ pub enum DaemonError {
     Deployment(#[from] glyco_contracts::deployment::DeploymentFileError),
     #[error(transparent)]
     Key(#[from] glyco_contracts::keys::KeyError),
+    #[error(
+        "device-id key {path} (fingerprint {found}) is not the consortium's: the deployment file expects {expected}"
+    )]
+    DeviceIdKeyMismatch {
+        path: String,
+        found: glyco_contracts::B256,
+        expected: glyco_contracts::B256,
+    },
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
     #[error(transparent)]
@@ -88,13 +96,10 @@ impl StatusSources {
             .devices()
             .into_iter()
             .filter_map(|n| glyco_contracts::DeviceIdentity::name(&n).ok())
-            .map(|identity| (identity.device_id(), identity))
+            .map(|identity| (self.registry.device_id(&identity), identity))
             .collect();
-        for identity in &ble_connected {
-            names.insert(identity.device_id(), identity.clone());
-        }
-        for reading in latest.values() {
-            names.insert(reading.device.device_id(), reading.device.clone());
+        for identity in ble_connected.iter().chain(latest.keys()) {
+            names.insert(self.registry.device_id(identity), identity.clone());
         }
         let devices = mirror
             .devices
@@ -112,7 +117,7 @@ impl StatusSources {
                             ble_connected.contains(ble)
                         }
                     }),
-                    last_reading: latest.get(id).cloned(),
+                    last_reading: identity.and_then(|i| latest.get(i)).cloned(),
                 }
             })
             .collect();
@@ -151,6 +156,7 @@ impl StatusSources {
                 })
                 .collect(),
             refusal_events_dropped: behaviour.dropped(),
+            emergency_accesses: mirror.emergency_accesses.clone(),
         }
     }
 }
@@ -166,10 +172,28 @@ fn prepare_state_dir(config: &HubConfig) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// Loads the consortium's device-id key and checks it against the deployment.
+pub fn load_device_id_key(
+    config: &HubConfig,
+    deployment: &Deployment,
+) -> Result<DeviceIdKey, DaemonError> {
+    let path = &config.chain.device_id_key_file;
+    let key = DeviceIdKey::load(path)?;
+    if key.fingerprint() != deployment.device_id_key_fingerprint {
+        return Err(DaemonError::DeviceIdKeyMismatch {
+            path: path.display().to_string(),
+            found: key.fingerprint(),
+            expected: deployment.device_id_key_fingerprint,
+        });
+    }
+    Ok(key)
+}
+
 /// Runs the hub until `shutdown` is cancelled.
 pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), DaemonError> {
-    config.validate()?;
+    let patient = config.validate_for_hub()?;
     let deployment = Deployment::load(&config.chain.deployment_file)?;
+    let device_ids = load_device_id_key(&config, &deployment)?;
     let rpc_url: glyco_contracts::client::RpcUrl = config
         .chain
         .rpc_url
@@ -213,7 +237,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         tracing::info!(%hub, "created a new hub key; the patient must authorise this address");
     }
     let journal = Journal::open(&config.journal_path())?;
-    let registry = Registry::new(load_mirror(&journal)?);
+    let registry = Registry::new(load_mirror(&journal)?, device_ids);
     let (writer, events, writer_task) = JournalWriter::start(journal.clone());
     let behaviour = Behaviour::new(events, journal.event_counts()?);
     let pipeline = Pipeline::new(writer, behaviour.clone(), journal.latest_readings()?);
@@ -244,7 +268,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
     let follower = Follower {
         client: GlycoClient::read_only(rpc_url, deployment),
         hub,
-        configured_patient: config.chain.patient,
+        patient,
         journal: journal.clone(),
         registry: registry.clone(),
         poll_interval: Duration::from_millis(config.chain.poll_interval_ms),

@@ -192,7 +192,7 @@ impl Journal {
                 let (journal_seq, bytes) = entry?;
                 let reading: Reading = serde_json::from_slice(bytes.value())?;
                 if dedupe_by_content(&reading) {
-                    let device = reading.device.device_id().0.0;
+                    let device = reading.device.local_digest().0;
                     timed.insert((&device, &content_hash(&reading)), journal_seq.value())?;
                 }
             }
@@ -220,7 +220,7 @@ impl Journal {
             let mut latest = txn.open_table(LATEST)?;
             let mut next = stored.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
             for reading in readings.iter_mut() {
-                let device = reading.device.device_id().0.0;
+                let device = reading.device.local_digest().0;
                 match reading.seq_origin {
                     SeqOrigin::Hub => {
                         if dedupe_by_content(reading) {
@@ -333,11 +333,11 @@ impl Journal {
     /// glucose meters are asked for their records after this one).
     pub fn last_device_seq(
         &self,
-        device: &glyco_contracts::DeviceId,
+        device: &glyco_contracts::DeviceIdentity,
     ) -> Result<Option<u64>, JournalError> {
         let txn = self.db.begin_read()?;
         let seen = txn.open_table(SEEN)?;
-        let id = device.0.0;
+        let id = device.local_digest().0;
         let last = seen
             .range((&id, 0)..=(&id, u64::MAX))?
             .next_back()
@@ -671,7 +671,7 @@ mod tests {
         journal.append(&mut batch).unwrap();
         let seq = |name: &str| {
             journal
-                .last_device_seq(&DeviceIdentity::name(name).unwrap().device_id())
+                .last_device_seq(&DeviceIdentity::name(name).unwrap())
                 .unwrap()
         };
         assert_eq!(seq("a"), Some(7));

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use glyco_contracts::DeviceId;
+use glyco_contracts::DeviceIdentity;
 use tokio::sync::broadcast;
 
 use crate::behaviour::{Behaviour, RefusalReason};
@@ -28,15 +28,12 @@ pub struct Pipeline {
     journal: JournalWriter,
     behaviour: Behaviour,
     stored: broadcast::Sender<Reading>,
-    latest: Arc<Mutex<BTreeMap<DeviceId, Reading>>>,
+    latest: Arc<Mutex<BTreeMap<DeviceIdentity, Reading>>>,
 }
 
 impl Pipeline {
     pub fn new(journal: JournalWriter, behaviour: Behaviour, latest: Vec<Reading>) -> Self {
-        let latest = latest
-            .into_iter()
-            .map(|r| (r.device.device_id(), r))
-            .collect();
+        let latest = latest.into_iter().map(|r| (r.device.clone(), r)).collect();
         Self {
             journal,
             behaviour,
@@ -56,7 +53,7 @@ impl Pipeline {
     }
 
     /// The latest stored reading of each device.
-    pub fn latest(&self) -> BTreeMap<DeviceId, Reading> {
+    pub fn latest(&self) -> BTreeMap<DeviceIdentity, Reading> {
         self.latest.lock().expect("latest lock").clone()
     }
 
@@ -69,7 +66,7 @@ impl Pipeline {
                 self.latest
                     .lock()
                     .expect("latest lock")
-                    .insert(reading.device.device_id(), reading.clone());
+                    .insert(reading.device.clone(), reading.clone());
                 let _ = self.stored.send(reading);
                 Ok(Stored::New { seq })
             }

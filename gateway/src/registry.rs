@@ -1,16 +1,25 @@
 //! The hub's mirror of its patient's device registry on chain.
 //!
-//! The mirror replays `DeviceAdded`/`DeviceRemoved` events from the last block
-//! it saw (the deployment block on first start), saves its checkpoint in the
-//! journal after every step, and so survives restarts. If the chain cannot be
-//! reached the hub keeps the last mirror: known devices stay in, unknown ones
-//! stay out, and the status says the chain is unreachable.
+//! The mirror replays `DeviceAdded`/`DeviceRemoved`/`DeviceReleased` events
+//! from the last block it saw (the deployment block on first start), saves its
+//! checkpoint in the journal after every step, and so survives restarts. If
+//! the chain cannot be reached the hub keeps the last mirror: known devices
+//! stay in, unknown ones stay out, and the status says the chain is
+//! unreachable. It follows only the patient named in the config: a hub key
+//! bound by anyone else is refused, never followed.
+//!
+//! Emergency accesses opened to the patient's data are announced here too:
+//! the follower logs each one as a warning and keeps the latest in the mirror
+//! for the status output.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use glyco_contracts::{Address, ChainError, DeviceChangeKind, DeviceId, DeviceKind, GlycoClient};
+use glyco_contracts::{
+    Address, ChainError, DeviceChangeKind, DeviceId, DeviceIdKey, DeviceIdentity, DeviceKind,
+    EmergencyAccess, GlycoClient,
+};
 use redb::ReadableDatabase;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -20,6 +29,8 @@ use crate::journal::{Journal, JournalError, META};
 use crate::reading::{UnixMillis, now_millis};
 
 const CHECKPOINT_KEY: &str = "registry_mirror";
+/// Emergency accesses kept for the status output (the oldest drop first).
+const MAX_EMERGENCY_ACCESSES: usize = 32;
 
 /// Where a device stands with this hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +56,9 @@ pub struct MirrorState {
     /// Last block whose device events are applied.
     pub synced_block: Option<u64>,
     pub devices: BTreeMap<DeviceId, MirroredDevice>,
+    /// The latest emergency accesses opened to the patient's data, oldest first.
+    #[serde(default)]
+    pub emergency_accesses: Vec<EmergencyAccess>,
 }
 
 impl MirrorState {
@@ -72,19 +86,28 @@ pub struct Registry {
     state: Arc<RwLock<MirrorState>>,
     health: Arc<RwLock<SyncHealth>>,
     changes: watch::Sender<u64>,
+    ids: Arc<DeviceIdKey>,
 }
 
 impl Registry {
-    pub fn new(state: MirrorState) -> Self {
+    /// `ids` derives the on-chain id of each device identity.
+    pub fn new(state: MirrorState, ids: DeviceIdKey) -> Self {
         Self {
             state: Arc::new(RwLock::new(state)),
             health: Arc::new(RwLock::new(SyncHealth::default())),
             changes: watch::channel(0).0,
+            ids: Arc::new(ids),
         }
     }
 
-    pub fn standing(&self, device: &DeviceId) -> Standing {
-        self.state.read().expect("registry lock").standing(device)
+    /// The device's on-chain id.
+    pub fn device_id(&self, identity: &DeviceIdentity) -> DeviceId {
+        self.ids.id_of(identity)
+    }
+
+    pub fn standing(&self, identity: &DeviceIdentity) -> Standing {
+        let id = self.device_id(identity);
+        self.state.read().expect("registry lock").standing(&id)
     }
 
     pub fn snapshot(&self) -> MirrorState {
@@ -168,12 +191,24 @@ fn save_mirror(journal: &Journal, state: &MirrorState) -> Result<(), JournalErro
     Ok(())
 }
 
+/// Tells whoever watches the hub's log that someone opened emergency access.
+fn announce_emergency(access: &EmergencyAccess) {
+    tracing::warn!(
+        physician = %access.physician,
+        entity = %access.entity,
+        grant = access.grant_id,
+        expires_at = access.expires_at,
+        block = access.block,
+        "emergency access opened to the patient's data"
+    );
+}
+
 /// Follows the chain and keeps the [`Registry`] current.
 #[derive(Debug)]
 pub struct Follower {
     pub client: GlycoClient,
     pub hub: Address,
-    pub configured_patient: Option<Address>,
+    pub patient: Address,
     pub journal: Journal,
     pub registry: Registry,
     pub poll_interval: Duration,
@@ -190,17 +225,18 @@ impl Follower {
             return Err(SyncError::WrongChain { served, expected });
         }
         let head = client.block_number().await?;
-        let patient = match (client.hub_patient(self.hub).await?, self.configured_patient) {
-            (None, _) => return Err(SyncError::NotAuthorised { hub: self.hub }),
-            (Some(on_chain), Some(configured)) if on_chain != configured => {
+        let patient = self.patient;
+        match client.hub_patient(self.hub).await? {
+            None => return Err(SyncError::NotAuthorised { hub: self.hub }),
+            Some(on_chain) if on_chain != patient => {
                 return Err(SyncError::PatientMismatch {
                     hub: self.hub,
                     on_chain,
-                    configured,
+                    configured: patient,
                 });
             }
-            (Some(patient), _) => patient,
-        };
+            Some(_) => {}
+        }
 
         let mut state = self.registry.snapshot();
         if state.patient != Some(patient) {
@@ -220,7 +256,7 @@ impl Follower {
                 let device = MirroredDevice {
                     kind: match change.change {
                         DeviceChangeKind::Added(kind) => kind,
-                        DeviceChangeKind::Removed => {
+                        DeviceChangeKind::Removed | DeviceChangeKind::Released => {
                             state.devices.get(&change.device).and_then(|d| d.kind)
                         }
                     },
@@ -229,6 +265,15 @@ impl Follower {
                 };
                 state.devices.insert(change.device, device);
             }
+            for access in client.emergency_accesses(patient, from, Some(to)).await? {
+                announce_emergency(&access);
+                state.emergency_accesses.push(access);
+            }
+            let excess = state
+                .emergency_accesses
+                .len()
+                .saturating_sub(MAX_EMERGENCY_ACCESSES);
+            state.emergency_accesses.drain(..excess);
             state.synced_block = Some(to);
             save_mirror(&self.journal, &state)?;
             self.registry.replace(state.clone());
@@ -327,7 +372,7 @@ mod tests {
 
     #[test]
     fn subscribers_hear_only_real_changes() {
-        let registry = Registry::new(MirrorState::default());
+        let registry = Registry::new(MirrorState::default(), DeviceIdKey::generate());
         let mut rx = registry.subscribe();
         registry.replace(MirrorState::default());
         assert!(!rx.has_changed().unwrap());

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use glyco_contracts::{Address, DeviceId, DeviceKind};
+use glyco_contracts::{Address, DeviceId, DeviceKind, EmergencyAccess};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -29,6 +29,9 @@ pub struct StatusReport {
     pub analysis: crate::analysis::AnalysisStatus,
     /// Refusals counted but not journaled (the journal fell behind).
     pub refusal_events_dropped: u64,
+    /// Emergency accesses opened to the patient's data (latest last).
+    #[serde(default)]
+    pub emergency_accesses: Vec<EmergencyAccess>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +132,19 @@ impl StatusReport {
                 format!("{:?}", d.standing).to_lowercase(),
                 if d.connected { "connected" } else { "" },
             );
+        }
+        if !self.emergency_accesses.is_empty() {
+            let _ = writeln!(out, "\nEMERGENCY ACCESS");
+            for e in &self.emergency_accesses {
+                let _ = writeln!(
+                    out,
+                    "  physician {} of {} (grant {}), until {}",
+                    e.physician,
+                    e.entity,
+                    e.grant_id,
+                    format_time(e.expires_at.saturating_mul(1000).min(i64::MAX as u64) as i64)
+                );
+            }
         }
         let _ = writeln!(out, "\nrefusals");
         if self.refusals.is_empty() {

@@ -26,23 +26,25 @@ fn record(seq: u16, minutes_ago: u64, mg_dl: i16) -> Vec<u8> {
 }
 
 fn find_device<'a>(
+    world: &HubWorld,
     report: &'a StatusReport,
     address: &str,
 ) -> Option<&'a glyco_gateway::status::DeviceStatus> {
-    let id = DeviceIdentity::ble(address).unwrap().device_id();
+    let id = world.device_id(&DeviceIdentity::ble(address).unwrap());
     report.devices.iter().find(|d| d.device_id == id)
 }
 
 fn device_report<'a>(
+    world: &HubWorld,
     report: &'a StatusReport,
     address: &str,
 ) -> &'a glyco_gateway::status::DeviceStatus {
-    find_device(report, address)
+    find_device(world, report, address)
         .unwrap_or_else(|| panic!("{address} not in the status: {report:#?}"))
 }
 
-fn last_seq(report: &StatusReport, address: &str) -> Option<u64> {
-    find_device(report, address)?
+fn last_seq(world: &HubWorld, report: &StatusReport, address: &str) -> Option<u64> {
+    find_device(world, report, address)?
         .last_reading
         .as_ref()
         .map(|r| r.seq)
@@ -100,17 +102,23 @@ fn ble_readings_reach_the_journal_and_a_restart_fetches_only_new_records() {
         // The meter's stored records arrive through the RACP fetch.
         let report = hub
             .wait_for("the meter's three stored records", |r| {
-                last_seq(r, METER) == Some(3)
+                last_seq(&world, r, METER) == Some(3)
             })
             .await;
-        let last = device_report(&report, METER).last_reading.clone().unwrap();
+        let last = device_report(&world, &report, METER)
+            .last_reading
+            .clone()
+            .unwrap();
         assert_eq!(last.transport, Transport::Ble);
         assert_eq!(last.seq_origin, SeqOrigin::Device);
         assert!(
             matches!(last.measurement, Measurement::CapillaryGlucose { mg_dl } if (mg_dl - 97.0).abs() < 1e-9),
             "{last:?}"
         );
-        assert!(device_report(&report, METER).connected, "{report:#?}");
+        assert!(
+            device_report(&world, &report, METER).connected,
+            "{report:#?}"
+        );
 
         // A live record, then a CGM notification packing the three records
         // the sensor kept while the hub was connecting. (One notification:
@@ -125,10 +133,13 @@ fn ble_readings_reach_the_journal_and_a_restart_fetches_only_new_records() {
         assert!(mock.notify(&cgm.measurement, &packed).unwrap());
         let report = hub
             .wait_for("the live glucose record and three CGM readings", |r| {
-                last_seq(r, METER) == Some(4) && r.readings_stored == 7
+                last_seq(&world, r, METER) == Some(4) && r.readings_stored == 7
             })
             .await;
-        let cgm_last = device_report(&report, CGM).last_reading.clone().unwrap();
+        let cgm_last = device_report(&world, &report, CGM)
+            .last_reading
+            .clone()
+            .unwrap();
         assert_eq!(
             cgm_last.measurement,
             Measurement::CgmGlucose { mg_dl: 135.0 }
@@ -186,18 +197,18 @@ fn ble_readings_reach_the_journal_and_a_restart_fetches_only_new_records() {
             )
             .await;
         hub.wait_for("the stranger registered in the mirror", |r| {
-            find_device(r, STRANGER).is_some_and(|d| d.standing == Standing::Registered)
+            find_device(&world, r, STRANGER).is_some_and(|d| d.standing == Standing::Registered)
         })
         .await;
         mock.set_reachable(&stranger.device, false).unwrap();
         hub.wait_for("the stranger out of range", |r| {
-            find_device(r, STRANGER).is_some_and(|d| !d.connected)
+            find_device(&world, r, STRANGER).is_some_and(|d| !d.connected)
         })
         .await;
         mock.set_reachable(&stranger.device, true).unwrap();
         let report = hub
             .wait_for("the stranger's record after its reconnect", |r| {
-                last_seq(r, STRANGER) == Some(1)
+                last_seq(&world, r, STRANGER) == Some(1)
             })
             .await;
         assert_eq!(report.readings_stored, 8);
@@ -223,7 +234,7 @@ fn ble_readings_reach_the_journal_and_a_restart_fetches_only_new_records() {
         let hub = world.start_hub().await;
         let report = hub
             .wait_for("only the two new records after the restart", |r| {
-                last_seq(r, METER) == Some(7)
+                last_seq(&world, r, METER) == Some(7)
             })
             .await;
         assert_eq!(report.readings_stored, 10, "nothing stored twice");
@@ -263,7 +274,7 @@ fn the_hub_follows_the_adapter_as_it_appears_disappears_and_returns() {
         mock.set_stored_records(&meter.device, &[record(1, 10, 101)])
             .unwrap();
         hub.wait_for("the adapter's first record", |r| {
-            r.ble.state.contains("adapter hci0 ready") && last_seq(r, METER) == Some(1)
+            r.ble.state.contains("adapter hci0 ready") && last_seq(&world, r, METER) == Some(1)
         })
         .await;
 
@@ -279,7 +290,7 @@ fn the_hub_follows_the_adapter_as_it_appears_disappears_and_returns() {
             .unwrap();
         let report = hub
             .wait_for("the record kept while the adapter was away", |r| {
-                last_seq(r, METER) == Some(2)
+                last_seq(&world, r, METER) == Some(2)
             })
             .await;
         assert_eq!(report.readings_stored, 2);

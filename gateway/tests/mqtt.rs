@@ -384,7 +384,7 @@ async fn a_removal_on_chain_takes_effect_within_two_blocks() {
     assert_eq!(ack.status, AckStatus::Stored);
 
     let removed_at = world.remove_on_chain("cgm-9").await;
-    let id = DeviceIdentity::name("cgm-9").unwrap().device_id();
+    let id = world.device_id(&DeviceIdentity::name("cgm-9").unwrap());
     let report = hub
         .wait_for("the removal in the mirror", |r| {
             r.devices

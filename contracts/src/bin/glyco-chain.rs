@@ -4,11 +4,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use glyco_contracts::client::besu_accounts_allowlist;
 use glyco_contracts::deploy::{deploy_all, deploy_consortium};
-use glyco_contracts::{Address, Deployment, DeviceIdKey};
 use glyco_contracts::devnet::{DEFAULT_CONFIG_TOML, Devnet, DevnetConfig};
 use glyco_contracts::gas;
 use glyco_contracts::keys::{DEV_MNEMONIC, dev_account, load_key};
+use glyco_contracts::{Address, Deployment, DeviceIdKey, FeePolicy, GlycoClient};
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +53,10 @@ enum Command {
         /// if the file does not exist. Hubs need a copy.
         #[arg(long, default_value = "var/device-id.key")]
         device_id_key: PathBuf,
+        /// How the chain prices gas: `free` (zero base fee and minimum gas
+        /// price, the consortium's network and the dev chain) or `market`.
+        #[arg(long, value_enum, default_value_t = Fees::Free)]
+        fees: Fees,
     },
     /// Deploy the M-of-N governance contract for a deployment and record it in
     /// the deployment file. The admin then hands over with `transferAdmin`,
@@ -71,6 +76,18 @@ enum Command {
         #[arg(long)]
         threshold: u32,
     },
+    /// Write the accounts allowed to send transactions (keys holding a live
+    /// role or a pending offer, and the admin) as Besu's accounts
+    /// permissioning file.
+    Allowlist {
+        #[arg(long, default_value = "http://127.0.0.1:8545")]
+        rpc: String,
+        #[arg(long, default_value = "var/deployment.json")]
+        deployment: PathBuf,
+        /// Where to write the file; unset: standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Start a throwaway dev chain, call every contract function and print gas per function.
     GasTable {
         /// Also splice the table into this markdown file, between
@@ -78,6 +95,12 @@ enum Command {
         #[arg(long)]
         write: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Fees {
+    Free,
+    Market,
 }
 
 #[tokio::main]
@@ -101,6 +124,7 @@ async fn main() -> Result<()> {
             admin,
             out,
             device_id_key,
+            fees,
         } => {
             let deployer = deployer_key(key_file, account)?;
             let admin = admin.unwrap_or(deployer.address());
@@ -112,10 +136,17 @@ async fn main() -> Result<()> {
             } else {
                 let key = DeviceIdKey::generate();
                 key.save_new(&device_id_key)?;
-                println!("device-id key written to {} (0600)", device_id_key.display());
+                println!(
+                    "device-id key written to {} (0600)",
+                    device_id_key.display()
+                );
                 key
             };
-            let deployed = deploy_all(url, deployer, admin, &key).await?;
+            let fees = match fees {
+                Fees::Free => FeePolicy::Free,
+                Fees::Market => FeePolicy::Market,
+            };
+            let deployed = deploy_all(url, deployer, admin, &key, fees).await?;
             for tx in &deployed.transactions {
                 println!("{:<12} tx {}  gas {:>9}", tx.call, tx.hash, tx.gas_used);
             }
@@ -136,17 +167,44 @@ async fn main() -> Result<()> {
                 .with_context(|| format!("invalid --rpc URL {rpc:?}"))?;
             let mut deployment = Deployment::load(&path)?;
             let (address, tx) = deploy_consortium(url, deployer, &deployment, threshold).await?;
-            println!("Consortium   tx {}  gas {:>9}  at {address}", tx.hash, tx.gas_used);
+            println!(
+                "Consortium   tx {}  gas {:>9}  at {address}",
+                tx.hash, tx.gas_used
+            );
             deployment.contracts.consortium = Some(address);
             deployment.save(&path)?;
             println!("deployment updated: {}", path.display());
+            Ok(())
+        }
+        Command::Allowlist {
+            rpc,
+            deployment,
+            out,
+        } => {
+            let url = rpc
+                .parse()
+                .with_context(|| format!("invalid --rpc URL {rpc:?}"))?;
+            let client = GlycoClient::read_only(url, Deployment::load(&deployment)?);
+            let accounts = client.allowed_senders().await?;
+            let text = besu_accounts_allowlist(&accounts);
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!("{} accounts written to {}", accounts.len(), path.display());
+                }
+                None => print!("{text}"),
+            }
             Ok(())
         }
         Command::GasTable { write } => gas_table(write.as_deref()).await,
     }
 }
 
-fn deployer_key(key_file: Option<PathBuf>, account: Option<u32>) -> Result<glyco_contracts::keys::Signer> {
+fn deployer_key(
+    key_file: Option<PathBuf>,
+    account: Option<u32>,
+) -> Result<glyco_contracts::keys::Signer> {
     Ok(match (key_file, account) {
         (Some(path), _) => load_key(&path)?,
         (None, Some(index)) => dev_account(DEV_MNEMONIC, index)?,

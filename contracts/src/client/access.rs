@@ -92,7 +92,8 @@ impl GlycoClient {
         let signer = self.signer(call)?;
         // The chain's clock decides expiry; a quiet dev chain's last block
         // may be old, so take the later of the two clocks.
-        let chain_now = UnixSeconds::new(self.latest_block_time().await?).unwrap_or(UnixSeconds::now());
+        let chain_now =
+            UnixSeconds::new(self.latest_block_time().await?).unwrap_or(UnixSeconds::now());
         let deadline = UnixSeconds::now()
             .max(chain_now)
             .plus(lifetime.min(MAX_REQUEST_LIFETIME));
@@ -130,7 +131,9 @@ impl GlycoClient {
         let builder = self
             .access_log
             .recordAccess(request.typed(), signed.signature.clone());
-        let (outcome, receipt) = self.send_with_receipt(call, Contract::AccessLog, builder).await?;
+        let (outcome, receipt) = self
+            .send_with_receipt(call, Contract::AccessLog, builder)
+            .await?;
         let e = event_in::<AccessLog::AccessLogged>(call, &receipt)?;
         Ok(AccessOutcome {
             tx: Some(outcome),
@@ -159,13 +162,21 @@ impl GlycoClient {
     }
 
     pub async fn is_nonce_used(&self, physician: Address, nonce: U256) -> Result<bool, ChainError> {
-        self.view("isNonceUsed", Contract::AccessLog, self.access_log.isNonceUsed(physician, nonce))
-            .await
+        self.view(
+            "isNonceUsed",
+            Contract::AccessLog,
+            self.access_log.isNonceUsed(physician, nonce),
+        )
+        .await
     }
 
     pub async fn access_count(&self, patient: Address) -> Result<u64, ChainError> {
-        self.view("accessCount", Contract::AccessLog, self.access_log.accessCount(patient))
-            .await
+        self.view(
+            "accessCount",
+            Contract::AccessLog,
+            self.access_log.accessCount(patient),
+        )
+        .await
     }
 
     /// The patient's access-log entries from `from_block` to the head, in

@@ -63,7 +63,11 @@ impl GlycoClient {
         root: B256,
     ) -> Result<Option<AnchorRecord>, ChainError> {
         let a = self
-            .view("anchorOf", Contract::Anchors, self.anchors.anchorOf(patient, root))
+            .view(
+                "anchorOf",
+                Contract::Anchors,
+                self.anchors.anchorOf(patient, root),
+            )
             .await?;
         if a.anchoredAt == 0 {
             return Ok(None);
@@ -84,8 +88,12 @@ impl GlycoClient {
     }
 
     pub async fn anchor_count(&self, patient: Address) -> Result<u64, ChainError> {
-        self.view("anchorCount", Contract::Anchors, self.anchors.anchorCount(patient))
-            .await
+        self.view(
+            "anchorCount",
+            Contract::Anchors,
+            self.anchors.anchorCount(patient),
+        )
+        .await
     }
 
     /// The patient's anchored batches from `from_block` to the head, oldest first.

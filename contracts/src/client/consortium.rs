@@ -22,39 +22,58 @@ impl GlycoClient {
         let name = "propose";
         let consortium = self.consortium(name)?;
         let builder = consortium.propose(target, Bytes::from(call.abi_encode()));
-        let (outcome, receipt) = self.send_with_receipt(name, Contract::Consortium, builder).await?;
+        let (outcome, receipt) = self
+            .send_with_receipt(name, Contract::Consortium, builder)
+            .await?;
         let event = event_in::<Consortium::Proposed>(name, &receipt)?;
         Ok((outcome, saturating_u64(event.id)))
     }
 
     pub async fn approve_proposal(&self, id: u64) -> Result<TxOutcome, ChainError> {
         let consortium = self.consortium("approve")?;
-        self.send("approve", Contract::Consortium, consortium.approve(id.try_into().unwrap_or_default()))
-            .await
+        self.send(
+            "approve",
+            Contract::Consortium,
+            consortium.approve(id.try_into().unwrap_or_default()),
+        )
+        .await
     }
 
     pub async fn execute_proposal(&self, id: u64) -> Result<TxOutcome, ChainError> {
         let consortium = self.consortium("execute")?;
-        self.send("execute", Contract::Consortium, consortium.execute(id.try_into().unwrap_or_default()))
-            .await
+        self.send(
+            "execute",
+            Contract::Consortium,
+            consortium.execute(id.try_into().unwrap_or_default()),
+        )
+        .await
     }
 
     pub async fn cancel_proposal(&self, id: u64) -> Result<TxOutcome, ChainError> {
         let consortium = self.consortium("cancel")?;
-        self.send("cancel", Contract::Consortium, consortium.cancel(id.try_into().unwrap_or_default()))
-            .await
+        self.send(
+            "cancel",
+            Contract::Consortium,
+            consortium.cancel(id.try_into().unwrap_or_default()),
+        )
+        .await
     }
 
     pub async fn consortium_threshold(&self) -> Result<u32, ChainError> {
         let consortium = self.consortium("threshold")?;
-        self.view("threshold", Contract::Consortium, consortium.threshold()).await
+        self.view("threshold", Contract::Consortium, consortium.threshold())
+            .await
     }
 
     /// Approvals by hospitals active now.
     pub async fn approval_count(&self, id: u64) -> Result<u64, ChainError> {
         let consortium = self.consortium("approvalCount")?;
         let count = self
-            .view("approvalCount", Contract::Consortium, consortium.approvalCount(id.try_into().unwrap_or_default()))
+            .view(
+                "approvalCount",
+                Contract::Consortium,
+                consortium.approvalCount(id.try_into().unwrap_or_default()),
+            )
             .await?;
         Ok(saturating_u64(count))
     }
@@ -62,7 +81,11 @@ impl GlycoClient {
     pub async fn proposal_of(&self, id: u64) -> Result<ProposalRecord, ChainError> {
         let consortium = self.consortium("proposalOf")?;
         let p = self
-            .view("proposalOf", Contract::Consortium, consortium.proposalOf(id.try_into().unwrap_or_default()))
+            .view(
+                "proposalOf",
+                Contract::Consortium,
+                consortium.proposalOf(id.try_into().unwrap_or_default()),
+            )
             .await?;
         Ok(ProposalRecord {
             id,

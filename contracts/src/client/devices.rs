@@ -34,8 +34,12 @@ impl GlycoClient {
     /// The dispute path: the admin, or the physician who registered the
     /// holding patient, frees a squatted device.
     pub async fn release_device(&self, device: DeviceId) -> Result<TxOutcome, ChainError> {
-        self.send("releaseDevice", Contract::Devices, self.devices.releaseDevice(device.0))
-            .await
+        self.send(
+            "releaseDevice",
+            Contract::Devices,
+            self.devices.releaseDevice(device.0),
+        )
+        .await
     }
 
     pub async fn is_registered(
@@ -50,7 +54,11 @@ impl GlycoClient {
     /// The device's record; `None` if it was never registered.
     pub async fn device_of(&self, device: DeviceId) -> Result<Option<DeviceRecord>, ChainError> {
         let d = self
-            .view("deviceOf", Contract::Devices, self.devices.deviceOf(device.0))
+            .view(
+                "deviceOf",
+                Contract::Devices,
+                self.devices.deviceOf(device.0),
+            )
             .await?;
         if d.patient.is_zero() {
             return Ok(None);
@@ -66,7 +74,11 @@ impl GlycoClient {
     /// The patient's active devices.
     pub async fn devices_of(&self, patient: Address) -> Result<Vec<DeviceId>, ChainError> {
         let ids = self
-            .view("devicesOf", Contract::Devices, self.devices.devicesOf(patient))
+            .view(
+                "devicesOf",
+                Contract::Devices,
+                self.devices.devicesOf(patient),
+            )
             .await?;
         Ok(ids.into_iter().map(DeviceId).collect())
     }
@@ -98,18 +110,24 @@ impl GlycoClient {
             let undecodable = |_| ChainError::UndecodableLog { call, block };
             let (device, change, by) = match log.topic0() {
                 Some(&Devices::DeviceAdded::SIGNATURE_HASH) => {
-                    let e = log.log_decode::<Devices::DeviceAdded>().map_err(undecodable)?;
+                    let e = log
+                        .log_decode::<Devices::DeviceAdded>()
+                        .map_err(undecodable)?;
                     let e = e.inner.data;
                     let kind = DeviceKind::from_u8(e.kind);
                     (e.deviceId, DeviceChangeKind::Added(kind), e.by)
                 }
                 Some(&Devices::DeviceRemoved::SIGNATURE_HASH) => {
-                    let e = log.log_decode::<Devices::DeviceRemoved>().map_err(undecodable)?;
+                    let e = log
+                        .log_decode::<Devices::DeviceRemoved>()
+                        .map_err(undecodable)?;
                     let e = e.inner.data;
                     (e.deviceId, DeviceChangeKind::Removed, e.by)
                 }
                 Some(&Devices::DeviceReleased::SIGNATURE_HASH) => {
-                    let e = log.log_decode::<Devices::DeviceReleased>().map_err(undecodable)?;
+                    let e = log
+                        .log_decode::<Devices::DeviceReleased>()
+                        .map_err(undecodable)?;
                     let e = e.inner.data;
                     (e.deviceId, DeviceChangeKind::Released, e.by)
                 }

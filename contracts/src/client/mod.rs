@@ -10,6 +10,7 @@
 //! ones).
 
 mod access;
+mod allowlist;
 mod anchors;
 mod consortium;
 mod devices;
@@ -33,9 +34,10 @@ use alloy::transports::http::{Http, reqwest};
 use crate::bindings::{AccessLog, Anchors, Consortium, Devices, Permissions, Roles};
 use crate::deployment::Deployment;
 use crate::error::{ChainError, Contract};
-use crate::model::TxOutcome;
+use crate::model::{FeePolicy, TxOutcome};
 
 pub use access::{AccessOutcome, AccessRequest, MAX_REQUEST_LIFETIME, SignedAccessRequest};
+pub use allowlist::besu_accounts_allowlist;
 pub use anchors::AnchorOutcome;
 
 /// The URL type of JSON-RPC endpoints.
@@ -179,7 +181,10 @@ impl GlycoClient {
         self.signer.as_ref().ok_or(ChainError::ReadOnly { call })
     }
 
-    fn consortium(&self, call: &'static str) -> Result<Consortium::ConsortiumInstance<DynProvider>, ChainError> {
+    fn consortium(
+        &self,
+        call: &'static str,
+    ) -> Result<Consortium::ConsortiumInstance<DynProvider>, ChainError> {
         let address = self
             .deployment
             .contracts
@@ -229,7 +234,11 @@ impl GlycoClient {
         contract: Contract,
         builder: SolCallBuilder<&DynProvider, C>,
     ) -> Result<(TxOutcome, TransactionReceipt), ChainError> {
-        let lock = self.send_lock.as_ref().ok_or(ChainError::ReadOnly { call })?;
+        let lock = self
+            .send_lock
+            .as_ref()
+            .ok_or(ChainError::ReadOnly { call })?;
+        let builder = bid(builder, self.deployment.fees);
         let pending = {
             // Held until the node has the transaction in its pool, so the next
             // send's pending count includes it.
@@ -250,7 +259,11 @@ impl GlycoClient {
                 // The transaction may still land: report its hash, never resend.
                 return match self.fetch_receipt(call, hash).await {
                     Ok(Some(receipt)) => Ok((outcome(call, &receipt)?, receipt)),
-                    _ => Err(ChainError::Pending { call, hash, source }),
+                    _ => Err(ChainError::Pending {
+                        call,
+                        hash,
+                        source: Box::new(source),
+                    }),
                 };
             }
         };
@@ -336,6 +349,22 @@ impl GlycoClient {
             .await
             .map_err(|e| ChainError::rpc(call, e))?;
         Ok(block.map(|b| b.header.timestamp).unwrap_or_default())
+    }
+}
+
+/// On a free-gas chain, bid zero (alloy's estimate never goes below 1 wei,
+/// which a key without ether cannot pay).
+pub(crate) fn bid<P, D>(
+    builder: alloy::contract::CallBuilder<P, D>,
+    fees: FeePolicy,
+) -> alloy::contract::CallBuilder<P, D>
+where
+    P: Provider,
+    D: alloy::contract::CallDecoder,
+{
+    match fees {
+        FeePolicy::Free => builder.max_fee_per_gas(0).max_priority_fee_per_gas(0),
+        FeePolicy::Market => builder,
     }
 }
 

@@ -35,14 +35,21 @@ impl GlycoClient {
             expiry.to_chain(),
         );
         let call = "grant";
-        let (outcome, receipt) = self.send_with_receipt(call, Contract::Permissions, builder).await?;
+        let (outcome, receipt) = self
+            .send_with_receipt(call, Contract::Permissions, builder)
+            .await?;
         let event = event_in::<Permissions::PermissionGranted>(call, &receipt)?;
         Ok((outcome, saturating_u64(event.grantId)))
     }
 
     /// Ends the patient's current grant to `grantee`.
     pub async fn revoke(&self, grantee: Address) -> Result<TxOutcome, ChainError> {
-        self.send("revoke", Contract::Permissions, self.permissions.revoke(grantee)).await
+        self.send(
+            "revoke",
+            Contract::Permissions,
+            self.permissions.revoke(grantee),
+        )
+        .await
     }
 
     pub async fn set_emergency_policy(
@@ -55,18 +62,18 @@ impl GlycoClient {
             policy.lookback_secs,
             policy.enabled,
         );
-        self.send("setEmergencyPolicy", Contract::Permissions, builder).await
+        self.send("setEmergencyPolicy", Contract::Permissions, builder)
+            .await
     }
 
     /// An emergency physician opens time-limited access to `patient` under
     /// the patient's emergency policy; returns the grant id.
-    pub async fn emergency_access(
-        &self,
-        patient: Address,
-    ) -> Result<(TxOutcome, u64), ChainError> {
+    pub async fn emergency_access(&self, patient: Address) -> Result<(TxOutcome, u64), ChainError> {
         let call = "emergencyAccess";
         let builder = self.permissions.emergencyAccess(patient);
-        let (outcome, receipt) = self.send_with_receipt(call, Contract::Permissions, builder).await?;
+        let (outcome, receipt) = self
+            .send_with_receipt(call, Contract::Permissions, builder)
+            .await?;
         let event = event_in::<Permissions::EmergencyAccessOpened>(call, &receipt)?;
         Ok((outcome, saturating_u64(event.grantId)))
     }
@@ -76,7 +83,11 @@ impl GlycoClient {
         patient: Address,
     ) -> Result<EmergencyPolicy, ChainError> {
         let p = self
-            .view("emergencyPolicyOf", Contract::Permissions, self.permissions.emergencyPolicyOf(patient))
+            .view(
+                "emergencyPolicyOf",
+                Contract::Permissions,
+                self.permissions.emergencyPolicyOf(patient),
+            )
             .await?;
         Ok(EmergencyPolicy {
             kinds: DataKinds::from_bits(p.kinds).unwrap_or_default(),
@@ -88,13 +99,22 @@ impl GlycoClient {
 
     /// Whether `grantee` holds a live grant from `patient`.
     pub async fn can_read(&self, patient: Address, grantee: Address) -> Result<bool, ChainError> {
-        self.view("canRead", Contract::Permissions, self.permissions.canRead(patient, grantee))
-            .await
+        self.view(
+            "canRead",
+            Contract::Permissions,
+            self.permissions.canRead(patient, grantee),
+        )
+        .await
     }
 
     pub async fn is_grant_live(&self, grant_id: u64) -> Result<bool, ChainError> {
-        self.view("isLive", Contract::Permissions, self.permissions.isLive(grant_id.try_into().unwrap_or_default()))
-            .await
+        self.view(
+            "isLive",
+            Contract::Permissions,
+            self.permissions
+                .isLive(grant_id.try_into().unwrap_or_default()),
+        )
+        .await
     }
 
     /// The patient's latest grant to `grantee` (live or not), if any.
@@ -104,27 +124,48 @@ impl GlycoClient {
         grantee: Address,
     ) -> Result<Option<GrantRecord>, ChainError> {
         let id = self
-            .view("currentGrantId", Contract::Permissions, self.permissions.currentGrantId(patient, grantee))
+            .view(
+                "currentGrantId",
+                Contract::Permissions,
+                self.permissions.currentGrantId(patient, grantee),
+            )
             .await?;
         if id.is_zero() {
             return Ok(None);
         }
-        let g = self.view("grantOf", Contract::Permissions, self.permissions.grantOf(id)).await?;
+        let g = self
+            .view(
+                "grantOf",
+                Contract::Permissions,
+                self.permissions.grantOf(id),
+            )
+            .await?;
         Ok(Some(grant_record(saturating_u64(id), &g)))
     }
 
     /// Every grant the patient made, oldest first.
-    pub async fn grants_of_patient(&self, patient: Address) -> Result<Vec<GrantRecord>, ChainError> {
+    pub async fn grants_of_patient(
+        &self,
+        patient: Address,
+    ) -> Result<Vec<GrantRecord>, ChainError> {
         let count = self
-            .view("grantCountOfPatient", Contract::Permissions, self.permissions.grantCountOfPatient(patient))
+            .view(
+                "grantCountOfPatient",
+                Contract::Permissions,
+                self.permissions.grantCountOfPatient(patient),
+            )
             .await?;
         let mut all = Vec::new();
         let mut offset = 0u64;
         while offset < saturating_u64(count) {
-            let builder = self
-                .permissions
-                .grantsOfPatient(patient, offset.try_into().unwrap_or_default(), PAGE.try_into().unwrap_or_default());
-            let page = self.view("grantsOfPatient", Contract::Permissions, builder).await?;
+            let builder = self.permissions.grantsOfPatient(
+                patient,
+                offset.try_into().unwrap_or_default(),
+                PAGE.try_into().unwrap_or_default(),
+            );
+            let page = self
+                .view("grantsOfPatient", Contract::Permissions, builder)
+                .await?;
             append_page(&mut all, &page.ids, &page.page);
             offset += PAGE;
         }
@@ -132,17 +173,28 @@ impl GlycoClient {
     }
 
     /// Every grant made to the physician, oldest first.
-    pub async fn grants_of_grantee(&self, grantee: Address) -> Result<Vec<GrantRecord>, ChainError> {
+    pub async fn grants_of_grantee(
+        &self,
+        grantee: Address,
+    ) -> Result<Vec<GrantRecord>, ChainError> {
         let count = self
-            .view("grantCountOfGrantee", Contract::Permissions, self.permissions.grantCountOfGrantee(grantee))
+            .view(
+                "grantCountOfGrantee",
+                Contract::Permissions,
+                self.permissions.grantCountOfGrantee(grantee),
+            )
             .await?;
         let mut all = Vec::new();
         let mut offset = 0u64;
         while offset < saturating_u64(count) {
-            let builder = self
-                .permissions
-                .grantsOfGrantee(grantee, offset.try_into().unwrap_or_default(), PAGE.try_into().unwrap_or_default());
-            let page = self.view("grantsOfGrantee", Contract::Permissions, builder).await?;
+            let builder = self.permissions.grantsOfGrantee(
+                grantee,
+                offset.try_into().unwrap_or_default(),
+                PAGE.try_into().unwrap_or_default(),
+            );
+            let page = self
+                .view("grantsOfGrantee", Contract::Permissions, builder)
+                .await?;
             append_page(&mut all, &page.ids, &page.page);
             offset += PAGE;
         }
@@ -183,7 +235,11 @@ impl GlycoClient {
     }
 }
 
-fn append_page(all: &mut Vec<GrantRecord>, ids: &[alloy::primitives::U256], page: &[Permissions::Grant]) {
+fn append_page(
+    all: &mut Vec<GrantRecord>,
+    ids: &[alloy::primitives::U256],
+    page: &[Permissions::Grant],
+) {
     for (id, g) in ids.iter().zip(page) {
         all.push(grant_record(saturating_u64(*id), g));
     }

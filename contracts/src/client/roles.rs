@@ -12,23 +12,31 @@ use crate::model::{
 
 impl GlycoClient {
     pub async fn admin(&self) -> Result<Address, ChainError> {
-        self.view("admin", Contract::Roles, self.roles.admin()).await
+        self.view("admin", Contract::Roles, self.roles.admin())
+            .await
     }
 
     pub async fn pending_admin(&self) -> Result<Option<Address>, ChainError> {
-        let pending = self.view("pendingAdmin", Contract::Roles, self.roles.pendingAdmin()).await?;
+        let pending = self
+            .view("pendingAdmin", Contract::Roles, self.roles.pendingAdmin())
+            .await?;
         Ok((!pending.is_zero()).then_some(pending))
     }
 
     /// Names the next admin (step one of two).
     pub async fn transfer_admin(&self, new_admin: Address) -> Result<TxOutcome, ChainError> {
-        self.send("transferAdmin", Contract::Roles, self.roles.transferAdmin(new_admin))
-            .await
+        self.send(
+            "transferAdmin",
+            Contract::Roles,
+            self.roles.transferAdmin(new_admin),
+        )
+        .await
     }
 
     /// The named admin takes over (step two).
     pub async fn accept_admin(&self) -> Result<TxOutcome, ChainError> {
-        self.send("acceptAdmin", Contract::Roles, self.roles.acceptAdmin()).await
+        self.send("acceptAdmin", Contract::Roles, self.roles.acceptAdmin())
+            .await
     }
 
     // ---- offers ------------------------------------------------------------
@@ -56,25 +64,49 @@ impl GlycoClient {
 
     /// An active physician offers registration to a patient's key.
     pub async fn register_patient(&self, patient: Address) -> Result<TxOutcome, ChainError> {
-        self.send("registerPatient", Contract::Roles, self.roles.registerPatient(patient))
-            .await
+        self.send(
+            "registerPatient",
+            Contract::Roles,
+            self.roles.registerPatient(patient),
+        )
+        .await
     }
 
     /// An active hospital offers the proxy role to a server key, with its iroh node id.
-    pub async fn offer_proxy(&self, proxy: Address, node_id: B256) -> Result<TxOutcome, ChainError> {
-        self.send("offerProxy", Contract::Roles, self.roles.offerProxy(proxy, node_id))
-            .await
+    pub async fn offer_proxy(
+        &self,
+        proxy: Address,
+        node_id: B256,
+    ) -> Result<TxOutcome, ChainError> {
+        self.send(
+            "offerProxy",
+            Contract::Roles,
+            self.roles.offerProxy(proxy, node_id),
+        )
+        .await
     }
 
     pub async fn withdraw_offer(&self, account: Address) -> Result<TxOutcome, ChainError> {
-        self.send("withdrawOffer", Contract::Roles, self.roles.withdrawOffer(account))
-            .await
+        self.send(
+            "withdrawOffer",
+            Contract::Roles,
+            self.roles.withdrawOffer(account),
+        )
+        .await
     }
 
     /// The sender accepts the `role` that `offered_by` offered it.
-    pub async fn accept_role(&self, offered_by: Address, role: Role) -> Result<TxOutcome, ChainError> {
-        self.send("acceptRole", Contract::Roles, self.roles.acceptRole(offered_by, role.into()))
-            .await
+    pub async fn accept_role(
+        &self,
+        offered_by: Address,
+        role: Role,
+    ) -> Result<TxOutcome, ChainError> {
+        self.send(
+            "acceptRole",
+            Contract::Roles,
+            self.roles.acceptRole(offered_by, role.into()),
+        )
+        .await
     }
 
     /// The role `offered_by` offers `account`, if any.
@@ -84,7 +116,11 @@ impl GlycoClient {
         offered_by: Address,
     ) -> Result<Option<Role>, ChainError> {
         let offer = self
-            .view("offerOf", Contract::Roles, self.roles.offerOf(account, offered_by))
+            .view(
+                "offerOf",
+                Contract::Roles,
+                self.roles.offerOf(account, offered_by),
+            )
             .await?;
         Ok(Role::from_u8(offer.role).filter(|r| *r != Role::None))
     }
@@ -92,19 +128,32 @@ impl GlycoClient {
     // ---- revocations --------------------------------------------------------
 
     pub async fn revoke_entity(&self, entity: Address) -> Result<TxOutcome, ChainError> {
-        self.send("revokeEntity", Contract::Roles, self.roles.revokeEntity(entity))
-            .await
+        self.send(
+            "revokeEntity",
+            Contract::Roles,
+            self.roles.revokeEntity(entity),
+        )
+        .await
     }
 
     /// The admin, or the physician's own entity, ends the enrolment.
     pub async fn revoke_physician(&self, physician: Address) -> Result<TxOutcome, ChainError> {
-        self.send("revokePhysician", Contract::Roles, self.roles.revokePhysician(physician))
-            .await
+        self.send(
+            "revokePhysician",
+            Contract::Roles,
+            self.roles.revokePhysician(physician),
+        )
+        .await
     }
 
     /// The admin, or the proxy's hospital, ends a proxy's role.
     pub async fn revoke_proxy(&self, proxy: Address) -> Result<TxOutcome, ChainError> {
-        self.send("revokeProxy", Contract::Roles, self.roles.revokeProxy(proxy)).await
+        self.send(
+            "revokeProxy",
+            Contract::Roles,
+            self.roles.revokeProxy(proxy),
+        )
+        .await
     }
 
     // ---- hubs -----------------------------------------------------------------
@@ -120,9 +169,14 @@ impl GlycoClient {
         let call = "signHubConsent";
         let signer = self.signer(call)?;
         let nonce = self
-            .view("hubConsentNonce", Contract::Roles, self.roles.hubConsentNonce(signer.address()))
+            .view(
+                "hubConsentNonce",
+                Contract::Roles,
+                self.roles.hubConsentNonce(signer.address()),
+            )
             .await?;
-        let domain = consent::roles_domain(self.deployment.chain_id, self.deployment.contracts.roles);
+        let domain =
+            consent::roles_domain(self.deployment.chain_id, self.deployment.contracts.roles);
         consent::sign_hub_consent(signer, &domain, patient, nonce, deadline)
             .map_err(|source| ChainError::Sign { call, source })
     }
@@ -149,21 +203,27 @@ impl GlycoClient {
         manage_devices: bool,
     ) -> Result<TxOutcome, ChainError> {
         let builder = self.roles.setHubDevicePower(hub, manage_devices);
-        self.send("setHubDevicePower", Contract::Roles, builder).await
+        self.send("setHubDevicePower", Contract::Roles, builder)
+            .await
     }
 
     pub async fn revoke_hub(&self, hub: Address) -> Result<TxOutcome, ChainError> {
-        self.send("revokeHub", Contract::Roles, self.roles.revokeHub(hub)).await
+        self.send("revokeHub", Contract::Roles, self.roles.revokeHub(hub))
+            .await
     }
 
     /// The patient a hub acts for, if any.
     pub async fn hub_patient(&self, hub: Address) -> Result<Option<Address>, ChainError> {
-        let patient = self.view("hubPatient", Contract::Roles, self.roles.hubPatient(hub)).await?;
+        let patient = self
+            .view("hubPatient", Contract::Roles, self.roles.hubPatient(hub))
+            .await?;
         Ok((!patient.is_zero()).then_some(patient))
     }
 
     pub async fn hub_of(&self, hub: Address) -> Result<Option<HubRecord>, ChainError> {
-        let h = self.view("hubOf", Contract::Roles, self.roles.hubOf(hub)).await?;
+        let h = self
+            .view("hubOf", Contract::Roles, self.roles.hubOf(hub))
+            .await?;
         Ok((!h.patient.is_zero()).then_some(HubRecord {
             patient: h.patient,
             may_manage_devices: h.mayManageDevices,
@@ -180,7 +240,8 @@ impl GlycoClient {
     ) -> Result<SignedKeyRotation, ChainError> {
         let call = "signKeyRotation";
         let signer = self.signer(call)?;
-        let domain = consent::roles_domain(self.deployment.chain_id, self.deployment.contracts.roles);
+        let domain =
+            consent::roles_domain(self.deployment.chain_id, self.deployment.contracts.roles);
         consent::sign_key_rotation(signer, &domain, rotation)
             .map_err(|source| ChainError::Sign { call, source })
     }
@@ -201,7 +262,8 @@ impl GlycoClient {
             new_key_consent.signature.clone(),
             physician_cosignature.signature.clone(),
         );
-        self.send("rotatePatientKey", Contract::Roles, builder).await
+        self.send("rotatePatientKey", Contract::Roles, builder)
+            .await
     }
 
     // ---- views -------------------------------------------------------------
@@ -209,32 +271,52 @@ impl GlycoClient {
     /// The account's role; `None` if the chain holds a role this build does
     /// not know.
     pub async fn role_of(&self, account: Address) -> Result<Option<Role>, ChainError> {
-        let raw = self.view("roleOf", Contract::Roles, self.roles.roleOf(account)).await?;
+        let raw = self
+            .view("roleOf", Contract::Roles, self.roles.roleOf(account))
+            .await?;
         Ok(Role::from_u8(raw))
     }
 
     pub async fn is_active_physician(&self, account: Address) -> Result<bool, ChainError> {
-        self.view("isActivePhysician", Contract::Roles, self.roles.isActivePhysician(account))
-            .await
+        self.view(
+            "isActivePhysician",
+            Contract::Roles,
+            self.roles.isActivePhysician(account),
+        )
+        .await
     }
 
     pub async fn is_active_hospital(&self, account: Address) -> Result<bool, ChainError> {
-        self.view("isActiveHospital", Contract::Roles, self.roles.isActiveHospital(account))
-            .await
+        self.view(
+            "isActiveHospital",
+            Contract::Roles,
+            self.roles.isActiveHospital(account),
+        )
+        .await
     }
 
     pub async fn is_active_proxy(&self, account: Address) -> Result<bool, ChainError> {
-        self.view("isActiveProxy", Contract::Roles, self.roles.isActiveProxy(account))
-            .await
+        self.view(
+            "isActiveProxy",
+            Contract::Roles,
+            self.roles.isActiveProxy(account),
+        )
+        .await
     }
 
     pub async fn active_hospitals(&self) -> Result<u32, ChainError> {
-        self.view("activeHospitals", Contract::Roles, self.roles.activeHospitals())
-            .await
+        self.view(
+            "activeHospitals",
+            Contract::Roles,
+            self.roles.activeHospitals(),
+        )
+        .await
     }
 
     pub async fn entity_of(&self, entity: Address) -> Result<EntityRecord, ChainError> {
-        let e = self.view("entityOf", Contract::Roles, self.roles.entityOf(entity)).await?;
+        let e = self
+            .view("entityOf", Contract::Roles, self.roles.entityOf(entity))
+            .await?;
         Ok(EntityRecord {
             kind: EntityKind::from_u8(e.kind),
             active: e.active,
@@ -245,7 +327,11 @@ impl GlycoClient {
 
     pub async fn physician_of(&self, physician: Address) -> Result<PhysicianRecord, ChainError> {
         let p = self
-            .view("physicianOf", Contract::Roles, self.roles.physicianOf(physician))
+            .view(
+                "physicianOf",
+                Contract::Roles,
+                self.roles.physicianOf(physician),
+            )
             .await?;
         Ok(PhysicianRecord {
             entity: p.entity,
@@ -256,7 +342,9 @@ impl GlycoClient {
     }
 
     pub async fn proxy_of(&self, proxy: Address) -> Result<ProxyRecord, ChainError> {
-        let p = self.view("proxyOf", Contract::Roles, self.roles.proxyOf(proxy)).await?;
+        let p = self
+            .view("proxyOf", Contract::Roles, self.roles.proxyOf(proxy))
+            .await?;
         Ok(ProxyRecord {
             hospital: p.hospital,
             hospital_epoch: p.hospitalEpoch,
@@ -267,25 +355,45 @@ impl GlycoClient {
 
     /// The physician who registered the patient (zero when not a patient).
     pub async fn registered_by(&self, patient: Address) -> Result<Address, ChainError> {
-        self.view("registeredBy", Contract::Roles, self.roles.registeredBy(patient))
-            .await
+        self.view(
+            "registeredBy",
+            Contract::Roles,
+            self.roles.registeredBy(patient),
+        )
+        .await
     }
 
     /// The key that currently acts for a patient record.
     pub async fn patient_key(&self, patient: Address) -> Result<Option<Address>, ChainError> {
-        let key = self.view("patientKey", Contract::Roles, self.roles.patientKey(patient)).await?;
+        let key = self
+            .view(
+                "patientKey",
+                Contract::Roles,
+                self.roles.patientKey(patient),
+            )
+            .await?;
         Ok((!key.is_zero()).then_some(key))
     }
 
     /// The patient record a current patient key acts for.
     pub async fn patient_of_key(&self, key: Address) -> Result<Option<Address>, ChainError> {
-        let patient = self.view("patientOfKey", Contract::Roles, self.roles.patientOfKey(key)).await?;
+        let patient = self
+            .view(
+                "patientOfKey",
+                Contract::Roles,
+                self.roles.patientOfKey(key),
+            )
+            .await?;
         Ok((!patient.is_zero()).then_some(patient))
     }
 
     pub async fn acts_for(&self, account: Address, patient: Address) -> Result<bool, ChainError> {
-        self.view("actsFor", Contract::Roles, self.roles.actsFor(account, patient))
-            .await
+        self.view(
+            "actsFor",
+            Contract::Roles,
+            self.roles.actsFor(account, patient),
+        )
+        .await
     }
 
     pub async fn may_manage_devices(
@@ -294,6 +402,7 @@ impl GlycoClient {
         patient: Address,
     ) -> Result<bool, ChainError> {
         let builder = self.roles.mayManageDevices(account, patient);
-        self.view("mayManageDevices", Contract::Roles, builder).await
+        self.view("mayManageDevices", Contract::Roles, builder)
+            .await
     }
 }

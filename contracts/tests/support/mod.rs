@@ -70,9 +70,13 @@ impl World {
     pub async fn with_emergency_service() -> Self {
         let world = Self::enrolled().await;
         let c = &world.consortium;
-        c.enrol_entity(EMERGENCY_SERVICE, EntityKind::EmergencyService, "City Ambulance")
-            .await
-            .unwrap();
+        c.enrol_entity(
+            EMERGENCY_SERVICE,
+            EntityKind::EmergencyService,
+            "City Ambulance",
+        )
+        .await
+        .unwrap();
         c.enrol_physician(PARAMEDIC, EMERGENCY_SERVICE)
             .await
             .unwrap();

@@ -4,8 +4,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use glyco_contracts::bindings::Devices::DevicesErrors;
 use glyco_contracts::keys::load_or_create_key;
-use glyco_contracts::{Deployment, DeviceIdentity, DeviceKind, GlycoClient};
+use glyco_contracts::{
+    ChainError, Deployment, DeviceIdentity, DeviceKind, GlycoClient, Refusal, UnixSeconds,
+};
 use glyco_gateway::config::{DEFAULT_CONFIG_TOML, HubConfig};
 use glyco_gateway::credentials::CredentialsFile;
 use glyco_gateway::{daemon, status};
@@ -50,9 +53,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Register or remove the patient's devices (on chain, with the hub's key).
+    /// Register or remove the patient's devices (on chain, with the hub's
+    /// key: the patient must have delegated device registration to the hub).
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Print the hub's signed consent to serve the configured patient (JSON):
+    /// the patient submits it on chain to authorise this hub.
+    Consent {
+        /// How long the consent stays valid, in hours.
+        #[arg(long, default_value_t = 24)]
+        valid_hours: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -158,7 +169,7 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::CheckConfig => {
-            load_config(cli.config.as_deref())?;
+            load_config(cli.config.as_deref())?.validate_for_hub()?;
             println!("config is valid");
             Ok(())
         }
@@ -174,7 +185,34 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::Device(command) => device(load_config(cli.config.as_deref())?, command).await,
+        Command::Consent { valid_hours } => {
+            consent(load_config(cli.config.as_deref())?, valid_hours).await
+        }
     }
+}
+
+/// The hub's key and a client signing with it, for the patient the config names.
+fn hub_client(config: &HubConfig) -> Result<(GlycoClient, glyco_contracts::Address, Deployment)> {
+    let patient = config.validate_for_hub()?;
+    let deployment = Deployment::load(&config.chain.deployment_file)?;
+    let (key, _) = load_or_create_key(&config.key_path())?;
+    let url = config.chain.rpc_url.parse().context("chain.rpc_url")?;
+    Ok((
+        GlycoClient::new(url, key, deployment.clone()),
+        patient,
+        deployment,
+    ))
+}
+
+async fn consent(config: HubConfig, valid_hours: u64) -> Result<()> {
+    if !(1..=24 * 30).contains(&valid_hours) {
+        bail!("--valid-hours must be between 1 and 720");
+    }
+    let (client, patient, _) = hub_client(&config)?;
+    let deadline = UnixSeconds::now().plus(std::time::Duration::from_secs(valid_hours * 3600));
+    let consent = client.sign_hub_consent(patient, deadline).await?;
+    println!("{}", serde_json::to_string_pretty(&consent)?);
+    Ok(())
 }
 
 async fn run(config: HubConfig) -> Result<()> {
@@ -199,26 +237,29 @@ async fn run(config: HubConfig) -> Result<()> {
     Ok(())
 }
 
+/// Says plainly what a refusal for lack of device power means.
+fn explain(e: ChainError) -> anyhow::Error {
+    if let Some(Refusal::Devices(DevicesErrors::NotAllowedForPatient(_))) = e.refusal() {
+        anyhow::anyhow!(
+            "{e}\nthe patient has not delegated device registration to this hub: the patient \
+             registers the device, or gives the hub that power (Roles.setHubDevicePower)"
+        )
+    } else {
+        e.into()
+    }
+}
+
 async fn device(config: HubConfig, command: DeviceCommand) -> Result<()> {
-    let deployment = Deployment::load(&config.chain.deployment_file)?;
-    let (key, _) = load_or_create_key(&config.key_path())?;
-    let hub = key.address();
-    let url = config.chain.rpc_url.parse().context("chain.rpc_url")?;
-    let client = GlycoClient::new(url, key, deployment);
-    let patient = match config.chain.patient {
-        Some(patient) => patient,
-        None => client
-            .hub_patient(hub)
-            .await?
-            .with_context(|| format!("hub {hub} is not authorised by a patient yet"))?,
-    };
+    let (client, patient, deployment) = hub_client(&config)?;
+    let ids = daemon::load_device_id_key(&config, &deployment)?;
     let credentials_path = config.credentials_path();
     match command {
         DeviceCommand::Add { identity, kind } => {
             let identity = identity.identity()?;
             let tx = client
-                .add_device(patient, identity.device_id(), kind.into())
-                .await?;
+                .add_device(patient, ids.id_of(&identity), kind.into())
+                .await
+                .map_err(explain)?;
             println!(
                 "registered {identity} for patient {patient}: tx {} (gas {})",
                 tx.hash, tx.gas_used
@@ -232,7 +273,10 @@ async fn device(config: HubConfig, command: DeviceCommand) -> Result<()> {
         }
         DeviceCommand::Remove { identity } => {
             let identity = identity.identity()?;
-            let tx = client.remove_device(patient, identity.device_id()).await?;
+            let tx = client
+                .remove_device(patient, ids.id_of(&identity))
+                .await
+                .map_err(explain)?;
             println!("removed {identity}: tx {} (gas {})", tx.hash, tx.gas_used);
             if let DeviceIdentity::Name(name) = &identity {
                 let mut file = CredentialsFile::load(&credentials_path)?;

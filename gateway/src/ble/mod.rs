@@ -132,7 +132,7 @@ impl BleIngest {
         // Where a glucometer's RACP fetch starts: after the highest record
         // number stored for it. A meter's numbers are 16 bits.
         let cursor = Arc::new(move |identity: &Identity| -> Option<u16> {
-            match journal.last_device_seq(&identity_of(identity).device_id()) {
+            match journal.last_device_seq(&identity_of(identity)) {
                 Ok(seq) => seq.and_then(|s| u16::try_from(s).ok()),
                 Err(e) => {
                     tracing::error!(error = %e, device = %identity, "cannot read the record cursor; fetching all records");

@@ -414,7 +414,7 @@ impl Gatekeeper {
         if !self.credentials.verify(name, &login.password) {
             return Err(bad(Some(name), "unknown device or wrong secret"));
         }
-        match self.registry.standing(&identity.device_id()) {
+        match self.registry.standing(&identity) {
             Standing::Registered => {}
             Standing::Removed => {
                 return Err((
@@ -525,13 +525,13 @@ impl Gatekeeper {
             }
         };
         let mut changes = self.registry.subscribe();
-        let device_id = device.device_id();
+        let device_identity = device.clone();
         let removed = async {
             loop {
                 if changes.changed().await.is_err() {
                     std::future::pending::<()>().await;
                 }
-                if self.registry.standing(&device_id) != Standing::Registered {
+                if self.registry.standing(&device_identity) != Standing::Registered {
                     return;
                 }
             }

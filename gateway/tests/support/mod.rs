@@ -27,49 +27,55 @@ pub struct HubWorld {
 impl HubWorld {
     /// Instant mining: fast, for everything but block-timing tests.
     pub async fn new() -> Self {
-        Self::with_devnet(ephemeral_devnet()).await
+        Self::with_devnet(ephemeral_devnet(), true).await
     }
 
     /// A block every `secs` seconds.
     pub async fn with_block_time(secs: u64) -> Self {
-        Self::with_devnet(DevnetConfig {
-            block_time_secs: secs,
-            ..ephemeral_devnet()
-        })
+        Self::with_devnet(
+            DevnetConfig {
+                block_time_secs: secs,
+                ..ephemeral_devnet()
+            },
+            true,
+        )
         .await
     }
 
-    async fn with_devnet(devnet: DevnetConfig) -> Self {
+    /// The patient is registered but has not authorised the hub's key yet.
+    pub async fn with_hub_unauthorised() -> Self {
+        Self::with_devnet(ephemeral_devnet(), false).await
+    }
+
+    async fn with_devnet(devnet: DevnetConfig, authorise_hub: bool) -> Self {
         let consortium = Consortium::start_with(devnet).await.expect("chain starts");
-        let admin = consortium.client(ADMIN);
-        admin
-            .enrol_entity(
-                consortium.address(HOSPITAL),
-                EntityKind::Hospital,
-                "St Luke's",
-            )
-            .await
-            .unwrap();
-        admin
-            .enrol_physician(consortium.address(PHYSICIAN), consortium.address(HOSPITAL))
+        consortium
+            .enrol_entity(HOSPITAL, EntityKind::Hospital, "St Luke's")
             .await
             .unwrap();
         consortium
-            .client(PHYSICIAN)
-            .register_patient(consortium.address(PATIENT))
+            .enrol_physician(PHYSICIAN, HOSPITAL)
             .await
             .unwrap();
         consortium
-            .client(PATIENT)
-            .authorise_hub(consortium.address(HUB))
+            .register_patient(PHYSICIAN, PATIENT)
             .await
             .unwrap();
+        if authorise_hub {
+            // The patient lets the hub register devices (the CLI's `device add`).
+            consortium.authorise_hub(PATIENT, HUB, true).await.unwrap();
+        }
 
         let dir = tempfile::tempdir().unwrap();
         let state_dir = dir.path().join("state");
         std::fs::create_dir_all(&state_dir).unwrap();
         let deployment_file = dir.path().join("deployment.json");
         consortium.deployment.save(&deployment_file).unwrap();
+        let device_id_key_file = dir.path().join("device-id.key");
+        consortium
+            .device_id_key
+            .save_new(&device_id_key_file)
+            .unwrap();
         // The hub's key: the dev account the patient authorised (it holds gas money).
         write_key(&state_dir.join("hub.key"), &consortium.signer(HUB));
 
@@ -79,6 +85,8 @@ impl HubWorld {
         };
         config.chain.rpc_url = consortium.devnet.rpc_url().to_string();
         config.chain.deployment_file = deployment_file;
+        config.chain.device_id_key_file = device_id_key_file;
+        config.chain.patient = Some(consortium.address(PATIENT));
         config.chain.poll_interval_ms = 200;
         config.mqtt.listen = vec!["127.0.0.1:0".parse().unwrap()];
         config.ble.enabled = false;
@@ -104,6 +112,22 @@ impl HubWorld {
 
     pub fn client(&self, index: u32) -> GlycoClient {
         self.consortium.client(index)
+    }
+
+    /// A device's on-chain id under the consortium's device-id key.
+    pub fn device_id(&self, identity: &DeviceIdentity) -> glyco_contracts::DeviceId {
+        self.consortium.device_id(identity)
+    }
+
+    /// Runs a `glyco-hub` command with the world's config; its output.
+    pub async fn hub_cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(HUB_BIN)
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .output()
+            .await
+            .unwrap()
     }
 
     /// Registers a named device through the hub's own CLI, returning its secret.
@@ -147,7 +171,7 @@ impl HubWorld {
 
     /// The patient removes a device on chain; returns the removal's block.
     pub async fn remove_on_chain(&self, name: &str) -> u64 {
-        let id = DeviceIdentity::name(name).unwrap().device_id();
+        let id = self.device_id(&DeviceIdentity::name(name).unwrap());
         self.client(PATIENT)
             .remove_device(self.patient(), id)
             .await
@@ -158,13 +182,14 @@ impl HubWorld {
     /// Registers a device on chain directly, as the patient would from an app.
     pub async fn add_on_chain(&self, identity: &DeviceIdentity, kind: DeviceKind) {
         self.client(PATIENT)
-            .add_device(self.patient(), identity.device_id(), kind)
+            .add_device(self.patient(), self.device_id(identity), kind)
             .await
             .unwrap();
     }
 
     pub async fn start_hub(&self) -> Hub {
-        Hub::start(&self.config_path, &self.config, self.dir.path()).await
+        let ids = self.consortium.device_id_key.clone();
+        Hub::start(&self.config_path, &self.config, self.dir.path(), ids).await
     }
 }
 
@@ -184,13 +209,20 @@ fn write_key(path: &Path, signer: &glyco_contracts::keys::Signer) {
 /// The hub daemon as a child process.
 pub struct Hub {
     child: Child,
+    /// The consortium's device-id key, to find devices in the status by id.
+    pub ids: glyco_contracts::DeviceIdKey,
     pub socket: PathBuf,
     pub mqtt: SocketAddr,
     pub log: PathBuf,
 }
 
 impl Hub {
-    async fn start(config_path: &Path, config: &HubConfig, dir: &Path) -> Self {
+    async fn start(
+        config_path: &Path,
+        config: &HubConfig,
+        dir: &Path,
+        ids: glyco_contracts::DeviceIdKey,
+    ) -> Self {
         let log = dir.join(format!(
             "hub-{}.log",
             std::process::id() as u64 + rand_suffix()
@@ -207,6 +239,7 @@ impl Hub {
         let socket = config.status_socket();
         let mut hub = Self {
             child,
+            ids,
             socket,
             mqtt: "0.0.0.0:0".parse().unwrap(),
             log,
@@ -248,7 +281,7 @@ impl Hub {
 
     /// Waits until the mirror has synced `device` as registered.
     pub async fn wait_registered(&self, name: &str) {
-        let id = DeviceIdentity::name(name).unwrap().device_id();
+        let id = self.ids.id_of(&DeviceIdentity::name(name).unwrap());
         self.wait_for(&format!("{name} in the mirror"), |r| {
             r.devices.iter().any(|d| {
                 d.device_id == id && d.standing == glyco_gateway::registry::Standing::Registered

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use glyco_ble::testing::{MockBluez, frames};
 use glyco_contracts::keys::{DEV_MNEMONIC, dev_account};
-use glyco_contracts::testkit::accounts::HUB;
+use glyco_contracts::testkit::accounts::{HUB, PATIENT};
 use glyco_gateway::config::HubConfig;
 use glyco_gateway::credentials::CredentialsFile;
 use glyco_gateway::mqtt::wire::AckStatus;
@@ -22,7 +22,7 @@ use glyco_gateway::sim::{self, SimError, SimulatedDevice};
 use glyco_gateway::status::{self, StatusReport};
 use tokio::process::{Child, Command};
 
-use crate::chain_flows::{BLE_CGM, BLE_GLUCOMETER, ChainWorld};
+use crate::chain_flows::{BLE_CGM, BLE_GLUCOMETER, ChainWorld, address};
 use crate::narrate::{section, step};
 
 /// The hub binary, built beside this one (scripts/demo.sh builds both).
@@ -56,6 +56,8 @@ fn write_hub_config(dir: &Path, world: &ChainWorld) -> Result<(PathBuf, HubConfi
     };
     config.chain.rpc_url = world.devnet.rpc_url().to_string();
     config.chain.deployment_file = dir.join("deployment.json");
+    config.chain.device_id_key_file = world.device_id_key_file.clone();
+    config.chain.patient = Some(address(PATIENT));
     config.chain.poll_interval_ms = 500;
     config.mqtt.listen = vec!["127.0.0.1:0".parse()?];
     config.ble.enabled = true;
@@ -113,7 +115,7 @@ async fn stop(mut hub: Child) -> Result<()> {
 }
 
 pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
-    section("8. The hub: MQTT devices registered through the hub, Bluetooth devices bonded");
+    section("10. The hub: MQTT devices registered through the hub, Bluetooth devices bonded");
     let (config_path, config) = write_hub_config(dir, world)?;
     let mut secrets = Vec::new();
     for (name, kind) in [
@@ -162,7 +164,7 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
         bluez.address()
     ));
 
-    section("9. The hub runs: admitted readings are stored, then acknowledged");
+    section("11. The hub runs: admitted readings are stored, then acknowledged");
     let log = std::fs::File::create(dir.join("hub.log"))?;
     let hub = Command::new(hub_binary()?)
         .arg("--config")
@@ -219,7 +221,9 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
             ack.status
         ));
     }
-    let meter_id = glyco_contracts::DeviceIdentity::ble(BLE_GLUCOMETER)?.device_id();
+    let meter_id = world
+        .device_id_key
+        .id_of(&glyco_contracts::DeviceIdentity::ble(BLE_GLUCOMETER)?);
     let report = wait_status(&socket, "the BLE meter's stored records", |r| {
         r.devices
             .iter()
@@ -230,7 +234,9 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
         "BLE glucometer {BLE_GLUCOMETER}: its 3 stored records fetched over the Record Access Control Point; state: {}",
         report.ble.state
     ));
-    let cgm_id = glyco_contracts::DeviceIdentity::ble(BLE_CGM)?.device_id();
+    let cgm_id = world
+        .device_id_key
+        .id_of(&glyco_contracts::DeviceIdentity::ble(BLE_CGM)?);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !bluez.is_notifying(&cgm.measurement)? {
         if tokio::time::Instant::now() > deadline {
@@ -256,7 +262,7 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
         resend.status
     ));
 
-    section("10. The hub refuses what it must");
+    section("12. The hub refuses what it must");
     let bad = glucometer
         .send_until_acked(4, sim::glucose_payload(4, now, 900.0, "mg/dL"), 3)
         .await?;
@@ -292,7 +298,7 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
     })
     .await?;
 
-    section("11. On-hub anomaly detection: a falling CGM trace");
+    section("13. On-hub anomaly detection: a falling CGM trace");
     let mut wifi_cgm = SimulatedDevice::connect(mqtt, "wifi-cgm", &secrets[2]).await?;
     // Two hours of 5-minute readings: steady, then falling ~1.6 mg/dL/min.
     let trace = [
@@ -332,7 +338,11 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
     }
     wifi_cgm.disconnect().await;
 
-    section("12. glyco-hub status");
+    section("14. glyco-hub status (the paramedic's emergency access is announced)");
+    wait_status(&socket, "the emergency access notice", |r| {
+        !r.emergency_accesses.is_empty()
+    })
+    .await?;
     for line in hub_cli(&config_path, &["status"]).await?.lines() {
         println!("    {line}");
     }

@@ -41,7 +41,7 @@ async fn main() -> Result<()> {
     let anvil = cli
         .anvil
         .unwrap_or_else(glyco_contracts::testkit::workspace_anvil);
-    let world = chain_flows::run(&cli.dir, anvil).await?;
+    let world = Box::pin(chain_flows::run(&cli.dir, anvil)).await?;
     hub_flows::run(&cli.dir, &world).await?;
     narrate::done();
     Ok(())
