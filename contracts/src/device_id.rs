@@ -28,6 +28,9 @@ use crate::keys::{KeyError, read_secret, write_secret};
 
 /// Longest accepted device name, in bytes (it is also an MQTT username).
 pub const MAX_NAME_LEN: usize = 64;
+/// Names beginning with this are the hub's own (its broker link, internal
+/// clients); no device may take one.
+pub const RESERVED_NAME_PREFIX: &str = "glyco-";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceIdentityError {
@@ -39,6 +42,8 @@ pub enum DeviceIdentityError {
     InvalidNameChar(String),
     #[error("{0:?} is not a Bluetooth address (expected six hex octets separated by ':')")]
     InvalidBleAddress(String),
+    #[error("device names beginning with {RESERVED_NAME_PREFIX:?} are reserved for the hub")]
+    ReservedName,
 }
 
 /// Who a device is, before hashing.
@@ -66,6 +71,12 @@ impl DeviceIdentity {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         {
             return Err(DeviceIdentityError::InvalidNameChar(name.to_owned()));
+        }
+        if name
+            .get(..RESERVED_NAME_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_NAME_PREFIX))
+        {
+            return Err(DeviceIdentityError::ReservedName);
         }
         Ok(Self::Name(name.to_owned()))
     }
@@ -273,6 +284,14 @@ mod tests {
             DeviceIdentity::name("a+"),
             Err(InvalidNameChar(_))
         ));
+        for reserved in ["glyco-hub", "GLYCO-hub", "glyco-anything"] {
+            assert_eq!(
+                DeviceIdentity::name(reserved),
+                Err(ReservedName),
+                "{reserved}"
+            );
+        }
+        assert!(DeviceIdentity::name("glycometer-1").is_ok());
         for bad in [
             "AA:BB:CC:DD:EE",
             "AA:BB:CC:DD:EE:FF:00",

@@ -4,7 +4,9 @@
 //! stage's job.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use glyco_contracts::DeviceIdentity;
 use glyco_ml::{Finding, Models, PatientMonitor, Sample, SensorFlags};
@@ -67,16 +69,15 @@ pub struct Analysis {
 impl Analysis {
     pub fn new(enabled: bool) -> Self {
         let analysis = Self::default();
-        analysis.inner.lock().expect("analysis lock").enabled = enabled;
+        analysis.inner.lock().enabled = enabled;
         analysis
     }
 
     pub fn status(&self) -> AnalysisStatus {
-        let mut status = self.inner.lock().expect("analysis lock").clone();
+        let mut status = self.inner.lock().clone();
         status.counts = self
             .counts
             .lock()
-            .expect("analysis lock")
             .iter()
             .map(|((kind, severity), n)| (kind.clone(), severity.clone(), *n))
             .collect();
@@ -84,9 +85,9 @@ impl Analysis {
     }
 
     fn record(&self, findings: &[DeviceFinding], now: UnixMillis, time_unknown: bool) {
-        let mut inner = self.inner.lock().expect("analysis lock");
+        let mut inner = self.inner.lock();
         inner.readings_analysed += 1;
-        let mut counts = self.counts.lock().expect("analysis lock");
+        let mut counts = self.counts.lock();
         for DeviceFinding { device, finding } in findings {
             let severity = format!("{:?}", finding.severity).to_lowercase();
             *counts
@@ -257,7 +258,7 @@ pub async fn run(
                 Ok(r) => r,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "analysis fell behind; readings stay in the journal unanalysed");
-                    analysis.inner.lock().expect("analysis lock").missed += n;
+                    analysis.inner.lock().missed += n;
                     continue;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
@@ -293,7 +294,7 @@ pub async fn run(
             }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, device = %reading.device, "reading not analysed");
-                analysis.inner.lock().expect("analysis lock").errors += 1;
+                analysis.inner.lock().errors += 1;
             }
         }
     }

@@ -29,10 +29,20 @@ device_id_key_file = "/etc/glyco/device-id.key"
 # Required to run: the patient record this hub serves. The hub follows no one
 # else, even if another patient manages to bind its key.
 # patient = "0x..."
+# Further consortium nodes; when given, the hub takes a head, a block hash or
+# a set of device changes only if every node agrees (one lying or lagging
+# node cannot make it skip a removal).
+extra_rpc_urls = []
 # How often the hub follows the chain for device changes, in milliseconds.
 poll_interval_ms = 1000
-# Blocks per eth_getLogs request when catching up.
-log_chunk_blocks = 5000
+# Blocks per eth_getLogs request when catching up (Besu serves at most 5000).
+log_chunk_blocks = 2000
+# Blocks behind the head the mirror stays (QBFT blocks are final: 0).
+confirmations = 0
+# Seconds without a new block before the status calls the chain stale.
+stale_after_secs = 60
+# Seconds one sync step (all its RPC calls) may take.
+step_timeout_secs = 30
 
 [mqtt]
 enabled = true
@@ -77,6 +87,33 @@ max_age_days = 366
 [status]
 # Unix socket where `glyco-hub status` asks the running daemon, relative to state_dir.
 socket = "hub.sock"
+
+[limits]
+# Device connections in all, and from one network address. The hub raises its
+# file-descriptor limit at start and lowers max_connections to what it allows
+# (each connection uses three descriptors), keeping a reserve for the journal
+# and the status socket.
+max_connections = 256
+max_connections_per_address = 16
+# Publishes one connection may send per second (bursts of five times that);
+# a device over it is disconnected.
+max_publishes_per_second = 10
+# Longest MQTT keep-alive accepted, in seconds; a CONNECT asking 0 (none) or
+# more gets this one, and is disconnected after 1.5 times it in silence.
+max_keep_alive_secs = 1200
+# Failed logins: after this many from one address or for one device name,
+# each further failure is answered after a delay doubling up to the maximum.
+login_failures_before_delay = 3
+max_login_delay_secs = 30
+# An address with this many failed logins in login_window_secs is banned (its
+# connections closed at once) for ban_secs.
+ban_after_failures = 20
+login_window_secs = 600
+ban_secs = 900
+# Node-behaviour events kept in full in the journal (counts are kept forever).
+max_events_kept = 20000
+# The journal's page cache, in MiB.
+journal_cache_mib = 16
 "#;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +126,94 @@ pub struct HubConfig {
     pub analysis: AnalysisConfig,
     pub validation: Limits,
     pub status: StatusConfig,
+    pub limits: LimitsConfig,
+}
+
+/// Every bound the hub keeps, with safe defaults (docs/HUB.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub max_publishes_per_second: u32,
+    pub max_keep_alive_secs: u16,
+    pub login_failures_before_delay: u32,
+    pub max_login_delay_secs: u64,
+    pub ban_after_failures: u32,
+    pub login_window_secs: u64,
+    pub ban_secs: u64,
+    pub max_events_kept: u64,
+    pub journal_cache_mib: usize,
+}
+
+impl LimitsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let check = |ok: bool, message: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid(format!("limits.{message}")))
+            }
+        };
+        check(
+            (1..=65_536).contains(&self.max_connections),
+            "max_connections must be between 1 and 65536",
+        )?;
+        check(
+            (1..=self.max_connections).contains(&self.max_connections_per_address),
+            "max_connections_per_address must be between 1 and max_connections",
+        )?;
+        check(
+            (1..=1000).contains(&self.max_publishes_per_second),
+            "max_publishes_per_second must be between 1 and 1000",
+        )?;
+        check(
+            self.max_keep_alive_secs >= 10,
+            "max_keep_alive_secs must be at least 10",
+        )?;
+        check(
+            self.max_login_delay_secs <= 300,
+            "max_login_delay_secs must be at most 300",
+        )?;
+        check(
+            self.ban_after_failures >= 1 && self.login_window_secs >= 1,
+            "ban_after_failures and login_window_secs must be positive",
+        )?;
+        check(self.ban_secs <= 86_400, "ban_secs must be at most 86400")?;
+        check(
+            (100..=10_000_000).contains(&self.max_events_kept),
+            "max_events_kept must be between 100 and 10000000",
+        )?;
+        check(
+            (1..=1024).contains(&self.journal_cache_mib),
+            "journal_cache_mib must be between 1 and 1024",
+        )
+    }
+
+    pub fn journal(&self) -> crate::journal::JournalLimits {
+        crate::journal::JournalLimits {
+            max_events: self.max_events_kept,
+            cache_bytes: self.journal_cache_mib * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            max_connections_per_address: 16,
+            max_publishes_per_second: 10,
+            max_keep_alive_secs: 1200,
+            login_failures_before_delay: 3,
+            max_login_delay_secs: 30,
+            ban_after_failures: 20,
+            login_window_secs: 600,
+            ban_secs: 900,
+            max_events_kept: 20_000,
+            journal_cache_mib: 16,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,8 +240,12 @@ pub struct ChainConfig {
     pub key_file: PathBuf,
     pub device_id_key_file: PathBuf,
     pub patient: Option<Address>,
+    pub extra_rpc_urls: Vec<String>,
     pub poll_interval_ms: u64,
     pub log_chunk_blocks: u64,
+    pub confirmations: u64,
+    pub stale_after_secs: u64,
+    pub step_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +313,7 @@ impl Default for HubConfig {
             analysis: AnalysisConfig::default(),
             validation: Limits::default(),
             status: StatusConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -196,8 +326,12 @@ impl Default for ChainConfig {
             key_file: PathBuf::from("hub.key"),
             device_id_key_file: PathBuf::from("/etc/glyco/device-id.key"),
             patient: None,
+            extra_rpc_urls: Vec::new(),
             poll_interval_ms: 1000,
-            log_chunk_blocks: 5000,
+            log_chunk_blocks: 2000,
+            confirmations: 0,
+            stale_after_secs: 60,
+            step_timeout_secs: 30,
         }
     }
 }
@@ -281,17 +415,31 @@ impl HubConfig {
         if self.state_dir.as_os_str().is_empty() {
             return invalid("state_dir must not be empty".into());
         }
-        let url = &self.chain.rpc_url;
-        if !(url.starts_with("http://") || url.starts_with("https://"))
-            || url.parse::<glyco_contracts::client::RpcUrl>().is_err()
-        {
-            return invalid(format!("chain.rpc_url {url:?} is not an http(s) URL"));
+        for url in std::iter::once(&self.chain.rpc_url).chain(&self.chain.extra_rpc_urls) {
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.parse::<glyco_contracts::client::RpcUrl>().is_err()
+            {
+                return invalid(format!("chain.rpc_url {url:?} is not an http(s) URL"));
+            }
         }
+        if self.chain.extra_rpc_urls.len() > 4 {
+            return invalid("chain.extra_rpc_urls may name at most 4 nodes".into());
+        }
+        if self.chain.confirmations > 64 {
+            return invalid("chain.confirmations must be at most 64".into());
+        }
+        if !(5..=3600).contains(&self.chain.stale_after_secs) {
+            return invalid("chain.stale_after_secs must be between 5 and 3600".into());
+        }
+        if !(1..=600).contains(&self.chain.step_timeout_secs) {
+            return invalid("chain.step_timeout_secs must be between 1 and 600".into());
+        }
+        if !(1..=10_000).contains(&self.chain.log_chunk_blocks) {
+            return invalid("chain.log_chunk_blocks must be between 1 and 10000".into());
+        }
+        self.limits.validate()?;
         if !(100..=60_000).contains(&self.chain.poll_interval_ms) {
             return invalid("chain.poll_interval_ms must be between 100 and 60000".into());
-        }
-        if self.chain.log_chunk_blocks == 0 {
-            return invalid("chain.log_chunk_blocks must be positive".into());
         }
         if self.mqtt.enabled && self.mqtt.listen.is_empty() {
             return invalid(

@@ -5,11 +5,11 @@
 //! The file (`device-credentials.json`, mode 0600) is written atomically by
 //! `glyco-hub device add` and re-read by the daemon when it changes.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -133,8 +133,8 @@ impl CredentialStore {
         })
     }
 
-    fn refresh(&self) -> std::sync::MutexGuard<'_, (Option<SystemTime>, CredentialsFile)> {
-        let mut cached = self.cached.lock().expect("credentials lock");
+    fn refresh(&self) -> parking_lot::MutexGuard<'_, (Option<SystemTime>, CredentialsFile)> {
+        let mut cached = self.cached.lock();
         let mtime = std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
             .ok();

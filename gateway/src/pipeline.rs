@@ -3,7 +3,9 @@
 //! by the journal become node-behaviour events here, whatever the transport.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use glyco_contracts::DeviceIdentity;
 use tokio::sync::broadcast;
@@ -54,7 +56,7 @@ impl Pipeline {
 
     /// The latest stored reading of each device.
     pub fn latest(&self) -> BTreeMap<DeviceIdentity, Reading> {
-        self.latest.lock().expect("latest lock").clone()
+        self.latest.lock().clone()
     }
 
     /// Stores an admitted reading; returns once it is durable (or refused).
@@ -65,7 +67,6 @@ impl Pipeline {
                 tracing::debug!(device = %reading.device, seq, kind = reading.measurement.kind(), "stored");
                 self.latest
                     .lock()
-                    .expect("latest lock")
                     .insert(reading.device.clone(), reading.clone());
                 let _ = self.stored.send(reading);
                 Ok(Stored::New { seq })

@@ -11,8 +11,11 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::behaviour::RefusalReason;
+use crate::mqtt::logins::ThrottleStatus;
 use crate::reading::{Reading, Transport, UnixMillis};
 use crate::registry::Standing;
+use crate::supervisor::StageState;
+use crate::throttle::Backoff;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
@@ -29,6 +32,16 @@ pub struct StatusReport {
     pub analysis: crate::analysis::AnalysisStatus,
     /// Refusals counted but not journaled (the journal fell behind).
     pub refusal_events_dropped: u64,
+    /// Refusals counted but not logged one by one (rate limit; summarised).
+    #[serde(default)]
+    pub refusals_suppressed: u64,
+    /// Each stage of the hub and how it is doing.
+    #[serde(default)]
+    pub stages: std::collections::BTreeMap<String, StageState>,
+    #[serde(default)]
+    pub connections: ConnectionStatus,
+    #[serde(default)]
+    pub logins: ThrottleStatus,
     /// Emergency accesses opened to the patient's data (latest last).
     #[serde(default)]
     pub emergency_accesses: Vec<EmergencyAccess>,
@@ -42,6 +55,22 @@ pub struct ChainStatus {
     pub synced_block: Option<u64>,
     pub head: Option<u64>,
     pub last_error: Option<String>,
+    /// The head has not moved for longer than `chain.stale_after_secs`.
+    #[serde(default)]
+    pub stale: bool,
+    /// A log of ours did not decode; the mirror stays where it was.
+    #[serde(default)]
+    pub halted: Option<String>,
+    #[serde(default)]
+    pub endpoints: usize,
+}
+
+/// Device connections held, and the bounds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionStatus {
+    pub held: usize,
+    pub max: usize,
+    pub descriptor_limit: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,10 +120,14 @@ impl StatusReport {
             out,
             "chain     {} — {}, synced to block {}, head {}",
             chain.rpc_url,
-            if chain.reachable {
-                "reachable"
-            } else {
+            if chain.halted.is_some() {
+                "HALTED (a log did not decode; using the last mirror)"
+            } else if !chain.reachable {
                 "UNREACHABLE (using the last mirror)"
+            } else if chain.stale {
+                "STALE (no new block lately)"
+            } else {
+                "reachable"
             },
             chain.synced_block.map_or("-".into(), |b| b.to_string()),
             chain.head.map_or("-".into(), |b| b.to_string()),
@@ -102,7 +135,36 @@ impl StatusReport {
         if let Some(e) = &chain.last_error {
             let _ = writeln!(out, "          last error: {e}");
         }
-        let _ = writeln!(out, "mqtt      {}", self.mqtt.state);
+        let _ = writeln!(
+            out,
+            "mqtt      {} ({} of {} connections)",
+            self.mqtt.state, self.connections.held, self.connections.max
+        );
+        if self.logins.bans_total > 0 || !self.logins.banned_now.is_empty() {
+            let _ = writeln!(
+                out,
+                "logins    {} addresses banned now ({} bans in all): {}",
+                self.logins.banned_now.len(),
+                self.logins.bans_total,
+                self.logins
+                    .banned_now
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let failed: Vec<String> = self
+            .stages
+            .iter()
+            .filter_map(|(name, state)| match state {
+                StageState::Failed(reason) => Some(format!("{name}: {reason}")),
+                _ => None,
+            })
+            .collect();
+        if !failed.is_empty() {
+            let _ = writeln!(out, "STAGES FAILED: {}", failed.join("; "));
+        }
         let _ = writeln!(out, "ble       {}", self.ble.state);
         let _ = writeln!(out, "readings  {} stored", self.readings_stored);
         let _ = writeln!(out, "\ndevices");
@@ -149,6 +211,13 @@ impl StatusReport {
         let _ = writeln!(out, "\nrefusals");
         if self.refusals.is_empty() {
             let _ = writeln!(out, "  (none)");
+        }
+        if self.refusals_suppressed > 0 {
+            let _ = writeln!(
+                out,
+                "  ({} not logged one by one: rate limit, summarised)",
+                self.refusals_suppressed
+            );
         }
         for r in &self.refusals {
             let _ = writeln!(
@@ -244,22 +313,30 @@ where
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660));
     }
     let path = path.to_owned();
+    let mut backoff = Backoff::new(std::time::Duration::from_secs(1));
     loop {
         let mut stream = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => {
+                    backoff.succeed();
+                    stream
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "status accept failed");
+                    // Never a hot loop (out of descriptors, say): back off.
+                    tracing::debug!(error = %e, "status accept failed");
+                    tokio::time::sleep(backoff.fail()).await;
                     continue;
                 }
             },
         };
-        let body = serde_json::to_vec(&report()).expect("status serialises");
-        tokio::spawn(async move {
+        // One client at a time, briefly: a stuck reader cannot pile up tasks.
+        let body = serde_json::to_vec(&report()).unwrap_or_default();
+        let write = async {
             let _ = stream.write_all(&body).await;
             let _ = stream.shutdown().await;
-        });
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), write).await;
     }
     let _ = std::fs::remove_file(&path);
     Ok(())

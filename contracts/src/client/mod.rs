@@ -209,6 +209,16 @@ impl GlycoClient {
             .map_err(|e| ChainError::rpc("eth_blockNumber", e))
     }
 
+    /// The hash of block `number`; `None` if the node has no such block.
+    pub async fn block_hash(&self, number: u64) -> Result<Option<B256>, ChainError> {
+        let block = self
+            .provider
+            .get_block_by_number(number.into())
+            .await
+            .map_err(|e| ChainError::rpc("eth_getBlockByNumber", e))?;
+        Ok(block.map(|b| b.header.hash))
+    }
+
     /// The latest block's timestamp (unix seconds).
     pub async fn latest_block_time(&self) -> Result<u64, ChainError> {
         let head = self.block_number().await?;

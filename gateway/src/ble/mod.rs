@@ -9,7 +9,9 @@ pub mod convert;
 mod refused;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, SystemTime};
 
 use glyco_ble::{BdAddr, BleCounters, BleEvent, Identity};
@@ -48,24 +50,20 @@ struct StatusInner {
 
 impl BleStatus {
     fn set_state(&self, state: impl Into<String>) {
-        self.inner.lock().expect("ble status lock").state = state.into();
+        self.inner.lock().state = state.into();
     }
 
     /// Nothing is connected any more (the adapter or BlueZ went away).
     fn clear_connected(&self) {
-        self.inner
-            .lock()
-            .expect("ble status lock")
-            .connected
-            .clear();
+        self.inner.lock().connected.clear();
     }
 
     fn count_without_contact(&self) {
-        self.inner.lock().expect("ble status lock").without_contact += 1;
+        self.inner.lock().without_contact += 1;
     }
 
     fn set_connected(&self, address: BdAddr, connected: bool) {
-        let mut inner = self.inner.lock().expect("ble status lock");
+        let mut inner = self.inner.lock();
         if connected {
             inner.connected.insert(address);
         } else {
@@ -75,7 +73,7 @@ impl BleStatus {
 
     /// Identities of the devices connected now.
     pub fn connected(&self) -> Vec<DeviceIdentity> {
-        let inner = self.inner.lock().expect("ble status lock");
+        let inner = self.inner.lock();
         inner
             .connected
             .iter()
@@ -85,7 +83,7 @@ impl BleStatus {
 
     /// One line: adapter state, connections, and what the sessions counted.
     pub fn summary(&self) -> String {
-        let inner = self.inner.lock().expect("ble status lock");
+        let inner = self.inner.lock();
         let c = self.counters.snapshot();
         format!(
             "{}; {} connected; {} measurements, {} malformed frames, {} repeats dropped, {} without skin contact, {} RACP requests, {} connect failures",

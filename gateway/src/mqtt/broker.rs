@@ -2,6 +2,12 @@
 //! gatekeeper forwards to, and accepts only connections that carry a
 //! per-boot internal password the gatekeeper substitutes for the device's
 //! secret: a local process that skips the gatekeeper cannot get in.
+//!
+//! Its memory is bounded: each topic's commit log keeps at most two small
+//! segments (the hub's link reads them at once; a reading that falls out
+//! before it is read is never acknowledged, so its device resends it), and
+//! each connection at most a few packets in flight. The hub's own link has a
+//! client id no device name can take (device names cannot contain ':').
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -52,12 +58,17 @@ fn free_loopback_port() -> Result<SocketAddr, BrokerError> {
     listener.local_addr().map_err(BrokerError::NoPort)
 }
 
+/// The client id of the hub's own link to the broker.
+pub const LINK_CLIENT_ID: &str = "glyco-hub:ingest";
+/// Packets in flight per connection.
+const MAX_INFLIGHT: usize = 16;
+
 fn server(name: &str, listen: SocketAddr, max_payload: usize, password: &str) -> ServerSettings {
     let expected = password.to_owned();
     let mut connections = ConnectionSettings {
         connection_timeout_ms: 10_000,
         max_payload_size: max_payload,
-        max_inflight_count: 100,
+        max_inflight_count: MAX_INFLIGHT,
         auth: None,
         external_auth: None,
         dynamic_filters: true,
@@ -77,8 +88,9 @@ fn server(name: &str, listen: SocketAddr, max_payload: usize, password: &str) ->
 
 impl EmbeddedBroker {
     /// Starts the broker on two fresh loopback ports (v4, v5) in its own
-    /// threads, and opens the hub's local link.
-    pub fn start(max_packet: usize) -> Result<Self, BrokerError> {
+    /// threads, and opens the hub's local link. `max_connections` bounds the
+    /// device connections the gatekeeper forwards.
+    pub fn start(max_packet: usize, max_connections: usize) -> Result<Self, BrokerError> {
         let mut bytes = [0u8; 24];
         getrandom::fill(&mut bytes).map_err(|e| BrokerError::Random(e.to_string()))?;
         let internal_password = hex::encode(bytes);
@@ -86,10 +98,12 @@ impl EmbeddedBroker {
         let config = Config {
             id: 0,
             router: RouterConfig {
-                max_connections: 10_010,
-                max_outgoing_packet_count: 200,
-                max_segment_size: 16 * 1024 * 1024,
-                max_segment_count: 8,
+                // The devices, the hub's link, and a margin for connections
+                // that are closing.
+                max_connections: max_connections + 16,
+                max_outgoing_packet_count: 64,
+                max_segment_size: (4 * max_packet).max(16 * 1024),
+                max_segment_count: 2,
                 custom_segment: None,
                 initialized_filters: None,
                 shared_subscriptions_strategy: Default::default(),
@@ -106,7 +120,7 @@ impl EmbeddedBroker {
         };
         let mut broker = Broker::new(config);
         let link = broker
-            .link("glyco-hub")
+            .link(LINK_CLIENT_ID)
             .map_err(|e| BrokerError::Link(e.to_string()))?;
         std::thread::Builder::new()
             .name("mqtt-broker".into())

@@ -8,14 +8,25 @@
 //! name), the password matches the provisioned secret's hash, the device is
 //! registered to the patient on chain, and there is no last will (a will
 //! would publish on the device's behalf, unchecked). After CONNECT every
-//! PUBLISH must be on the device's readings topic and every SUBSCRIBE on its
-//! ack topic; anything else closes the connection. A device removed on chain
-//! is disconnected as soon as the mirror sees the removal.
+//! PUBLISH must be on the device's readings topic, at QoS 0 or 1 (docs/WIRE.md;
+//! QoS 2 would make the broker keep state for every unreleased packet), within
+//! the per-connection rate, and every SUBSCRIBE on its ack topic; anything else
+//! closes the connection. A device removed on chain is disconnected as soon
+//! as the mirror sees the removal.
+//!
+//! Bounds (docs/HUB.md): connections in all and per address (over: closed at
+//! once), a packet at most the payload limit plus its header, failed logins
+//! answered late and banned addresses closed at once ([`super::logins`]), a
+//! keep-alive of at most `limits.max_keep_alive_secs` (a CONNECT asking 0 gets
+//! that, as rumqttd would otherwise drop it unanswered). Connection tasks are
+//! tracked, so shutdown waits for each to close.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use bytes::BytesMut;
 use glyco_contracts::DeviceIdentity;
@@ -25,12 +36,17 @@ use rumqttd::protocol::{ConnAck, ConnectReturnCode, Login, Packet, Protocol};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
+use super::logins::LoginThrottle;
+use super::slots::{ConnectionSlots, Slot};
 use super::topics::{acks_topic, readings_topic};
-use crate::behaviour::{Behaviour, RefusalReason};
+use crate::behaviour::{Behaviour, Origin, RefusalReason};
+use crate::config::LimitsConfig;
 use crate::credentials::CredentialStore;
-use crate::reading::Transport;
 use crate::registry::{Registry, Standing};
+use crate::throttle::{Backoff, TokenBucket};
 
 /// Bytes a packet may carry beyond its payload (topic, header, properties).
 const PACKET_OVERHEAD: usize = 1024;
@@ -42,16 +58,11 @@ pub struct Connected(Arc<Mutex<BTreeMap<String, usize>>>);
 
 impl Connected {
     fn enter(&self, device: &str) {
-        *self
-            .0
-            .lock()
-            .expect("connected lock")
-            .entry(device.to_owned())
-            .or_default() += 1;
+        *self.0.lock().entry(device.to_owned()).or_default() += 1;
     }
 
     fn leave(&self, device: &str) {
-        let mut map = self.0.lock().expect("connected lock");
+        let mut map = self.0.lock();
         if let Some(count) = map.get_mut(device) {
             *count -= 1;
             if *count == 0 {
@@ -61,12 +72,7 @@ impl Connected {
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .expect("connected lock")
-            .keys()
-            .cloned()
-            .collect()
+        self.0.lock().keys().cloned().collect()
     }
 }
 
@@ -81,6 +87,11 @@ pub struct Gatekeeper {
     pub connect_timeout: Duration,
     pub connected: Connected,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub limits: LimitsConfig,
+    pub slots: Arc<ConnectionSlots>,
+    pub logins: Arc<LoginThrottle>,
+    /// Every connection task, so shutdown can wait for them.
+    pub connections: TaskTracker,
 }
 
 impl std::fmt::Debug for Gatekeeper {
@@ -193,40 +204,83 @@ impl Gatekeeper {
         self.max_payload + PACKET_OVERHEAD
     }
 
-    /// Accepts device connections on `listener` until shutdown.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+    /// Accepts device connections on `listener` until shutdown, then waits
+    /// for every connection to close.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), std::convert::Infallible> {
+        let mut backoff = Backoff::new(Duration::from_secs(1));
+        let mut accept_errors_logged = TokenBucket::new(1, 0.2, Instant::now());
         loop {
             let (stream, peer) = tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
                 accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
+                    Ok(a) => {
+                        backoff.succeed();
+                        a
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // Out of descriptors (or memory): back off instead of
+                        // spinning, and say so at most every few seconds.
+                        if accept_errors_logged.take(Instant::now()) {
+                            tracing::warn!(error = %e, "accept failed; backing off");
+                        }
+                        tokio::time::sleep(backoff.fail()).await;
                         continue;
                     }
                 },
             };
+            let address = peer.ip();
+            if self.logins.is_banned(address, Instant::now()) {
+                self.behaviour.record(
+                    Origin::mqtt(address, None),
+                    RefusalReason::LoginThrottled,
+                    "connection from a banned address closed",
+                );
+                continue;
+            }
+            let slot = match self.slots.acquire(address) {
+                Ok(slot) => slot,
+                Err(full) => {
+                    self.behaviour.record(
+                        Origin::mqtt(address, None),
+                        RefusalReason::OverLimit,
+                        &format!("connection closed: {full}"),
+                    );
+                    continue;
+                }
+            };
             let this = self.clone();
             let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                let _ = stream.set_nodelay(true);
-                match this.tls.clone() {
-                    Some(acceptor) => {
-                        match tokio::time::timeout(this.connect_timeout, acceptor.accept(stream))
+            let span = tracing::info_span!("mqtt", %peer, device = tracing::field::Empty);
+            self.connections.spawn(
+                async move {
+                    let _slot: Slot = slot;
+                    let _ = stream.set_nodelay(true);
+                    match this.tls.clone() {
+                        Some(acceptor) => {
+                            match tokio::time::timeout(
+                                this.connect_timeout,
+                                acceptor.accept(stream),
+                            )
                             .await
-                        {
-                            Ok(Ok(tls)) => this.connection(tls, peer, shutdown).await,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            {
+                                Ok(Ok(tls)) => this.connection(tls, peer, shutdown).await,
+                                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!("TLS handshake timed out"),
                             }
-                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         }
+                        None => this.connection(stream, peer, shutdown).await,
                     }
-                    None => this.connection(stream, peer, shutdown).await,
                 }
-            });
+                .instrument(span),
+            );
         }
+        self.connections.close();
+        self.connections.wait().await;
+        Ok(())
     }
 
     async fn connection<S>(&self, stream: S, peer: SocketAddr, shutdown: CancellationToken)
@@ -234,11 +288,10 @@ impl Gatekeeper {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         if let Err(r) = self.gate(stream, peer, shutdown).await {
-            self.behaviour.refuse(
-                r.device.as_deref(),
-                Transport::Mqtt,
+            self.behaviour.record(
+                Origin::mqtt(peer.ip(), r.device.as_deref()),
                 r.reason,
-                format!("{} (from {peer})", r.detail),
+                &r.detail,
             );
         }
     }
@@ -316,7 +369,7 @@ impl Gatekeeper {
                 format!("malformed CONNECT: {e}"),
             )
         })?;
-        let Packet::Connect(connect, properties, will, _will_properties, login) = packet else {
+        let Packet::Connect(mut connect, properties, will, _will_properties, login) = packet else {
             return Err(refusal(
                 None,
                 RefusalReason::ProtocolViolation,
@@ -325,8 +378,26 @@ impl Gatekeeper {
         };
 
         let device = match self.authenticate(&connect.client_id, login.as_ref(), will.is_some()) {
-            Ok(device) => device,
-            Err((code, r)) => {
+            Ok(device) => {
+                self.logins.succeeded(&connect.client_id);
+                device
+            }
+            Err((code, mut r)) => {
+                if r.reason == RefusalReason::BadCredentials {
+                    let claimed = login.as_ref().map_or("", |l| l.username.as_str());
+                    let penalty = self.logins.failed(peer.ip(), claimed, Instant::now());
+                    if penalty.banned {
+                        r.detail
+                            .push_str("; address banned after repeated failures");
+                        r.reason = RefusalReason::LoginThrottled;
+                    }
+                    // Answer late: the connection holds one of its address's
+                    // few slots meanwhile, which bounds the guessing rate.
+                    tokio::select! {
+                        _ = tokio::time::sleep(penalty.delay) => {}
+                        _ = shutdown.cancelled() => return Ok(()),
+                    }
+                }
                 let mut out = BytesMut::new();
                 let nack = ConnAck {
                     session_present: false,
@@ -340,6 +411,13 @@ impl Gatekeeper {
             }
         };
         let name = connect.client_id.clone();
+        tracing::Span::current().record("device", name.as_str());
+        // rumqttd drops a CONNECT with keep-alive 0 without an answer, and a
+        // long one holds a silent connection for hours: cap both.
+        let max_keep_alive = self.limits.max_keep_alive_secs;
+        if connect.keep_alive == 0 || connect.keep_alive > max_keep_alive {
+            connect.keep_alive = max_keep_alive;
+        }
 
         let upstream_addr = match version {
             Version::V4 => self.broker_v4,
@@ -376,12 +454,12 @@ impl Gatekeeper {
         }
 
         self.connected.enter(&name);
-        tracing::info!(device = %name, %peer, "device connected");
+        tracing::info!("device connected");
         let result = self
             .pump(stream, upstream, buf, version, &name, device, shutdown)
             .await;
         self.connected.leave(&name);
-        tracing::info!(device = %name, %peer, "device disconnected");
+        tracing::info!("device disconnected");
         result
     }
 
@@ -469,6 +547,9 @@ impl Gatekeeper {
         let own_readings = readings_topic(name);
         let own_acks = acks_topic(name);
         let max_packet = self.max_packet();
+        let rate = self.limits.max_publishes_per_second;
+        let mut publishes =
+            TokenBucket::new(rate.saturating_mul(5), f64::from(rate), Instant::now());
 
         let downstream = async { tokio::io::copy(&mut broker_read, &mut client_write).await };
         let upstream = async {
@@ -499,6 +580,28 @@ impl Gatekeeper {
                             Some(name),
                             RefusalReason::WrongTopic,
                             format!("published to {:?}", String::from_utf8_lossy(&publish.topic)),
+                        ));
+                    }
+                    // The QoS is in the fixed header (bits 1-2 of the first byte).
+                    Packet::Publish(..) if (frame[0] >> 1) & 0b11 == 2 => {
+                        return Err(refusal(
+                            Some(name),
+                            RefusalReason::ProtocolViolation,
+                            "QoS 2 is not accepted (use QoS 1: docs/WIRE.md)",
+                        ));
+                    }
+                    Packet::Publish(..) if !publishes.take(Instant::now()) => {
+                        return Err(refusal(
+                            Some(name),
+                            RefusalReason::OverLimit,
+                            format!("more than {rate} publishes per second"),
+                        ));
+                    }
+                    Packet::PubRel(..) | Packet::PubRec(..) | Packet::PubComp(..) => {
+                        return Err(refusal(
+                            Some(name),
+                            RefusalReason::ProtocolViolation,
+                            "QoS 2 flow packets are not accepted",
                         ));
                     }
                     Packet::Subscribe(subscribe, _) => {
@@ -540,7 +643,7 @@ impl Gatekeeper {
             _ = downstream => Ok(()),
             result = upstream => result,
             _ = removed => {
-                tracing::info!(device = %name, "disconnecting: no longer registered on chain");
+                tracing::info!("disconnecting: no longer registered on chain");
                 Ok(())
             }
             _ = shutdown.cancelled() => Ok(()),

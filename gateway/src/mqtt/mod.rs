@@ -5,6 +5,8 @@
 pub mod broker;
 pub mod gatekeeper;
 pub mod ingest;
+pub mod logins;
+pub mod slots;
 pub mod tls;
 pub mod topics;
 pub mod wire;

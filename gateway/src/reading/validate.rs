@@ -137,21 +137,28 @@ pub fn validate_measurement(measurement: &Measurement) -> Result<(), InvalidRead
     }
 }
 
+fn saturate(value: i128) -> i64 {
+    i64::try_from(value).unwrap_or(if value < 0 { i64::MIN } else { i64::MAX })
+}
+
 /// Checks a reading's values and its device time against `now`.
 pub fn validate(reading: &Reading, now: UnixMillis, limits: &Limits) -> Result<(), InvalidReading> {
     validate_measurement(&reading.measurement)?;
     if let Some(device_time) = reading.device_time {
-        let ahead_ms = device_time - now;
-        if ahead_ms > (limits.max_future_skew_secs as i64) * 1000 {
+        // Device-supplied: any i64 may arrive, so the difference is taken
+        // wide (it cannot overflow in i128) and saturated for the message.
+        let ahead_ms = i128::from(device_time) - i128::from(now);
+        let max_ahead_ms = i128::from(limits.max_future_skew_secs) * 1000;
+        if ahead_ms > max_ahead_ms {
             return Err(InvalidReading::InFuture {
-                ahead_secs: ahead_ms / 1000,
+                ahead_secs: saturate(ahead_ms / 1000),
                 max_secs: limits.max_future_skew_secs,
             });
         }
-        let age_days = (now - device_time) / 86_400_000;
-        if age_days > limits.max_age_days as i64 {
+        let age_days = -ahead_ms / 86_400_000;
+        if age_days > i128::from(limits.max_age_days) {
             return Err(InvalidReading::TooOld {
-                age_days,
+                age_days: saturate(age_days),
                 max_days: limits.max_age_days,
             });
         }
@@ -277,6 +284,18 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn extreme_device_times_are_refused_without_overflow() {
+        for time in [i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1] {
+            let result = validate(
+                &reading(Measurement::CgmGlucose { mg_dl: 100.0 }, Some(time)),
+                NOW,
+                &Limits::default(),
+            );
+            assert!(result.is_err(), "{time}: {result:?}");
+        }
     }
 
     #[test]

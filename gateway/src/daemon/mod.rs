@@ -1,15 +1,22 @@
-//! The daemon: opens the hub's state, starts the chain follower, the MQTT
-//! gatekeeper and broker, BLE, and the status socket, and stops them in order
-//! on shutdown so every reading that was acknowledged is on disk.
+//! The daemon: opens the hub's state, starts every stage under a supervisor
+//! (journal thread, chain follower, MQTT gatekeeper and ingest, BLE,
+//! analysis, behaviour summaries, status socket), and on shutdown stops them
+//! in order, draining instead of timing out, so every reading that was
+//! acknowledged is on disk. A stage that dies while the hub runs stops the
+//! daemon with an error, for systemd to restart it.
+
+mod report;
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use glyco_contracts::keys::load_or_create_key;
-use glyco_contracts::{Address, Deployment, DeviceIdKey, GlycoClient};
+use glyco_contracts::{Deployment, DeviceIdKey, GlycoClient};
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
 use crate::analysis::{self, Analysis, Monitors, WARM_UP_MAX_READINGS};
@@ -17,14 +24,23 @@ use crate::behaviour::Behaviour;
 use crate::ble::{BleIngest, BleStatus, DeviceClock};
 use crate::config::HubConfig;
 use crate::credentials::CredentialStore;
-use crate::journal::{Journal, JournalWriter};
+use crate::descriptors;
+use crate::follower::Follower;
 use crate::mqtt::broker::EmbeddedBroker;
 use crate::mqtt::gatekeeper::{Connected, Gatekeeper};
+use crate::mqtt::logins::LoginThrottle;
+use crate::mqtt::slots::ConnectionSlots;
 use crate::mqtt::{ingest, tls};
 use crate::pipeline::Pipeline;
 use crate::reading::now_millis;
-use crate::registry::{Follower, Registry, load_mirror};
-use crate::status::{self, ChainStatus, DeviceStatus, RefusalCount, ServiceStatus, StatusReport};
+use crate::registry::{Registry, load_mirror};
+use crate::status::{self, ServiceStatus};
+use crate::supervisor::Supervisor;
+
+use report::StatusSources;
+
+/// How often suppressed refusals are summarised.
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -66,99 +82,8 @@ pub enum DaemonError {
     Models(#[from] glyco_ml::MlError),
     #[error("background task failed: {0}")]
     Task(String),
-}
-
-/// Everything the status report is drawn from.
-struct StatusSources {
-    hub: Address,
-    started_at: i64,
-    rpc_url: String,
-    registry: Registry,
-    pipeline: Pipeline,
-    journal: Journal,
-    credentials: Arc<CredentialStore>,
-    connected: Connected,
-    mqtt: ServiceStatus,
-    ble_enabled: bool,
-    ble: BleStatus,
-    analysis: Analysis,
-}
-
-impl StatusSources {
-    fn report(&self) -> StatusReport {
-        let mirror = self.registry.snapshot();
-        let health = self.registry.health();
-        let latest = self.pipeline.latest();
-        let connected = self.connected.names();
-        let ble_connected = self.ble.connected();
-        let mut names: std::collections::BTreeMap<_, _> = self
-            .credentials
-            .devices()
-            .into_iter()
-            .filter_map(|n| glyco_contracts::DeviceIdentity::name(&n).ok())
-            .map(|identity| (self.registry.device_id(&identity), identity))
-            .collect();
-        for identity in ble_connected.iter().chain(latest.keys()) {
-            names.insert(self.registry.device_id(identity), identity.clone());
-        }
-        let devices = mirror
-            .devices
-            .iter()
-            .map(|(id, device)| {
-                let identity = names.get(id);
-                DeviceStatus {
-                    device_id: *id,
-                    identity: identity.map(|i| i.to_string()),
-                    kind: device.kind,
-                    standing: mirror.standing(id),
-                    connected: identity.is_some_and(|i| match i {
-                        glyco_contracts::DeviceIdentity::Name(n) => connected.contains(n),
-                        ble @ glyco_contracts::DeviceIdentity::Ble(_) => {
-                            ble_connected.contains(ble)
-                        }
-                    }),
-                    last_reading: identity.and_then(|i| latest.get(i)).cloned(),
-                }
-            })
-            .collect();
-        let behaviour = self.pipeline.behaviour();
-        StatusReport {
-            hub: self.hub,
-            patient: mirror.patient,
-            started_at: self.started_at,
-            chain: ChainStatus {
-                rpc_url: self.rpc_url.clone(),
-                reachable: health.reachable,
-                synced_block: mirror.synced_block,
-                head: health.head,
-                last_error: health.last_error,
-            },
-            mqtt: self.mqtt.clone(),
-            ble: ServiceStatus {
-                enabled: self.ble_enabled,
-                state: if self.ble_enabled {
-                    self.ble.summary()
-                } else {
-                    "disabled".into()
-                },
-                listen: Vec::new(),
-            },
-            analysis: self.analysis.status(),
-            devices,
-            readings_stored: self.journal.reading_count().unwrap_or_default(),
-            refusals: behaviour
-                .counts()
-                .into_iter()
-                .map(|((transport, reason), count)| RefusalCount {
-                    transport,
-                    reason,
-                    count,
-                })
-                .collect(),
-            refusal_events_dropped: behaviour.dropped(),
-            emergency_accesses: mirror.emergency_accesses.clone(),
-        }
-    }
+    #[error("the {stage} stage stopped while the hub was running: {reason}")]
+    StageFailed { stage: &'static str, reason: String },
 }
 
 fn prepare_state_dir(config: &HubConfig) -> Result<(), DaemonError> {
@@ -189,16 +114,30 @@ pub fn load_device_id_key(
     Ok(key)
 }
 
-/// Runs the hub until `shutdown` is cancelled.
+/// Runs the hub until `shutdown` is cancelled, or until a stage fails.
 pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), DaemonError> {
     let patient = config.validate_for_hub()?;
     let deployment = Deployment::load(&config.chain.deployment_file)?;
     let device_ids = load_device_id_key(&config, &deployment)?;
-    let rpc_url: glyco_contracts::client::RpcUrl = config
-        .chain
-        .rpc_url
-        .parse()
-        .map_err(|_| crate::config::ConfigError::Invalid("chain.rpc_url".into()))?;
+    let mut rpc_urls = Vec::new();
+    for url in std::iter::once(&config.chain.rpc_url).chain(&config.chain.extra_rpc_urls) {
+        let url: glyco_contracts::client::RpcUrl = url
+            .parse()
+            .map_err(|_| crate::config::ConfigError::Invalid(format!("chain.rpc_url {url}")))?;
+        rpc_urls.push(url);
+    }
+    // Raised before anything is opened; the connection bound must fit.
+    let descriptor_limit = descriptors::raise_limit();
+    let fit = descriptors::connections_within(descriptor_limit);
+    let max_connections = config.limits.max_connections.min(fit.max(1));
+    if max_connections < config.limits.max_connections {
+        tracing::warn!(
+            configured = config.limits.max_connections,
+            max_connections,
+            descriptor_limit,
+            "fewer connections than configured fit the descriptor limit"
+        );
+    }
     // Bind device listeners before any state is touched: a port conflict
     // should stop the daemon with nothing half-started.
     let mut listeners = Vec::new();
@@ -236,11 +175,15 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
     if created {
         tracing::info!(%hub, "created a new hub key; the patient must authorise this address");
     }
-    let journal = Journal::open(&config.journal_path())?;
+    let (journal, store) = crate::journal::open(&config.journal_path(), config.limits.journal())?;
     let registry = Registry::new(load_mirror(&journal)?, device_ids);
-    let (writer, events, writer_task) = JournalWriter::start(journal.clone());
-    let behaviour = Behaviour::new(events, journal.event_counts()?);
-    let pipeline = Pipeline::new(writer, behaviour.clone(), journal.latest_readings()?);
+    let (writer, journal_task) = store.spawn()?;
+    let behaviour = Behaviour::new(writer.clone(), journal.event_counts()?);
+    let pipeline = Pipeline::new(
+        writer.clone(),
+        behaviour.clone(),
+        journal.latest_readings()?,
+    );
     // Subscribed before any device can be served, so no stored reading
     // escapes the analysis.
     let stored_readings = pipeline.subscribe();
@@ -263,18 +206,40 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         config.mqtt.max_payload_bytes,
     );
     let credentials = Arc::new(CredentialStore::open(config.credentials_path())?);
+    let logins = Arc::new(LoginThrottle::new((&config.limits).into()));
     let tasks = CancellationToken::new();
+    let mut supervisor = Supervisor::new(tasks.clone());
 
+    {
+        let journal_task = journal_task.clone();
+        let token = tasks.clone();
+        supervisor.spawn("journal", async move {
+            tokio::select! {
+                ended = journal_task.wait() => ended,
+                _ = token.cancelled() => Ok(()),
+            }
+        });
+    }
+    let clients = rpc_urls
+        .into_iter()
+        .map(|url| {
+            GlycoClient::read_only(url, deployment.clone())
+                .with_log_chunk_blocks(config.chain.log_chunk_blocks)
+        })
+        .collect();
     let follower = Follower {
-        client: GlycoClient::read_only(rpc_url, deployment),
+        clients,
         hub,
         patient,
-        journal: journal.clone(),
+        journal: writer.clone(),
         registry: registry.clone(),
         poll_interval: Duration::from_millis(config.chain.poll_interval_ms),
         chunk_blocks: config.chain.log_chunk_blocks,
+        confirmations: config.chain.confirmations,
+        stale_after: Duration::from_secs(config.chain.stale_after_secs),
+        step_timeout: Duration::from_secs(config.chain.step_timeout_secs),
     };
-    let follower_task = tokio::spawn(follower.run(tasks.clone()));
+    supervisor.spawn("chain follower", follower.run(tasks.clone()));
 
     let connected = Connected::default();
     let mut mqtt_state = ServiceStatus {
@@ -282,13 +247,17 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         state: "disabled".into(),
         listen: Vec::new(),
     };
-    let mut ingest_task = None;
-    let mut gatekeeper_tasks = Vec::new();
+    let mut slots = None;
     if config.mqtt.enabled {
         let max_payload = config.mqtt.max_payload_bytes;
-        let broker = tokio::task::spawn_blocking(move || EmbeddedBroker::start(max_payload + 1024))
-            .await
-            .map_err(|e| DaemonError::Task(e.to_string()))??;
+        let broker = tokio::task::spawn_blocking(move || {
+            EmbeddedBroker::start(max_payload + 1024, max_connections)
+        })
+        .await
+        .map_err(|e| DaemonError::Task(e.to_string()))??;
+        let connection_slots =
+            ConnectionSlots::new(max_connections, config.limits.max_connections_per_address);
+        slots = Some(connection_slots.clone());
         let gatekeeper = Arc::new(Gatekeeper {
             broker_v4: broker.v4,
             broker_v5: broker.v5,
@@ -300,15 +269,28 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             connect_timeout: Duration::from_secs(config.mqtt.connect_timeout_secs),
             connected: connected.clone(),
             tls,
+            limits: config.limits,
+            slots: connection_slots,
+            logins: logins.clone(),
+            connections: TaskTracker::new(),
         });
-        for listener in listeners {
+        for listener in &listeners {
             if let Ok(address) = listener.local_addr() {
                 mqtt_state.listen.push(address);
             }
-            gatekeeper_tasks.push(tokio::spawn(
-                gatekeeper.clone().serve(listener, tasks.clone()),
-            ));
         }
+        let token = tasks.clone();
+        supervisor.spawn("mqtt gatekeeper", async move {
+            let mut serving = JoinSet::new();
+            for listener in listeners {
+                serving.spawn(gatekeeper.clone().serve(listener, token.clone()));
+            }
+            while let Some(done) = serving.join_next().await {
+                done.map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        });
         let addresses: Vec<String> = mqtt_state.listen.iter().map(|a| a.to_string()).collect();
         mqtt_state.state = format!(
             "listening on {}{}",
@@ -319,16 +301,19 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                 ""
             }
         );
-        tracing::info!(listen = %addresses.join(", "), "MQTT gatekeeper listening");
-        ingest_task = Some(tokio::spawn(ingest::run(
-            broker.link,
-            admission.clone(),
-            pipeline.clone(),
-            tasks.clone(),
-        )));
+        tracing::info!(listen = %addresses.join(", "), max_connections, "MQTT gatekeeper listening");
+        supervisor.spawn(
+            "mqtt ingest",
+            ingest::run(
+                broker.link,
+                admission.clone(),
+                pipeline.clone(),
+                tasks.clone(),
+            ),
+        );
     }
     let ble_status = BleStatus::default();
-    let ble_task = config.ble.enabled.then(|| {
+    if config.ble.enabled {
         let ingest = BleIngest {
             config: ble_sessions,
             clock: DeviceClock {
@@ -339,17 +324,32 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             journal: journal.clone(),
             status: ble_status.clone(),
         };
-        tokio::spawn(ingest.run(tasks.clone()))
-    });
+        let token = tasks.clone();
+        supervisor.spawn("ble", async move {
+            ingest.run(token).await;
+            Ok::<_, std::convert::Infallible>(())
+        });
+    }
     let analysis = Analysis::new(monitors.is_some());
-    let analysis_task = monitors.map(|monitors| {
-        tokio::spawn(analysis::run(
-            monitors,
-            stored_readings,
-            analysis.clone(),
-            tasks.clone(),
-        ))
-    });
+    if let Some(monitors) = monitors {
+        let (analysis, token) = (analysis.clone(), tasks.clone());
+        supervisor.spawn("analysis", async move {
+            analysis::run(monitors, stored_readings, analysis, token).await;
+            Ok::<_, std::convert::Infallible>(())
+        });
+    }
+    {
+        let (behaviour, token) = (behaviour.clone(), tasks.clone());
+        supervisor.spawn("behaviour summaries", async move {
+            let mut tick = tokio::time::interval(SUMMARY_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => return Ok::<_, std::convert::Infallible>(()),
+                    _ = tick.tick() => { behaviour.flush_suppressed(); }
+                }
+            }
+        });
+    }
 
     let sources = StatusSources {
         hub,
@@ -357,6 +357,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         rpc_url: config.chain.rpc_url.clone(),
         registry: registry.clone(),
         pipeline: pipeline.clone(),
+        behaviour: behaviour.clone(),
         journal: journal.clone(),
         credentials,
         connected,
@@ -364,46 +365,39 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         ble_enabled: config.ble.enabled,
         ble: ble_status,
         analysis,
+        stages: supervisor.stages(),
+        slots,
+        logins,
+        descriptor_limit,
     };
     let status_path = config.status_socket();
-    let status_task = {
-        let tasks = tasks.clone();
-        tokio::spawn(
-            async move { status::serve(&status_path, move || sources.report(), tasks).await },
-        )
-    };
+    let token = tasks.clone();
+    supervisor.spawn("status", async move {
+        status::serve(&status_path, move || sources.report(), token).await
+    });
     tracing::info!(%hub, "hub running");
 
-    shutdown.cancelled().await;
+    let failure = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        failure = supervisor.first_failure() => failure,
+    };
     tracing::info!("shutting down");
     tasks.cancel();
-    for task in gatekeeper_tasks {
-        let _ = task.await;
+    // Every stage drains: the gatekeeper waits for its connections, ingest
+    // for the readings it is storing, BLE for its sessions.
+    supervisor.drain().await;
+    behaviour.flush_suppressed();
+    // The journal thread ends once every writer is gone, after writing what
+    // it holds.
+    drop((pipeline, admission, behaviour, writer, registry));
+    let journal_result = journal_task.wait().await;
+    if let Some(failure) = failure {
+        return Err(DaemonError::StageFailed {
+            stage: failure.stage,
+            reason: failure.reason,
+        });
     }
-    if let Some(task) = ingest_task {
-        match task.await {
-            Ok(Err(e)) => tracing::error!(error = %e, "MQTT ingest stopped with an error"),
-            Err(e) => tracing::error!(error = %e, "MQTT ingest task failed"),
-            Ok(Ok(())) => {}
-        }
-    }
-    if let Some(task) = ble_task {
-        let _ = task.await;
-    }
-    if let Some(task) = analysis_task {
-        let _ = task.await;
-    }
-    let _ = follower_task.await;
-    let _ = status_task.await;
-    // Every sender of the journal writers is gone now; they finish what they hold.
-    drop((pipeline, admission, behaviour));
-    // A connection still closing holds the events sender a moment longer.
-    match tokio::time::timeout(Duration::from_secs(5), writer_task).await {
-        Ok(result) => result.map_err(|e| DaemonError::Task(e.to_string()))?,
-        Err(_) => {
-            tracing::warn!("journal writer still busy at shutdown; readings were already durable")
-        }
-    }
+    journal_result?;
     tracing::info!("stopped");
     Ok(())
 }

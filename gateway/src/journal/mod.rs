@@ -1,0 +1,281 @@
+//! The hub's durable store (redb): admitted readings, the sequence numbers
+//! already used per device, node-behaviour events, and small state such as
+//! the registry mirror's checkpoint.
+//!
+//! One owner writes: [`JournalStore`] holds the only write path and is moved
+//! onto the journal thread ([`actor`]), which takes commands from a
+//! [`JournalWriter`] handle and commits them in groups. Everyone else reads
+//! through a [`Journal`] handle (redb readers never block the writer). A
+//! reading is acknowledged to its device only after the transaction that
+//! holds it committed with `Durability::Immediate` (fsync).
+//!
+//! The file is created 0600, redb's page cache is bounded, and the event
+//! table keeps only the newest events (their counts are kept for ever).
+
+mod actor;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::behaviour::{NodeEvent, RefusalReason};
+use crate::reading::{Reading, Transport};
+
+pub use actor::{JournalTask, JournalWriter};
+pub use store::{AppendOutcome, JournalStore};
+
+/// Journal sequence number -> reading (JSON).
+const READINGS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("readings");
+/// (device digest, device sequence number).
+type DeviceSeq<'a> = (&'a [u8; 32], u64);
+/// (content hash, journal sequence number).
+type SeenEntry<'a> = (&'a [u8; 32], u64);
+/// A device's sequence numbers already used, and for what.
+const SEEN: TableDefinition<'_, DeviceSeq<'_>, SeenEntry<'_>> = TableDefinition::new("seen");
+/// (device digest, content hash) -> journal sequence number, for readings the
+/// hub numbers that carry the device's own time (see `store::dedupe_by_content`).
+const TIMED_CONTENT: TableDefinition<'_, (&[u8; 32], &[u8; 32]), u64> =
+    TableDefinition::new("timed_content");
+/// Device digest -> next hub-assigned sequence number.
+const HUB_SEQ: TableDefinition<'_, &[u8; 32], u64> = TableDefinition::new("hub_seq");
+/// Device digest -> journal sequence number of its latest reading.
+const LATEST: TableDefinition<'_, &[u8; 32], u64> = TableDefinition::new("latest");
+/// Event number -> node-behaviour event (JSON); the newest kept.
+const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("node_events");
+/// "transport/reason" -> count, kept forever.
+const EVENT_COUNTS: TableDefinition<'_, &str, u64> = TableDefinition::new("node_event_counts");
+/// Small named state (the registry mirror's checkpoint, ...).
+const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+
+/// How much the journal may hold and use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalLimits {
+    /// Node-behaviour events kept in full; older ones survive in the counts.
+    pub max_events: u64,
+    /// redb's page cache, in bytes.
+    pub cache_bytes: usize,
+}
+
+impl Default for JournalLimits {
+    fn default() -> Self {
+        Self {
+            max_events: 20_000,
+            cache_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("opening the journal {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error("creating the journal file {path} (mode 0600): {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("journal storage: {0}")]
+    Storage(#[from] redb::Error),
+    #[error("a journal record does not decode: {0}")]
+    Record(#[from] serde_json::Error),
+    /// A group commit failed: nothing of the group was stored.
+    #[error("the journal commit failed: {0}")]
+    Commit(Arc<JournalError>),
+    #[error("the journal thread has stopped")]
+    WriterGone,
+    #[error("cannot run the journal thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+macro_rules! storage_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for JournalError {
+            fn from(e: $t) -> Self {
+                JournalError::Storage(e.into())
+            }
+        }
+    )*};
+}
+storage_error!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+fn counts_key(transport: Transport, reason: RefusalReason) -> String {
+    let transport = match transport {
+        Transport::Mqtt => "mqtt",
+        Transport::Ble => "ble",
+    };
+    format!("{transport}/{}", reason.as_str())
+}
+
+fn parse_counts_key(key: &str) -> Option<(Transport, RefusalReason)> {
+    let (transport, reason) = key.split_once('/')?;
+    let transport = match transport {
+        "mqtt" => Transport::Mqtt,
+        "ble" => Transport::Ble,
+        _ => return None,
+    };
+    let reason: RefusalReason =
+        serde_json::from_value(serde_json::Value::String(reason.to_owned())).ok()?;
+    Some((transport, reason))
+}
+
+/// Opens (or creates, mode 0600) the journal: a read handle for everyone,
+/// and the store whose owner is the only writer.
+pub fn open(path: &Path, limits: JournalLimits) -> Result<(Journal, JournalStore), JournalError> {
+    let file_error = |source| JournalError::File {
+        path: path.display().to_string(),
+        source,
+    };
+    // Created 0600 before redb opens it; an existing file is narrowed too.
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(file_error)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(file_error)?;
+    let open_error = |source| JournalError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let backend = redb::backends::FileBackend::new(file).map_err(open_error)?;
+    let db = Database::builder()
+        .set_cache_size(limits.cache_bytes)
+        .create_with_backend(backend)
+        .map_err(open_error)?;
+    let db = Arc::new(db);
+    let store = JournalStore::new(db.clone(), limits)?;
+    Ok((Journal { db }, store))
+}
+
+/// A read handle: any number of readers, never blocking the writer.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    db: Arc<Database>,
+}
+
+impl Journal {
+    pub fn reading_count(&self) -> Result<u64, JournalError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(READINGS)?.len()?)
+    }
+
+    /// Readings with journal sequence numbers in `[from, from + limit)`.
+    pub fn readings_from(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Reading)>, JournalError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(READINGS)?;
+        let mut out = Vec::new();
+        for entry in table.range(from..)?.take(limit) {
+            let (k, v) = entry?;
+            out.push((k.value(), serde_json::from_slice(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// The newest `limit` readings, oldest first.
+    pub fn recent_readings(&self, limit: usize) -> Result<Vec<Reading>, JournalError> {
+        self.newest(READINGS, limit)
+    }
+
+    /// The newest `limit` JSON records of a table keyed by sequence, oldest first.
+    fn newest<T: serde::de::DeserializeOwned>(
+        &self,
+        definition: TableDefinition<'static, u64, &'static [u8]>,
+        limit: usize,
+    ) -> Result<Vec<T>, JournalError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(definition)?;
+        let mut out = Vec::new();
+        for entry in table.iter()?.rev().take(limit) {
+            let (_, v) = entry?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// The highest device-assigned sequence number stored for `device` (BLE
+    /// glucose meters are asked for their records after this one).
+    pub fn last_device_seq(
+        &self,
+        device: &glyco_contracts::DeviceIdentity,
+    ) -> Result<Option<u64>, JournalError> {
+        let txn = self.db.begin_read()?;
+        let seen = txn.open_table(SEEN)?;
+        let id = device.local_digest().0;
+        let last = seen
+            .range((&id, 0)..=(&id, u64::MAX))?
+            .next_back()
+            .transpose()?;
+        Ok(last.map(|(key, _)| key.value().1))
+    }
+
+    /// The latest reading of every device that sent one.
+    pub fn latest_readings(&self) -> Result<Vec<Reading>, JournalError> {
+        let txn = self.db.begin_read()?;
+        let latest = txn.open_table(LATEST)?;
+        let readings = txn.open_table(READINGS)?;
+        let mut out = Vec::new();
+        for entry in latest.iter()? {
+            let (_, journal_seq) = entry?;
+            if let Some(bytes) = readings.get(journal_seq.value())? {
+                out.push(serde_json::from_slice(bytes.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn event_counts(&self) -> Result<BTreeMap<(Transport, RefusalReason), u64>, JournalError> {
+        let txn = self.db.begin_read()?;
+        let counts = txn.open_table(EVENT_COUNTS)?;
+        let mut out = BTreeMap::new();
+        for entry in counts.iter()? {
+            let (k, v) = entry?;
+            if let Some(key) = parse_counts_key(k.value()) {
+                out.insert(key, v.value());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest `limit` node-behaviour events, oldest first.
+    pub fn recent_events(&self, limit: usize) -> Result<Vec<NodeEvent>, JournalError> {
+        self.newest(EVENTS, limit)
+    }
+
+    pub fn event_count_kept(&self) -> Result<u64, JournalError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(EVENTS)?.len()?)
+    }
+
+    /// A small named record (the registry checkpoint), if saved.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, JournalError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(META)?;
+        Ok(table.get(key)?.map(|v| v.value().to_vec()))
+    }
+}
