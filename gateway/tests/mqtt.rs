@@ -100,7 +100,9 @@ async fn mosquitto_clients_work_as_an_independent_device() {
         .expect("mosquitto_pub is installed (scripts/bootstrap.sh)");
     assert!(status.success());
     let stored = hub
-        .wait_for("the mosquitto reading", |r| r.readings_stored == 1)
+        .wait_for("the mosquitto reading", |r| {
+            r.readings_stored == 1 && r.devices.iter().any(|d| d.last_reading.is_some())
+        })
         .await;
     let last = stored
         .devices

@@ -219,6 +219,19 @@ impl GlycoClient {
         Ok(block.map(|b| b.header.hash))
     }
 
+    /// Any JSON-RPC call by name (dev-chain controls such as `evm_mine` or
+    /// `anvil_reorg`, in tests and tools).
+    pub async fn raw_request(
+        &self,
+        method: &'static str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, ChainError> {
+        self.provider
+            .raw_request(method.into(), params)
+            .await
+            .map_err(|e| ChainError::rpc(method, e))
+    }
+
     /// The latest block's timestamp (unix seconds).
     pub async fn latest_block_time(&self) -> Result<u64, ChainError> {
         let head = self.block_number().await?;

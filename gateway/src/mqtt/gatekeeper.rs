@@ -257,7 +257,7 @@ impl Gatekeeper {
             let span = tracing::info_span!("mqtt", %peer, device = tracing::field::Empty);
             self.connections.spawn(
                 async move {
-                    let _slot: Slot = slot;
+                    let mut slot: Slot = slot;
                     let _ = stream.set_nodelay(true);
                     match this.tls.clone() {
                         Some(acceptor) => {
@@ -267,12 +267,14 @@ impl Gatekeeper {
                             )
                             .await
                             {
-                                Ok(Ok(tls)) => this.connection(tls, peer, shutdown).await,
+                                Ok(Ok(tls)) => {
+                                    this.connection(tls, peer, shutdown, &mut slot).await
+                                }
                                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                                 Err(_) => tracing::debug!("TLS handshake timed out"),
                             }
                         }
-                        None => this.connection(stream, peer, shutdown).await,
+                        None => this.connection(stream, peer, shutdown, &mut slot).await,
                     }
                 }
                 .instrument(span),
@@ -283,11 +285,16 @@ impl Gatekeeper {
         Ok(())
     }
 
-    async fn connection<S>(&self, stream: S, peer: SocketAddr, shutdown: CancellationToken)
-    where
+    async fn connection<S>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+        slot: &mut Slot,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        if let Err(r) = self.gate(stream, peer, shutdown).await {
+        if let Err(r) = self.gate(stream, peer, shutdown, slot).await {
             self.behaviour.record(
                 Origin::mqtt(peer.ip(), r.device.as_deref()),
                 r.reason,
@@ -296,24 +303,21 @@ impl Gatekeeper {
         }
     }
 
-    async fn gate<S>(
+    /// Reads the first packet, which must be a whole CONNECT; `None` if the
+    /// connection closed first.
+    async fn read_connect<S>(
         &self,
-        mut stream: S,
-        peer: SocketAddr,
-        shutdown: CancellationToken,
-    ) -> Result<(), Refusal>
+        stream: &mut S,
+        buf: &mut BytesMut,
+    ) -> Result<Option<usize>, Refusal>
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + Unpin,
     {
-        let mut buf = BytesMut::with_capacity(1024);
         // The first byte already tells a CONNECT from anything else (an HTTP
         // request, a scanner): no need to wait for a whole frame to refuse.
-        match tokio::time::timeout(self.connect_timeout, stream.read_buf(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => {
-                tracing::debug!(%peer, "connection closed before CONNECT");
-                return Ok(());
-            }
+        match stream.read_buf(buf).await {
+            Ok(n) if n > 0 => {}
+            _ => return Ok(None),
         }
         if buf[0] >> 4 != 1 {
             return Err(refusal(
@@ -322,20 +326,44 @@ impl Gatekeeper {
                 "first packet is not CONNECT",
             ));
         }
-        let frame_len = match tokio::time::timeout(
+        fill_frame(stream, buf, self.max_packet()).await
+    }
+
+    async fn gate<S>(
+        &self,
+        mut stream: S,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+        slot: &mut Slot,
+    ) -> Result<(), Refusal>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut buf = BytesMut::with_capacity(1024);
+        let evicted = slot.evicted.clone();
+        let read = tokio::time::timeout(
             self.connect_timeout,
-            fill_frame(&mut stream, &mut buf, self.max_packet()),
-        )
-        .await
-        {
-            Ok(Ok(Some(len))) => len,
-            // Closed before a whole packet, or timed out: a probe or a slow
-            // start, not a device misbehaving.
-            Ok(Ok(None)) | Err(_) => {
-                tracing::debug!(%peer, "connection closed before CONNECT");
-                return Ok(());
+            self.read_connect(&mut stream, &mut buf),
+        );
+        let frame_len = tokio::select! {
+            _ = evicted.cancelled() => {
+                return Err(refusal(
+                    None,
+                    RefusalReason::OverLimit,
+                    "closed while idle before CONNECT, to make room",
+                ));
             }
-            Ok(Err(r)) => return Err(r),
+            _ = shutdown.cancelled() => return Ok(()),
+            read = read => match read {
+                Ok(Ok(Some(len))) => len,
+                // Closed before a whole packet, or timed out: a probe or a
+                // slow start, not a device misbehaving.
+                Ok(Ok(None)) | Err(_) => {
+                    tracing::debug!("connection closed before CONNECT");
+                    return Ok(());
+                }
+                Ok(Err(r)) => return Err(r),
+            },
         };
         let version = match connect_level(&buf[..frame_len]) {
             Some(4) => Version::V4,
@@ -380,6 +408,21 @@ impl Gatekeeper {
         let device = match self.authenticate(&connect.client_id, login.as_ref(), will.is_some()) {
             Ok(device) => {
                 self.logins.succeeded(&connect.client_id);
+                if let Err(full) = slot.promote() {
+                    let mut out = BytesMut::new();
+                    let nack = ConnAck {
+                        session_present: false,
+                        code: ConnectReturnCode::ServiceUnavailable,
+                    };
+                    if version.write(Packet::ConnAck(nack, None), &mut out).is_ok() {
+                        let _ = stream.write_all(&out).await;
+                    }
+                    return Err(refusal(
+                        Some(&connect.client_id),
+                        RefusalReason::OverLimit,
+                        full.to_string(),
+                    ));
+                }
                 device
             }
             Err((code, mut r)) => {

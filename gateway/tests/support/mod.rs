@@ -2,6 +2,9 @@
 //! the consortium set up, and the real `glyco-hub` binary as a process.
 #![allow(dead_code)]
 
+pub mod raw;
+pub mod rpc_proxy;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
