@@ -68,6 +68,11 @@ allow = []
 # BLE device clocks carry no time zone: their offset from UTC, in minutes
 # (0 when the devices keep UTC; 60 for a clock set to CET, for example).
 device_clock_utc_offset_minutes = 0
+# CGMs (identity addresses) whose firmware writes the status octets of a CGM
+# Measurement Warning first, against the Bluetooth SIG order (Nordic's older
+# nRF5 SDK encoder does). Only for devices known to do so: read the other
+# way, "session stopped" and "battery low" swap with the high/low warnings.
+cgm_status_warning_first = []
 
 [analysis]
 # Run the on-hub anomaly detection (clinical rules, glucose forecaster,
@@ -272,6 +277,7 @@ pub struct BleConfig {
     pub adapter: Option<String>,
     pub allow: Vec<String>,
     pub device_clock_utc_offset_minutes: i32,
+    pub cgm_status_warning_first: Vec<String>,
 }
 
 impl BleConfig {
@@ -285,9 +291,18 @@ impl BleConfig {
                     .map_err(|e| ConfigError::Invalid(format!("ble.allow: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let cgm_warning_first = self
+            .cgm_status_warning_first
+            .iter()
+            .map(|a| {
+                a.parse::<glyco_ble::BdAddr>()
+                    .map_err(|e| ConfigError::Invalid(format!("ble.cgm_status_warning_first: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let sessions = glyco_ble::BleConfig {
             adapter: self.adapter.clone(),
             allow: (!allow.is_empty()).then_some(allow),
+            cgm_warning_first,
             ..glyco_ble::BleConfig::default()
         };
         sessions
@@ -355,6 +370,7 @@ impl Default for BleConfig {
             adapter: None,
             allow: Vec::new(),
             device_clock_utc_offset_minutes: 0,
+            cgm_status_warning_first: Vec::new(),
         }
     }
 }
@@ -522,8 +538,20 @@ mod tests {
 
     #[test]
     fn invalid_values_are_refused_with_the_key_named() {
-        let cases: [(&str, &str); 9] = [
+        let cases: [(&str, &str); 15] = [
             ("[ble]\nallow = [\"not-an-address\"]", "ble.allow"),
+            (
+                "[ble]\ncgm_status_warning_first = [\"zz\"]",
+                "cgm_status_warning_first",
+            ),
+            ("[limits]\nmax_connections = 0", "limits.max_connections"),
+            (
+                "[limits]\nmax_connections_per_address = 1000",
+                "limits.max_connections_per_address",
+            ),
+            ("[limits]\nmax_events_kept = 5", "limits.max_events_kept"),
+            ("[chain]\nconfirmations = 1000", "chain.confirmations"),
+            ("[chain]\nextra_rpc_urls = [\"ftp://x\"]", "chain.rpc_url"),
             ("[ble]\nadapter = \"hci0/../x\"", "ble"),
             (
                 "[ble]\ndevice_clock_utc_offset_minutes = 1000",

@@ -29,6 +29,9 @@ pub struct BleConfig {
     pub rescan_interval: Duration,
     /// Glucose records remembered per connection for de-duplication.
     pub dedupe_window: usize,
+    /// CGMs that write their status octets Warning first (some SDKs'
+    /// encoders) instead of the SIG order.
+    pub cgm_warning_first: Vec<BdAddr>,
 }
 
 impl Default for BleConfig {
@@ -42,6 +45,7 @@ impl Default for BleConfig {
             racp_timeout: Duration::from_secs(60),
             rescan_interval: Duration::from_secs(30),
             dedupe_window: 4096,
+            cgm_warning_first: Vec::new(),
         }
     }
 }
@@ -61,6 +65,15 @@ pub enum ConfigError {
 }
 
 impl BleConfig {
+    /// The status-octet order of a CGM's records.
+    pub fn cgm_status_order(&self, address: BdAddr) -> crate::profiles::cgm::StatusOrder {
+        if self.cgm_warning_first.contains(&address) {
+            crate::profiles::cgm::StatusOrder::WarningFirst
+        } else {
+            crate::profiles::cgm::StatusOrder::Sig
+        }
+    }
+
     /// Checks every field; `run` calls it before connecting to D-Bus.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.backoff.validate()?;

@@ -82,6 +82,14 @@ pub enum BleEvent {
         /// The jittered backoff delay.
         delay: Duration,
     },
+    /// A CGM's session characteristics, read at connect (each `None` when
+    /// the CGM does not offer it or it did not parse).
+    CgmSession {
+        /// The device.
+        identity: Identity,
+        /// What was read.
+        session: CgmSession,
+    },
     /// A reading.
     Measurement {
         /// The device.
@@ -160,6 +168,7 @@ impl BleEvent {
             | ConnectFailed { identity, .. }
             | Connected { identity }
             | Subscribed { identity, .. }
+            | CgmSession { identity, .. }
             | Disconnected { identity, .. }
             | RetryScheduled { identity, .. }
             | Measurement { identity, .. }
@@ -189,4 +198,15 @@ pub enum DisconnectReason {
     /// Connected, but resolving services or subscribing failed; the session
     /// disconnected and will retry.
     SetupFailed(SessionError),
+}
+
+/// A CGM's session as it reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CgmSession {
+    /// CGM Session Start Time.
+    pub start: Option<crate::profiles::cgm_session::CgmSessionStart>,
+    /// CGM Session Run Time, in hours.
+    pub run_time_hours: Option<u16>,
+    /// CGM Status.
+    pub status: Option<crate::profiles::cgm_status::CgmStatus>,
 }

@@ -3,8 +3,10 @@
 
 use uuid::Uuid;
 
+use crate::profiles::cgm::StatusOrder;
 use crate::profiles::{
-    ParseError, blood_pressure, cgm, glucose, heart_rate, plx, temperature, weight,
+    ParseError, blood_pressure, cgm, glucose, glucose_context, heart_rate, plx, plx_continuous,
+    temperature, weight,
 };
 
 /// The Bluetooth Base UUID with a 16-bit assigned number in it.
@@ -30,11 +32,14 @@ pub const HEALTH_SERVICES: [Uuid; 7] = [
     sig_uuid(0x1822),
 ];
 
-/// Characteristics the sessions subscribe to.
+/// Characteristics the sessions use: measurements they subscribe to, and
+/// the CGM session characteristics they read at each connect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Characteristic {
     /// 0x2A18, in the Glucose service.
     GlucoseMeasurement,
+    /// 0x2A34, in the Glucose service (follows a measurement that says so).
+    GlucoseMeasurementContext,
     /// 0x2A52, the Glucose service's Record Access Control Point.
     RecordAccessControlPoint,
     /// 0x2AA7, in the Continuous Glucose Monitoring service.
@@ -49,12 +54,21 @@ pub enum Characteristic {
     TemperatureMeasurement,
     /// 0x2A5E, in the Pulse Oximeter service.
     PlxSpotCheckMeasurement,
+    /// 0x2A5F, in the Pulse Oximeter service.
+    PlxContinuousMeasurement,
+    /// 0x2AA9, in the CGM service (read).
+    CgmStatus,
+    /// 0x2AAA, in the CGM service (read).
+    CgmSessionStartTime,
+    /// 0x2AAB, in the CGM service (read).
+    CgmSessionRunTime,
 }
 
 impl Characteristic {
     /// Every characteristic the crate handles.
-    pub const ALL: [Characteristic; 8] = [
+    pub const ALL: [Characteristic; 13] = [
         Characteristic::GlucoseMeasurement,
+        Characteristic::GlucoseMeasurementContext,
         Characteristic::RecordAccessControlPoint,
         Characteristic::CgmMeasurement,
         Characteristic::BloodPressureMeasurement,
@@ -62,12 +76,27 @@ impl Characteristic {
         Characteristic::WeightMeasurement,
         Characteristic::TemperatureMeasurement,
         Characteristic::PlxSpotCheckMeasurement,
+        Characteristic::PlxContinuousMeasurement,
+        Characteristic::CgmStatus,
+        Characteristic::CgmSessionStartTime,
+        Characteristic::CgmSessionRunTime,
     ];
+
+    /// Read at connect rather than subscribed to.
+    pub const fn is_read(self) -> bool {
+        matches!(
+            self,
+            Characteristic::CgmStatus
+                | Characteristic::CgmSessionStartTime
+                | Characteristic::CgmSessionRunTime
+        )
+    }
 
     /// The 16-bit assigned number.
     pub const fn assigned_number(self) -> u16 {
         match self {
             Characteristic::GlucoseMeasurement => 0x2A18,
+            Characteristic::GlucoseMeasurementContext => 0x2A34,
             Characteristic::RecordAccessControlPoint => 0x2A52,
             Characteristic::CgmMeasurement => 0x2AA7,
             Characteristic::BloodPressureMeasurement => 0x2A35,
@@ -75,6 +104,10 @@ impl Characteristic {
             Characteristic::WeightMeasurement => 0x2A9D,
             Characteristic::TemperatureMeasurement => 0x2A1C,
             Characteristic::PlxSpotCheckMeasurement => 0x2A5E,
+            Characteristic::PlxContinuousMeasurement => 0x2A5F,
+            Characteristic::CgmStatus => 0x2AA9,
+            Characteristic::CgmSessionStartTime => 0x2AAA,
+            Characteristic::CgmSessionRunTime => 0x2AAB,
         }
     }
 
@@ -106,6 +139,11 @@ pub enum Measurement {
     Temperature(temperature::TemperatureMeasurement),
     /// An oximeter spot check.
     PlxSpotCheck(plx::PlxSpotCheck),
+    /// A continuous oximetry notification.
+    PlxContinuous(plx_continuous::PlxContinuous),
+    /// The context (meal, carbohydrate, exercise, medication, HbA1c) of a
+    /// glucometer record sent just before, by sequence number.
+    GlucoseContext(glucose_context::GlucoseContext),
 }
 
 /// Parses a notification of a measurement characteristic into its readings
@@ -116,9 +154,22 @@ pub fn parse_measurement(
     characteristic: Characteristic,
     frame: &[u8],
 ) -> Result<Vec<Measurement>, ParseError> {
+    parse_measurement_with(characteristic, frame, StatusOrder::Sig)
+}
+
+/// [`parse_measurement`] for a CGM that writes its status octets in
+/// `cgm_status_order` (a per-device quirk).
+pub fn parse_measurement_with(
+    characteristic: Characteristic,
+    frame: &[u8],
+    cgm_status_order: StatusOrder,
+) -> Result<Vec<Measurement>, ParseError> {
     Ok(match characteristic {
         Characteristic::GlucoseMeasurement => vec![Measurement::Glucose(glucose::parse(frame)?)],
-        Characteristic::CgmMeasurement => cgm::parse(frame)?
+        Characteristic::GlucoseMeasurementContext => {
+            vec![Measurement::GlucoseContext(glucose_context::parse(frame)?)]
+        }
+        Characteristic::CgmMeasurement => cgm::parse_with(frame, cgm_status_order)?
             .into_iter()
             .map(Measurement::Cgm)
             .collect(),
@@ -135,7 +186,13 @@ pub fn parse_measurement(
         Characteristic::PlxSpotCheckMeasurement => {
             vec![Measurement::PlxSpotCheck(plx::parse(frame)?)]
         }
-        Characteristic::RecordAccessControlPoint => Vec::new(),
+        Characteristic::PlxContinuousMeasurement => {
+            vec![Measurement::PlxContinuous(plx_continuous::parse(frame)?)]
+        }
+        Characteristic::RecordAccessControlPoint
+        | Characteristic::CgmStatus
+        | Characteristic::CgmSessionStartTime
+        | Characteristic::CgmSessionRunTime => Vec::new(),
     })
 }
 

@@ -364,6 +364,13 @@ class Control(dbus.service.Object):
         interfaces_added(path)
         return path
 
+    @dbus.service.method(CONTROL_IFACE, in_signature='oay', out_signature='')
+    def SetValue(self, characteristic, value):
+        '''What a read returns (a characteristic the device keeps, such as a
+        CGM's session start time).'''
+        char = mockobject.objects[str(characteristic)]
+        char.props[CHAR_IFACE]['Value'] = byte_array(bytes(value))
+
     @dbus.service.method(CONTROL_IFACE, in_signature='oay', out_signature='b')
     def Notify(self, characteristic, value):
         return notify(str(characteristic), bytes(value))

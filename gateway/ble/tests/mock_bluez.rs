@@ -266,6 +266,7 @@ fn glucometer_and_cgm_readings_reach_the_channel_with_their_identities() {
             subscribed[&meter_id],
             [
                 Characteristic::GlucoseMeasurement,
+                Characteristic::GlucoseMeasurementContext,
                 Characteristic::RecordAccessControlPoint
             ]
         );
@@ -649,5 +650,143 @@ fn a_failing_body_fails_the_test() {
     with_mock_bluez(|mock: MockBluez| async move {
         mock.add_adapter("hci0").expect("adapter");
         panic!("deliberate failure inside the child");
+    });
+}
+
+/// CGM Session Start Time, in the characteristic's layout, for `start`
+/// (UTC: time zone 0, no DST).
+fn session_start_frame(start: SystemTime) -> Vec<u8> {
+    let mut frame = frames::utc(start).to_bytes().to_vec();
+    frame.extend([0, 0]);
+    frame
+}
+
+#[test]
+fn a_cgm_session_start_read_at_connect_dates_its_records_exactly() {
+    with_mock_bluez(|mock: MockBluez| async move {
+        mock.add_adapter("hci0").expect("adapter");
+        let address = "00:1A:7D:DA:71:20";
+        let cgm = mock.add_cgm("hci0", address).expect("cgm");
+        // The sensor started 90 minutes and 20 seconds ago (whole seconds,
+        // as the characteristic carries them); it runs 14 days.
+        let now_secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(now_secs - 90 * 60 - 20);
+        mock.set_value(&cgm.session_start, &session_start_frame(start))
+            .expect("start");
+        mock.set_value(&cgm.run_time, &336u16.to_le_bytes())
+            .expect("run time");
+        // Status: 90 minutes in, nothing to report.
+        mock.set_value(&cgm.status, &[90, 0, 0, 0, 0])
+            .expect("status");
+        let id = public(address);
+        let mut hub = Hub::start(test_config());
+        hub.subscribed(id).await;
+        let session = hub
+            .until("the session read", |e| match e {
+                BleEvent::CgmSession { identity, session } if *identity == id => Some(*session),
+                _ => None,
+            })
+            .await;
+        assert_eq!(session.run_time_hours, Some(336));
+        assert_eq!(session.status.map(|s| s.time_offset_minutes), Some(90));
+        let reported = session.start.expect("start time");
+        assert_eq!(reported.utc_offset_minutes(), Some(0));
+
+        // Two packed records, the newest (minute 90) measured about now.
+        let mut frame = frames::cgm_record(121, 85);
+        frame.extend(frames::cgm_record(118, 90));
+        assert!(mock.notify(&cgm.measurement, &frame).expect("notify"));
+        let (_, first) = hub.dated_measurement(id).await;
+        let (_, second) = hub.dated_measurement(id).await;
+        // Dated on the sensor's own start, to the second; the arrivals alone
+        // would have put them about 20 s later.
+        assert_eq!(first, Some(start + Duration::from_secs(85 * 60)));
+        assert_eq!(second, Some(start + Duration::from_secs(90 * 60)));
+        let (result, _) = hub.stop().await;
+        result.expect("the sessions end cleanly");
+    });
+}
+
+#[test]
+fn a_cgm_quirk_reads_warning_first_status_octets_for_that_device_only() {
+    with_mock_bluez(|mock: MockBluez| async move {
+        mock.add_adapter("hci0").expect("adapter");
+        let (quirky, regular) = ("00:1A:7D:DA:71:21", "00:1A:7D:DA:71:22");
+        let quirky_cgm = mock.add_cgm("hci0", quirky).expect("cgm");
+        let regular_cgm = mock.add_cgm("hci0", regular).expect("cgm");
+        let mut hub = Hub::start(BleConfig {
+            cgm_warning_first: vec![addr(quirky)],
+            ..test_config()
+        });
+        hub.all_subscribed(&[public(quirky), public(regular)]).await;
+        // Status and Warning octets present: 0x02 then 0x01.
+        let frame = [0x08, 0xA0, 0x46, 0x00, 0x0A, 0x00, 0x02, 0x01];
+        for cgm in [&quirky_cgm, &regular_cgm] {
+            assert!(mock.notify(&cgm.measurement, &frame).expect("notify"));
+        }
+        let status = |m: Measurement| match m {
+            Measurement::Cgm(c) => c.status,
+            other => panic!("{other:?}"),
+        };
+        let q = status(hub.measurement(public(quirky)).await);
+        let r = status(hub.measurement(public(regular)).await);
+        assert!(q.session_stopped() && !q.battery_low(), "{q:?}");
+        assert!(r.battery_low() && !r.session_stopped(), "{r:?}");
+        let (result, _) = hub.stop().await;
+        result.expect("the sessions end cleanly");
+    });
+}
+
+#[test]
+fn glucose_context_and_continuous_oximetry_reach_the_channel() {
+    with_mock_bluez(|mock: MockBluez| async move {
+        mock.add_adapter("hci0").expect("adapter");
+        let meter = mock.add_glucometer("hci0", METER).expect("glucometer");
+        let oximeter_address = "00:1A:7D:DA:71:30";
+        let oximeter = mock
+            .add_oximeter("hci0", oximeter_address)
+            .expect("oximeter");
+        let (meter_id, oximeter_id) = (public(METER), public(oximeter_address));
+        let mut hub = Hub::start(test_config());
+        let subscribed = hub.all_subscribed(&[meter_id, oximeter_id]).await;
+        assert!(subscribed[&meter_id].contains(&Characteristic::GlucoseMeasurementContext));
+        assert!(subscribed[&oximeter_id].contains(&Characteristic::PlxContinuousMeasurement));
+
+        // Record 3 says a context follows (flags bit 4); the context: meal 1
+        // (preprandial).
+        let mut record = frames::glucose_record(3, frames::TIME, 104);
+        record[0] |= 0x10;
+        assert!(mock.notify(&meter.measurement, &record).expect("notify"));
+        assert!(
+            mock.notify(&meter.context, &[0x02, 0x03, 0x00, 0x01])
+                .expect("notify")
+        );
+        assert_eq!(glucose_sequence(&hub.measurement(meter_id).await), 3);
+        match hub.measurement(meter_id).await {
+            Measurement::GlucoseContext(c) => {
+                assert_eq!(c.sequence_number, 3);
+                assert_eq!(
+                    c.meal,
+                    Some(glyco_ble::profiles::glucose_context::Meal::Preprandial)
+                );
+            }
+            other => panic!("expected the context, got {other:?}"),
+        }
+
+        // SpO2 97 %, pulse 64 bpm.
+        let frame = [0x00, 0x61, 0x00, 0x40, 0x00];
+        assert!(mock.notify(&oximeter.continuous, &frame).expect("notify"));
+        match hub.measurement(oximeter_id).await {
+            Measurement::PlxContinuous(m) => {
+                assert_eq!(m.spo2_percent.finite(), Some(97.0));
+                assert_eq!(m.pulse_rate_bpm.finite(), Some(64.0));
+            }
+            other => panic!("expected continuous oximetry, got {other:?}"),
+        }
+        let (result, _) = hub.stop().await;
+        result.expect("the sessions end cleanly");
     });
 }

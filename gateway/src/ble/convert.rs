@@ -55,48 +55,9 @@ impl DeviceClock {
     /// Unix milliseconds for a device date-time, `None` when the device did
     /// not know the date (year, month or day 0) or the fields are impossible.
     pub fn to_millis(self, time: DateTime) -> Option<UnixMillis> {
-        if !time.is_complete()
-            || !(1..=12).contains(&time.month)
-            || time.day > days_in_month(i64::from(time.year), time.month)
-            || time.hours > 23
-            || time.minutes > 59
-            || time.seconds > 59
-        {
-            return None;
-        }
-        let days = days_from_civil(i64::from(time.year), time.month, time.day);
-        let local_secs = days * 86_400
-            + i64::from(time.hours) * 3600
-            + i64::from(time.minutes) * 60
-            + i64::from(time.seconds);
+        let local_secs = time.unix_seconds()?;
         Some((local_secs - i64::from(self.utc_offset_minutes) * 60) * 1000)
     }
-}
-
-fn is_leap(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: i64, month: u8) -> u8 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`; exact for every year the profiles can carry).
-fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
-    let month = i64::from(month);
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 fn finite(field: &'static str, value: MedFloat) -> Result<f64, Unusable> {
@@ -143,8 +104,18 @@ impl Origin<'_> {
         }
     }
 
-    fn time(&self, time: Option<DateTime>) -> Option<UnixMillis> {
-        time.and_then(|t| self.clock.to_millis(t))
+    /// A device time in unix milliseconds. A date the device says it does
+    /// not know (year, month or day 0) is no time; a date that cannot be (a
+    /// month of 13, February 30th) is no time either, and the reading is
+    /// flagged `time_fault`: kept, dated by the hub's receive time.
+    fn time(&self, time: Option<DateTime>, flags: &mut Vec<SensorFlag>) -> Option<UnixMillis> {
+        let time = time?;
+        let millis = self.clock.to_millis(time);
+        let unknown = !time.is_complete() && time.is_valid();
+        if millis.is_none() && !unknown && !flags.contains(&SensorFlag::TimeFault) {
+            flags.push(SensorFlag::TimeFault);
+        }
+        millis
     }
 }
 
@@ -174,7 +145,44 @@ pub fn readings(
         Ble::Weight(m) => weight(&origin, m).map(|r| vec![r]),
         Ble::Temperature(m) => temperature(&origin, m).map(|r| vec![r]),
         Ble::PlxSpotCheck(m) => spo2(&origin, m).map(|r| vec![r]),
+        Ble::PlxContinuous(m) => spo2_continuous(&origin, m).map(|r| vec![r]),
+        // The meal, carbohydrate, exercise, medication or HbA1c of a meter
+        // record: not a reading of its own (logged by the BLE ingest; the
+        // journal has no place for it yet).
+        Ble::GlucoseContext(_) => Ok(Vec::new()),
     }
+}
+
+/// Flags from an oximeter's status fields (spot check or continuous).
+fn oximeter_flags(
+    device_status: Option<glyco_ble::profiles::plx::PlxDeviceStatus>,
+    measurement_status: Option<glyco_ble::profiles::plx::PlxMeasurementStatus>,
+) -> Vec<SensorFlag> {
+    let mut flags = Vec::new();
+    if let Some(status) = device_status {
+        if status.poor_signal() || status.low_perfusion() {
+            flags.push(SensorFlag::PoorSignal);
+        }
+        if status.equipment_malfunction() || status.sensor_malfunctioning() {
+            flags.push(SensorFlag::SensorMalfunction);
+        }
+    }
+    if measurement_status.is_some_and(|s| s.questionable() || s.invalid()) {
+        flags.push(SensorFlag::DeviceFault);
+    }
+    flags
+}
+
+/// A continuous oximetry notification: the normal-averaged pair, measured
+/// when it arrived.
+fn spo2_continuous(
+    origin: &Origin<'_>,
+    m: &glyco_ble::profiles::plx_continuous::PlxContinuous,
+) -> Result<Reading, Unusable> {
+    let percent = finite("SpO2", m.spo2_percent)?;
+    let pulse_bpm = m.pulse_rate_bpm.finite();
+    let flags = oximeter_flags(m.device_status, m.measurement_status);
+    Ok(origin.reading(Measurement::Spo2 { percent, pulse_bpm }, "%", None, flags))
 }
 
 fn glucose(origin: &Origin<'_>, m: &GlucoseMeasurement) -> Result<Reading, Unusable> {
@@ -236,7 +244,7 @@ fn glucose(origin: &Origin<'_>, m: &GlucoseMeasurement) -> Result<Reading, Unusa
     }
     let base_time = (!time_fault).then_some(m.base_time);
     let device_time = origin
-        .time(base_time)
+        .time(base_time, &mut flags)
         .map(|base| base + i64::from(m.time_offset_minutes.unwrap_or(0)) * 60_000);
     let mut reading = origin.reading(measurement, unit, device_time, flags);
     // The meter's record number names the record: resends after a
@@ -290,7 +298,7 @@ fn blood_pressure(
     let diastolic_mmhg = finite("diastolic pressure", m.diastolic)? * factor;
     // Some cuffs send NaN for the mean; it is optional in the reading.
     let mean_mmhg = m.mean_arterial.finite().map(|v| v * factor);
-    let flags = match m.status {
+    let mut flags = match m.status {
         None => Vec::new(),
         Some(status) => raised([
             (status.body_movement(), SensorFlag::BodyMovement),
@@ -298,7 +306,7 @@ fn blood_pressure(
             (status.irregular_pulse(), SensorFlag::IrregularPulse),
         ]),
     };
-    let device_time = origin.time(m.time_stamp);
+    let device_time = origin.time(m.time_stamp, &mut flags);
     let mut out = vec![origin.reading(
         Measurement::BloodPressure {
             systolic_mmhg,
@@ -338,12 +346,9 @@ fn weight(origin: &Origin<'_>, m: &WeightMeasurement) -> Result<Reading, Unusabl
         WeightUnits::Si => (value, "kg"),
         WeightUnits::Imperial => (value * KG_PER_LB, "lb"),
     };
-    Ok(origin.reading(
-        Measurement::Weight { kg },
-        unit,
-        origin.time(m.time_stamp),
-        Vec::new(),
-    ))
+    let mut flags = Vec::new();
+    let device_time = origin.time(m.time_stamp, &mut flags);
+    Ok(origin.reading(Measurement::Weight { kg }, unit, device_time, flags))
 }
 
 fn temperature(origin: &Origin<'_>, m: &TemperatureMeasurement) -> Result<Reading, Unusable> {
@@ -352,35 +357,24 @@ fn temperature(origin: &Origin<'_>, m: &TemperatureMeasurement) -> Result<Readin
         TemperatureUnit::Celsius => (value, "°C"),
         TemperatureUnit::Fahrenheit => ((value - 32.0) * 5.0 / 9.0, "°F"),
     };
+    let mut flags = Vec::new();
+    let device_time = origin.time(m.time_stamp, &mut flags);
     Ok(origin.reading(
         Measurement::Temperature { celsius },
         unit,
-        origin.time(m.time_stamp),
-        Vec::new(),
+        device_time,
+        flags,
     ))
 }
 
 fn spo2(origin: &Origin<'_>, m: &PlxSpotCheck) -> Result<Reading, Unusable> {
     let percent = finite("SpO2", m.spo2_percent)?;
     let pulse_bpm = m.pulse_rate_bpm.finite();
-    let mut flags = Vec::new();
-    if let Some(status) = m.device_status {
-        if status.poor_signal() || status.low_perfusion() {
-            flags.push(SensorFlag::PoorSignal);
-        }
-        if status.equipment_malfunction() || status.sensor_malfunctioning() {
-            flags.push(SensorFlag::SensorMalfunction);
-        }
-    }
-    if m.measurement_status
-        .is_some_and(|s| s.questionable() || s.invalid())
-    {
-        flags.push(SensorFlag::DeviceFault);
-    }
+    let mut flags = oximeter_flags(m.device_status, m.measurement_status);
     let device_time = if m.clock_not_set {
         None
     } else {
-        origin.time(m.time_stamp)
+        origin.time(m.time_stamp, &mut flags)
     };
     Ok(origin.reading(
         Measurement::Spo2 { percent, pulse_bpm },
@@ -404,6 +398,62 @@ mod tests {
 
     fn convert(m: glyco_ble::Measurement) -> Result<Vec<Reading>, Unusable> {
         readings(&meter(), NOW, None, DeviceClock::default(), &m)
+    }
+
+    #[test]
+    fn a_reading_with_an_impossible_date_is_kept_dated_by_the_hub_and_flagged() {
+        // A cuff (flags 0x06: time stamp, pulse) whose clock says month 13.
+        let mut frame = vec![0x06];
+        for v in [128i16, 82, 97] {
+            frame.extend(
+                glyco_ble::ieee11073::encode_sfloat(v, 0)
+                    .unwrap()
+                    .to_le_bytes(),
+            );
+        }
+        frame.extend([0xE9, 0x07, 13, 1, 8, 0, 0]);
+        frame.extend(
+            glyco_ble::ieee11073::encode_sfloat(71, 0)
+                .unwrap()
+                .to_le_bytes(),
+        );
+        let m = blood_pressure::parse(&frame).expect("kept, not refused");
+        let readings = convert(glyco_ble::Measurement::BloodPressure(m)).unwrap();
+        assert_eq!(readings[0].device_time, None);
+        assert_eq!(readings[0].flags, vec![SensorFlag::TimeFault]);
+        // A date the device says it does not know is no fault.
+        let mut unknown = frame.clone();
+        unknown[7..14].copy_from_slice(&[0, 0, 0, 0, 8, 0, 0]);
+        let m = blood_pressure::parse(&unknown).unwrap();
+        let readings = convert(glyco_ble::Measurement::BloodPressure(m)).unwrap();
+        assert!(readings[0].flags.is_empty());
+    }
+
+    #[test]
+    fn continuous_oximetry_becomes_spo2_and_a_glucose_context_no_reading() {
+        let m = glyco_ble::profiles::plx_continuous::parse(&[
+            0x08, 0x61, 0x00, 0x40, 0x00, 0x10, 0x00, 0x00,
+        ])
+        .unwrap();
+        let [r] = convert(glyco_ble::Measurement::PlxContinuous(m))
+            .unwrap()
+            .try_into()
+            .unwrap();
+        assert_eq!(
+            r.measurement,
+            Measurement::Spo2 {
+                percent: 97.0,
+                pulse_bpm: Some(64.0)
+            }
+        );
+        assert_eq!(r.flags, vec![SensorFlag::PoorSignal]);
+        let context =
+            glyco_ble::profiles::glucose_context::parse(&[0x02, 0x03, 0x00, 0x01]).unwrap();
+        assert!(
+            convert(glyco_ble::Measurement::GlucoseContext(context))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -555,8 +605,8 @@ mod tests {
 
     #[test]
     fn cgm_status_bits_become_flags_and_the_session_dates_the_record() {
-        // Flags 0xE0: all three annunciation octets, in the order Warning,
-        // Cal/Temp, Status.
+        // Flags 0xE0: all three annunciation octets, in the SIG order
+        // Status, Cal/Temp, Warning.
         let mut frame = vec![0x09, 0xE0];
         frame.extend(
             glyco_ble::ieee11073::encode_sfloat(400, 0)
@@ -564,7 +614,7 @@ mod tests {
                 .to_le_bytes(),
         );
         frame.extend(30u16.to_le_bytes());
-        frame.extend([1 << 7, 1 << 4, 1 << 0 | 1 << 1]);
+        frame.extend([1 << 0 | 1 << 1, 1 << 4, 1 << 7]);
         let m = cgm::parse(&frame).unwrap().remove(0);
         let [r] = readings(
             &meter(),

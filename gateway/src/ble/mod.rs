@@ -245,6 +245,20 @@ impl BleIngest {
             BleEvent::BluetoothError { identity, error } => {
                 tracing::warn!(device = ?identity, error = %error, "BlueZ call failed");
             }
+            BleEvent::CgmSession { identity, session } => {
+                let stopped = session.status.is_some_and(|s| s.status.session_stopped());
+                tracing::info!(
+                    device = %identity,
+                    start = ?session.start.map(|s| s.local),
+                    utc_offset_minutes = ?session.start.and_then(|s| s.utc_offset_minutes()),
+                    run_time_hours = ?session.run_time_hours,
+                    stopped,
+                    "CGM session read"
+                );
+                if stopped {
+                    tracing::warn!(device = %identity, "the CGM reports its session stopped: no readings until a new sensor session");
+                }
+            }
             BleEvent::Connecting { .. }
             | BleEvent::Subscribed { .. }
             | BleEvent::RetryScheduled { .. } => {
@@ -267,6 +281,10 @@ impl BleIngest {
         let record = match measurement {
             glyco_ble::Measurement::Glucose(g) => {
                 Some((identity.address, g.sequence_number, g.base_time))
+            }
+            glyco_ble::Measurement::GlucoseContext(c) => {
+                tracing::info!(device = %name, seq = c.sequence_number, meal = ?c.meal, carbohydrate = ?c.carbohydrate, "glucose record context");
+                None
             }
             _ => None,
         };

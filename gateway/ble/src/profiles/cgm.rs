@@ -7,9 +7,9 @@
 //! | 1      | Flags                                            | always        |
 //! | 2      | CGM Glucose Concentration (SFLOAT, mg/dL)        | always        |
 //! | 2      | Time Offset (uint16, minutes since session start) | always       |
-//! | 1      | Sensor Status Annunciation – Warning-Octet       | flags bit 5   |
-//! | 1      | Sensor Status Annunciation – Cal/Temp-Octet      | flags bit 6   |
 //! | 1      | Sensor Status Annunciation – Status-Octet        | flags bit 7   |
+//! | 1      | Sensor Status Annunciation – Cal/Temp-Octet      | flags bit 6   |
+//! | 1      | Sensor Status Annunciation – Warning-Octet       | flags bit 5   |
 //! | 2      | CGM Trend Information (SFLOAT, mg/dL/min)        | flags bit 0   |
 //! | 2      | CGM Quality (SFLOAT, %)                          | flags bit 1   |
 //! | 2      | E2E-CRC (uint16)                                 | E2E-CRC supported (CGM Feature) |
@@ -19,6 +19,13 @@
 //! tells us instead: the flags give the size without CRC, and a record two
 //! octets longer carries one, which must then match (CRC-16/MCRF4XX over
 //! the record before it, see [`crate::crc16_mcrf4xx`]).
+//!
+//! The annunciation field is the 24-bit CGM Status, least significant octet
+//! first, with absent octets left out: Status, then Cal/Temp, then Warning.
+//! That is the SIG definition and what every independent implementation
+//! reads. Some device SDKs (Nordic's older nRF5 CGMS encoder among them)
+//! write the Warning octet first; [`StatusOrder::WarningFirst`] reads those
+//! (a per-device quirk in the hub's config), never by guessing.
 //!
 //! The annunciation octets, as the 24-bit CGM Status field numbers them:
 //! Status-Octet bits 0–7 (session stopped, device battery low, sensor type
@@ -41,6 +48,16 @@ const WARNING: u8 = 0x20;
 const CAL_TEMP: u8 = 0x40;
 const STATUS: u8 = 0x80;
 const DEFINED: u8 = 0xE3;
+
+/// The order of the Sensor Status Annunciation octets in a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StatusOrder {
+    /// Status, Cal/Temp, Warning: the SIG definition.
+    #[default]
+    Sig,
+    /// Warning, Cal/Temp, Status: some SDKs' encoders.
+    WarningFirst,
+}
 
 /// One CGM record.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,17 +140,26 @@ impl CgmSensorStatus {
 
 /// Parses a CGM Measurement notification: every record in it, or the first
 /// error (a notification is refused whole: after a bad Size nothing that
-/// follows can be framed).
+/// follows can be framed). Status octets in the SIG order.
 pub fn parse(frame: &[u8]) -> Result<Vec<CgmMeasurement>, ParseError> {
+    parse_with(frame, StatusOrder::Sig)
+}
+
+/// [`parse`] for a device that writes its status octets in `order`.
+pub fn parse_with(frame: &[u8], order: StatusOrder) -> Result<Vec<CgmMeasurement>, ParseError> {
     let mut r = Reader::new(Profile::Cgm, frame)?;
     let mut records = Vec::new();
     while r.remaining() > 0 {
-        records.push(record(&mut r, frame)?);
+        records.push(record(&mut r, frame, order)?);
     }
     Ok(records)
 }
 
-fn record(r: &mut Reader<'_>, frame: &[u8]) -> Result<CgmMeasurement, ParseError> {
+fn record(
+    r: &mut Reader<'_>,
+    frame: &[u8],
+    order: StatusOrder,
+) -> Result<CgmMeasurement, ParseError> {
     let start = r.offset();
     let size = r.u8("size")?;
     let flags = r.u8("flags")?;
@@ -164,14 +190,19 @@ fn record(r: &mut Reader<'_>, frame: &[u8]) -> Result<CgmMeasurement, ParseError
     let glucose_mg_dl = r.sfloat("glucose concentration")?;
     let time_offset_minutes = r.u16("time offset")?;
     let mut status = CgmSensorStatus::default();
-    if flags & WARNING != 0 {
-        status.warning = Some(r.u8("warning octet")?);
-    }
-    if flags & CAL_TEMP != 0 {
-        status.cal_temp = Some(r.u8("cal/temp octet")?);
-    }
-    if flags & STATUS != 0 {
-        status.status = Some(r.u8("status octet")?);
+    let octets = match order {
+        StatusOrder::Sig => [STATUS, CAL_TEMP, WARNING],
+        StatusOrder::WarningFirst => [WARNING, CAL_TEMP, STATUS],
+    };
+    for octet in octets {
+        if flags & octet == 0 {
+            continue;
+        }
+        match octet {
+            STATUS => status.status = Some(r.u8("status octet")?),
+            CAL_TEMP => status.cal_temp = Some(r.u8("cal/temp octet")?),
+            _ => status.warning = Some(r.u8("warning octet")?),
+        }
     }
     let trend_mg_dl_per_min = if flags & TREND != 0 {
         Some(r.sfloat("trend")?)
@@ -225,12 +256,13 @@ mod tests {
     fn all_fields_with_crc() {
         // Size 15 = 6 + 3 annunciation octets + trend + quality + CRC.
         // Flags 0xE3. Glucose 0x00B4 = 180 mg/dL, offset 0x0100 = 256 min,
-        // warning 0x80 (bit 23: above device range), cal/temp 0x08 (bit 11:
-        // calibration required), status 0x01 (bit 0: session stopped),
-        // trend −1.5 mg/dL/min = −15 × 10⁻¹ → exponent 0xF, mantissa 0xFF1
+        // then the CGM Status least significant octet first: status 0x01
+        // (bit 0: session stopped), cal/temp 0x08 (bit 11: calibration
+        // required), warning 0x80 (bit 23: above device range); trend
+        // −1.5 mg/dL/min = −15 × 10⁻¹ → exponent 0xF, mantissa 0xFF1
         // → 0xFFF1, quality 0x005A = 90 %.
         let mut bytes = vec![
-            0x0F, 0xE3, 0xB4, 0x00, 0x00, 0x01, 0x80, 0x08, 0x01, 0xF1, 0xFF, 0x5A, 0x00,
+            0x0F, 0xE3, 0xB4, 0x00, 0x00, 0x01, 0x01, 0x08, 0x80, 0xF1, 0xFF, 0x5A, 0x00,
         ];
         let crc = crc16_mcrf4xx(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
@@ -253,6 +285,34 @@ mod tests {
         let err = parse(&bytes).expect_err("crc");
         assert_eq!(err.offset, 13);
         assert!(matches!(err.reason, ParseErrorKind::CrcMismatch { .. }));
+    }
+
+    /// Vectors written from the SIG definition (CGMS 1.0.1 §3.1.1.4: the
+    /// Sensor Status Annunciation field is the CGM Status, least significant
+    /// octet first) rather than from another implementation.
+    #[test]
+    fn status_octets_follow_the_sig_order_and_a_quirk_reads_warning_first() {
+        // Status and Warning present (flags 0xA0), Cal/Temp absent: the
+        // Status octet 0x02 (battery low) comes first, then Warning 0x01
+        // (bit 16: result lower than the patient low level).
+        let frame = [0x08, 0xA0, 0x46, 0x00, 0x0A, 0x00, 0x02, 0x01];
+        let sig = &parse(&frame).expect("valid")[0];
+        assert_eq!(sig.status.status, Some(0x02));
+        assert_eq!(sig.status.warning, Some(0x01));
+        assert!(sig.status.battery_low());
+        assert!(!sig.status.session_stopped());
+        assert_eq!(sig.status.bits(), 0x01_00_02);
+        // The same bytes from a device that writes Warning first.
+        let quirk = &parse_with(&frame, StatusOrder::WarningFirst).expect("valid")[0];
+        assert_eq!(quirk.status.warning, Some(0x02));
+        assert_eq!(quirk.status.status, Some(0x01));
+        assert!(quirk.status.session_stopped());
+        // Only Cal/Temp: the order does not matter.
+        let frame = [0x07, 0x40, 0x46, 0x00, 0x0A, 0x00, 0x08];
+        for order in [StatusOrder::Sig, StatusOrder::WarningFirst] {
+            let m = &parse_with(&frame, order).expect("valid")[0];
+            assert!(m.status.calibration_required());
+        }
     }
 
     #[test]

@@ -389,9 +389,11 @@ mod tests {
             (10, ParseErrorKind::TrailingBytes { count: 1 })
         );
 
-        // Month 13 in the base time.
-        let err = parse(&[0x00, 0x01, 0x00, 0xE8, 0x07, 13, 1, 0, 0, 0]).expect_err("bad month");
-        assert_eq!(err.offset, 3);
+        // Month 13 in the base time: the record is kept, its time marked
+        // impossible (the hub dates it by its own clock, flagged).
+        let kept = parse(&[0x00, 0x01, 0x00, 0xE8, 0x07, 13, 1, 0, 0, 0]).expect("kept");
+        assert_eq!(kept.base_time.month, 13);
+        assert!(!kept.base_time.is_valid());
     }
 
     fn shape(buf: &mut [u8]) {

@@ -15,9 +15,13 @@ mod reader;
 
 pub mod blood_pressure;
 pub mod cgm;
+pub mod cgm_session;
+pub mod cgm_status;
 pub mod glucose;
+pub mod glucose_context;
 pub mod heart_rate;
 pub mod plx;
+pub mod plx_continuous;
 pub mod racp;
 pub mod temperature;
 pub mod weight;
@@ -48,6 +52,16 @@ pub enum Profile {
     PlxSpotCheck,
     /// Record Access Control Point (0x2A52).
     Racp,
+    /// Glucose Measurement Context (0x2A34).
+    GlucoseContext,
+    /// CGM Status (0x2AA9).
+    CgmStatus,
+    /// CGM Session Start Time (0x2AAA).
+    CgmSessionStartTime,
+    /// CGM Session Run Time (0x2AAB).
+    CgmSessionRunTime,
+    /// PLX Continuous Measurement (0x2A5F).
+    PlxContinuous,
 }
 
 impl fmt::Display for Profile {
@@ -61,6 +75,11 @@ impl fmt::Display for Profile {
             Profile::Temperature => "Temperature Measurement (0x2A1C)",
             Profile::PlxSpotCheck => "PLX Spot-check Measurement (0x2A5E)",
             Profile::Racp => "Record Access Control Point (0x2A52)",
+            Profile::GlucoseContext => "Glucose Measurement Context (0x2A34)",
+            Profile::CgmStatus => "CGM Status (0x2AA9)",
+            Profile::CgmSessionStartTime => "CGM Session Start Time (0x2AAA)",
+            Profile::CgmSessionRunTime => "CGM Session Run Time (0x2AAB)",
+            Profile::PlxContinuous => "PLX Continuous Measurement (0x2A5F)",
         })
     }
 }

@@ -93,11 +93,11 @@ impl<'a> Reader<'a> {
     }
 
     /// The 7-octet Date Time characteristic layout (0x2A08) used for the
-    /// health profiles' time stamps and base times.
+    /// health profiles' time stamps and base times, as sent: an impossible
+    /// date dates the reading wrongly but does not unmake it (the hub flags
+    /// it; see [`DateTime::is_valid`]).
     pub(crate) fn date_time(&mut self, field: &'static str) -> Result<DateTime, ParseError> {
-        let start = self.pos;
-        let raw: [u8; 7] = self.array(field)?;
-        DateTime::from_bytes(raw).map_err(|reason| self.error_at(start, reason))
+        Ok(DateTime::decode(self.array(field)?))
     }
 
     /// Refuses reserved flag bits, reported at the flags' own offset.

@@ -1,11 +1,20 @@
 //! Dates CGM records. A record carries only its minutes since the sensor
 //! session started; the session start itself is in another characteristic
-//! (CGM Session Start Time) that not every sensor keeps right. The hub
-//! instead estimates the start from what it sees: the newest record of a
+//! (CGM Session Start Time), which the session reads at each connect, with
+//! the session's run time. Not every sensor keeps its clock right, so the
+//! hub also estimates the start from what it sees: the newest record of a
 //! live notification was measured about when it arrived, so
 //! `arrival − offset` is a start estimate. Notifications are a little late,
 //! never early, so the earliest estimate is the best one; keeping it gives
 //! every record of a session one consistent time line.
+//!
+//! A start the sensor reports is used when it agrees with the estimate
+//! within [`NEW_SESSION`] (or before any notification: it dates records a
+//! sensor sends on connect, before the hub could estimate anything); it is
+//! exact where the estimate carries notification latency. A reported start
+//! that disagrees means a wrong sensor clock and is not used. The run time
+//! bounds a session: arrivals more than an hour past the start plus the run
+//! time belong to a new one.
 //!
 //! An estimate later than the kept start by more than [`NEW_SESSION`]
 //! cannot be lateness: the sensor started a new session (whatever offset it
@@ -26,13 +35,20 @@ const NANOS_PER_MINUTE: i128 = 60_000_000_000;
 /// drifts under a minute over a 14-day session.
 pub(crate) const NEW_SESSION: Duration = Duration::from_secs(30 * 60);
 
+/// Past the run time by this much, an arrival belongs to a new session.
+const RUN_TIME_GRACE: Duration = Duration::from_secs(3600);
+
 #[derive(Debug)]
 pub(crate) struct CgmClock {
     /// The monotonic origin the session start is counted from.
     origin: Instant,
-    /// Estimated session start, nanoseconds after `origin` (negative when
-    /// the session began before it: sensors run for days).
+    /// Session start, nanoseconds after `origin` (negative when the session
+    /// began before it: sensors run for days).
     start: Option<i128>,
+    /// `start` is the sensor's own, not an estimate.
+    reported: bool,
+    /// The session's run time, when the sensor said.
+    run_time: Option<Duration>,
 }
 
 impl CgmClock {
@@ -40,19 +56,69 @@ impl CgmClock {
         CgmClock {
             origin,
             start: None,
+            reported: false,
+            run_time: None,
+        }
+    }
+
+    /// Takes in the session as the sensor reports it at connect: its start
+    /// (UTC wall time) and run time. Returns false when a reported start
+    /// was not used because it disagrees with the arrivals.
+    pub(crate) fn set_session(
+        &mut self,
+        start: Option<SystemTime>,
+        run_time: Option<Duration>,
+        now: (SystemTime, Instant),
+    ) -> bool {
+        if run_time.is_some() {
+            self.run_time = run_time;
+        }
+        let Some(start) = start else {
+            return true;
+        };
+        let wall_offset = match now.0.duration_since(start) {
+            Ok(ago) => -(ago.as_nanos() as i128),
+            Err(ahead) => ahead.duration().as_nanos() as i128,
+        };
+        let reported = self.since_origin(now.1) + wall_offset;
+        let tolerance = NEW_SESSION.as_nanos() as i128;
+        match self.start {
+            Some(estimate) if (reported - estimate).abs() > tolerance => false,
+            _ => {
+                self.start = Some(reported);
+                self.reported = true;
+                true
+            }
         }
     }
 
     /// Takes in a notification that arrived at `arrived` whose newest
     /// record has `newest_offset` minutes.
     pub(crate) fn observe(&mut self, arrived: Instant, newest_offset: u16) {
-        let estimate = self.since_origin(arrived) - i128::from(newest_offset) * NANOS_PER_MINUTE;
+        let at = self.since_origin(arrived);
+        let estimate = at - i128::from(newest_offset) * NANOS_PER_MINUTE;
+        let tolerance = NEW_SESSION.as_nanos() as i128;
+        let over = |start: i128| match self.run_time {
+            Some(run) => at - start > (run + RUN_TIME_GRACE).as_nanos() as i128,
+            None => false,
+        };
         self.start = Some(match self.start {
-            Some(start) if estimate - start <= NEW_SESSION.as_nanos() as i128 => {
-                start.min(estimate)
+            // The sensor began a new session (or the old one ran out).
+            Some(start) if estimate - start > tolerance || over(start) => {
+                self.reported = false;
+                estimate
             }
-            // First notification, or the sensor began a new session.
-            _ => estimate,
+            // The sensor's own start stands unless the arrivals contradict it.
+            Some(start) if self.reported => {
+                if start - estimate > tolerance {
+                    self.reported = false;
+                    estimate
+                } else {
+                    start
+                }
+            }
+            Some(start) => start.min(estimate),
+            None => estimate,
         });
     }
 
@@ -75,6 +141,52 @@ impl CgmClock {
             Some(d) => d.as_nanos() as i128,
             None => -(self.origin.duration_since(at).as_nanos() as i128),
         }
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_reported_start_dates_records_before_any_notification_and_is_exact() {
+        let origin = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+        let mut clock = CgmClock::new(origin);
+        let start = wall - 90 * MINUTE;
+        assert!(clock.set_session(Some(start), Some(14 * 24 * 60 * MINUTE), (wall, origin)));
+        assert_eq!(clock.date(30, (wall, origin)), Some(start + 30 * MINUTE));
+        // A notification 40 s late agrees within tolerance: the exact start stays.
+        clock.observe(origin + Duration::from_secs(40), 90);
+        assert_eq!(clock.date(30, (wall, origin)), Some(start + 30 * MINUTE));
+    }
+
+    #[test]
+    fn a_reported_start_far_from_the_arrivals_is_not_used() {
+        let origin = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+        let mut clock = CgmClock::new(origin);
+        clock.observe(origin, 120);
+        // The sensor claims its session began three hours later than it did.
+        assert!(!clock.set_session(Some(wall + 60 * MINUTE), None, (wall, origin)));
+        assert_eq!(clock.date(120, (wall, origin)), Some(wall));
+    }
+
+    #[test]
+    fn arrivals_past_the_run_time_start_a_new_session() {
+        let origin = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+        let mut clock = CgmClock::new(origin);
+        assert!(clock.set_session(Some(wall), Some(10 * MINUTE), (wall, origin)));
+        // 20 minutes in, a record with offset 5 cannot be the old session's
+        // (whose run time ended at minute 10) even though its estimate is
+        // within the tolerance of a new-session jump.
+        let later = origin + 80 * MINUTE;
+        clock.observe(later, 5);
+        let now = (wall + 80 * MINUTE, later);
+        assert_eq!(clock.date(5, now), Some(wall + 80 * MINUTE));
     }
 }
 

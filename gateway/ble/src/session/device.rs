@@ -3,7 +3,7 @@
 //! the supervisor stops it.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bluer::gatt::remote::Characteristic as RemoteCharacteristic;
 use bluer::{Device, DeviceEvent, DeviceProperty};
@@ -20,10 +20,11 @@ use crate::backoff::Backoff;
 use crate::counters::Counter;
 use crate::dedupe::RecordWindow;
 use crate::error::{Operation, SessionError};
-use crate::event::{BleEvent, DisconnectReason};
+use crate::event::{BleEvent, CgmSession, DisconnectReason};
 use crate::gatt::{Characteristic, GLUCOSE_SERVICE};
 use crate::identity::{Identity, SkipReason};
 use crate::profiles::racp::{RacpRequest, RecordFilter};
+use crate::profiles::{cgm_session, cgm_status};
 
 type Stop = watch::Receiver<Option<StopReason>>;
 
@@ -201,6 +202,7 @@ async fn find_characteristics(device: &Device) -> Result<Vec<Found>, SessionErro
             let flags = remote.flags().await.map_err(resolve)?;
             let usable = match kind {
                 Characteristic::RecordAccessControlPoint => flags.write && flags.indicate,
+                kind if kind.is_read() => flags.read,
                 _ => flags.notify || flags.indicate,
             };
             if usable {
@@ -212,7 +214,7 @@ async fn find_characteristics(device: &Device) -> Result<Vec<Found>, SessionErro
         .iter()
         .any(|f| f.kind == Characteristic::GlucoseMeasurement);
     found.retain(|f| f.kind != Characteristic::RecordAccessControlPoint || has_glucose);
-    if found.is_empty() {
+    if found.iter().all(|f| f.kind.is_read()) {
         return Err(SessionError::NothingToSubscribe);
     }
     found.sort_by_key(|f| f.kind);
@@ -300,7 +302,7 @@ async fn connection(
     let mut streams: SelectAll<BoxStream<'_, (Characteristic, Vec<u8>)>> = SelectAll::new();
     let mut subscribed = Vec::new();
     let mut racp = None;
-    for f in &found {
+    for f in found.iter().filter(|f| !f.kind.is_read()) {
         let stream = match timeout(limit, f.remote.notify()).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -331,6 +333,10 @@ async fn connection(
         characteristics: subscribed,
     })
     .await?;
+    let session_reads: Vec<&Found> = found.iter().filter(|f| f.kind.is_read()).collect();
+    if !session_reads.is_empty() {
+        read_cgm_session(ctx, identity, memory, &session_reads, limit).await?;
+    }
 
     let mut racp_deadline = None;
     if let Some(racp) = racp {
@@ -417,6 +423,73 @@ async fn connection(
             }
         }
     }
+}
+
+/// Reads a CGM's session characteristics (start time, run time, status) at
+/// connect: the start time dates its records, the run time bounds the
+/// session (`cgm_clock`). A read that fails or does not parse leaves that
+/// part unknown: the records are then dated from their arrivals alone.
+async fn read_cgm_session(
+    ctx: &Ctx,
+    identity: Identity,
+    memory: &mut DeviceMemory,
+    reads: &[&Found],
+    limit: Duration,
+) -> Result<(), EventsClosed> {
+    let mut session = CgmSession::default();
+    for f in reads {
+        let frame = match timeout(limit, f.remote.read()).await {
+            // Nothing kept: nothing to tell.
+            Ok(Ok(frame)) if frame.is_empty() => continue,
+            Ok(Ok(frame)) => frame,
+            Ok(Err(e)) => {
+                tracing::debug!(%identity, characteristic = ?f.kind, error = %e, "CGM session read failed");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let parsed = match f.kind {
+            Characteristic::CgmSessionStartTime => {
+                cgm_session::parse_start(&frame).map(|s| session.start = Some(s))
+            }
+            Characteristic::CgmSessionRunTime => {
+                cgm_session::parse_run_time(&frame).map(|h| session.run_time_hours = Some(h))
+            }
+            Characteristic::CgmStatus => {
+                cgm_status::parse(&frame).map(|s| session.status = Some(s))
+            }
+            _ => Ok(()),
+        };
+        if let Err(error) = parsed {
+            tracing::warn!(%identity, %error, "CGM session characteristic does not parse; dating by arrivals");
+            ctx.counters.bump(Counter::ParseErrors);
+        }
+    }
+    let now = (SystemTime::now(), std::time::Instant::now());
+    let used = memory.cgm_clock.set_session(
+        session.start.and_then(|s| session_start_utc(&s)),
+        session
+            .run_time_hours
+            .map(|h| Duration::from_secs(u64::from(h) * 3600)),
+        now,
+    );
+    if !used {
+        tracing::warn!(%identity, "the CGM's session start disagrees with its arrivals; dating by arrivals");
+    }
+    ctx.emit(BleEvent::CgmSession { identity, session }).await
+}
+
+/// The session start in UTC, when the sensor knows its date, zone and DST.
+fn session_start_utc(start: &cgm_session::CgmSessionStart) -> Option<SystemTime> {
+    let local = start.local;
+    if !local.is_complete() || !local.is_valid() {
+        return None;
+    }
+    let offset_minutes = start.utc_offset_minutes()?;
+    let local_secs = local.unix_seconds()?;
+    let utc = local_secs.checked_sub(i64::from(offset_minutes) * 60)?;
+    let utc = u64::try_from(utc).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(utc))
 }
 
 /// Handles the frames that are already queued when the connection ends:

@@ -7,7 +7,7 @@ use super::{Ctx, EventsClosed};
 use crate::counters::Counter;
 use crate::dedupe::RecordWindow;
 use crate::event::BleEvent;
-use crate::gatt::{Characteristic, Measurement, parse_measurement};
+use crate::gatt::{Characteristic, Measurement, parse_measurement_with};
 use crate::identity::Identity;
 use crate::profiles::{DateTime, racp};
 
@@ -44,7 +44,8 @@ pub(crate) async fn handle(
             }
         };
     }
-    match parse_measurement(characteristic, &frame) {
+    let order = ctx.config.cgm_status_order(identity.address);
+    match parse_measurement_with(characteristic, &frame, order) {
         Ok(measurements) => {
             // A CGM notification may pack several records; the newest was
             // measured about now, and all are dated on the session's one

@@ -92,15 +92,37 @@ pub struct MockGlucometer {
     pub measurement: MockCharacteristic,
     /// Record Access Control Point 0x2A52.
     pub racp: MockCharacteristic,
+    /// Glucose Measurement Context 0x2A34.
+    pub context: MockCharacteristic,
 }
 
-/// A simulated CGM: CGM service with CGM Measurement (notify).
+/// A simulated CGM: CGM service with CGM Measurement (notify), and CGM
+/// Status, Session Start Time and Session Run Time (read; empty until set
+/// with [`MockBluez::set_value`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MockCgm {
     /// The device.
     pub device: MockDevice,
     /// CGM Measurement 0x2AA7.
     pub measurement: MockCharacteristic,
+    /// CGM Status 0x2AA9.
+    pub status: MockCharacteristic,
+    /// CGM Session Start Time 0x2AAA.
+    pub session_start: MockCharacteristic,
+    /// CGM Session Run Time 0x2AAB.
+    pub run_time: MockCharacteristic,
+}
+
+/// A simulated pulse oximeter: Pulse Oximeter service with PLX Spot-check
+/// and PLX Continuous Measurement (notify).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockOximeter {
+    /// The device.
+    pub device: MockDevice,
+    /// PLX Spot-check Measurement 0x2A5E.
+    pub spot_check: MockCharacteristic,
+    /// PLX Continuous Measurement 0x2A5F.
+    pub continuous: MockCharacteristic,
 }
 
 /// A running mock BlueZ on its own dbus-daemon. Dropping it stops both.
@@ -319,10 +341,17 @@ impl MockBluez {
             0x0014,
             &["write", "indicate"],
         )?;
+        let context = self.add_characteristic(
+            &service,
+            Characteristic::GlucoseMeasurementContext.uuid(),
+            0x0017,
+            &["notify"],
+        )?;
         Ok(MockGlucometer {
             device,
             measurement,
             racp,
+            context,
         })
     }
 
@@ -336,10 +365,52 @@ impl MockBluez {
             0x0021,
             &["notify"],
         )?;
+        let read = |uuid, handle| self.add_characteristic(&service, uuid, handle, &["read"]);
+        let status = read(Characteristic::CgmStatus.uuid(), 0x0024)?;
+        let session_start = read(Characteristic::CgmSessionStartTime.uuid(), 0x0026)?;
+        let run_time = read(Characteristic::CgmSessionRunTime.uuid(), 0x0028)?;
         Ok(MockCgm {
             device,
             measurement,
+            status,
+            session_start,
+            run_time,
         })
+    }
+
+    /// A bonded pulse oximeter with a public address.
+    pub fn add_oximeter(&self, adapter: &str, address: &str) -> Result<MockOximeter, HarnessError> {
+        let device = self.add_device(adapter, address, AddressKind::Public, true)?;
+        let service = self.add_service(&device, sig_uuid(0x1822), 0x0030)?;
+        let spot_check = self.add_characteristic(
+            &service,
+            Characteristic::PlxSpotCheckMeasurement.uuid(),
+            0x0031,
+            &["indicate"],
+        )?;
+        let continuous = self.add_characteristic(
+            &service,
+            Characteristic::PlxContinuousMeasurement.uuid(),
+            0x0034,
+            &["notify"],
+        )?;
+        Ok(MockOximeter {
+            device,
+            spot_check,
+            continuous,
+        })
+    }
+
+    /// What a read of `characteristic` returns from now on.
+    pub fn set_value(
+        &self,
+        characteristic: &MockCharacteristic,
+        value: &[u8],
+    ) -> Result<(), HarnessError> {
+        self.call(
+            "SetValue",
+            (Self::path(&characteristic.path)?, value.to_vec()),
+        )
     }
 
     /// Sends a notification as the device. False when nothing was sent:

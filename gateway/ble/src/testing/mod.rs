@@ -44,6 +44,6 @@ mod isolate;
 
 pub use harness::{
     AddressKind, HarnessError, MockBluez, MockCgm, MockCharacteristic, MockDevice, MockGlucometer,
-    MockService,
+    MockOximeter, MockService,
 };
 pub use isolate::with_mock_bluez;
