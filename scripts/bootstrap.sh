@@ -41,3 +41,11 @@ if [ -f "$requirements" ]; then
     cp "$requirements" "$venv/.glyco-requirements"
   fi
 fi
+
+# cargo-deny, pinned, for the supply-chain check in scripts/test.sh (built
+# from crates.io once, about 3 minutes on 2 cores).
+cargo_deny_version=0.20.2
+if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $cargo_deny_version" ]; then
+  echo "bootstrap: installing cargo-deny $cargo_deny_version"
+  cargo install --quiet --locked cargo-deny --version "$cargo_deny_version"
+fi

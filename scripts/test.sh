@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project: the contract artifacts against their
-# sources, formatting, lints, and the whole workspace's tests (unit,
-# integration and end-to-end, against real anvil, broker and D-Bus processes).
+# sources, the supply chain (licences, bans, sources) and the declared MSRV,
+# formatting, lints, and the whole workspace's tests with every feature
+# (unit, property, fuzz-corpus replay, integration and end-to-end, against
+# real anvil, broker and D-Bus processes).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -12,16 +14,22 @@ source scripts/env.sh
 echo "== contract artifacts"
 node contracts/tools/compile.mjs --check
 
+echo "== supply chain (cargo deny: licences, bans, sources; advisories need the network)"
+cargo deny --offline check --hide-inclusion-graph licenses bans sources
+
+echo "== minimum Rust version"
+./scripts/msrv.sh
+
 echo "== formatting"
 cargo fmt --all -- --check
 
 echo "== lints"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
-  cargo test --workspace --locked --doc
+  cargo nextest run --workspace --all-features --locked --no-fail-fast
+  cargo test --workspace --all-features --locked --doc
 else
-  cargo test --workspace --locked --no-fail-fast
+  cargo test --workspace --all-features --locked --no-fail-fast
 fi

@@ -11,11 +11,14 @@ pub mod consent;
 pub mod deploy;
 pub mod deployment;
 pub mod device_id;
+#[cfg(feature = "devnet")]
 pub mod devnet;
 pub mod error;
+#[cfg(feature = "devnet")]
 pub mod gas;
 pub mod keys;
 pub mod model;
+#[cfg(feature = "devnet")]
 pub mod testkit;
 
 pub use alloy::primitives::{Address, B256};

@@ -73,6 +73,46 @@ async fn qos2_publishes_are_refused_and_the_device_disconnected() {
     device_still_works(&hub, "cgm-q2", &secret, 1).await;
 }
 
+/// Found by the `mqtt_stream` fuzz target: rumqttd's MQTT 5 codec panics
+/// on a CONNACK (or UNSUBACK) with a body, and the gatekeeper parsed every
+/// device packet with it.
+#[tokio::test]
+async fn a_server_packet_from_an_mqtt5_device_is_refused_without_a_panic() {
+    let world = HubWorld::new().await;
+    let secret = world.register("cgm-v5", "cgm").await;
+    let hub = world.start_hub().await;
+    hub.wait_registered("cgm-v5").await;
+
+    let mut stream = raw::dial(loopback(0, 0, 1), hub.mqtt).await.unwrap();
+    stream
+        .write_all(&raw::connect_at(
+            5,
+            "cgm-v5",
+            Some("cgm-v5"),
+            Some(&secret),
+            30,
+        ))
+        .await
+        .unwrap();
+    let mut connack = [0u8; 2];
+    tokio::io::AsyncReadExt::read_exact(&mut stream, &mut connack)
+        .await
+        .unwrap();
+    assert_eq!(connack[0], 0x20, "CONNACK");
+    // A CONNACK with a body, as the fuzzer sent it.
+    stream
+        .write_all(&[0x29, 0x05, 0xbe, 0x7a, 0x2c, 0x20, 0xc2])
+        .await
+        .unwrap();
+    assert!(raw::closed_by_hub(&mut stream, FIVE_SECONDS).await);
+    hub.wait_for("the protocol-violation refusal", |r| {
+        Hub::refusals(r, "protocol_violation") >= 1
+    })
+    .await;
+    assert!(!hub.log_text().contains("panicked"), "{}", hub.log_text());
+    device_still_works(&hub, "cgm-v5", &secret, 1).await;
+}
+
 /// v1: 100,000 invalid QoS 0 publishes grew the hub by 187 MiB and logged each.
 #[tokio::test]
 async fn a_publish_flood_is_cut_off_and_logged_only_a_few_times() {

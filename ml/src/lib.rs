@@ -10,12 +10,17 @@
 #![forbid(unsafe_code)]
 
 pub mod adapt;
+#[cfg(feature = "eval")]
 pub mod ar2;
+#[cfg(feature = "eval")]
 pub mod bench;
+#[cfg(feature = "eval")]
 pub mod data;
 pub mod error;
+#[cfg(feature = "eval")]
 pub mod eval;
 pub mod features;
+#[cfg(feature = "eval")]
 pub mod featurize;
 pub mod finding;
 pub mod history;
@@ -24,6 +29,7 @@ pub mod monitor;
 pub mod rules;
 pub mod sample;
 pub mod time;
+#[cfg(feature = "eval")]
 pub mod truth;
 
 pub use error::MlError;

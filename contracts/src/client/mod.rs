@@ -51,11 +51,11 @@ pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_LOG_CHUNK_BLOCKS: u64 = 2_000;
 
 /// One lock per signing key in this process.
-static SEND_LOCKS: LazyLock<std::sync::Mutex<HashMap<Address, Arc<tokio::sync::Mutex<()>>>>> =
+static SEND_LOCKS: LazyLock<parking_lot::Mutex<HashMap<Address, Arc<tokio::sync::Mutex<()>>>>> =
     LazyLock::new(Default::default);
 
 fn send_lock(sender: Address) -> Arc<tokio::sync::Mutex<()>> {
-    let mut locks = SEND_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut locks = SEND_LOCKS.lock();
     locks.entry(sender).or_default().clone()
 }
 

@@ -4,7 +4,9 @@
 //! `glyco_ble::testing`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, SystemTime};
 
 use glyco_ble::profiles::racp::{RacpRequest, RacpResponse, RacpResponseCode, RecordFilter};
@@ -71,13 +73,7 @@ impl Hub {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(glyco_ble::run(
             config,
-            Arc::new(move |id: &Identity| {
-                lookup
-                    .lock()
-                    .expect("cursor lock")
-                    .get(&id.address)
-                    .copied()
-            }),
+            Arc::new(move |id: &Identity| lookup.lock().get(&id.address).copied()),
             tx,
             counters.clone(),
             shutdown.clone(),
@@ -420,7 +416,7 @@ fn stored_records_are_fetched_from_the_cursor_after_a_reconnect_and_repeats_drop
         // The hub's journal has stored only up to 2 when the link drops
         // (record 3 was still in flight), and the meter takes two more
         // readings while out of range.
-        hub.cursor.lock().expect("cursor").insert(addr(METER), 2);
+        hub.cursor.lock().insert(addr(METER), 2);
         mock.set_reachable(&meter.device, false)
             .expect("out of range");
         hub.until("the link loss", |e| {
@@ -712,7 +708,10 @@ fn a_cgm_session_start_read_at_connect_dates_its_records_exactly() {
                 .unwrap_or_else(|e| e.duration())
         };
         assert!(off_by(first, 85) < Duration::from_millis(500), "{first:?}");
-        assert!(off_by(second, 90) < Duration::from_millis(500), "{second:?}");
+        assert!(
+            off_by(second, 90) < Duration::from_millis(500),
+            "{second:?}"
+        );
         let (result, _) = hub.stop().await;
         result.expect("the sessions end cleanly");
     });

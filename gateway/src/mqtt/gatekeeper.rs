@@ -31,7 +31,6 @@ use parking_lot::Mutex;
 use bytes::BytesMut;
 use glyco_contracts::DeviceIdentity;
 use rumqttd::protocol::v4::V4;
-use rumqttd::protocol::v5::V5;
 use rumqttd::protocol::{ConnAck, ConnectReturnCode, Login, Packet, Protocol};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -39,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::framing::{Frame, Version, connect_level, next_frame};
 use super::logins::LoginThrottle;
 use super::slots::{ConnectionSlots, Slot};
 use super::topics::{acks_topic, readings_topic};
@@ -120,46 +120,6 @@ fn refusal(device: Option<&str>, reason: RefusalReason, detail: impl Into<String
     }
 }
 
-#[derive(Clone, Copy)]
-enum Version {
-    V4,
-    V5,
-}
-
-impl Version {
-    fn read(self, buf: &mut BytesMut, max: usize) -> Result<Packet, rumqttd::protocol::Error> {
-        match self {
-            Self::V4 => V4.read_mut(buf, max),
-            Self::V5 => V5.read_mut(buf, max),
-        }
-    }
-
-    fn write(self, packet: Packet, out: &mut BytesMut) -> Result<usize, rumqttd::protocol::Error> {
-        match self {
-            Self::V4 => V4.write(packet, out),
-            Self::V5 => V5.write(packet, out),
-        }
-    }
-}
-
-/// The protocol level of a complete CONNECT frame: 4 (3.1.1) or 5.
-fn connect_level(frame: &[u8]) -> Option<u8> {
-    if frame.first()? >> 4 != 1 {
-        return None;
-    }
-    // Skip the remaining-length varint (1 to 4 bytes).
-    let mut i = 1;
-    while frame.get(i)? & 0x80 != 0 {
-        i += 1;
-        if i > 4 {
-            return None;
-        }
-    }
-    i += 1;
-    let name_len = u16::from_be_bytes([*frame.get(i)?, *frame.get(i + 1)?]) as usize;
-    frame.get(i + 2 + name_len).copied()
-}
-
 /// Reads until `buf` holds one whole packet; returns its length.
 async fn fill_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
@@ -167,17 +127,17 @@ async fn fill_frame<R: AsyncRead + Unpin>(
     max_packet: usize,
 ) -> Result<Option<usize>, Refusal> {
     loop {
-        match rumqttd::protocol::v4::check(buf.iter(), max_packet) {
-            Ok(header) => return Ok(Some(header.frame_length())),
-            Err(rumqttd::protocol::Error::InsufficientBytes(_)) => {}
-            Err(rumqttd::protocol::Error::PayloadSizeLimitExceeded(size)) => {
+        match next_frame(buf, max_packet) {
+            Frame::Whole(len) => return Ok(Some(len)),
+            Frame::Incomplete => {}
+            Frame::TooLarge(size) => {
                 return Err(refusal(
                     None,
                     RefusalReason::InvalidPayload,
                     format!("packet of {size} bytes exceeds the {max_packet}-byte limit"),
                 ));
             }
-            Err(e) => {
+            Frame::Bad(e) => {
                 return Err(refusal(
                     None,
                     RefusalReason::ProtocolViolation,
@@ -691,27 +651,5 @@ impl Gatekeeper {
             }
             _ = shutdown.cancelled() => Ok(()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_protocol_level_is_read_from_a_connect_frame() {
-        // CONNECT, remaining length 12, "MQTT", level 4, flags, keep-alive, empty client id.
-        let v311 = [0x10, 12, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 0];
-        assert_eq!(connect_level(&v311), Some(4));
-        let mut v5 = v311;
-        v5[8] = 5;
-        assert_eq!(connect_level(&v5), Some(5));
-        assert_eq!(connect_level(&[0x30, 0]), None, "PUBLISH first");
-        assert_eq!(connect_level(&[0x10]), None, "truncated");
-        assert_eq!(
-            connect_level(&[0x10, 0xff, 0xff, 0xff, 0xff, 0xff]),
-            None,
-            "overlong length"
-        );
     }
 }

@@ -3,6 +3,7 @@
 //! format, and the ingest loop that stores readings before acknowledging them.
 
 pub mod broker;
+pub mod framing;
 pub mod gatekeeper;
 pub mod ingest;
 pub mod logins;

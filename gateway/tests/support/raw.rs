@@ -28,8 +28,19 @@ fn string(s: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(s);
 }
 
-/// A CONNECT (clean session, no will).
+/// A 3.1.1 CONNECT (clean session, no will).
 pub fn connect(
+    client_id: &str,
+    username: Option<&str>,
+    password: Option<&str>,
+    keep_alive: u16,
+) -> Vec<u8> {
+    connect_at(4, client_id, username, password, keep_alive)
+}
+
+/// A CONNECT at protocol `level` 4 or 5 (clean session, no will, no properties).
+pub fn connect_at(
+    level: u8,
     client_id: &str,
     username: Option<&str>,
     password: Option<&str>,
@@ -37,7 +48,7 @@ pub fn connect(
 ) -> Vec<u8> {
     let mut body = Vec::new();
     string(b"MQTT", &mut body);
-    body.push(4);
+    body.push(level);
     let mut flags = 0x02;
     if username.is_some() {
         flags |= 0x80;
@@ -47,6 +58,9 @@ pub fn connect(
     }
     body.push(flags);
     body.extend_from_slice(&keep_alive.to_be_bytes());
+    if level == 5 {
+        body.push(0); // no properties
+    }
     string(client_id.as_bytes(), &mut body);
     if let Some(u) = username {
         string(u.as_bytes(), &mut body);
