@@ -3,8 +3,8 @@
 #
 #   fuzz/run.sh [RUNS] [TARGET...]     RUNS per target, default 10,000,000
 #
-# Needs the nightly toolchain and cargo-fuzz (scripts/bootstrap.sh --fuzz
-# installs both). Seeds the corpus (seeds.py), runs each target, minimises
+# Needs the nightly toolchain and cargo-fuzz 0.13.2 (docs/FUZZING.md). It
+# seeds the corpus (seeds.py), runs each target, minimises
 # the corpus (cmin) and prints one line of figures per target. The corpus
 # under fuzz/corpus/ is committed; the test suite replays it on stable
 # (fuzz-targets/tests/corpus.rs). A crash leaves its input in

@@ -14,8 +14,9 @@
 //! 5. password guessing for 15 s each: one address one at a time, one
 //!    address with 16 in flight, 256 addresses with 64 in flight.
 //!
-//! Then the hub restarts with throttling off (no delays, no bans) and phase
-//! 5 runs again: the "before" figures. A probe device publishes a reading
+//! The guess rates are then measured on fresh hubs (one per mode), with the
+//! default limits and with throttling off (no delays, no bans: the
+//! "before" figures). A probe device publishes a reading
 //! and waits for its ack throughout phases 2–5. `GLYCO_BENCH_SCALE=0.1` runs
 //! a tenth of each count (a quick check).
 
@@ -28,13 +29,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use glyco_contracts::{DeviceIdentity, DeviceKind};
-use glyco_gateway::mqtt::topics::readings_topic;
+use glyco_gateway::mqtt::topics::{acks_topic, readings_topic};
 use glyco_gateway::mqtt::wire::AckStatus;
 use glyco_gateway::sim::{self, SimulatedDevice};
 use parking_lot::Mutex;
 use support::raw::{self, Answer};
 use support::{Hub, HubWorld, now_ms};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// The contracts' cap on one patient's devices.
 const MAX_DEVICES: usize = 64;
@@ -84,7 +86,8 @@ fn scaled(count: usize) -> usize {
 struct Probe {
     phase: Arc<AtomicUsize>,
     samples: Arc<Mutex<Vec<(usize, Duration)>>>,
-    missed: Arc<AtomicU64>,
+    /// Readings not acknowledged within 5 s (or a lost connection), by phase.
+    missed: Arc<Mutex<Vec<usize>>>,
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -93,7 +96,7 @@ impl Probe {
     fn start(hub: &Hub, secret: String) -> Self {
         let phase = Arc::new(AtomicUsize::new(0));
         let samples = Arc::new(Mutex::new(Vec::new()));
-        let missed = Arc::new(AtomicU64::new(0));
+        let missed = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let address = hub.mqtt;
         let task = {
@@ -104,7 +107,7 @@ impl Probe {
                 while !stop.load(Ordering::Relaxed) {
                     let Ok(mut device) = SimulatedDevice::connect(address, PROBE, &secret).await
                     else {
-                        missed.fetch_add(1, Ordering::Relaxed);
+                        missed.lock().push(phase.load(Ordering::Relaxed));
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         continue;
                     };
@@ -114,7 +117,7 @@ impl Probe {
                         let sent = Instant::now();
                         let payload = sim::cgm_payload(seq, now_ms(), 100.0 + (seq % 40) as f64);
                         if device.publish(payload).await.is_err() {
-                            missed.fetch_add(1, Ordering::Relaxed);
+                            missed.lock().push(current);
                             break;
                         }
                         let mut acked = false;
@@ -127,7 +130,7 @@ impl Probe {
                         if acked {
                             samples.lock().push((current, sent.elapsed()));
                         } else {
-                            missed.fetch_add(1, Ordering::Relaxed);
+                            missed.lock().push(current);
                             break;
                         }
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -148,6 +151,10 @@ impl Probe {
         self.phase.store(phase, Ordering::Relaxed);
     }
 
+    fn misses(&self, phase: usize) -> usize {
+        self.missed.lock().iter().filter(|p| **p == phase).count()
+    }
+
     /// (count, p50, p99, max) in milliseconds for `phase`.
     fn latencies(&self, phase: usize) -> (usize, f64, f64, f64) {
         let mut ms: Vec<f64> = self
@@ -165,10 +172,9 @@ impl Probe {
         (ms.len(), at(0.5), at(0.99), ms[ms.len() - 1])
     }
 
-    async fn stop(self) -> u64 {
+    async fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
-        self.missed.load(Ordering::Relaxed)
     }
 }
 
@@ -202,21 +208,39 @@ impl RssWatch {
     }
 }
 
-/// Phase 1: the storm devices connect at once. Returns the time
-/// until all are connected and subscribed, and the devices (still connected).
-async fn connect_at_once(
-    hub: &Hub,
-    devices: Vec<(String, String)>,
-) -> (Duration, Vec<SimulatedDevice>) {
+/// Phase 1: the storm devices connect at once, each from its own address
+/// (a home's devices have their own; one address may hold only 16
+/// connections), and subscribe to their ack topic. Returns the time until
+/// every one has its SUBACK, and the connections (still open).
+async fn connect_at_once(hub: &Hub, devices: Vec<(String, String)>) -> (Duration, Vec<TcpStream>) {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for (name, secret) in devices {
+    for (n, (name, secret)) in devices.into_iter().enumerate() {
         let address = hub.mqtt;
-        tasks.spawn(async move { SimulatedDevice::connect(address, &name, &secret).await });
+        tasks.spawn(async move {
+            let mut stream = raw::dial(attacker_address(1, n), address).await.unwrap();
+            stream
+                .write_all(&raw::connect(&name, Some(&name), Some(&secret), 60))
+                .await
+                .unwrap();
+            assert_eq!(
+                raw::read_connack(&mut stream, Duration::from_secs(30)).await,
+                Answer::ConnAck(0),
+                "{name} connects"
+            );
+            stream
+                .write_all(&raw::subscribe(&acks_topic(&name), 1))
+                .await
+                .unwrap();
+            let mut suback = [0u8; 5];
+            stream.read_exact(&mut suback).await.unwrap();
+            assert_eq!(suback[0], 0x90, "{name} gets its SUBACK");
+            stream
+        });
     }
     let mut connected = Vec::new();
     while let Some(result) = tasks.join_next().await {
-        connected.push(result.unwrap().expect("a registered device connects"));
+        connected.push(result.unwrap());
     }
     (started.elapsed(), connected)
 }
@@ -377,11 +401,17 @@ const GUESS_MODES: [(&str, usize, usize); 3] = [
     ("256 addresses, 64 in flight", 64, 256),
 ];
 
-async fn guess_rates(hub: &Hub) -> Vec<(f64, u64)> {
+/// Guesses per second for each mode, each on a freshly started hub (the
+/// throttle's memory of earlier phases would otherwise carry over).
+async fn guess_rates(world: &HubWorld) -> Vec<(f64, u64)> {
     let span = Duration::from_secs(15);
     let mut rates = Vec::new();
     for (_, in_flight, addresses) in GUESS_MODES {
-        rates.push(guesses(hub, span, in_flight, addresses).await);
+        let hub = world.start_hub().await;
+        hub.wait_for("all devices mirrored", |r| r.devices.len() == MAX_DEVICES)
+            .await;
+        rates.push(guesses(&hub, span, in_flight, addresses).await);
+        hub.terminate().await;
     }
     rates
 }
@@ -432,9 +462,7 @@ async fn main() {
     let (storm_time, storm_devices) = connect_at_once(&hub, storm.clone()).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_storm = proc_kib(pid, "VmRSS:");
-    for device in storm_devices {
-        device.disconnect().await;
-    }
+    drop(storm_devices);
     println!(
         "phase 1: {} devices connected at once in {:.0} ms; RSS {:.1} → {:.1} MiB ({:.0} KiB per device)",
         storm.len(),
@@ -451,8 +479,9 @@ async fn main() {
     let mut rows = Vec::new();
     let mut row = |label: String, peak: u64, probe: &Probe, phase: usize| {
         let (n, p50, p99, max) = probe.latencies(phase);
+        let missed = probe.misses(phase);
         let line = format!(
-            "| {label} | {:.1} | {:.1} | {:.0} | {n} | {p50:.1} | {p99:.1} | {max:.0} |",
+            "| {label} | {:.1} | {:.1} | {:.2} | {n} | {missed} | {p50:.1} | {p99:.1} | {max:.0} |",
             mib(proc_kib(pid, "VmRSS:")),
             mib(peak),
             file_kib(&journal).saturating_sub(journal_start) as f64 / 1024.0,
@@ -460,7 +489,12 @@ async fn main() {
         println!("{line}");
         rows.push(line);
     };
-    row("baseline (probe only, 5 s)".into(), rss_idle, &probe, 0);
+    row(
+        "baseline (probe only, 5 s)".into(),
+        proc_kib(pid, "VmRSS:"),
+        &probe,
+        0,
+    );
 
     probe.enter(1);
     let watch = RssWatch::start(pid);
@@ -494,40 +528,40 @@ async fn main() {
 
     probe.enter(4);
     let watch = RssWatch::start(pid);
-    let after = guess_rates(&hub).await;
+    let span = Duration::from_secs(15);
+    for (_, in_flight, addresses) in GUESS_MODES {
+        guesses(&hub, span, in_flight, addresses).await;
+    }
     row(
         "password guessing (3 × 15 s)".into(),
         watch.finish().await,
         &probe,
         4,
     );
-    let missed = probe.stop().await;
+    probe.stop().await;
     let report = hub.status().await.unwrap();
     let rss_peak = proc_kib(pid, "VmHWM:");
     hub.terminate().await;
 
-    // The same hub with throttling off: the "before" guess rates.
+    // Guess rates on fresh hubs: default limits, then throttling off.
+    let after = guess_rates(&world).await;
     world.edit_config(|c| {
         c.limits.login_failures_before_delay = u32::MAX;
         c.limits.ban_after_failures = u32::MAX;
     });
-    let hub = world.start_hub().await;
-    hub.wait_for("all devices mirrored", |r| r.devices.len() == MAX_DEVICES)
-        .await;
-    let before = guess_rates(&hub).await;
-    hub.terminate().await;
+    let before = guess_rates(&world).await;
 
     println!();
     println!(
-        "| phase | RSS after (MiB) | RSS peak in phase (MiB) | journal growth (MiB) | probe acks | p50 (ms) | p99 (ms) | max (ms) |"
+        "| phase | RSS after (MiB) | RSS peak in phase (MiB) | journal growth (MiB) | probe acks | probe misses | p50 (ms) | p99 (ms) | max (ms) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for line in &rows {
         println!("{line}");
     }
     println!();
     println!(
-        "hub peak RSS (VmHWM) {:.1} MiB; readings stored {}; refusals suppressed from the log {}; probe misses {missed}; bans {}",
+        "hub peak RSS (VmHWM) {:.1} MiB; readings stored {}; refusals suppressed from the log {}; bans {}",
         mib(rss_peak),
         report.readings_stored,
         report.refusals_suppressed,

@@ -2,7 +2,7 @@
 """Write the model cards ml/models/{forecaster,fault_detector}.md from the
 training metrics (train.py) and the held-out evaluation table (glyco-ml eval):
 
-    cargo run --release -p glyco-ml -- eval --out ml/models/eval_table.md
+    cargo run --release -p glyco-ml --features eval -- eval --out ml/models/eval_table.md
     ml/.venv/bin/python ml/training/model_cards.py
 """
 

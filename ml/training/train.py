@@ -4,8 +4,8 @@
 Inputs are feature files written by the Rust code the hub runs
 (`glyco-ml features`), so training and serving compute identical features:
 
-    cargo run -p glyco-ml -- features --csv ml/data/train.csv --out ml/data/train_features.csv
-    cargo run -p glyco-ml -- features --csv ml/data/validation.csv --out ml/data/validation_features.csv
+    cargo run -p glyco-ml --features eval -- features --csv ml/data/train.csv --out ml/data/train_features.csv
+    cargo run -p glyco-ml --features eval -- features --csv ml/data/validation.csv --out ml/data/validation_features.csv
     ml/.venv/bin/python ml/training/train.py --seed 7
 
 Writes ml/models/{forecaster.onnx, fault_detector.onnx, detector.json,

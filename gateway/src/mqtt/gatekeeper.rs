@@ -50,6 +50,8 @@ use crate::throttle::{Backoff, TokenBucket};
 
 /// Bytes a packet may carry beyond its payload (topic, header, properties).
 const PACKET_OVERHEAD: usize = 1024;
+/// Bytes buffered from the broker towards one device at a time.
+const DOWNSTREAM_BUFFER: usize = 1024;
 
 /// Devices currently connected, by name (a count, as a device may briefly
 /// hold two connections while one replaces the other).
@@ -546,7 +548,10 @@ impl Gatekeeper {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let (mut client_read, mut client_write) = tokio::io::split(stream);
-        let (mut broker_read, mut broker_write) = upstream.into_split();
+        let (broker_read, mut broker_write) = upstream.into_split();
+        // What the broker sends a device is small (acknowledgements and the
+        // hub's acks); tokio::io::copy would hold 8 KiB per connection.
+        let mut broker_read = tokio::io::BufReader::with_capacity(DOWNSTREAM_BUFFER, broker_read);
         let own_readings = readings_topic(name);
         let own_acks = acks_topic(name);
         let max_packet = self.max_packet();
@@ -554,7 +559,7 @@ impl Gatekeeper {
         let mut publishes =
             TokenBucket::new(rate.saturating_mul(5), f64::from(rate), Instant::now());
 
-        let downstream = async { tokio::io::copy(&mut broker_read, &mut client_write).await };
+        let downstream = async { tokio::io::copy_buf(&mut broker_read, &mut client_write).await };
         let upstream = async {
             loop {
                 let Some(len) = fill_frame(&mut client_read, &mut buf, max_packet)

@@ -88,6 +88,17 @@ pub fn publish(topic: &str, payload: &[u8], qos: u8, packet_id: u16) -> Vec<u8> 
     packet
 }
 
+/// A SUBSCRIBE to one topic at QoS 1.
+pub fn subscribe(topic: &str, packet_id: u16) -> Vec<u8> {
+    let mut body = packet_id.to_be_bytes().to_vec();
+    string(topic.as_bytes(), &mut body);
+    body.push(1);
+    let mut packet = vec![0x82];
+    remaining_length(body.len(), &mut packet);
+    packet.extend(body);
+    packet
+}
+
 /// A TCP connection to the hub from `source` (a loopback address).
 pub async fn dial(source: IpAddr, hub: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;

@@ -143,6 +143,44 @@ impl PlxDeviceStatus {
     }
 }
 
+/// The fields both PLX measurements end with, in this order.
+pub(crate) struct StatusTail {
+    pub(crate) measurement_status: Option<PlxMeasurementStatus>,
+    pub(crate) device_status: Option<PlxDeviceStatus>,
+    pub(crate) pulse_amplitude_index_percent: Option<MedFloat>,
+}
+
+/// Reads the status fields the flags announce (each at its own flag bit,
+/// which differs between Spot-check and Continuous).
+pub(crate) fn read_status_tail(
+    r: &mut Reader<'_>,
+    measurement: bool,
+    device: bool,
+    amplitude: bool,
+) -> Result<StatusTail, ParseError> {
+    Ok(StatusTail {
+        measurement_status: if measurement {
+            Some(PlxMeasurementStatus {
+                bits: r.u16("measurement status")?,
+            })
+        } else {
+            None
+        },
+        device_status: if device {
+            Some(PlxDeviceStatus {
+                bits: r.u24("device and sensor status")?,
+            })
+        } else {
+            None
+        },
+        pulse_amplitude_index_percent: if amplitude {
+            Some(r.sfloat("pulse amplitude index")?)
+        } else {
+            None
+        },
+    })
+}
+
 /// Parses one PLX Spot-check Measurement frame.
 pub fn parse(frame: &[u8]) -> Result<PlxSpotCheck, ParseError> {
     let mut r = Reader::new(Profile::PlxSpotCheck, frame)?;
@@ -155,33 +193,20 @@ pub fn parse(frame: &[u8]) -> Result<PlxSpotCheck, ParseError> {
     } else {
         None
     };
-    let measurement_status = if flags & MEASUREMENT_STATUS != 0 {
-        Some(PlxMeasurementStatus {
-            bits: r.u16("measurement status")?,
-        })
-    } else {
-        None
-    };
-    let device_status = if flags & DEVICE_STATUS != 0 {
-        Some(PlxDeviceStatus {
-            bits: r.u24("device and sensor status")?,
-        })
-    } else {
-        None
-    };
-    let pulse_amplitude_index_percent = if flags & PULSE_AMPLITUDE != 0 {
-        Some(r.sfloat("pulse amplitude index")?)
-    } else {
-        None
-    };
+    let tail = read_status_tail(
+        &mut r,
+        flags & MEASUREMENT_STATUS != 0,
+        flags & DEVICE_STATUS != 0,
+        flags & PULSE_AMPLITUDE != 0,
+    )?;
     r.finish()?;
     Ok(PlxSpotCheck {
         spo2_percent,
         pulse_rate_bpm,
+        measurement_status: tail.measurement_status,
+        device_status: tail.device_status,
+        pulse_amplitude_index_percent: tail.pulse_amplitude_index_percent,
         time_stamp,
-        measurement_status,
-        device_status,
-        pulse_amplitude_index_percent,
         clock_not_set: flags & CLOCK_NOT_SET != 0,
     })
 }

@@ -15,7 +15,7 @@
 //! Flags bits 5–7 are reserved. The Normal pair is the reading; Fast and
 //! Slow are the same signal averaged over shorter and longer windows.
 
-use super::plx::{PlxDeviceStatus, PlxMeasurementStatus};
+use super::plx::{PlxDeviceStatus, PlxMeasurementStatus, read_status_tail};
 use super::reader::Reader;
 use super::{ParseError, Profile};
 use crate::ieee11073::MedFloat;
@@ -62,34 +62,21 @@ pub fn parse(frame: &[u8]) -> Result<PlxContinuous, ParseError> {
     };
     let fast = pair(flags & FAST != 0, "fast SpO2", "fast pulse rate")?;
     let slow = pair(flags & SLOW != 0, "slow SpO2", "slow pulse rate")?;
-    let measurement_status = if flags & MEASUREMENT_STATUS != 0 {
-        Some(PlxMeasurementStatus {
-            bits: r.u16("measurement status")?,
-        })
-    } else {
-        None
-    };
-    let device_status = if flags & DEVICE_STATUS != 0 {
-        Some(PlxDeviceStatus {
-            bits: r.u24("device and sensor status")?,
-        })
-    } else {
-        None
-    };
-    let pulse_amplitude_index_percent = if flags & PULSE_AMPLITUDE != 0 {
-        Some(r.sfloat("pulse amplitude index")?)
-    } else {
-        None
-    };
+    let tail = read_status_tail(
+        &mut r,
+        flags & MEASUREMENT_STATUS != 0,
+        flags & DEVICE_STATUS != 0,
+        flags & PULSE_AMPLITUDE != 0,
+    )?;
     r.finish()?;
     Ok(PlxContinuous {
         spo2_percent,
         pulse_rate_bpm,
         fast,
         slow,
-        measurement_status,
-        device_status,
-        pulse_amplitude_index_percent,
+        measurement_status: tail.measurement_status,
+        device_status: tail.device_status,
+        pulse_amplitude_index_percent: tail.pulse_amplitude_index_percent,
     })
 }
 
