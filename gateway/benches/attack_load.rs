@@ -5,7 +5,8 @@
 //!     cargo bench -p glyco-gateway --bench attack_load
 //!
 //! Phases, in order, against one hub with the default `[limits]`:
-//! 1. devices connecting at once (every device the patient may register);
+//! 1. devices connecting at once (every device the patient may register),
+//!    then again among 439 strangers (500 connections at once);
 //! 2. a compromised device offering 100,000 QoS 2 publishes, reconnecting
 //!    whenever the hub closes it;
 //! 3. 100,000 junk CONNECTs from 1,000 addresses (garbage, malformed,
@@ -16,9 +17,9 @@
 //!
 //! The guess rates are then measured on fresh hubs (one per mode), with the
 //! default limits and with throttling off (no delays, no bans: the
-//! "before" figures). A probe device publishes a reading
-//! and waits for its ack throughout phases 2–5. `GLYCO_BENCH_SCALE=0.1` runs
-//! a tenth of each count (a quick check).
+//! "before" figures). A probe device publishes a reading and waits for its
+//! ack, five times a second, throughout phases 2–5. `GLYCO_BENCH_SCALE=0.1`
+//! runs a tenth of each count (a quick check).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -133,7 +134,9 @@ impl Probe {
                             missed.lock().push(current);
                             break;
                         }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // Five readings a second: within the hub's default
+                        // limit of ten per connection.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }
             })
@@ -210,39 +213,71 @@ impl RssWatch {
 
 /// Phase 1: the storm devices connect at once, each from its own address
 /// (a home's devices have their own; one address may hold only 16
-/// connections), and subscribe to their ack topic. Returns the time until
-/// every one has its SUBACK, and the connections (still open).
-async fn connect_at_once(hub: &Hub, devices: Vec<(String, String)>) -> (Duration, Vec<TcpStream>) {
+/// connections), and subscribe to their ack topic; `strangers` CONNECTs
+/// with unknown names arrive in the same instant from other addresses. A
+/// device whose connection is closed before its CONNACK (evicted while
+/// pending) tries again, as devices do. Returns the time until every
+/// device has its SUBACK, the devices' connections (still open) and the
+/// retries.
+async fn connect_at_once(
+    hub: &Hub,
+    devices: Vec<(String, String)>,
+    strangers: usize,
+) -> (Duration, Vec<TcpStream>, u64) {
     let started = Instant::now();
+    let retries = Arc::new(AtomicU64::new(0));
+    let mut others = tokio::task::JoinSet::new();
+    for n in 0..strangers {
+        let address = hub.mqtt;
+        others.spawn(async move {
+            let name = format!("stranger-{n}");
+            raw::try_login(
+                attacker_address(3, n),
+                address,
+                &name,
+                "guess",
+                Duration::from_secs(30),
+            )
+            .await
+        });
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for (n, (name, secret)) in devices.into_iter().enumerate() {
-        let address = hub.mqtt;
+        let (address, retries) = (hub.mqtt, retries.clone());
         tasks.spawn(async move {
-            let mut stream = raw::dial(attacker_address(1, n), address).await.unwrap();
-            stream
-                .write_all(&raw::connect(&name, Some(&name), Some(&secret), 60))
-                .await
-                .unwrap();
-            assert_eq!(
-                raw::read_connack(&mut stream, Duration::from_secs(30)).await,
-                Answer::ConnAck(0),
-                "{name} connects"
-            );
-            stream
-                .write_all(&raw::subscribe(&acks_topic(&name), 1))
-                .await
-                .unwrap();
-            let mut suback = [0u8; 5];
-            stream.read_exact(&mut suback).await.unwrap();
-            assert_eq!(suback[0], 0x90, "{name} gets its SUBACK");
-            stream
+            loop {
+                let mut stream = raw::dial(attacker_address(1, n), address).await.unwrap();
+                stream
+                    .write_all(&raw::connect(&name, Some(&name), Some(&secret), 60))
+                    .await
+                    .unwrap();
+                match raw::read_connack(&mut stream, Duration::from_secs(30)).await {
+                    Answer::ConnAck(0) => {}
+                    Answer::Closed => {
+                        retries.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    other => panic!("{name}: {other:?}"),
+                }
+                stream
+                    .write_all(&raw::subscribe(&acks_topic(&name), 1))
+                    .await
+                    .unwrap();
+                let mut suback = [0u8; 5];
+                stream.read_exact(&mut suback).await.unwrap();
+                assert_eq!(suback[0], 0x90, "{name} gets its SUBACK");
+                return stream;
+            }
         });
     }
     let mut connected = Vec::new();
     while let Some(result) = tasks.join_next().await {
         connected.push(result.unwrap());
     }
-    (started.elapsed(), connected)
+    let elapsed = started.elapsed();
+    while others.join_next().await.is_some() {}
+    (elapsed, connected, retries.load(Ordering::Relaxed))
 }
 
 /// Phase 2: returns (publishes written, connections used).
@@ -459,7 +494,7 @@ async fn main() {
         .filter(|(n, _)| n.starts_with("storm-"))
         .cloned()
         .collect();
-    let (storm_time, storm_devices) = connect_at_once(&hub, storm.clone()).await;
+    let (storm_time, storm_devices, _) = connect_at_once(&hub, storm.clone(), 0).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_storm = proc_kib(pid, "VmRSS:");
     drop(storm_devices);
@@ -470,6 +505,16 @@ async fn main() {
         mib(rss_idle),
         mib(rss_storm),
         rss_storm.saturating_sub(rss_idle) as f64 / storm.len() as f64
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let strangers = 500 - storm.len();
+    let (crowd_time, crowd_devices, retries) =
+        connect_at_once(&hub, storm.clone(), strangers).await;
+    drop(crowd_devices);
+    println!(
+        "phase 1b: {} devices and {strangers} strangers at once: every device in after {:.0} ms ({retries} retries)",
+        storm.len(),
+        crowd_time.as_secs_f64() * 1000.0,
     );
 
     let probe = Probe::start(&hub, secret_of(PROBE));
@@ -538,7 +583,17 @@ async fn main() {
         &probe,
         4,
     );
+    let missed = probe.missed.lock().len();
     probe.stop().await;
+    if missed > 0 {
+        // What the hub said about the probe, to tell why.
+        let log = hub.log_text();
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(PROBE)).collect();
+        eprintln!("probe missed {missed}; hub log about it (last 20 lines):");
+        for line in &lines[lines.len().saturating_sub(20)..] {
+            eprintln!("  {line}");
+        }
+    }
     let report = hub.status().await.unwrap();
     let rss_peak = proc_kib(pid, "VmHWM:");
     hub.terminate().await;

@@ -215,6 +215,50 @@ async fn password_guessing_is_delayed_then_banned_while_a_device_keeps_working()
     device_still_works(&hub, "cuff-7", &secret, 2).await;
 }
 
+/// Found by the attack_load bench: a failed login waiting out its delay had
+/// already lost its pending slot, so guessers arriving faster than their
+/// delays piled up (sockets and tasks held for up to the maximum delay, RSS
+/// 33 → 108 MiB over 100,000 junk CONNECTs). Now a waiting guesser stays
+/// evictable: the hub holds no more of them than its pending slots.
+#[tokio::test]
+async fn delayed_guessers_are_bounded_by_the_pending_slots() {
+    glyco_gateway::descriptors::raise_limit();
+    let mut world = HubWorld::new().await;
+    world.edit_config(|c| {
+        c.limits.max_connections = 64; // 16 pending slots
+        c.limits.login_failures_before_delay = 1;
+        c.limits.max_login_delay_secs = 60;
+    });
+    let secret = world.register("cgm-g", "cgm").await;
+    let hub = world.start_hub().await;
+    hub.wait_registered("cgm-g").await;
+    let descriptors = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let before = descriptors(hub.pid());
+
+    // 300 guesses for the device's name at once, from 300 addresses (so no
+    // address is banned); after the first, every answer is delayed.
+    let mut guessers = Vec::new();
+    for n in 0..300u32 {
+        let source = loopback(9, (n / 250) as u8, (n % 250 + 1) as u8);
+        let mut stream = raw::dial(source, hub.mqtt).await.unwrap();
+        stream
+            .write_all(&raw::connect("cgm-g", Some("cgm-g"), Some("guess"), 30))
+            .await
+            .unwrap();
+        guessers.push(stream);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = descriptors(hub.pid()) - before;
+    // Each waiting guesser holds one descriptor (its socket).
+    assert!(held <= 16 + 4, "the hub holds {held} guessers' sockets");
+    device_still_works(&hub, "cgm-g", &secret, 1).await;
+    drop(guessers);
+}
+
 /// v1: wrong-password CONNECTs with 5,000-byte names grew the journal to
 /// 940 MB, the process to 842 MiB and the log by 520 MB.
 #[tokio::test]

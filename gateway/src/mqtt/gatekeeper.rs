@@ -397,9 +397,13 @@ impl Gatekeeper {
                         r.reason = RefusalReason::LoginThrottled;
                     }
                     // Answer late: the connection holds one of its address's
-                    // few slots meanwhile, which bounds the guessing rate.
+                    // few slots meanwhile, which bounds the guessing rate. It
+                    // is still pending, so it can be evicted like any idle
+                    // connection: waiting guessers are bounded by the
+                    // pending slots, not by how fast they arrive.
                     tokio::select! {
                         _ = tokio::time::sleep(penalty.delay) => {}
+                        _ = evicted.cancelled() => return Err(r),
                         _ = shutdown.cancelled() => return Ok(()),
                     }
                 }
