@@ -287,6 +287,32 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
         Ok(_) => bail!("a wrong secret was accepted"),
         Err(e) => return Err(e.into()),
     }
+    // Failed logins are answered later and later (from the fourth on);
+    // the real device is never delayed.
+    let mut answered_after = Vec::new();
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        match SimulatedDevice::connect(mqtt, "bp-cuff-1", "another guess").await {
+            Err(SimError::Refused(_)) => answered_after.push(started.elapsed().as_millis()),
+            Ok(_) => bail!("a wrong secret was accepted"),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    step(&format!(
+        "five more guesses for bp-cuff-1 -> refused, answered after {} ms: each failure past the third waits twice as long (up to 30 s), and 20 in 10 minutes ban the address",
+        answered_after
+            .iter()
+            .map(|ms| ms.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    cuff.disconnect().await;
+    let started = std::time::Instant::now();
+    cuff = SimulatedDevice::connect(mqtt, "bp-cuff-1", &secrets[1]).await?;
+    step(&format!(
+        "bp-cuff-1 with its own secret -> connected in {} ms: a device is never delayed by someone guessing its name",
+        started.elapsed().as_millis()
+    ));
 
     bluez.notify(&cgm.measurement, &[0x06, 0x00, 0x8e])?;
     step(
@@ -294,7 +320,7 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
     );
 
     wait_status(&socket, "the refusals to be counted", |r| {
-        r.refusals.iter().map(|c| c.count).sum::<u64>() >= 4
+        r.refusals.iter().map(|c| c.count).sum::<u64>() >= 9
     })
     .await?;
 
