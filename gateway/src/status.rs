@@ -15,7 +15,7 @@ use crate::mqtt::logins::ThrottleStatus;
 use crate::reading::{Reading, Transport, UnixMillis};
 use crate::registry::Standing;
 use crate::supervisor::StageState;
-use crate::throttle::Backoff;
+use crate::throttle::accept_backoff;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
@@ -313,19 +313,19 @@ where
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660));
     }
     let path = path.to_owned();
-    let mut backoff = Backoff::new(std::time::Duration::from_secs(1));
+    let mut backoff = accept_backoff(std::time::Duration::from_secs(1));
     loop {
         let mut stream = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    backoff.succeed();
+                    backoff.reset();
                     stream
                 }
                 Err(e) => {
                     // Never a hot loop (out of descriptors, say): back off.
                     tracing::debug!(error = %e, "status accept failed");
-                    tokio::time::sleep(backoff.fail()).await;
+                    tokio::time::sleep(backoff.next_delay(0.0)).await;
                     continue;
                 }
             },

@@ -1,11 +1,13 @@
-//! Rate limits: a token bucket, and a bounded table of buckets by key (an
-//! address, a username digest). Used to cap what one source can make the hub
-//! log and journal, how fast a device may publish, and how often a failed
-//! login may be tried.
+//! Rate limits: a token bucket and a bounded table of buckets by key (an
+//! address, a username digest), used to cap what one source can make the
+//! hub log and journal and how fast a device may publish; and the accept
+//! loops' back-off.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
+
+use glyco_ble::{Backoff, BackoffPolicy};
 
 /// `capacity` tokens, refilled at `per_sec`; each event takes one.
 #[derive(Debug, Clone, Copy)]
@@ -104,33 +106,17 @@ impl<K: Eq + Hash + Clone> KeyedBuckets<K> {
     }
 }
 
-/// Exponential back-off for a loop that keeps failing (an accept loop when
-/// the process is out of file descriptors): 10 ms doubling to `max`, reset
-/// by a success.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    pub const fn new(max: Duration) -> Self {
-        Self {
-            next: Duration::from_millis(10),
-            max,
-        }
-    }
-
-    /// The delay before the next try; doubles the one after.
-    pub fn fail(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
-        delay
-    }
-
-    pub fn succeed(&mut self) {
-        self.next = Duration::from_millis(10);
-    }
+/// Back-off for a loop that keeps failing (an accept loop when the process
+/// is out of file descriptors): 10 ms doubling to `cap`, no jitter (one
+/// loop, nobody to fall in step with); `reset` after a success.
+pub fn accept_backoff(cap: Duration) -> Backoff {
+    Backoff::new(BackoffPolicy {
+        base: Duration::from_millis(10),
+        cap,
+        multiplier: 2,
+        jitter: 0.0,
+        stable_after: Duration::ZERO,
+    })
 }
 
 #[cfg(test)]
@@ -165,10 +151,12 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_its_cap_and_resets() {
-        let mut backoff = Backoff::new(Duration::from_millis(50));
-        let delays: Vec<_> = (0..5).map(|_| backoff.fail().as_millis()).collect();
+        let mut backoff = accept_backoff(Duration::from_millis(50));
+        let delays: Vec<_> = (0..5)
+            .map(|_| backoff.next_delay(0.0).as_millis())
+            .collect();
         assert_eq!(delays, [10, 20, 40, 50, 50]);
-        backoff.succeed();
-        assert_eq!(backoff.fail().as_millis(), 10);
+        backoff.reset();
+        assert_eq!(backoff.next_delay(0.0).as_millis(), 10);
     }
 }

@@ -113,6 +113,54 @@ async fn a_server_packet_from_an_mqtt5_device_is_refused_without_a_panic() {
     device_still_works(&hub, "cgm-v5", &secret, 1).await;
 }
 
+/// A device's new connection replaces its open one, again and again, and
+/// is never cut by the one it replaced (rumqttd alone reuses connection ids,
+/// so the old session's late end could close the new one: seen in CI).
+#[tokio::test]
+async fn a_device_reconnecting_over_its_open_session_takes_over_every_time() {
+    let world = HubWorld::new().await;
+    let secret = world.register("cgm-re", "cgm").await;
+    let hub = world.start_hub().await;
+    hub.wait_registered("cgm-re").await;
+
+    let mut open: Option<tokio::net::TcpStream> = None;
+    for round in 0..20 {
+        let mut stream = raw::dial(loopback(0, 0, 1), hub.mqtt).await.unwrap();
+        let version = if round % 2 == 0 { 4 } else { 5 };
+        stream
+            .write_all(&raw::connect_at(
+                version,
+                "cgm-re",
+                Some("cgm-re"),
+                Some(&secret),
+                30,
+            ))
+            .await
+            .unwrap();
+        let mut connack = [0u8; 4];
+        tokio::io::AsyncReadExt::read_exact(&mut stream, &mut connack[..2])
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: no CONNACK: {e}"));
+        assert_eq!(connack[0], 0x20, "round {round}: CONNACK");
+        if let Some(mut old) = open.take() {
+            assert!(
+                raw::closed_by_hub(&mut old, FIVE_SECONDS).await,
+                "round {round}: the replaced connection is closed"
+            );
+        }
+        open = Some(stream);
+    }
+    drop(open);
+    device_still_works(&hub, "cgm-re", &secret, 1).await;
+    let report = hub.status().await.expect("status answers");
+    assert_eq!(
+        Hub::refusals(&report, "protocol_violation"),
+        0,
+        "{}",
+        hub.log_text()
+    );
+}
+
 /// v1: 100,000 invalid QoS 0 publishes grew the hub by 187 MiB and logged each.
 #[tokio::test]
 async fn a_publish_flood_is_cut_off_and_logged_only_a_few_times() {

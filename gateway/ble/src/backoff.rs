@@ -112,6 +112,11 @@ impl Backoff {
         d
     }
 
+    /// Starts over: the next delay is about `base` again.
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+
     /// A connection ended after `lasted`: resets the count when it was
     /// stable. Returns whether it reset.
     pub fn connection_ended(&mut self, lasted: Duration) -> bool {

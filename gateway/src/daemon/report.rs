@@ -11,7 +11,7 @@ use crate::behaviour::Behaviour;
 use crate::ble::BleStatus;
 use crate::credentials::CredentialStore;
 use crate::journal::Journal;
-use crate::mqtt::gatekeeper::Connected;
+use crate::mqtt::sessions::Connected;
 use crate::mqtt::logins::LoginThrottle;
 use crate::mqtt::slots::ConnectionSlots;
 use crate::pipeline::Pipeline;

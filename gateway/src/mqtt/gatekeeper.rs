@@ -21,17 +21,13 @@
 //! that, as rumqttd would otherwise drop it unanswered). Connection tasks are
 //! tracked, so shutdown waits for each to close.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-
 use bytes::BytesMut;
 use glyco_contracts::DeviceIdentity;
-use rumqttd::protocol::v4::V4;
-use rumqttd::protocol::{ConnAck, ConnectReturnCode, Login, Packet, Protocol};
+use rumqttd::protocol::{ConnAck, ConnectReturnCode, Login, Packet};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -40,43 +36,24 @@ use tracing::Instrument;
 
 use super::framing::{Frame, Version, connect_level, next_frame};
 use super::logins::LoginThrottle;
+use super::sessions::Connected;
 use super::slots::{ConnectionSlots, Slot};
 use super::topics::{acks_topic, readings_topic};
 use crate::behaviour::{Behaviour, Origin, RefusalReason};
 use crate::config::LimitsConfig;
 use crate::credentials::CredentialStore;
 use crate::registry::{Registry, Standing};
-use crate::throttle::{Backoff, TokenBucket};
+use crate::throttle::{TokenBucket, accept_backoff};
 
 /// Bytes a packet may carry beyond its payload (topic, header, properties).
 const PACKET_OVERHEAD: usize = 1024;
 /// Bytes buffered from the broker towards one device at a time.
 const DOWNSTREAM_BUFFER: usize = 1024;
-
-/// Devices currently connected, by name (a count, as a device may briefly
-/// hold two connections while one replaces the other).
-#[derive(Debug, Clone, Default)]
-pub struct Connected(Arc<Mutex<BTreeMap<String, usize>>>);
-
-impl Connected {
-    fn enter(&self, device: &str) {
-        *self.0.lock().entry(device.to_owned()).or_default() += 1;
-    }
-
-    fn leave(&self, device: &str) {
-        let mut map = self.0.lock();
-        if let Some(count) = map.get_mut(device) {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(device);
-            }
-        }
-    }
-
-    pub fn names(&self) -> Vec<String> {
-        self.0.lock().keys().cloned().collect()
-    }
-}
+/// How long an ending session waits for the broker to close its side.
+const UPSTREAM_CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// How long a device's new connection waits for its old session to end
+/// (that session's close wait, with room to spare).
+const HANDOVER_WAIT: Duration = Duration::from_secs(3);
 
 pub struct Gatekeeper {
     pub broker_v4: SocketAddr,
@@ -150,6 +127,12 @@ async fn fill_frame<R: AsyncRead + Unpin>(
         match reader.read_buf(buf).await {
             Ok(0) => return Ok(None),
             Ok(_) => {}
+            // A reset link (Wi-Fi dropping, a device rebooting) is a close,
+            // not misbehaviour.
+            Err(e) if is_reset(&e) => {
+                tracing::debug!(error = %e, "connection reset by the device");
+                return Ok(None);
+            }
             Err(e) => {
                 return Err(refusal(
                     None,
@@ -158,6 +141,29 @@ async fn fill_frame<R: AsyncRead + Unpin>(
                 ));
             }
         }
+    }
+}
+
+fn is_reset(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
+}
+
+/// Answers a CONNECT with a refusal (best effort: the connection closes
+/// next either way).
+async fn refuse_connect<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    version: Version,
+    code: ConnectReturnCode,
+) {
+    let mut out = BytesMut::new();
+    let nack = ConnAck {
+        session_present: false,
+        code,
+    };
+    if version.write(Packet::ConnAck(nack, None), &mut out).is_ok() {
+        let _ = stream.write_all(&out).await;
+        let _ = stream.flush().await;
     }
 }
 
@@ -173,14 +179,14 @@ impl Gatekeeper {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), std::convert::Infallible> {
-        let mut backoff = Backoff::new(Duration::from_secs(1));
+        let mut backoff = accept_backoff(Duration::from_secs(1));
         let mut accept_errors_logged = TokenBucket::new(1, 0.2, Instant::now());
         loop {
             let (stream, peer) = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok(a) => {
-                        backoff.succeed();
+                        backoff.reset();
                         a
                     }
                     Err(e) => {
@@ -189,7 +195,7 @@ impl Gatekeeper {
                         if accept_errors_logged.take(Instant::now()) {
                             tracing::warn!(error = %e, "accept failed; backing off");
                         }
-                        tokio::time::sleep(backoff.fail()).await;
+                        tokio::time::sleep(backoff.next_delay(0.0)).await;
                         continue;
                     }
                 },
@@ -331,13 +337,12 @@ impl Gatekeeper {
             Some(4) => Version::V4,
             Some(5) => Version::V5,
             Some(level) => {
-                let mut out = BytesMut::new();
-                let nack = ConnAck {
-                    session_present: false,
-                    code: ConnectReturnCode::RefusedProtocolVersion,
-                };
-                let _ = V4.write(Packet::ConnAck(nack, None), &mut out);
-                let _ = stream.write_all(&out).await;
+                refuse_connect(
+                    &mut stream,
+                    Version::V4,
+                    ConnectReturnCode::RefusedProtocolVersion,
+                )
+                .await;
                 return Err(refusal(
                     None,
                     RefusalReason::ProtocolViolation,
@@ -371,14 +376,8 @@ impl Gatekeeper {
             Ok(device) => {
                 self.logins.succeeded(&connect.client_id);
                 if let Err(full) = slot.promote() {
-                    let mut out = BytesMut::new();
-                    let nack = ConnAck {
-                        session_present: false,
-                        code: ConnectReturnCode::ServiceUnavailable,
-                    };
-                    if version.write(Packet::ConnAck(nack, None), &mut out).is_ok() {
-                        let _ = stream.write_all(&out).await;
-                    }
+                    refuse_connect(&mut stream, version, ConnectReturnCode::ServiceUnavailable)
+                        .await;
                     return Err(refusal(
                         Some(&connect.client_id),
                         RefusalReason::OverLimit,
@@ -407,15 +406,7 @@ impl Gatekeeper {
                         _ = shutdown.cancelled() => return Ok(()),
                     }
                 }
-                let mut out = BytesMut::new();
-                let nack = ConnAck {
-                    session_present: false,
-                    code,
-                };
-                if version.write(Packet::ConnAck(nack, None), &mut out).is_ok() {
-                    let _ = stream.write_all(&out).await;
-                    let _ = stream.flush().await;
-                }
+                refuse_connect(&mut stream, version, code).await;
                 return Err(r);
             }
         };
@@ -428,6 +419,19 @@ impl Gatekeeper {
             connect.keep_alive = max_keep_alive;
         }
 
+        let session = match self.connected.take_over(&name, HANDOVER_WAIT).await {
+            Ok(session) if session.replaced.is_cancelled() => {
+                tracing::debug!("replaced by a newer connection before its turn");
+                return Ok(());
+            }
+            Ok(session) => session,
+            Err(e) => {
+                // Not the device's doing: a warning, no node-behaviour event.
+                tracing::warn!(error = %e, "session handover timed out");
+                refuse_connect(&mut stream, version, ConnectReturnCode::ServiceUnavailable).await;
+                return Ok(());
+            }
+        };
         let upstream_addr = match version {
             Version::V4 => self.broker_v4,
             Version::V5 => self.broker_v5,
@@ -462,12 +466,20 @@ impl Gatekeeper {
             return Ok(());
         }
 
-        self.connected.enter(&name);
         tracing::info!("device connected");
         let result = self
-            .pump(stream, upstream, buf, version, &name, device, shutdown)
+            .pump(
+                stream,
+                upstream,
+                buf,
+                version,
+                &name,
+                device,
+                &session.replaced,
+                shutdown,
+            )
             .await;
-        self.connected.leave(&name);
+        drop(session);
         tracing::info!("device disconnected");
         result
     }
@@ -546,6 +558,7 @@ impl Gatekeeper {
         version: Version,
         name: &str,
         device: DeviceIdentity,
+        replaced: &CancellationToken,
         shutdown: CancellationToken,
     ) -> Result<(), Refusal>
     where
@@ -651,14 +664,31 @@ impl Gatekeeper {
                 }
             }
         };
-        tokio::select! {
+        let result = tokio::select! {
             _ = downstream => Ok(()),
             result = upstream => result,
             _ = removed => {
                 tracing::info!("disconnecting: no longer registered on chain");
                 Ok(())
             }
+            _ = replaced.cancelled() => {
+                tracing::info!("replaced by a newer connection of this device");
+                Ok(())
+            }
             _ = shutdown.cancelled() => Ok(()),
-        }
+        };
+        // The device is told at once; the broker is closed and waited for:
+        // rumqttd queues the session's end before closing its side, so the
+        // device's next session, forwarded only after this, cannot be cut by
+        // it (module docs of `super::sessions`).
+        drop(client_read);
+        drop(client_write);
+        let _ = broker_write.shutdown().await;
+        let mut sink = [0u8; 256];
+        let _ = tokio::time::timeout(UPSTREAM_CLOSE_WAIT, async {
+            while matches!(broker_read.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+        result
     }
 }

@@ -7,6 +7,7 @@ pub mod framing;
 pub mod gatekeeper;
 pub mod ingest;
 pub mod logins;
+pub mod sessions;
 pub mod slots;
 pub mod tls;
 pub mod topics;

@@ -39,7 +39,6 @@
 
 use super::reader::Reader;
 use super::{ParseError, ParseErrorKind, Profile};
-use crate::crc::crc16_mcrf4xx;
 use crate::ieee11073::MedFloat;
 
 const TREND: u8 = 0x01;
@@ -150,16 +149,12 @@ pub fn parse_with(frame: &[u8], order: StatusOrder) -> Result<Vec<CgmMeasurement
     let mut r = Reader::new(Profile::Cgm, frame)?;
     let mut records = Vec::new();
     while r.remaining() > 0 {
-        records.push(record(&mut r, frame, order)?);
+        records.push(record(&mut r, order)?);
     }
     Ok(records)
 }
 
-fn record(
-    r: &mut Reader<'_>,
-    frame: &[u8],
-    order: StatusOrder,
-) -> Result<CgmMeasurement, ParseError> {
+fn record(r: &mut Reader<'_>, order: StatusOrder) -> Result<CgmMeasurement, ParseError> {
     let start = r.offset();
     let size = r.u8("size")?;
     let flags = r.u8("flags")?;
@@ -215,12 +210,7 @@ fn record(
         None
     };
     if has_crc {
-        let at = r.offset();
-        let received = r.u16("E2E-CRC")?;
-        let computed = crc16_mcrf4xx(&frame[start..at]);
-        if received != computed {
-            return Err(r.error_at(at, ParseErrorKind::CrcMismatch { received, computed }));
-        }
+        r.e2e_crc(start)?;
     }
     Ok(CgmMeasurement {
         glucose_mg_dl,
@@ -235,6 +225,7 @@ fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crc::crc16_mcrf4xx;
     use crate::profiles::fuzz;
 
     #[test]

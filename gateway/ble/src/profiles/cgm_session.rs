@@ -73,7 +73,7 @@ pub fn parse_start(frame: &[u8]) -> Result<CgmSessionStart, ParseError> {
             ));
         }
     };
-    let crc_checked = crc_if_present(&mut r, frame)?;
+    let crc_checked = crc_if_present(&mut r)?;
     r.finish()?;
     Ok(CgmSessionStart {
         local,
@@ -87,7 +87,7 @@ pub fn parse_start(frame: &[u8]) -> Result<CgmSessionStart, ParseError> {
 pub fn parse_run_time(frame: &[u8]) -> Result<u16, ParseError> {
     let mut r = Reader::new(Profile::CgmSessionRunTime, frame)?;
     let hours = r.u16("run time")?;
-    crc_if_present(&mut r, frame)?;
+    crc_if_present(&mut r)?;
     r.finish()?;
     Ok(hours)
 }

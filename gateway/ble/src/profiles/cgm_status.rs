@@ -12,8 +12,7 @@
 
 use super::cgm::CgmSensorStatus;
 use super::reader::Reader;
-use super::{ParseError, ParseErrorKind, Profile};
-use crate::crc::crc16_mcrf4xx;
+use super::{ParseError, Profile};
 
 /// The sensor's status now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +31,7 @@ pub fn parse(frame: &[u8]) -> Result<CgmStatus, ParseError> {
     let time_offset_minutes = r.u16("time offset")?;
     let bits = r.u24("status")?;
     let [status, cal_temp, warning, _] = bits.to_le_bytes();
-    let crc_checked = crc_if_present(&mut r, frame)?;
+    let crc_checked = crc_if_present(&mut r)?;
     r.finish()?;
     Ok(CgmStatus {
         time_offset_minutes,
@@ -47,22 +46,19 @@ pub fn parse(frame: &[u8]) -> Result<CgmStatus, ParseError> {
 
 /// Checks an optional trailing E2E-CRC over everything before it: the frame
 /// is `fields` long without one, `fields + 2` with.
-pub(crate) fn crc_if_present(r: &mut Reader<'_>, frame: &[u8]) -> Result<bool, ParseError> {
+pub(crate) fn crc_if_present(r: &mut Reader<'_>) -> Result<bool, ParseError> {
     if r.remaining() != 2 {
         return Ok(false);
     }
-    let at = r.offset();
-    let received = r.u16("E2E-CRC")?;
-    let computed = crc16_mcrf4xx(&frame[..at]);
-    if received != computed {
-        return Err(r.error_at(at, ParseErrorKind::CrcMismatch { received, computed }));
-    }
+    r.e2e_crc(0)?;
     Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crc::crc16_mcrf4xx;
+    use crate::profiles::ParseErrorKind;
     use crate::profiles::fuzz;
 
     #[test]

@@ -2,6 +2,7 @@
 //! yields the field or a [`ParseError`] with the field's name and offset.
 
 use super::{DateTime, ParseError, ParseErrorKind, Profile};
+use crate::crc::crc16_mcrf4xx;
 use crate::ieee11073::{MedFloat, decode_float, decode_sfloat};
 
 pub(crate) struct Reader<'a> {
@@ -115,6 +116,18 @@ impl<'a> Reader<'a> {
     }
 
     /// The frame must end here.
+    /// Reads an E2E-CRC (CRC-16/MCRF4XX, little-endian) and checks it over
+    /// the bytes from `from` up to it.
+    pub(crate) fn e2e_crc(&mut self, from: usize) -> Result<(), ParseError> {
+        let at = self.pos;
+        let received = self.u16("E2E-CRC")?;
+        let computed = crc16_mcrf4xx(&self.bytes[from..at]);
+        if received != computed {
+            return Err(self.error_at(at, ParseErrorKind::CrcMismatch { received, computed }));
+        }
+        Ok(())
+    }
+
     pub(crate) fn finish(self) -> Result<(), ParseError> {
         match self.remaining() {
             0 => Ok(()),
