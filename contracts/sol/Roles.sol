@@ -69,6 +69,13 @@ contract Roles is Eip712 {
         bool mayManageDevices;
     }
 
+    /// An iroh node (a clinic's replica, a proxy's transport) that an entity
+    /// runs; it counts only while the entity is active in the same epoch.
+    struct Node {
+        address entity;
+        uint32 entityEpoch;
+    }
+
     struct Offer {
         Role role;
         EntityKind kind;
@@ -87,6 +94,9 @@ contract Roles is Eip712 {
     bytes32 public constant KEY_ROTATION_TYPEHASH =
         keccak256("KeyRotation(address patient,address oldKey,address newKey,uint64 deadline)");
 
+    uint256 public constant PRE_KEY_BYTES = 33;
+    uint32 public constant MAX_NODES_PER_ENTITY = 16;
+
     address public admin;
     address public pendingAdmin;
     mapping(address => Role) public roleOf;
@@ -104,6 +114,12 @@ contract Roles is Eip712 {
     mapping(address => address) public registeredBy;
     /// Account => offerer => pending offer.
     mapping(address => mapping(address => Offer)) private offers;
+    /// Patient record => umbral public key (a compressed secp256k1 point):
+    /// the hub seals the patient's reading batches to it.
+    mapping(address => bytes) private patientPreKeys;
+    /// iroh node id (ed25519 public key) => the entity that runs it.
+    mapping(bytes32 => Node) private nodes;
+    mapping(address => uint32) public nodeCount;
     uint32 public activeHospitals;
 
     event AdminTransferStarted(address indexed admin, address indexed pendingAdmin);
@@ -121,6 +137,9 @@ contract Roles is Eip712 {
     event HubAuthorised(address indexed patient, address indexed hub, bool mayManageDevices);
     event HubDevicePowerChanged(address indexed patient, address indexed hub, bool mayManageDevices);
     event HubRevoked(address indexed patient, address indexed hub);
+    event PatientPreKeySet(address indexed patient, address indexed by, bytes preKey);
+    event NodeEnrolled(bytes32 indexed nodeId, address indexed entity, uint32 entityEpoch);
+    event NodeRetired(bytes32 indexed nodeId, address indexed entity, address by);
 
     error NotAdmin(address caller);
     error NotPendingAdmin(address caller);
@@ -139,6 +158,12 @@ contract Roles is Eip712 {
     error NotHubOfPatient(address hub, address caller);
     error ConsentExpired(uint64 deadline);
     error WrongSigner(address expected, address actual);
+    error NotActingForPatient(address caller, address patient);
+    error InvalidPreKey();
+    error ZeroNode();
+    error NodeTaken(bytes32 nodeId, address entity);
+    error TooManyNodes(address entity);
+    error UnknownNode(bytes32 nodeId);
 
     modifier onlyAdmin() {
         if (msg.sender != admin) revert NotAdmin(msg.sender);
@@ -460,9 +485,61 @@ contract Roles is Eip712 {
         return patientKey[patient] != address(0);
     }
 
+    // ---- the patient's proxy re-encryption key ----------------------------
+
+    /// Publishes the patient's umbral public key; the patient's key or a hub
+    /// the patient authorised may set it (the hub creates the key pair).
+    function setPatientPreKey(address patient, bytes calldata preKey) external {
+        if (!actsFor(msg.sender, patient)) revert NotActingForPatient(msg.sender, patient);
+        if (preKey.length != PRE_KEY_BYTES || (preKey[0] != 0x02 && preKey[0] != 0x03)) revert InvalidPreKey();
+        patientPreKeys[patient] = preKey;
+        emit PatientPreKeySet(patient, msg.sender, preKey);
+    }
+
+    /// The patient's umbral public key (empty when none was published).
+    function patientPreKey(address patient) external view returns (bytes memory) {
+        return patientPreKeys[patient];
+    }
+
+    // ---- iroh nodes of medical entities ---------------------------------------
+
+    /// An active entity names an iroh node it runs (a replica, a proxy's
+    /// endpoint). First come: a node taken by mistake or malice is retired by
+    /// its entity or the admin.
+    function enrolNode(bytes32 nodeId) external {
+        if (!isActiveEntity(msg.sender)) revert NotActiveEntity(msg.sender);
+        if (nodeId == bytes32(0)) revert ZeroNode();
+        Node storage n = nodes[nodeId];
+        if (n.entity != address(0)) revert NodeTaken(nodeId, n.entity);
+        if (nodeCount[msg.sender] >= MAX_NODES_PER_ENTITY) revert TooManyNodes(msg.sender);
+        nodes[nodeId] = Node({entity: msg.sender, entityEpoch: entities[msg.sender].epoch});
+        nodeCount[msg.sender] += 1;
+        emit NodeEnrolled(nodeId, msg.sender, entities[msg.sender].epoch);
+    }
+
+    /// The node's entity or the admin retires it.
+    function retireNode(bytes32 nodeId) external {
+        Node storage n = nodes[nodeId];
+        address entity = n.entity;
+        if (entity == address(0)) revert UnknownNode(nodeId);
+        if (msg.sender != entity && msg.sender != admin) revert NotAllowed(msg.sender);
+        nodeCount[entity] -= 1;
+        delete nodes[nodeId];
+        emit NodeRetired(nodeId, entity, msg.sender);
+    }
+
+    /// The entity running `nodeId` while it is active in the epoch it enrolled
+    /// the node in; zero otherwise (a revoked entity's nodes stay out even if
+    /// it is enrolled again).
+    function activeNodeEntity(bytes32 nodeId) external view returns (address) {
+        Node storage n = nodes[nodeId];
+        if (!isActiveEntity(n.entity) || entities[n.entity].epoch != n.entityEpoch) return address(0);
+        return n.entity;
+    }
+
     /// True when `account` is the patient's current key or a hub the patient
     /// authorised (anchors).
-    function actsFor(address account, address patient) external view returns (bool) {
+    function actsFor(address account, address patient) public view returns (bool) {
         if (!isPatient(patient)) return false;
         return patientKey[patient] == account || hubs[account].patient == patient;
     }

@@ -801,3 +801,123 @@ async fn the_senders_allowlist_holds_live_roles_and_pending_offers_only() {
     let file = glyco_contracts::client::besu_accounts_allowlist(&allowed);
     assert!(file.contains(&format!("\"{}\"", world.addr(HUB))), "{file}");
 }
+
+#[tokio::test]
+async fn a_patients_umbral_key_is_published_by_the_patient_or_its_hub_only() {
+    let world = World::enrolled().await;
+    let patient = world.client(PATIENT);
+    let record = world.addr(PATIENT);
+    assert_eq!(patient.patient_pre_key(record).await.unwrap(), None);
+
+    let mut key = vec![0x02];
+    key.extend([7u8; 32]);
+    patient.set_patient_pre_key(record, &key).await.unwrap();
+    assert_eq!(
+        patient.patient_pre_key(record).await.unwrap(),
+        Some(key.clone())
+    );
+
+    // Its hub may replace it (the hub creates the key pair).
+    let hub = world.client(STRANGER);
+    let consent = hub.sign_hub_consent(record, in_an_hour()).await.unwrap();
+    patient.authorise_hub(&consent, false).await.unwrap();
+    key[0] = 0x03;
+    hub.set_patient_pre_key(record, &key).await.unwrap();
+    assert_eq!(
+        patient.patient_pre_key(record).await.unwrap(),
+        Some(key.clone())
+    );
+
+    // Nobody else: not another patient, not the physician, not the admin.
+    for other in [SECOND_PATIENT, PHYSICIAN, ADMIN] {
+        assert_refused!(
+            world.client(other).set_patient_pre_key(record, &key).await,
+            Refusal::Roles(RolesErrors::NotActingForPatient(_))
+        );
+    }
+    // Only a compressed point's shape is accepted.
+    for bad in [vec![0x04; 33], vec![0x02; 32], vec![0x02; 65], vec![]] {
+        assert_refused!(
+            patient.set_patient_pre_key(record, &bad).await,
+            Refusal::Roles(RolesErrors::InvalidPreKey(_))
+        );
+    }
+    // A revoked hub no longer may.
+    patient.revoke_hub(world.addr(STRANGER)).await.unwrap();
+    assert_refused!(
+        hub.set_patient_pre_key(record, &key).await,
+        Refusal::Roles(RolesErrors::NotActingForPatient(_))
+    );
+}
+
+#[tokio::test]
+async fn iroh_nodes_count_only_while_their_entity_is_active_in_the_same_epoch() {
+    let world = World::enrolled().await;
+    let admin = world.client(ADMIN);
+    let clinic = world.client(CLINIC);
+    let node = alloy::primitives::B256::repeat_byte(0x11);
+    assert_eq!(admin.active_node_entity(node).await.unwrap(), None);
+
+    clinic.enrol_node(node).await.unwrap();
+    assert_eq!(
+        admin.active_node_entity(node).await.unwrap(),
+        Some(world.addr(CLINIC))
+    );
+    // First come; a second entity cannot take it, nor can a non-entity enrol.
+    assert_refused!(
+        world.client(HOSPITAL).enrol_node(node).await,
+        Refusal::Roles(RolesErrors::NodeTaken(_))
+    );
+    assert_refused!(
+        world
+            .client(PHYSICIAN)
+            .enrol_node(alloy::primitives::B256::repeat_byte(0x12))
+            .await,
+        Refusal::Roles(RolesErrors::NotActiveEntity(_))
+    );
+    assert_refused!(
+        clinic.enrol_node(alloy::primitives::B256::ZERO).await,
+        Refusal::Roles(RolesErrors::ZeroNode(_))
+    );
+    // Another entity cannot retire it; the admin can (a squatted node).
+    assert_refused!(
+        world.client(HOSPITAL).retire_node(node).await,
+        Refusal::Roles(RolesErrors::NotAllowed(_))
+    );
+
+    // Revoking the clinic takes its node out, and re-enrolling the clinic
+    // does not bring it back.
+    admin.revoke_entity(world.addr(CLINIC)).await.unwrap();
+    assert_eq!(admin.active_node_entity(node).await.unwrap(), None);
+    world
+        .consortium
+        .enrol_entity(CLINIC, EntityKind::Clinic, "Riverside")
+        .await
+        .unwrap();
+    assert_eq!(admin.active_node_entity(node).await.unwrap(), None);
+    admin.retire_node(node).await.unwrap();
+    clinic.enrol_node(node).await.unwrap();
+    assert_eq!(
+        admin.active_node_entity(node).await.unwrap(),
+        Some(world.addr(CLINIC))
+    );
+
+    // At most 16 nodes per entity.
+    for i in 1..16u8 {
+        clinic
+            .enrol_node(alloy::primitives::B256::repeat_byte(0x40 + i))
+            .await
+            .unwrap();
+    }
+    assert_refused!(
+        clinic
+            .enrol_node(alloy::primitives::B256::repeat_byte(0x7f))
+            .await,
+        Refusal::Roles(RolesErrors::TooManyNodes(_))
+    );
+    clinic.retire_node(node).await.unwrap();
+    assert_refused!(
+        clinic.retire_node(node).await,
+        Refusal::Roles(RolesErrors::UnknownNode(_))
+    );
+}

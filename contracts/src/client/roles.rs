@@ -405,4 +405,60 @@ impl GlycoClient {
         self.view("mayManageDevices", Contract::Roles, builder)
             .await
     }
+
+    // ---- the patient's umbral key and the entities' iroh nodes --------------
+
+    /// Publishes the patient's umbral public key (33-byte compressed point);
+    /// the patient's key or its authorised hub sends this.
+    pub async fn set_patient_pre_key(
+        &self,
+        patient: Address,
+        pre_key: &[u8],
+    ) -> Result<TxOutcome, ChainError> {
+        let builder = self
+            .roles
+            .setPatientPreKey(patient, pre_key.to_vec().into());
+        self.send("setPatientPreKey", Contract::Roles, builder)
+            .await
+    }
+
+    /// The patient's published umbral public key, if any.
+    pub async fn patient_pre_key(&self, patient: Address) -> Result<Option<Vec<u8>>, ChainError> {
+        let key = self
+            .view(
+                "patientPreKey",
+                Contract::Roles,
+                self.roles.patientPreKey(patient),
+            )
+            .await?;
+        Ok((!key.is_empty()).then(|| key.to_vec()))
+    }
+
+    /// An active entity enrols an iroh node it runs.
+    pub async fn enrol_node(&self, node_id: B256) -> Result<TxOutcome, ChainError> {
+        self.send("enrolNode", Contract::Roles, self.roles.enrolNode(node_id))
+            .await
+    }
+
+    /// The node's entity, or the admin, retires it.
+    pub async fn retire_node(&self, node_id: B256) -> Result<TxOutcome, ChainError> {
+        self.send(
+            "retireNode",
+            Contract::Roles,
+            self.roles.retireNode(node_id),
+        )
+        .await
+    }
+
+    /// The active entity running `node_id`, if any.
+    pub async fn active_node_entity(&self, node_id: B256) -> Result<Option<Address>, ChainError> {
+        let entity = self
+            .view(
+                "activeNodeEntity",
+                Contract::Roles,
+                self.roles.activeNodeEntity(node_id),
+            )
+            .await?;
+        Ok((!entity.is_zero()).then_some(entity))
+    }
 }
