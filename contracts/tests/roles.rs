@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, B256};
 use glyco_contracts::bindings::Roles::{self, RolesErrors};
 use glyco_contracts::{EntityKind, KeyRotation, Refusal, Role, UnixSeconds};
 use support::{World, accounts::*};
@@ -819,8 +819,11 @@ async fn a_patients_umbral_key_is_published_by_the_patient_or_its_hub_only() {
 
     // Its hub may replace it (the hub creates the key pair).
     let hub = world.client(STRANGER);
-    let consent = hub.sign_hub_consent(record, in_an_hour()).await.unwrap();
-    patient.authorise_hub(&consent, false).await.unwrap();
+    world
+        .consortium
+        .authorise_hub(PATIENT, STRANGER, false)
+        .await
+        .unwrap();
     key[0] = 0x03;
     hub.set_patient_pre_key(record, &key).await.unwrap();
     assert_eq!(
@@ -855,7 +858,7 @@ async fn iroh_nodes_count_only_while_their_entity_is_active_in_the_same_epoch() 
     let world = World::enrolled().await;
     let admin = world.client(ADMIN);
     let clinic = world.client(CLINIC);
-    let node = alloy::primitives::B256::repeat_byte(0x11);
+    let node = B256::repeat_byte(0x11);
     assert_eq!(admin.active_node_entity(node).await.unwrap(), None);
 
     clinic.enrol_node(node).await.unwrap();
@@ -871,12 +874,12 @@ async fn iroh_nodes_count_only_while_their_entity_is_active_in_the_same_epoch() 
     assert_refused!(
         world
             .client(PHYSICIAN)
-            .enrol_node(alloy::primitives::B256::repeat_byte(0x12))
+            .enrol_node(B256::repeat_byte(0x12))
             .await,
         Refusal::Roles(RolesErrors::NotActiveEntity(_))
     );
     assert_refused!(
-        clinic.enrol_node(alloy::primitives::B256::ZERO).await,
+        clinic.enrol_node(B256::ZERO).await,
         Refusal::Roles(RolesErrors::ZeroNode(_))
     );
     // Another entity cannot retire it; the admin can (a squatted node).
@@ -905,14 +908,12 @@ async fn iroh_nodes_count_only_while_their_entity_is_active_in_the_same_epoch() 
     // At most 16 nodes per entity.
     for i in 1..16u8 {
         clinic
-            .enrol_node(alloy::primitives::B256::repeat_byte(0x40 + i))
+            .enrol_node(B256::repeat_byte(0x40 + i))
             .await
             .unwrap();
     }
     assert_refused!(
-        clinic
-            .enrol_node(alloy::primitives::B256::repeat_byte(0x7f))
-            .await,
+        clinic.enrol_node(B256::repeat_byte(0x7f)).await,
         Refusal::Roles(RolesErrors::TooManyNodes(_))
     );
     clinic.retire_node(node).await.unwrap();
