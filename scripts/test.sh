@@ -15,6 +15,8 @@ echo "== contract artifacts"
 node contracts/tools/compile.mjs --check
 
 echo "== supply chain (cargo deny: licences, bans, sources; advisories need the network)"
+# cargo-deny reads metadata for every platform (wasm crates too): fetch them.
+cargo fetch --locked --quiet
 cargo deny --offline check --hide-inclusion-graph licenses bans sources
 
 echo "== minimum Rust version"

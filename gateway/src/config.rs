@@ -83,6 +83,23 @@ enabled = true
 # into the binary.
 # models_dir = "/usr/share/glyco/models"
 
+[seal]
+# Seal stored readings into encrypted, signed batches (umbral, under the
+# patient's key), keep them as content-addressed blobs and anchor their
+# Merkle roots on chain (docs/BATCH.md).
+enabled = true
+# The patient's umbral key seed, relative to state_dir; created (0600) at
+# first start, its public key published on chain.
+patient_key_file = "patient.umbral"
+# A batch closes at this many readings, or when its oldest reading has
+# waited this long, whichever comes first.
+max_batch_readings = 500
+max_batch_wait_secs = 60
+# One Merkle root over the batches sealed since the last anchor, at most
+# this often and over at most this many batches.
+anchor_interval_secs = 60
+max_batches_per_anchor = 256
+
 [validation]
 # How far ahead of the hub's clock a device's time may be, in seconds.
 max_future_skew_secs = 300
@@ -129,6 +146,7 @@ pub struct HubConfig {
     pub mqtt: MqttConfig,
     pub ble: BleConfig,
     pub analysis: AnalysisConfig,
+    pub seal: SealConfig,
     pub validation: Limits,
     pub status: StatusConfig,
     pub limits: LimitsConfig,
@@ -239,6 +257,49 @@ impl Default for AnalysisConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct SealConfig {
+    pub enabled: bool,
+    pub patient_key_file: PathBuf,
+    pub max_batch_readings: u32,
+    pub max_batch_wait_secs: u64,
+    pub anchor_interval_secs: u64,
+    pub max_batches_per_anchor: u32,
+}
+
+impl Default for SealConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            patient_key_file: PathBuf::from("patient.umbral"),
+            max_batch_readings: 500,
+            max_batch_wait_secs: 60,
+            anchor_interval_secs: 60,
+            max_batches_per_anchor: 256,
+        }
+    }
+}
+
+impl SealConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if !(1..=10_000).contains(&self.max_batch_readings) {
+            return invalid("seal.max_batch_readings must be between 1 and 10000");
+        }
+        if !(1..=86_400).contains(&self.max_batch_wait_secs) {
+            return invalid("seal.max_batch_wait_secs must be between 1 and 86400");
+        }
+        if !(1..=86_400).contains(&self.anchor_interval_secs) {
+            return invalid("seal.anchor_interval_secs must be between 1 and 86400");
+        }
+        if !(1..=4096).contains(&self.max_batches_per_anchor) {
+            return invalid("seal.max_batches_per_anchor must be between 1 and 4096");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ChainConfig {
     pub rpc_url: String,
     pub deployment_file: PathBuf,
@@ -326,6 +387,7 @@ impl Default for HubConfig {
             mqtt: MqttConfig::default(),
             ble: BleConfig::default(),
             analysis: AnalysisConfig::default(),
+            seal: SealConfig::default(),
             validation: Limits::default(),
             status: StatusConfig::default(),
             limits: LimitsConfig::default(),
@@ -454,6 +516,7 @@ impl HubConfig {
             return invalid("chain.log_chunk_blocks must be between 1 and 10000".into());
         }
         self.limits.validate()?;
+        self.seal.validate()?;
         if !(100..=60_000).contains(&self.chain.poll_interval_ms) {
             return invalid("chain.poll_interval_ms must be between 100 and 60000".into());
         }
@@ -486,6 +549,15 @@ impl HubConfig {
     }
 
     /// A path from the config, resolved against the state directory.
+    pub fn patient_key_path(&self) -> PathBuf {
+        self.in_state_dir(&self.seal.patient_key_file)
+    }
+
+    /// The blob store's directory (iroh-blobs FsStore).
+    pub fn blob_dir(&self) -> PathBuf {
+        self.state_dir.join("blobs")
+    }
+
     pub fn in_state_dir(&self, path: &Path) -> PathBuf {
         self.state_dir.join(path)
     }

@@ -18,6 +18,7 @@ pub mod mqtt;
 pub mod pipeline;
 pub mod reading;
 pub mod registry;
+pub mod seal;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod status;

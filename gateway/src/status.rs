@@ -45,6 +45,9 @@ pub struct StatusReport {
     /// Emergency accesses opened to the patient's data (latest last).
     #[serde(default)]
     pub emergency_accesses: Vec<EmergencyAccess>,
+    /// Sealing, blob storage and anchoring.
+    #[serde(default)]
+    pub seal: crate::seal::SealStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,6 +210,38 @@ impl StatusReport {
                     format_time(e.expires_at.saturating_mul(1000).min(i64::MAX as u64) as i64)
                 );
             }
+        }
+        if self.seal.enabled {
+            let s = &self.seal;
+            let _ = writeln!(out, "\nSEALED AND ANCHORED");
+            let _ = writeln!(
+                out,
+                "  {} batches sealed ({} readings), {} anchored under {} roots; {} readings waiting",
+                s.batches_sealed,
+                s.readings_sealed,
+                s.batches_anchored,
+                s.anchors,
+                s.readings_unsealed
+            );
+            if let Some(a) = &s.last_anchor {
+                let _ = writeln!(
+                    out,
+                    "  last anchor #{}: root {} in block {} (tx {}, gas {})",
+                    a.anchor_no, a.root, a.block, a.tx, a.gas_used
+                );
+            }
+            if let Some(e) = &s.anchor_error {
+                let _ = writeln!(out, "  anchoring is failing: {e}");
+            }
+            let _ = writeln!(
+                out,
+                "  patient umbral key {}",
+                if s.pre_key_published {
+                    "published on chain"
+                } else {
+                    "NOT yet on chain"
+                }
+            );
         }
         let _ = writeln!(out, "\nrefusals");
         if self.refusals.is_empty() {

@@ -61,6 +61,10 @@ fn send_lock(sender: Address) -> Arc<tokio::sync::Mutex<()>> {
 
 /// A JSON-RPC client whose every request gives up after `timeout`.
 fn rpc_client(rpc_url: RpcUrl, timeout: Duration) -> RpcClient {
+    // reqwest refuses to build a client when its rustls feature is on (iroh
+    // turns it on) and no process-wide provider is installed; a provider
+    // installed earlier (by anyone) is kept.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http_client = reqwest::Client::builder()
         .timeout(timeout)
         .build()

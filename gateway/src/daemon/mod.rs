@@ -35,8 +35,13 @@ use crate::mqtt::{ingest, tls};
 use crate::pipeline::Pipeline;
 use crate::reading::now_millis;
 use crate::registry::{Registry, load_mirror};
+use crate::seal::SealState;
+use crate::seal::anchorer::Anchorer;
+use crate::seal::blobs::BlobStore;
+use crate::seal::sealer::Sealer;
 use crate::status::{self, ServiceStatus};
 use crate::supervisor::Supervisor;
+use glyco_seal::PatientKey;
 
 use report::StatusSources;
 
@@ -79,6 +84,10 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Status(#[from] status::StatusError),
+    #[error("the patient's umbral key: {0}")]
+    PatientKey(#[from] glyco_seal::KeyError),
+    #[error(transparent)]
+    Blobs(#[from] crate::seal::blobs::BlobError),
     #[error("anomaly-detection models: {0}")]
     Models(#[from] glyco_ml::MlError),
     #[error("background task failed: {0}")]
@@ -177,6 +186,20 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         tracing::info!(%hub, "created a new hub key; the patient must authorise this address");
     }
     let (journal, store) = crate::journal::open(&config.journal_path(), config.limits.journal())?;
+    let seal_state = SealState::default();
+    let sealing = if config.seal.enabled {
+        let (patient_key, created) = PatientKey::load_or_create(&config.patient_key_path())?;
+        if created {
+            tracing::info!(
+                public_key = %crate::seal::records::hex(&patient_key.public_bytes()),
+                "created the patient's umbral key; its public key goes on chain"
+            );
+        }
+        let blobs = BlobStore::open(&config.blob_dir()).await?;
+        Some((Arc::new(patient_key), blobs))
+    } else {
+        None
+    };
     let registry = Registry::new(load_mirror(&journal)?, device_ids);
     let (writer, journal_task) = store.spawn()?;
     let behaviour = Behaviour::new(writer.clone(), journal.event_counts()?);
@@ -221,6 +244,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             }
         });
     }
+    let anchor_url = rpc_urls[0].clone();
     let clients = rpc_urls
         .into_iter()
         .map(|url| {
@@ -352,6 +376,32 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         });
     }
 
+    if let Some((patient_key, blobs)) = &sealing {
+        let sealer = Sealer {
+            journal: journal.clone(),
+            writer: writer.clone(),
+            blobs: blobs.clone(),
+            key: patient_key.clone(),
+            signer: key.clone(),
+            patient,
+            max_readings: config.seal.max_batch_readings as usize,
+            max_wait: Duration::from_secs(config.seal.max_batch_wait_secs),
+            state: seal_state.clone(),
+        };
+        supervisor.spawn("seal", sealer.run(tasks.clone()));
+        let anchorer = Anchorer {
+            journal: journal.clone(),
+            writer: writer.clone(),
+            client: GlycoClient::new(anchor_url.clone(), key.clone(), deployment.clone()),
+            patient,
+            key: patient_key.clone(),
+            interval: Duration::from_secs(config.seal.anchor_interval_secs),
+            max_batches: config.seal.max_batches_per_anchor as usize,
+            state: seal_state.clone(),
+        };
+        supervisor.spawn("anchor", anchorer.run(tasks.clone()));
+    }
+
     let sources = StatusSources {
         hub,
         started_at: now_millis(),
@@ -370,6 +420,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         slots,
         logins,
         descriptor_limit,
+        seal: seal_state,
     };
     let status_path = config.status_socket();
     let token = tasks.clone();
@@ -392,6 +443,9 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
     // it holds.
     drop((pipeline, admission, behaviour, writer, registry));
     let journal_result = journal_task.wait().await;
+    if let Some((_, blobs)) = sealing {
+        blobs.shutdown().await;
+    }
     if let Some(failure) = failure {
         return Err(DaemonError::StageFailed {
             stage: failure.stage,

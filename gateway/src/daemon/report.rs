@@ -40,6 +40,7 @@ pub(super) struct StatusSources {
     pub slots: Option<Arc<ConnectionSlots>>,
     pub logins: Arc<LoginThrottle>,
     pub descriptor_limit: u64,
+    pub seal: crate::seal::SealState,
 }
 
 impl StatusSources {
@@ -117,6 +118,7 @@ impl StatusSources {
             refusal_events_dropped: behaviour.dropped(),
             refusals_suppressed: behaviour.suppressed(),
             emergency_accesses: mirror.emergency_accesses.clone(),
+            seal: self.seal.snapshot(),
             stages: self
                 .stages
                 .snapshot()

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::store::{Batch, JournalStore};
-use super::{AppendOutcome, JournalError};
+use super::{AppendOutcome, JournalError, Outbox};
 use crate::behaviour::NodeEvent;
 use crate::reading::Reading;
 
@@ -32,6 +32,10 @@ enum Command {
         value: Vec<u8>,
         reply: oneshot::Sender<Result<(), JournalError>>,
     },
+    PutOutbox {
+        records: Vec<(Outbox, u64, Vec<u8>)>,
+        reply: oneshot::Sender<Result<(), JournalError>>,
+    },
 }
 
 /// A handle to the journal thread; cheap to clone.
@@ -46,6 +50,7 @@ impl std::fmt::Debug for Command {
         match self {
             Self::Append { .. } => f.write_str("Append"),
             Self::SaveMeta { key, .. } => write!(f, "SaveMeta({key})"),
+            Self::PutOutbox { records, .. } => write!(f, "PutOutbox({})", records.len()),
         }
     }
 }
@@ -155,6 +160,10 @@ fn commit(store: &mut JournalStore, commands: Vec<Command>, events: Vec<NodeEven
                 batch.meta.push((key, value));
                 meta_replies.push(reply);
             }
+            Command::PutOutbox { records, reply } => {
+                batch.outbox.extend(records);
+                meta_replies.push(reply);
+            }
         }
     }
     match store.commit(&mut batch) {
@@ -212,6 +221,19 @@ impl JournalWriter {
 
     /// Queues an event without waiting; false when the queue is full (the
     /// caller counts it as dropped) or the thread has stopped.
+    /// Writes outbox records durably, all or none.
+    pub async fn put_outbox(
+        &self,
+        records: Vec<(Outbox, u64, Vec<u8>)>,
+    ) -> Result<(), JournalError> {
+        let (reply, done) = oneshot::channel();
+        self.commands
+            .send(Command::PutOutbox { records, reply })
+            .await
+            .map_err(|_| JournalError::WriterGone)?;
+        done.await.map_err(|_| JournalError::WriterGone)?
+    }
+
     pub fn record_event(&self, event: NodeEvent) -> bool {
         self.events.try_send(event).is_ok()
     }

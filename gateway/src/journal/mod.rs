@@ -53,6 +53,27 @@ const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("node_event
 const EVENT_COUNTS: TableDefinition<'_, &str, u64> = TableDefinition::new("node_event_counts");
 /// Small named state (the registry mirror's checkpoint, ...).
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+/// Batch number -> sealed batch record (JSON, `crate::seal::records`).
+const SEALED: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("sealed_batches");
+/// Anchor number -> anchor record (JSON, `crate::seal::records`).
+const ANCHORS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("anchors");
+
+/// The durable outboxes after the journal: what was sealed, what anchored.
+/// Each is keyed by a number that grows by one without gaps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outbox {
+    Sealed,
+    Anchors,
+}
+
+impl Outbox {
+    fn table(self) -> TableDefinition<'static, u64, &'static [u8]> {
+        match self {
+            Self::Sealed => SEALED,
+            Self::Anchors => ANCHORS,
+        }
+    }
+}
 
 /// How much the journal may hold and use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,6 +291,57 @@ impl Journal {
     pub fn event_count_kept(&self) -> Result<u64, JournalError> {
         let txn = self.db.begin_read()?;
         Ok(txn.open_table(EVENTS)?.len()?)
+    }
+
+    /// The outbox's last record, with its number.
+    pub fn last_in<T: serde::de::DeserializeOwned>(
+        &self,
+        outbox: Outbox,
+    ) -> Result<Option<(u64, T)>, JournalError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(outbox.table())?;
+        match table.last()? {
+            Some((k, v)) => Ok(Some((k.value(), serde_json::from_slice(v.value())?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Outbox records numbered `from` on, at most `limit`.
+    pub fn outbox_from<T: serde::de::DeserializeOwned>(
+        &self,
+        outbox: Outbox,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, T)>, JournalError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(outbox.table())?;
+        let mut out = Vec::new();
+        for entry in table.range(from..)?.take(limit) {
+            let (k, v) = entry?;
+            out.push((k.value(), serde_json::from_slice(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// One outbox record.
+    pub fn outbox_get<T: serde::de::DeserializeOwned>(
+        &self,
+        outbox: Outbox,
+        number: u64,
+    ) -> Result<Option<T>, JournalError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(outbox.table())?;
+        match table.get(number)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The journal sequence number of the newest reading (0 when none).
+    pub fn last_journal_seq(&self) -> Result<u64, JournalError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(READINGS)?;
+        Ok(table.last()?.map(|(k, _)| k.value()).unwrap_or(0))
     }
 
     /// A small named record (the registry checkpoint), if saved.

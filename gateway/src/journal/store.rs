@@ -8,8 +8,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{
-    EVENT_COUNTS, EVENTS, HUB_SEQ, JournalError, JournalLimits, LATEST, META, READINGS, SEEN,
-    TIMED_CONTENT, counts_key,
+    ANCHORS, EVENT_COUNTS, EVENTS, HUB_SEQ, JournalError, JournalLimits, LATEST, META, Outbox,
+    READINGS, SEALED, SEEN, TIMED_CONTENT, counts_key,
 };
 use crate::behaviour::NodeEvent;
 use crate::reading::{Measurement, Reading, SeqOrigin};
@@ -70,6 +70,9 @@ pub struct Batch {
     pub readings: Vec<Reading>,
     pub events: Vec<NodeEvent>,
     pub meta: Vec<(String, Vec<u8>)>,
+    /// Outbox records (sealed batches, anchors), each a new number or an
+    /// update of one.
+    pub outbox: Vec<(Outbox, u64, Vec<u8>)>,
 }
 
 /// The journal's only write path.
@@ -92,6 +95,8 @@ impl JournalStore {
         txn.open_table(EVENTS)?;
         txn.open_table(EVENT_COUNTS)?;
         txn.open_table(META)?;
+        txn.open_table(SEALED)?;
+        txn.open_table(ANCHORS)?;
         txn.commit()?;
         store.fill_timed_content()?;
         Ok(store)
@@ -126,7 +131,8 @@ impl JournalStore {
     /// the next durable commit.
     pub fn commit(&mut self, batch: &mut Batch) -> Result<Vec<AppendOutcome>, JournalError> {
         let mut txn = self.db.begin_write()?;
-        let durable = !batch.readings.is_empty() || !batch.meta.is_empty();
+        let durable =
+            !batch.readings.is_empty() || !batch.meta.is_empty() || !batch.outbox.is_empty();
         txn.set_durability(if durable {
             Durability::Immediate
         } else {
@@ -139,6 +145,10 @@ impl JournalStore {
             for (key, value) in &batch.meta {
                 meta.insert(key.as_str(), value.as_slice())?;
             }
+        }
+        for (outbox, number, record) in &batch.outbox {
+            txn.open_table(outbox.table())?
+                .insert(*number, record.as_slice())?;
         }
         txn.commit()?;
         Ok(outcomes)

@@ -264,7 +264,7 @@ impl Hub {
 
     /// Polls the status until `done` holds (up to 20 s), else panics with the log.
     pub async fn wait_for(&self, what: &str, done: impl Fn(&StatusReport) -> bool) -> StatusReport {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(report) = self.status().await
                 && done(&report)

@@ -1,0 +1,19 @@
+//! Sealed reading batches, as the hub writes them and anyone granted checks
+//! them: the versioned CBOR batch format (docs/BATCH.md), sealing with umbral
+//! proxy re-encryption under the patient's key, the hub's signature, Merkle
+//! roots and inclusion proofs for anchoring, and IPFS CIDv1 names for blobs.
+//! Shared by the hub (`glyco-gateway`) and the clinic (`glyco-clinic`), so
+//! neither copies the other's wire types.
+
+pub mod batch;
+pub mod cid;
+pub mod keys;
+pub mod merkle;
+
+pub use batch::{BatchError, BatchHeader, SealedBatch};
+pub use cid::{BlobCid, CidError};
+pub use keys::{KeyError, PatientKey};
+pub use merkle::{InclusionProof, MerkleError, merkle_root};
+
+/// A blob's BLAKE3-256 hash: what iroh-blobs names it by.
+pub type BlobHash = [u8; 32];

@@ -1,0 +1,68 @@
+//! After the journal: readings sealed into encrypted, signed batches
+//! ([`sealer`]), kept as content-addressed blobs ([`blobs`]), and their
+//! Merkle roots anchored on chain ([`anchorer`]). Each step reads the one
+//! before from a durable outbox in the journal ([`records`]), so a crash
+//! at any moment neither skips nor repeats a reading: a reading is in the
+//! batch whose record covers its journal sequence number, and the next
+//! batch starts after the last record's range.
+
+pub mod anchorer;
+pub mod blobs;
+pub mod body;
+pub mod records;
+pub mod sealer;
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::reading::UnixMillis;
+
+/// What the seal and anchor stages report (status).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SealStatus {
+    pub enabled: bool,
+    /// Batches and readings sealed and stored as blobs.
+    pub batches_sealed: u64,
+    pub readings_sealed: u64,
+    /// Readings in the journal not sealed yet, and the oldest one's age.
+    pub readings_unsealed: u64,
+    pub oldest_unsealed_age_ms: Option<u64>,
+    /// Batches whose root is anchored on chain.
+    pub batches_anchored: u64,
+    pub anchors: u64,
+    pub oldest_unanchored_age_ms: Option<u64>,
+    /// The last anchor's transaction, block and gas.
+    pub last_anchor: Option<LastAnchor>,
+    /// Why the last anchoring attempt failed, while it keeps failing.
+    pub anchor_error: Option<String>,
+    /// The patient's umbral public key (hex), and whether it is on chain.
+    pub patient_pre_key: Option<String>,
+    pub pre_key_published: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastAnchor {
+    pub anchor_no: u64,
+    pub root: String,
+    pub tx: String,
+    pub block: u64,
+    pub gas_used: u64,
+    pub batches: u64,
+    pub at: UnixMillis,
+}
+
+/// Shared by the stages and the status report.
+#[derive(Debug, Clone, Default)]
+pub struct SealState(Arc<Mutex<SealStatus>>);
+
+impl SealState {
+    pub fn update(&self, f: impl FnOnce(&mut SealStatus)) {
+        f(&mut self.0.lock());
+    }
+
+    pub fn snapshot(&self) -> SealStatus {
+        self.0.lock().clone()
+    }
+}
