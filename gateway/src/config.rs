@@ -99,6 +99,17 @@ max_batch_wait_secs = 60
 # this often and over at most this many batches.
 anchor_interval_secs = 60
 max_batches_per_anchor = 256
+# Serve sealed batches over iroh (relays off) to clinic replicas whose node
+# id a medical entity enrolled on chain; every other node is refused.
+serve_replicas = true
+iroh_listen = "0.0.0.0:7446"
+# The hub's iroh node key, relative to state_dir; created (0600) at first start.
+node_key_file = "iroh.key"
+# A local blob is pruned once a replica has confirmed it, its root is
+# anchored, and this long has passed since it was sealed (0: at once).
+retention_secs = 604800
+# How often pruned (untagged) blobs are deleted from disk.
+blob_gc_interval_secs = 300
 
 [validation]
 # How far ahead of the hub's clock a device's time may be, in seconds.
@@ -264,6 +275,11 @@ pub struct SealConfig {
     pub max_batch_wait_secs: u64,
     pub anchor_interval_secs: u64,
     pub max_batches_per_anchor: u32,
+    pub serve_replicas: bool,
+    pub iroh_listen: std::net::SocketAddr,
+    pub node_key_file: PathBuf,
+    pub retention_secs: u64,
+    pub blob_gc_interval_secs: u64,
 }
 
 impl Default for SealConfig {
@@ -275,6 +291,11 @@ impl Default for SealConfig {
             max_batch_wait_secs: 60,
             anchor_interval_secs: 60,
             max_batches_per_anchor: 256,
+            serve_replicas: true,
+            iroh_listen: std::net::SocketAddr::from(([0, 0, 0, 0], 7446)),
+            node_key_file: PathBuf::from("iroh.key"),
+            retention_secs: 7 * 24 * 3600,
+            blob_gc_interval_secs: 300,
         }
     }
 }
@@ -293,6 +314,12 @@ impl SealConfig {
         }
         if !(1..=4096).contains(&self.max_batches_per_anchor) {
             return invalid("seal.max_batches_per_anchor must be between 1 and 4096");
+        }
+        if self.retention_secs > 10 * 366 * 86_400 {
+            return invalid("seal.retention_secs must be at most ten years");
+        }
+        if !(1..=86_400).contains(&self.blob_gc_interval_secs) {
+            return invalid("seal.blob_gc_interval_secs must be between 1 and 86400");
         }
         Ok(())
     }
@@ -554,6 +581,10 @@ impl HubConfig {
     }
 
     /// The blob store's directory (iroh-blobs FsStore).
+    pub fn node_key_path(&self) -> PathBuf {
+        self.in_state_dir(&self.seal.node_key_file)
+    }
+
     pub fn blob_dir(&self) -> PathBuf {
         self.state_dir.join("blobs")
     }

@@ -14,6 +14,7 @@ use crate::behaviour::RefusalReason;
 use crate::mqtt::logins::ThrottleStatus;
 use crate::reading::{Reading, Transport, UnixMillis};
 use crate::registry::Standing;
+use crate::seal::export::{BatchExport, BatchSelector};
 use crate::supervisor::StageState;
 use crate::throttle::accept_backoff;
 
@@ -235,6 +236,26 @@ impl StatusReport {
             }
             let _ = writeln!(
                 out,
+                "  {} batches replicated to a clinic, {} pruned locally{}",
+                s.batches_replicated,
+                s.batches_pruned,
+                s.oldest_unreplicated_age_ms
+                    .map(|ms| format!("; oldest unreplicated {} s old", ms / 1000))
+                    .unwrap_or_default()
+            );
+            if let (Some(node), Some(listen)) = (&s.node_id, &s.node_listen) {
+                let _ = writeln!(out, "  serving replicas as iroh node {node}@{listen}");
+            }
+            if s.node_refusals > 0 {
+                let _ = writeln!(
+                    out,
+                    "  {} connections refused from nodes not enrolled on chain (last: {})",
+                    s.node_refusals,
+                    s.last_refused_node.as_deref().unwrap_or("?")
+                );
+            }
+            let _ = writeln!(
+                out,
                 "  patient umbral key {}",
                 if s.pre_key_published {
                     "published on chain"
@@ -328,14 +349,37 @@ pub enum StatusError {
     BadAnswer(String),
 }
 
-/// Serves `report()` to every client that connects, until shutdown.
-pub async fn serve<F>(
+/// What a client asks the status socket: one JSON request, then EOF. A
+/// client that sends nothing gets the status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "ask", rename_all = "snake_case")]
+pub enum Ask {
+    Status,
+    /// One sealed batch, for `glyco-hub verify`.
+    Batch {
+        selector: BatchSelector,
+    },
+}
+
+/// The largest request read from the socket.
+const MAX_ASK_BYTES: u64 = 4096;
+/// How long a client may take to send its request.
+const ASK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long an answer may take to write (a batch can be megabytes).
+const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves `report()` and `export(selector)` to each client that connects,
+/// one at a time, until shutdown.
+pub async fn serve<F, E, Fut>(
     path: &Path,
     report: F,
+    export: E,
     shutdown: CancellationToken,
 ) -> Result<(), StatusError>
 where
     F: Fn() -> StatusReport + Send + Sync + 'static,
+    E: Fn(BatchSelector) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<BatchExport, String>> + Send,
 {
     // A socket left by a crashed daemon would make bind fail.
     let _ = std::fs::remove_file(path);
@@ -365,30 +409,67 @@ where
                 }
             },
         };
-        // One client at a time, briefly: a stuck reader cannot pile up tasks.
-        let body = serde_json::to_vec(&report()).unwrap_or_default();
+        // One client at a time, briefly: a stuck client cannot pile up tasks.
+        let mut request = Vec::new();
+        let mut limited = (&mut stream).take(MAX_ASK_BYTES);
+        let _ = tokio::time::timeout(ASK_WAIT, limited.read_to_end(&mut request)).await;
+        let ask = if request.iter().all(u8::is_ascii_whitespace) {
+            Ok(Ask::Status)
+        } else {
+            serde_json::from_slice::<Ask>(&request).map_err(|e| e.to_string())
+        };
+        let body = match ask {
+            Ok(Ask::Status) => serde_json::to_vec(&report()),
+            Ok(Ask::Batch { selector }) => serde_json::to_vec(&export(selector).await),
+            Err(e) => serde_json::to_vec(&Err::<BatchExport, _>(format!("bad request: {e}"))),
+        }
+        .unwrap_or_default();
         let write = async {
             let _ = stream.write_all(&body).await;
             let _ = stream.shutdown().await;
         };
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), write).await;
+        let _ = tokio::time::timeout(ANSWER_WAIT, write).await;
     }
     let _ = std::fs::remove_file(&path);
     Ok(())
 }
 
-/// Asks the running daemon for its status.
-pub async fn query(path: &Path) -> Result<StatusReport, StatusError> {
+/// Sends one request to the running daemon; its raw answer.
+async fn ask(path: &Path, ask: &Ask) -> Result<Vec<u8>, StatusError> {
     let mut stream = UnixStream::connect(path)
         .await
         .map_err(|source| StatusError::NotRunning {
             path: path.to_owned(),
             source,
         })?;
+    let request = serde_json::to_vec(ask).map_err(|e| StatusError::BadAnswer(e.to_string()))?;
+    stream
+        .write_all(&request)
+        .await
+        .map_err(|e| StatusError::BadAnswer(e.to_string()))?;
+    stream
+        .shutdown()
+        .await
+        .map_err(|e| StatusError::BadAnswer(e.to_string()))?;
     let mut body = Vec::new();
     stream
         .read_to_end(&mut body)
         .await
         .map_err(|e| StatusError::BadAnswer(e.to_string()))?;
+    Ok(body)
+}
+
+/// Asks the running daemon for one sealed batch.
+pub async fn query_batch(
+    path: &Path,
+    selector: BatchSelector,
+) -> Result<Result<BatchExport, String>, StatusError> {
+    let body = ask(path, &Ask::Batch { selector }).await?;
+    serde_json::from_slice(&body).map_err(|e| StatusError::BadAnswer(e.to_string()))
+}
+
+/// Asks the running daemon for its status.
+pub async fn query(path: &Path) -> Result<StatusReport, StatusError> {
+    let body = ask(path, &Ask::Status).await?;
     serde_json::from_slice(&body).map_err(|e| StatusError::BadAnswer(e.to_string()))
 }

@@ -2,8 +2,9 @@
 //! readings, the hub SIGKILLed at random moments. Afterwards every
 //! acknowledged reading is in exactly one sealed batch, which is in the blob
 //! store under its BLAKE3 hash, signed by the hub, opens with the patient's
-//! umbral key to the value that was sent, and sits under a Merkle root
-//! anchored on chain for the patient.
+//! umbral key to the value that was sent, sits under a Merkle root
+//! anchored on chain for the patient, and was replicated to a clinic
+//! replica (which follows the hub over iroh through every kill).
 
 mod support;
 
@@ -11,6 +12,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use glyco_clinic::replica::{HubPeer, Replica, bind, load_or_create_node_key};
+use glyco_clinic::store::ReplicaStore;
 use glyco_contracts::B256;
 use glyco_gateway::journal::{self, JournalLimits, Outbox};
 use glyco_gateway::reading::Measurement;
@@ -20,6 +23,7 @@ use glyco_gateway::seal::records::{AnchorEntry, AnchorState, BatchRecord, unhex3
 use glyco_gateway::sim::{self, SimulatedDevice};
 use glyco_seal::{BlobCid, PatientKey, SealedBatch};
 use support::{HubWorld, now_ms};
+use tokio_util::sync::CancellationToken;
 
 const KILLS: usize = 20;
 
@@ -61,7 +65,9 @@ async fn stream_until_killed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_reading_is_sealed_stored_and_anchored_exactly_once_across_sigkills() {
     let mut world = HubWorld::new().await;
+    let port = support::free_udp_port();
     world.edit_config(|c| {
+        c.seal.iroh_listen = format!("127.0.0.1:{port}").parse().unwrap();
         c.seal.max_batch_readings = 40;
         c.seal.max_batch_wait_secs = 1;
         c.seal.anchor_interval_secs = 1;
@@ -73,6 +79,41 @@ async fn every_acknowledged_reading_is_sealed_stored_and_anchored_exactly_once_a
     let seed = now_ms() as u64;
     eprintln!("kill schedule seed {seed}");
     let mut rng = Lcg(seed);
+
+    // A clinic replica, enrolled by the hospital, follows the hub throughout.
+    let replica_dir = world.dir.path().join("replica");
+    let store = ReplicaStore::open(&replica_dir).unwrap();
+    let node_key = load_or_create_node_key(&store).unwrap();
+    world
+        .client(glyco_contracts::testkit::accounts::HOSPITAL)
+        .enrol_node(B256::from(*node_key.public().as_bytes()))
+        .await
+        .unwrap();
+    let node_id = {
+        let hub = world.start_hub().await;
+        let report = hub
+            .wait_for("the iroh node", |r| r.seal.node_id.is_some())
+            .await;
+        hub.kill().await;
+        report.seal.node_id.unwrap()
+    };
+    let peer: HubPeer = format!("{node_id}@127.0.0.1:{port}").parse().unwrap();
+    let replica = Replica {
+        endpoint: bind(node_key, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap(),
+        store: store.clone(),
+        hubs: vec![peer],
+        poll: Duration::from_millis(200),
+    };
+    let stop_replica = CancellationToken::new();
+    let following = {
+        let stop = stop_replica.clone();
+        tokio::spawn(async move {
+            replica.run(stop).await;
+            replica.endpoint.close().await;
+        })
+    };
 
     let acked = std::sync::Arc::new(AtomicU64::new(0));
     for _ in 0..KILLS {
@@ -111,12 +152,27 @@ async fn every_acknowledged_reading_is_sealed_stored_and_anchored_exactly_once_a
     }
     device.disconnect().await;
     let report = hub
-        .wait_for("every reading sealed and anchored", |r| {
+        .wait_for("every reading sealed, anchored and replicated", |r| {
             r.readings_stored >= total
                 && r.seal.readings_sealed == r.readings_stored
                 && r.seal.batches_anchored == r.seal.batches_sealed
+                && r.seal.batches_replicated == r.seal.batches_sealed
         })
         .await;
+    let sealed = report.seal.batches_sealed;
+    let hub_address = world
+        .consortium
+        .address(glyco_contracts::testkit::accounts::HUB);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while store.cursor(hub_address).unwrap().proven_through < sealed {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replica's proofs lag"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_replica.cancel();
+    following.await.unwrap();
     assert!(report.seal.pre_key_published, "{:?}", report.seal);
     assert!(hub.terminate().await.success());
 
@@ -124,11 +180,10 @@ async fn every_acknowledged_reading_is_sealed_stored_and_anchored_exactly_once_a
     let state = &world.config.state_dir;
     let (journal, _store) =
         journal::open(&world.config.journal_path(), JournalLimits::default()).unwrap();
-    let blobs = BlobStore::open(&world.config.blob_dir()).await.unwrap();
+    let blobs = BlobStore::open(&world.config.blob_dir(), None)
+        .await
+        .unwrap();
     let patient_key = PatientKey::load(&state.join("patient.umbral")).unwrap();
-    let hub_address = world
-        .consortium
-        .address(glyco_contracts::testkit::accounts::HUB);
     let client = world.client(glyco_contracts::testkit::accounts::PATIENT);
     assert_eq!(
         client.patient_pre_key(world.patient()).await.unwrap(),
@@ -152,6 +207,15 @@ async fn every_acknowledged_reading_is_sealed_stored_and_anchored_exactly_once_a
         let hash = unhex32(&record.hash).unwrap();
         let blob = blobs.get(&hash).await.unwrap();
         assert_eq!(*blake3::hash(&blob).as_bytes(), hash);
+        // The replica holds the same bytes under the same number, with the
+        // same proof.
+        assert_eq!(store.batch_hash(hub_address, *no).unwrap(), Some(hash));
+        assert_eq!(store.blob(&hash).unwrap(), blob);
+        let meta = store.meta(&hash).unwrap().unwrap();
+        assert_eq!(
+            meta.anchor.map(|a| a.proof),
+            record.anchor.as_ref().map(|a| a.proof.clone())
+        );
         assert!(BlobCid(hash).to_string().starts_with("bafkr4"));
         let batch = SealedBatch::from_bytes(&blob).unwrap();
         assert_eq!(batch.signer().unwrap(), hub_address);

@@ -4,11 +4,15 @@
 //! roots and inclusion proofs for anchoring, and IPFS CIDv1 names for blobs.
 //! Shared by the hub (`glyco-gateway`) and the clinic (`glyco-clinic`), so
 //! neither copies the other's wire types.
+#![forbid(unsafe_code)]
 
 pub mod batch;
 pub mod cid;
+pub mod hexcode;
 pub mod keys;
 pub mod merkle;
+pub mod replication;
+pub mod verify;
 
 pub use batch::{BatchError, BatchHeader, SealedBatch};
 pub use cid::{BlobCid, CidError};

@@ -11,6 +11,7 @@ use glyco_contracts::{
 };
 use glyco_gateway::config::{DEFAULT_CONFIG_TOML, HubConfig};
 use glyco_gateway::credentials::CredentialsFile;
+use glyco_gateway::seal::export::BatchSelector;
 use glyco_gateway::{daemon, status};
 use tokio_util::sync::CancellationToken;
 
@@ -63,6 +64,20 @@ enum Command {
         /// How long the consent stays valid, in hours.
         #[arg(long, default_value_t = 24)]
         valid_hours: u64,
+    },
+    /// Check one of the running hub's sealed batches from its bytes to the
+    /// chain: blob hash, format, hub signature, inclusion proof, root on
+    /// chain, hub authorised for the patient. Says which link broke.
+    Verify {
+        /// The hub's batch number.
+        #[arg(long, conflicts_with_all = ["reading", "cid"])]
+        batch: Option<u64>,
+        /// The journal sequence number of a reading (its batch is checked).
+        #[arg(long, conflicts_with = "cid")]
+        reading: Option<u64>,
+        /// The batch's CID (bafkr4…) or BLAKE3 hex.
+        #[arg(long)]
+        cid: Option<String>,
     },
 }
 
@@ -188,6 +203,19 @@ async fn main() -> Result<()> {
         Command::Consent { valid_hours } => {
             consent(load_config(cli.config.as_deref())?, valid_hours).await
         }
+        Command::Verify {
+            batch,
+            reading,
+            cid,
+        } => {
+            let selector = match (batch, reading, cid) {
+                (Some(no), None, None) => BatchSelector::Number(no),
+                (None, Some(seq), None) => BatchSelector::Reading(seq),
+                (None, None, Some(cid)) => BatchSelector::Hash(cid),
+                _ => bail!("name one batch: --batch, --reading or --cid"),
+            };
+            verify(load_config(cli.config.as_deref())?, selector).await
+        }
     }
 }
 
@@ -202,6 +230,41 @@ fn hub_client(config: &HubConfig) -> Result<(GlycoClient, glyco_contracts::Addre
         patient,
         deployment,
     ))
+}
+
+async fn verify(config: HubConfig, selector: BatchSelector) -> Result<()> {
+    let export = status::query_batch(&config.status_socket(), selector)
+        .await?
+        .map_err(|e| anyhow::anyhow!("the hub cannot hand out that batch: {e}"))?;
+    let Some(blob_hex) = &export.blob_hex else {
+        bail!(
+            "batch {} was pruned from this hub after replication (to node {}); verify it at the replica: glyco-clinic verify --cid {}",
+            export.batch_no,
+            export.replicated_to.as_deref().unwrap_or("?"),
+            glyco_seal::BlobCid(
+                glyco_seal::hexcode::unhex32(&export.record.hash).unwrap_or_default()
+            ),
+        );
+    };
+    let blob = hex::decode(blob_hex).context("the hub's answer holds no valid blob")?;
+    let hash = glyco_seal::hexcode::unhex32(&export.record.hash)
+        .context("the hub's record holds no valid hash")?;
+    let deployment = Deployment::load(&config.chain.deployment_file)?;
+    let chain = GlycoClient::read_only(
+        config.chain.rpc_url.parse().context("chain.rpc_url")?,
+        deployment,
+    );
+    let proof = export.anchor.as_ref().map(|a| &a.proof);
+    match glyco_seal::verify::verify_batch(&blob, Some(&hash), proof, &chain).await {
+        Ok(verified) => {
+            print!("{}", glyco_seal::verify::render(&verified));
+            if let Some(node) = &export.replicated_to {
+                println!("replicated      to clinic node {node}");
+            }
+            Ok(())
+        }
+        Err(e) => bail!("batch {}: verification failed at {e}", export.batch_no),
+    }
 }
 
 async fn consent(config: HubConfig, valid_hours: u64) -> Result<()> {

@@ -38,7 +38,9 @@ use crate::registry::{Registry, load_mirror};
 use crate::seal::SealState;
 use crate::seal::anchorer::Anchorer;
 use crate::seal::blobs::BlobStore;
+use crate::seal::pruner::Pruner;
 use crate::seal::sealer::Sealer;
+use crate::seal::serve::{self, NodeGate, ServeParams};
 use crate::status::{self, ServiceStatus};
 use crate::supervisor::Supervisor;
 use glyco_seal::PatientKey;
@@ -88,6 +90,8 @@ pub enum DaemonError {
     PatientKey(#[from] glyco_seal::KeyError),
     #[error(transparent)]
     Blobs(#[from] crate::seal::blobs::BlobError),
+    #[error(transparent)]
+    Serve(#[from] crate::seal::serve::ServeError),
     #[error("anomaly-detection models: {0}")]
     Models(#[from] glyco_ml::MlError),
     #[error("background task failed: {0}")]
@@ -195,7 +199,8 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                 "created the patient's umbral key; its public key goes on chain"
             );
         }
-        let blobs = BlobStore::open(&config.blob_dir()).await?;
+        let gc = Duration::from_secs(config.seal.blob_gc_interval_secs);
+        let blobs = BlobStore::open(&config.blob_dir(), Some(gc)).await?;
         Some((Arc::new(patient_key), blobs))
     } else {
         None
@@ -376,6 +381,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         });
     }
 
+    let mut blob_server = None;
     if let Some((patient_key, blobs)) = &sealing {
         let sealer = Sealer {
             journal: journal.clone(),
@@ -400,6 +406,35 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             state: seal_state.clone(),
         };
         supervisor.spawn("anchor", anchorer.run(tasks.clone()));
+        crate::seal::serve::refresh_replicated(&journal, &seal_state)?;
+        let pruner = Pruner {
+            journal: journal.clone(),
+            writer: writer.clone(),
+            blobs: blobs.clone(),
+            retention: Duration::from_secs(config.seal.retention_secs),
+            state: seal_state.clone(),
+        };
+        supervisor.spawn("prune", pruner.run(tasks.clone()));
+        if config.seal.serve_replicas {
+            let gate = NodeGate::new(
+                GlycoClient::read_only(anchor_url.clone(), deployment.clone()),
+                seal_state.clone(),
+            );
+            blob_server = Some(
+                serve::serve(ServeParams {
+                    node_key: serve::load_or_create_node_key(&config.node_key_path())?,
+                    bind: config.seal.iroh_listen,
+                    blobs,
+                    gate: Arc::new(gate),
+                    journal: journal.clone(),
+                    writer: writer.clone(),
+                    hub,
+                    patient,
+                    state: seal_state.clone(),
+                })
+                .await?,
+            );
+        }
     }
 
     let sources = StatusSources {
@@ -422,10 +457,24 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         descriptor_limit,
         seal: seal_state,
     };
+    let exporting = sealing
+        .as_ref()
+        .map(|(_, blobs)| (journal.clone(), blobs.clone()));
+    let export = move |selector| {
+        let exporting = exporting.clone();
+        async move {
+            match exporting {
+                Some((journal, blobs)) => {
+                    crate::seal::export::export(&journal, &blobs, selector).await
+                }
+                None => Err("sealing is off on this hub ([seal] enabled = false)".to_owned()),
+            }
+        }
+    };
     let status_path = config.status_socket();
     let token = tasks.clone();
     supervisor.spawn("status", async move {
-        status::serve(&status_path, move || sources.report(), token).await
+        status::serve(&status_path, move || sources.report(), export, token).await
     });
     tracing::info!(%hub, "hub running");
 
@@ -435,6 +484,9 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
     };
     tracing::info!("shutting down");
     tasks.cancel();
+    if let Some(server) = blob_server {
+        server.close().await;
+    }
     // Every stage drains: the gatekeeper waits for its connections, ingest
     // for the readings it is storing, BLE for its sessions.
     supervisor.drain().await;

@@ -57,13 +57,19 @@ const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 const SEALED: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("sealed_batches");
 /// Anchor number -> anchor record (JSON, `crate::seal::records`).
 const ANCHORS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("anchors");
+/// Batch number -> a replica's confirmation (JSON, `crate::seal::serve`).
+const REPLICATED: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("replicated_batches");
+/// Batch number -> when its local blob was pruned (JSON, `crate::seal::pruner`).
+const PRUNED: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("pruned_batches");
 
-/// The durable outboxes after the journal: what was sealed, what anchored.
-/// Each is keyed by a number that grows by one without gaps.
+/// The durable outboxes after the journal: what was sealed, anchored,
+/// replicated and pruned, keyed by batch number (anchors by anchor number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outbox {
     Sealed,
     Anchors,
+    Replicated,
+    Pruned,
 }
 
 impl Outbox {
@@ -71,6 +77,8 @@ impl Outbox {
         match self {
             Self::Sealed => SEALED,
             Self::Anchors => ANCHORS,
+            Self::Replicated => REPLICATED,
+            Self::Pruned => PRUNED,
         }
     }
 }

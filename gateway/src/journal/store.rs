@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     ANCHORS, EVENT_COUNTS, EVENTS, HUB_SEQ, JournalError, JournalLimits, LATEST, META, Outbox,
-    READINGS, SEALED, SEEN, TIMED_CONTENT, counts_key,
+    PRUNED, READINGS, REPLICATED, SEALED, SEEN, TIMED_CONTENT, counts_key,
 };
 use crate::behaviour::NodeEvent;
 use crate::reading::{Measurement, Reading, SeqOrigin};
@@ -97,6 +97,8 @@ impl JournalStore {
         txn.open_table(META)?;
         txn.open_table(SEALED)?;
         txn.open_table(ANCHORS)?;
+        txn.open_table(REPLICATED)?;
+        txn.open_table(PRUNED)?;
         txn.commit()?;
         store.fill_timed_content()?;
         Ok(store)

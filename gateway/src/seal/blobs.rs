@@ -1,14 +1,18 @@
 //! The hub's blob store: an iroh-blobs `FsStore` in the state directory.
 //! Each sealed batch is added under the named tag `batch/<number>`, so it is
-//! kept (iroh-blobs deletes only untagged blobs, and only when garbage
-//! collection runs; it is off here until pruning lands). Re-sealing a batch
-//! number after a crash moves the tag to the new blob.
+//! kept: iroh-blobs' garbage collection deletes only untagged blobs. Pruning
+//! removes a batch's tag; the next collection deletes its data. Re-sealing
+//! a batch number after a crash moves the tag to the new blob, and the
+//! collection deletes the orphan.
 
 use std::path::Path;
+use std::time::Duration;
 
 use iroh_blobs::Hash;
 use iroh_blobs::api::blobs::BlobStatus;
+use iroh_blobs::store::GcConfig;
 use iroh_blobs::store::fs::FsStore;
+use iroh_blobs::store::fs::options::Options;
 
 use glyco_seal::BlobHash;
 
@@ -39,12 +43,31 @@ pub struct BlobStore {
 }
 
 impl BlobStore {
-    pub async fn open(dir: &Path) -> Result<Self, BlobError> {
-        let store = FsStore::load(dir).await.map_err(|e| BlobError::Open {
-            path: dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
+    /// Opens the store; `gc_interval` is how often untagged blobs are
+    /// deleted (`None`: never, for readers that must not change it).
+    pub async fn open(dir: &Path, gc_interval: Option<Duration>) -> Result<Self, BlobError> {
+        let mut options = Options::new(dir);
+        options.gc = gc_interval.map(|interval| GcConfig {
+            interval,
+            add_protected: None,
+        });
+        let store = FsStore::load_with_opts(dir.join("blobs.db"), options)
+            .await
+            .map_err(|e| BlobError::Open {
+                path: dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
         Ok(Self { store })
+    }
+
+    /// Drops batch `batch_no`'s tag: its blob goes at the next collection.
+    pub async fn forget_batch(&self, batch_no: u64) -> Result<(), BlobError> {
+        self.store
+            .tags()
+            .delete(batch_tag(batch_no))
+            .await
+            .map_err(store_error)?;
+        Ok(())
     }
 
     /// Adds a batch blob under its batch number's tag and waits until the

@@ -1,6 +1,8 @@
 //! After the journal: readings sealed into encrypted, signed batches
 //! ([`sealer`]), kept as content-addressed blobs ([`blobs`]), and their
-//! Merkle roots anchored on chain ([`anchorer`]). Each step reads the one
+//! Merkle roots anchored on chain ([`anchorer`]), served over iroh to
+//! enrolled clinic replicas ([`serve`]), and pruned locally once replicated
+//! and anchored ([`pruner`]). Each step reads the one
 //! before from a durable outbox in the journal ([`records`]), so a crash
 //! at any moment neither skips nor repeats a reading: a reading is in the
 //! batch whose record covers its journal sequence number, and the next
@@ -9,8 +11,11 @@
 pub mod anchorer;
 pub mod blobs;
 pub mod body;
+pub mod export;
+pub mod pruner;
 pub mod records;
 pub mod sealer;
+pub mod serve;
 
 use std::sync::Arc;
 
@@ -21,6 +26,7 @@ use crate::reading::UnixMillis;
 
 /// What the seal and anchor stages report (status).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SealStatus {
     pub enabled: bool,
     /// Batches and readings sealed and stored as blobs.
@@ -40,6 +46,18 @@ pub struct SealStatus {
     /// The patient's umbral public key (hex), and whether it is on chain.
     pub patient_pre_key: Option<String>,
     pub pre_key_published: bool,
+    /// Batches confirmed by a replica (every one from 1 up to here), and the
+    /// oldest unreplicated batch's age.
+    pub batches_replicated: u64,
+    pub oldest_unreplicated_age_ms: Option<u64>,
+    /// Batches whose local blob was pruned (every one up to here).
+    pub batches_pruned: u64,
+    /// The hub's iroh node id and address, for replicas to follow.
+    pub node_id: Option<String>,
+    pub node_listen: Option<String>,
+    /// Nodes refused because they are not enrolled on chain.
+    pub node_refusals: u64,
+    pub last_refused_node: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -61,19 +61,4 @@ pub enum AnchorState {
     },
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub fn unhex32(text: &str) -> Option<[u8; 32]> {
-    let text = text.trim_start_matches("0x");
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
-        let s = std::str::from_utf8(chunk).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
-}
+pub use glyco_seal::hexcode::{hex, unhex32};

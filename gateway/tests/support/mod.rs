@@ -329,6 +329,16 @@ fn rand_suffix() -> u64 {
         .subsec_nanos() as u64
 }
 
+/// A UDP port free right now on loopback (for a hub's iroh endpoint, which
+/// must keep its port across restarts for a replica to follow it).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn now_ms() -> i64 {
     glyco_gateway::reading::now_millis()
 }

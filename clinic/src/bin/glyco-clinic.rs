@@ -1,0 +1,246 @@
+//! `glyco-clinic`: the clinic's side of Glyco. Today: the replica that keeps
+//! every hub's sealed batches, enrolling its iroh node on chain, and
+//! verifying a batch from its bytes to the chain.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use glyco_clinic::replica::{HubPeer, Replica, bind, load_or_create_node_key};
+use glyco_clinic::store::ReplicaStore;
+use glyco_contracts::keys::load_key;
+use glyco_contracts::{Address, B256, Deployment, GlycoClient};
+use glyco_seal::hexcode::unhex32;
+use glyco_seal::verify::verify_batch;
+use glyco_seal::{BlobCid, InclusionProof};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "glyco-clinic",
+    version,
+    about = "Glyco's clinic side: replica, verification"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Chain {
+    /// The chain's JSON-RPC URL.
+    #[arg(long, default_value = "http://127.0.0.1:8545")]
+    rpc: String,
+    /// The deployment file (contract addresses).
+    #[arg(long)]
+    deployment: PathBuf,
+}
+
+impl Chain {
+    fn read_only(&self) -> Result<GlycoClient> {
+        let deployment = Deployment::load(&self.deployment)?;
+        Ok(GlycoClient::read_only(
+            self.rpc.parse().context("--rpc")?,
+            deployment,
+        ))
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Follow hubs: fetch, check, keep and confirm every new sealed batch.
+    Replica {
+        /// The replica's directory (its node key, blobs and index).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Where the replica's iroh endpoint binds.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// A hub to follow, as <iroh node id>@<ip:port> (repeatable).
+        #[arg(long = "hub", required = true)]
+        hubs: Vec<HubPeer>,
+        /// How often each hub is asked for new batches, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+    },
+    /// Print the replica's iroh node id (created on first use).
+    NodeId {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Enrol the replica's iroh node on chain for a medical entity (signed
+    /// with the entity's key), so hubs serve it.
+    EnrolNode {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The medical entity's Ethereum key file.
+        #[arg(long)]
+        entity_key: PathBuf,
+        #[command(flatten)]
+        chain: Chain,
+    },
+    /// Check a batch the replica keeps: blob hash, format, hub signature,
+    /// inclusion proof, root on chain, hub authorised for the patient.
+    Verify {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The batch's CID (bafkr4…) or BLAKE3 hex.
+        #[arg(long, conflicts_with_all = ["batch", "reading"])]
+        cid: Option<String>,
+        /// The hub (Ethereum address) whose batch or reading is meant.
+        #[arg(long)]
+        hub: Option<Address>,
+        /// The hub's batch number.
+        #[arg(long, requires = "hub")]
+        batch: Option<u64>,
+        /// The hub journal's sequence number of a reading.
+        #[arg(long, requires = "hub", conflicts_with = "batch")]
+        reading: Option<u64>,
+        #[command(flatten)]
+        chain: Chain,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,iroh=warn,iroh_blobs=warn,noq=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Replica {
+            dir,
+            listen,
+            hubs,
+            poll_ms,
+        } => replica(dir, listen, hubs, poll_ms).await,
+        Command::NodeId { dir } => {
+            let store = ReplicaStore::open(&dir)?;
+            println!("{}", load_or_create_node_key(&store)?.public());
+            Ok(())
+        }
+        Command::EnrolNode {
+            dir,
+            entity_key,
+            chain,
+        } => {
+            let store = ReplicaStore::open(&dir)?;
+            let node = load_or_create_node_key(&store)?.public();
+            let deployment = Deployment::load(&chain.deployment)?;
+            let client = GlycoClient::new(
+                chain.rpc.parse().context("--rpc")?,
+                load_key(&entity_key)?,
+                deployment,
+            );
+            let tx = client.enrol_node(B256::from(*node.as_bytes())).await?;
+            println!("enrolled node {node} (tx {}, block {})", tx.hash, tx.block);
+            Ok(())
+        }
+        Command::Verify {
+            dir,
+            cid,
+            hub,
+            batch,
+            reading,
+            chain,
+        } => verify(dir, cid, hub, batch, reading, chain).await,
+    }
+}
+
+async fn replica(dir: PathBuf, listen: SocketAddr, hubs: Vec<HubPeer>, poll_ms: u64) -> Result<()> {
+    if !(50..=3_600_000).contains(&poll_ms) {
+        bail!("--poll-ms must be between 50 and 3600000");
+    }
+    let store = ReplicaStore::open(&dir)?;
+    let key = load_or_create_node_key(&store)?;
+    let endpoint = bind(key, listen).await?;
+    let bound = endpoint.bound_sockets();
+    // One line on stdout that scripts and tests read.
+    println!(
+        "replica node {} listening on {}",
+        endpoint.id(),
+        bound.first().map(ToString::to_string).unwrap_or_default()
+    );
+    let replica = Replica {
+        endpoint: endpoint.clone(),
+        store,
+        hubs,
+        poll: Duration::from_millis(poll_ms),
+    };
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        stop.cancel();
+    });
+    replica.run(shutdown).await;
+    endpoint.close().await;
+    Ok(())
+}
+
+async fn verify(
+    dir: PathBuf,
+    cid: Option<String>,
+    hub: Option<Address>,
+    batch: Option<u64>,
+    reading: Option<u64>,
+    chain: Chain,
+) -> Result<()> {
+    let store = ReplicaStore::open(&dir)?;
+    let hash = match (cid, hub, batch, reading) {
+        (Some(cid), ..) => match unhex32(&cid) {
+            Some(hash) => hash,
+            None => cid.parse::<BlobCid>()?.hash(),
+        },
+        (None, Some(hub), Some(batch), None) => store
+            .batch_hash(hub, batch)?
+            .with_context(|| format!("the replica has no batch {batch} of hub {hub}"))?,
+        (None, Some(hub), None, Some(seq)) => find_reading(&store, hub, seq)?,
+        _ => bail!("name a batch: --cid, or --hub with --batch or --reading"),
+    };
+    let blob = store.blob(&hash)?;
+    let meta = store.meta(&hash)?;
+    let proof: Option<InclusionProof> = meta.and_then(|m| m.anchor).map(|a| a.proof);
+    let client = chain.read_only()?;
+    match verify_batch(&blob, Some(&hash), proof.as_ref(), &client).await {
+        Ok(v) => {
+            print!("{}", glyco_seal::verify::render(&v));
+            Ok(())
+        }
+        Err(e) => bail!("verification failed at {e}"),
+    }
+}
+
+/// The batch holding a hub's reading (by journal sequence number).
+fn find_reading(store: &ReplicaStore, hub: Address, seq: u64) -> Result<glyco_seal::BlobHash> {
+    let cursor = store.cursor(hub)?;
+    let (mut low, mut high) = (1u64, cursor.stored_through);
+    // Batches cover consecutive journal ranges in order: binary search.
+    while low <= high {
+        let mid = low + (high - low) / 2;
+        let hash = store
+            .batch_hash(hub, mid)?
+            .with_context(|| format!("batch {mid} of hub {hub} is missing from the replica"))?;
+        let meta = store
+            .meta(&hash)?
+            .with_context(|| format!("batch {mid}'s metadata is missing"))?;
+        if seq < meta.first_journal_seq {
+            high = mid - 1;
+        } else if seq > meta.last_journal_seq {
+            low = mid + 1;
+        } else {
+            return Ok(hash);
+        }
+    }
+    bail!("no batch of hub {hub} in the replica holds reading {seq}")
+}

@@ -1,0 +1,110 @@
+//! Pruning: a batch's local blob goes only once a replica has confirmed it,
+//! its root is anchored on chain, and the retention time has passed since
+//! it was sealed. Batches are pruned in order; the journal keeps every
+//! batch's record and proof (small) and a `pruned` mark, so status and
+//! verification still know where each batch lives.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::SealState;
+use super::blobs::{BlobError, BlobStore};
+use super::records::{AnchorEntry, AnchorState, BatchRecord};
+use super::serve::ReplicatedRecord;
+use crate::journal::{Journal, JournalError, JournalWriter, Outbox};
+use crate::reading::{UnixMillis, now_millis};
+
+/// Also how often the replicated count and age are refreshed in status.
+const POLL: Duration = Duration::from_secs(1);
+/// Batches pruned per step at most (each is one tag delete and one commit).
+const PER_STEP: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrunedRecord {
+    pub at: UnixMillis,
+}
+
+pub struct Pruner {
+    pub journal: Journal,
+    pub writer: JournalWriter,
+    pub blobs: BlobStore,
+    pub retention: Duration,
+    pub state: SealState,
+}
+
+impl Pruner {
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), PruneError> {
+        loop {
+            let pruned = self.step().await?;
+            if pruned < PER_STEP {
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = shutdown.cancelled() => return Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Prunes the batches that are due, in order; returns how many.
+    pub async fn step(&self) -> Result<usize, PruneError> {
+        super::serve::refresh_replicated(&self.journal, &self.state)?;
+        let mut next = self
+            .journal
+            .last_in::<PrunedRecord>(Outbox::Pruned)?
+            .map_or(1, |(no, _)| no + 1);
+        let mut pruned = 0;
+        while pruned < PER_STEP && self.due(next)? {
+            self.blobs.forget_batch(next).await?;
+            let mark = serde_json::to_vec(&PrunedRecord { at: now_millis() })
+                .map_err(JournalError::from)?;
+            self.writer
+                .put_outbox(vec![(Outbox::Pruned, next, mark)])
+                .await?;
+            pruned += 1;
+            next += 1;
+        }
+        self.state.update(|s| s.batches_pruned = next - 1);
+        if pruned > 0 {
+            tracing::info!(through = next - 1, pruned, "pruned local blobs");
+        }
+        Ok(pruned)
+    }
+
+    fn due(&self, batch_no: u64) -> Result<bool, PruneError> {
+        let Some(record) = self
+            .journal
+            .outbox_get::<BatchRecord>(Outbox::Sealed, batch_no)?
+        else {
+            return Ok(false);
+        };
+        let old_enough = now_millis().saturating_sub(record.sealed_at)
+            >= self.retention.as_millis().min(i64::MAX as u128) as i64;
+        if !old_enough {
+            return Ok(false);
+        }
+        let replicated = self
+            .journal
+            .outbox_get::<ReplicatedRecord>(Outbox::Replicated, batch_no)?
+            .is_some_and(|r| r.hash == record.hash);
+        if !replicated {
+            return Ok(false);
+        }
+        let Some(anchor) = record.anchor else {
+            return Ok(false);
+        };
+        Ok(self
+            .journal
+            .outbox_get::<AnchorEntry>(Outbox::Anchors, anchor.anchor_no)?
+            .is_some_and(|e| matches!(e.state, AnchorState::Anchored { .. })))
+    }
+}
