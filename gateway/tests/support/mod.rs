@@ -262,9 +262,19 @@ impl Hub {
         status::query(&self.socket).await.ok()
     }
 
-    /// Polls the status until `done` holds (up to 20 s), else panics with the log.
+    /// Polls the status until `done` holds (up to 30 s), else panics with the log.
     pub async fn wait_for(&self, what: &str, done: impl Fn(&StatusReport) -> bool) -> StatusReport {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        self.wait_for_within(Duration::from_secs(30), what, done)
+            .await
+    }
+
+    pub async fn wait_for_within(
+        &self,
+        within: Duration,
+        what: &str,
+        done: impl Fn(&StatusReport) -> bool,
+    ) -> StatusReport {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
             if let Some(report) = self.status().await
                 && done(&report)

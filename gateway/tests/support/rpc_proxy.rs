@@ -18,6 +18,8 @@ pub enum Lie {
     HeadAhead = 1,
     NoLogs = 2,
     GarbledLogs = 3,
+    /// Not a lie: the chain is down (connections dropped unanswered).
+    Down = 4,
 }
 
 pub struct RpcProxy {
@@ -128,6 +130,9 @@ async fn serve(
     upstream: SocketAddr,
     mode: &AtomicU8,
 ) -> std::io::Result<()> {
+    if mode.load(Ordering::SeqCst) == Lie::Down as u8 {
+        return Ok(());
+    }
     let (_, body) = read_http(&mut stream).await?;
     let upstream_body = forward(upstream, &body).await?;
     let lie = match mode.load(Ordering::SeqCst) {
