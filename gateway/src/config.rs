@@ -147,6 +147,10 @@ ban_secs = 900
 max_events_kept = 20000
 # The journal's page cache, in MiB.
 journal_cache_mib = 16
+# Free space kept on the state directory's filesystem: below it the hub
+# refuses (does not acknowledge) readings and stops sealing until space
+# returns, so the journal and blob store never meet a full disk.
+min_free_disk_mib = 64
 "#;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,6 +182,7 @@ pub struct LimitsConfig {
     pub ban_secs: u64,
     pub max_events_kept: u64,
     pub journal_cache_mib: usize,
+    pub min_free_disk_mib: u64,
 }
 
 impl LimitsConfig {
@@ -221,6 +226,10 @@ impl LimitsConfig {
         check(
             (1..=1024).contains(&self.journal_cache_mib),
             "journal_cache_mib must be between 1 and 1024",
+        )?;
+        check(
+            self.min_free_disk_mib <= 1024 * 1024,
+            "min_free_disk_mib must be at most 1048576",
         )
     }
 
@@ -228,6 +237,7 @@ impl LimitsConfig {
         crate::journal::JournalLimits {
             max_events: self.max_events_kept,
             cache_bytes: self.journal_cache_mib * 1024 * 1024,
+            min_free_bytes: self.min_free_disk_mib * 1024 * 1024,
         }
     }
 }
@@ -246,6 +256,7 @@ impl Default for LimitsConfig {
             ban_secs: 900,
             max_events_kept: 20_000,
             journal_cache_mib: 16,
+            min_free_disk_mib: 64,
         }
     }
 }

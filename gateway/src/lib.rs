@@ -12,6 +12,7 @@ pub mod config;
 pub mod credentials;
 pub mod daemon;
 pub mod descriptors;
+pub mod disk;
 pub mod follower;
 pub mod journal;
 pub mod mqtt;

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 
 use glyco_contracts::DeviceIdentity;
 use tokio::sync::broadcast;
 
 use crate::behaviour::{Behaviour, RefusalReason};
 use crate::journal::{AppendOutcome, JournalError, JournalWriter};
-use crate::reading::Reading;
+use crate::reading::{Reading, UnixMillis};
 
 /// What happened to an admitted reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,12 +26,24 @@ pub enum Stored {
     Replayed,
 }
 
+/// Whether the journal is taking readings (status).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageStatus {
+    /// Why the journal refuses readings, while it does (a full disk, say).
+    pub failing: Option<String>,
+    pub failing_since: Option<UnixMillis>,
+    /// Readings refused (not acknowledged) because they could not be stored.
+    pub readings_refused: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     journal: JournalWriter,
     behaviour: Behaviour,
     stored: broadcast::Sender<Reading>,
     latest: Arc<Mutex<BTreeMap<DeviceIdentity, Reading>>>,
+    storage: Arc<Mutex<StorageStatus>>,
 }
 
 impl Pipeline {
@@ -41,6 +54,31 @@ impl Pipeline {
             behaviour,
             stored: broadcast::channel(1024).0,
             latest: Arc::new(Mutex::new(latest)),
+            storage: Arc::default(),
+        }
+    }
+
+    pub fn storage(&self) -> StorageStatus {
+        self.storage.lock().clone()
+    }
+
+    fn note_storage(&self, result: &Result<AppendOutcome, JournalError>) {
+        let mut storage = self.storage.lock();
+        match result {
+            Ok(_) => {
+                if storage.failing.take().is_some() {
+                    storage.failing_since = None;
+                    tracing::info!("the journal stores readings again");
+                }
+            }
+            Err(e) => {
+                storage.readings_refused += 1;
+                if storage.failing.is_none() {
+                    tracing::error!(error = %e, "the journal cannot store readings; refusing them until it can");
+                    storage.failing_since = Some(crate::reading::now_millis());
+                }
+                storage.failing = Some(e.to_string());
+            }
         }
     }
 
@@ -61,7 +99,9 @@ impl Pipeline {
 
     /// Stores an admitted reading; returns once it is durable (or refused).
     pub async fn store(&self, mut reading: Reading) -> Result<Stored, JournalError> {
-        match self.journal.append(reading.clone()).await? {
+        let appended = self.journal.append(reading.clone()).await;
+        self.note_storage(&appended);
+        match appended? {
             AppendOutcome::Stored { seq, .. } => {
                 reading.seq = seq;
                 tracing::debug!(device = %reading.device, seq, kind = reading.measurement.kind(), "stored");

@@ -49,6 +49,9 @@ pub struct StatusReport {
     /// Sealing, blob storage and anchoring.
     #[serde(default)]
     pub seal: crate::seal::SealStatus,
+    /// Whether the journal takes readings.
+    #[serde(default)]
+    pub storage: crate::pipeline::StorageStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +122,13 @@ impl StatusReport {
                 .map_or("(not yet authorised on chain)".to_owned(), |p| p
                     .to_string())
         );
+        if let Some(why) = &self.storage.failing {
+            let _ = writeln!(
+                out,
+                "STORAGE   FAILING: readings are refused, not acknowledged ({} so far): {why}",
+                self.storage.readings_refused
+            );
+        }
         let chain = &self.chain;
         let _ = writeln!(
             out,
@@ -230,6 +240,9 @@ impl StatusReport {
                     "  last anchor #{}: root {} in block {} (tx {}, gas {})",
                     a.anchor_no, a.root, a.block, a.tx, a.gas_used
                 );
+            }
+            if let Some(e) = &s.seal_error {
+                let _ = writeln!(out, "  sealing is failing: {e}");
             }
             if let Some(e) = &s.anchor_error {
                 let _ = writeln!(out, "  anchoring is failing: {e}");

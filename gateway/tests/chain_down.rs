@@ -70,7 +70,10 @@ async fn while_the_chain_is_down_for_a_minute_readings_are_kept_and_anchors_catc
         during.seal
     );
     assert!(during.seal.batches_sealed > during.seal.batches_anchored);
-    assert_eq!(during.seal.anchors, before.seal.anchors, "nothing anchored while down");
+    assert_eq!(
+        during.seal.anchors, before.seal.anchors,
+        "nothing anchored while down"
+    );
     eprintln!(
         "{} readings during a {} s outage; {} batches waiting",
         total - 60,

@@ -82,11 +82,14 @@ async fn only_enrolled_nodes_replicate_and_every_replicated_batch_verifies_up_to
         .unwrap();
     stream(&hub, &secret, 1..=200).await;
     let report = hub
-        .wait_for("200 readings sealed and anchored, waiting for a replica", |r| {
-            r.seal.readings_sealed >= 200
-                && r.seal.batches_anchored == r.seal.batches_sealed
-                && r.seal.oldest_unreplicated_age_ms.is_some()
-        })
+        .wait_for(
+            "200 readings sealed and anchored, waiting for a replica",
+            |r| {
+                r.seal.readings_sealed >= 200
+                    && r.seal.batches_anchored == r.seal.batches_sealed
+                    && r.seal.oldest_unreplicated_age_ms.is_some()
+            },
+        )
         .await;
     assert_eq!(report.seal.batches_replicated, 0);
 

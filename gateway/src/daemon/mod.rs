@@ -200,7 +200,9 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             );
         }
         let gc = Duration::from_secs(config.seal.blob_gc_interval_secs);
-        let blobs = BlobStore::open(&config.blob_dir(), Some(gc)).await?;
+        let blobs = BlobStore::open(&config.blob_dir(), Some(gc))
+            .await?
+            .reserving(config.limits.journal().min_free_bytes);
         Some((Arc::new(patient_key), blobs))
     } else {
         None

@@ -119,6 +119,7 @@ impl StatusSources {
             refusals_suppressed: behaviour.suppressed(),
             emergency_accesses: mirror.emergency_accesses.clone(),
             seal: self.seal.snapshot(),
+            storage: self.pipeline.storage(),
             stages: self
                 .stages
                 .snapshot()

@@ -132,18 +132,29 @@ fn run(
             if received.is_empty() && event_group.is_empty() {
                 continue;
             }
-            commit(
+            if let Err(poisoned) = commit(
                 &mut store,
                 std::mem::take(&mut received),
                 std::mem::take(&mut event_group),
-            );
+            ) {
+                // redb takes no write after an I/O error until reopened:
+                // the journal stops, the hub exits and its service restarts
+                // it (committed entries are kept).
+                tracing::error!(error = %poisoned, "the journal must be reopened; stopping");
+                return Err(poisoned);
+            }
         }
         Ok(())
     })
 }
 
-/// Commits one group and answers every command in it.
-fn commit(store: &mut JournalStore, commands: Vec<Command>, events: Vec<NodeEvent>) {
+/// Commits one group and answers every command in it. `Err` when the
+/// database cannot take writes any more.
+fn commit(
+    store: &mut JournalStore,
+    commands: Vec<Command>,
+    events: Vec<NodeEvent>,
+) -> Result<(), JournalError> {
     let mut batch = Batch {
         events,
         ..Batch::default()
@@ -174,11 +185,17 @@ fn commit(store: &mut JournalStore, commands: Vec<Command>, events: Vec<NodeEven
             for reply in meta_replies {
                 let _ = reply.send(Ok(()));
             }
+            Ok(())
         }
         Err(e) => {
             // Nothing of the group was committed: every device is told so
             // and will resend; nothing is acknowledged.
-            tracing::error!(error = %e, readings = append_replies.len(), "journal commit failed");
+            if matches!(e, JournalError::DiskFull { .. }) {
+                // Said once by the pipeline, and in status; not per commit.
+                tracing::debug!(error = %e, readings = append_replies.len(), "journal commit refused");
+            } else {
+                tracing::error!(error = %e, readings = append_replies.len(), "journal commit failed");
+            }
             let e = Arc::new(e);
             for reply in append_replies {
                 let _ = reply.send(Err(JournalError::Commit(e.clone())));
@@ -186,6 +203,10 @@ fn commit(store: &mut JournalStore, commands: Vec<Command>, events: Vec<NodeEven
             for reply in meta_replies {
                 let _ = reply.send(Err(JournalError::Commit(e.clone())));
             }
+            if e.is_poisoned() {
+                return Err(JournalError::Commit(e));
+            }
+            Ok(())
         }
     }
 }

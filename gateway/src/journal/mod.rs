@@ -90,6 +90,10 @@ pub struct JournalLimits {
     pub max_events: u64,
     /// redb's page cache, in bytes.
     pub cache_bytes: usize,
+    /// Free space the journal leaves on its filesystem: a commit that would
+    /// start below it is refused (`DiskFull`), so redb never meets a full
+    /// disk (after an I/O error redb must be reopened).
+    pub min_free_bytes: u64,
 }
 
 impl Default for JournalLimits {
@@ -97,6 +101,7 @@ impl Default for JournalLimits {
         Self {
             max_events: 20_000,
             cache_bytes: 16 * 1024 * 1024,
+            min_free_bytes: 0,
         }
     }
 }
@@ -122,10 +127,29 @@ pub enum JournalError {
     /// A group commit failed: nothing of the group was stored.
     #[error("the journal commit failed: {0}")]
     Commit(Arc<JournalError>),
+    #[error("the disk is full: {available} bytes free, {reserve} kept in reserve")]
+    DiskFull { available: u64, reserve: u64 },
     #[error("the journal thread has stopped")]
     WriterGone,
     #[error("cannot run the journal thread: {0}")]
     Thread(#[source] std::io::Error),
+}
+
+impl JournalError {
+    /// Whether retrying later can help (a failed commit: a full disk, say),
+    /// as opposed to the journal being gone.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, Self::WriterGone | Self::Thread(_)) && !self.is_poisoned()
+    }
+
+    /// redb refuses every write after an I/O error until it is reopened.
+    pub fn is_poisoned(&self) -> bool {
+        match self {
+            Self::Storage(redb::Error::PreviousIo) => true,
+            Self::Commit(inner) => inner.is_poisoned(),
+            _ => false,
+        }
+    }
 }
 
 macro_rules! storage_error {
@@ -193,7 +217,12 @@ pub fn open(path: &Path, limits: JournalLimits) -> Result<(Journal, JournalStore
         .create_with_backend(backend)
         .map_err(open_error)?;
     let db = Arc::new(db);
-    let store = JournalStore::new(db.clone(), limits)?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let store = JournalStore::new(db.clone(), limits, dir)?;
     Ok((Journal { db }, store))
 }
 

@@ -80,11 +80,17 @@ pub struct Batch {
 pub struct JournalStore {
     db: Arc<Database>,
     limits: JournalLimits,
+    /// The journal file's directory (for the free-space check).
+    dir: std::path::PathBuf,
 }
 
 impl JournalStore {
-    pub(super) fn new(db: Arc<Database>, limits: JournalLimits) -> Result<Self, JournalError> {
-        let store = Self { db, limits };
+    pub(super) fn new(
+        db: Arc<Database>,
+        limits: JournalLimits,
+        dir: std::path::PathBuf,
+    ) -> Result<Self, JournalError> {
+        let store = Self { db, limits, dir };
         // Create every table up front so readers never meet a missing one.
         let txn = store.db.begin_write()?;
         txn.open_table(READINGS)?;
@@ -132,6 +138,8 @@ impl JournalStore {
     /// (fsync) when it holds readings or state; events alone ride along with
     /// the next durable commit.
     pub fn commit(&mut self, batch: &mut Batch) -> Result<Vec<AppendOutcome>, JournalError> {
+        crate::disk::check_reserve(&self.dir, self.limits.min_free_bytes)
+            .map_err(|(available, reserve)| JournalError::DiskFull { available, reserve })?;
         let mut txn = self.db.begin_write()?;
         let durable =
             !batch.readings.is_empty() || !batch.meta.is_empty() || !batch.outbox.is_empty();

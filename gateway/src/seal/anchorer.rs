@@ -73,7 +73,9 @@ impl Anchorer {
                     self.state.update(|s| s.anchor_error = None);
                     Duration::ZERO
                 }
-                Err(AnchorError::Journal(e)) => return Err(AnchorError::Journal(e)),
+                Err(AnchorError::Journal(e)) if !e.is_transient() => {
+                    return Err(AnchorError::Journal(e));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "anchoring failed; retrying");
                     self.state.update(|s| s.anchor_error = Some(e.to_string()));

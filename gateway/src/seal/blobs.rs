@@ -26,6 +26,8 @@ pub enum BlobError {
     HashMismatch { got: String, want: String },
     #[error("blob {0} is not in the store")]
     Missing(String),
+    #[error("the disk is full: {available} bytes free, {reserve} kept in reserve")]
+    DiskFull { available: u64, reserve: u64 },
 }
 
 fn store_error(e: impl std::fmt::Display) -> BlobError {
@@ -40,6 +42,9 @@ pub fn batch_tag(batch_no: u64) -> String {
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     store: FsStore,
+    dir: std::path::PathBuf,
+    /// Free space left on the disk: no blob is added below it.
+    reserve: u64,
 }
 
 impl BlobStore {
@@ -57,7 +62,18 @@ impl BlobStore {
                 path: dir.display().to_string(),
                 reason: e.to_string(),
             })?;
-        Ok(Self { store })
+        Ok(Self {
+            store,
+            dir: dir.to_owned(),
+            reserve: 0,
+        })
+    }
+
+    /// Keeps `bytes` free on the store's filesystem (iroh-blobs' database,
+    /// like redb, must be reopened after a write fails for lack of space).
+    pub fn reserving(mut self, bytes: u64) -> Self {
+        self.reserve = bytes;
+        self
     }
 
     /// Drops batch `batch_no`'s tag: its blob goes at the next collection.
@@ -73,6 +89,8 @@ impl BlobStore {
     /// Adds a batch blob under its batch number's tag and waits until the
     /// store's database has it on disk. Returns its hash.
     pub async fn put_batch(&self, batch_no: u64, blob: Vec<u8>) -> Result<BlobHash, BlobError> {
+        crate::disk::check_reserve(&self.dir, self.reserve.saturating_add(blob.len() as u64))
+            .map_err(|(available, reserve)| BlobError::DiskFull { available, reserve })?;
         let want = *blake3::hash(&blob).as_bytes();
         let added = self
             .store

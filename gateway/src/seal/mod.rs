@@ -34,6 +34,8 @@ pub struct SealStatus {
     pub readings_sealed: u64,
     /// Readings in the journal not sealed yet, and the oldest one's age.
     pub readings_unsealed: u64,
+    /// Why sealing fails, while it keeps failing (a full disk, say).
+    pub seal_error: Option<String>,
     pub oldest_unsealed_age_ms: Option<u64>,
     /// Batches whose root is anchored on chain.
     pub batches_anchored: u64,

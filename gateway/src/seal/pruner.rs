@@ -45,7 +45,17 @@ pub struct Pruner {
 impl Pruner {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), PruneError> {
         loop {
-            let pruned = self.step().await?;
+            let pruned = match self.step().await {
+                Ok(pruned) => pruned,
+                Err(PruneError::Journal(e)) if !e.is_transient() => {
+                    return Err(PruneError::Journal(e));
+                }
+                // Pruning can wait (a full disk, a busy store): next round.
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning failed; retrying");
+                    0
+                }
+            };
             if pruned < PER_STEP {
                 tokio::select! {
                     _ = tokio::time::sleep(POLL) => {}

@@ -51,14 +51,40 @@ pub struct Sealer {
 }
 
 impl Sealer {
+    /// Seals until shutdown. A failure that may pass (a full disk, say) is
+    /// shown in status and retried with back-off; the readings wait in the
+    /// journal meanwhile. Only a journal that is gone ends the stage.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), SealError> {
+        let mut backoff = glyco_ble::Backoff::new(glyco_ble::BackoffPolicy {
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(30),
+            ..glyco_ble::BackoffPolicy::default()
+        });
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
-            if !self.step().await? {
+            let pause = match self.step().await {
+                Ok(sealed) => {
+                    if self.state.snapshot().seal_error.is_some() {
+                        self.state.update(|s| s.seal_error = None);
+                        tracing::info!("sealing works again");
+                    }
+                    backoff.reset();
+                    (!sealed).then_some(POLL)
+                }
+                Err(SealError::Journal(e)) if !e.is_transient() => {
+                    return Err(SealError::Journal(e));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sealing failed; retrying");
+                    self.state.update(|s| s.seal_error = Some(e.to_string()));
+                    Some(backoff.next_delay(0.5))
+                }
+            };
+            if let Some(pause) = pause {
                 tokio::select! {
-                    _ = tokio::time::sleep(POLL) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = shutdown.cancelled() => return Ok(()),
                 }
             }
