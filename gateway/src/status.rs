@@ -241,6 +241,27 @@ impl StatusReport {
                     a.anchor_no, a.root, a.block, a.tx, a.gas_used
                 );
             }
+            if s.damaged_blob_count > 0 {
+                let _ = writeln!(
+                    out,
+                    "  {} local batch blobs DAMAGED (readings kept in the journal): {}",
+                    s.damaged_blob_count,
+                    s.damaged_blobs
+                        .iter()
+                        .map(|d| format!(
+                            "batch {} {}{}",
+                            d.batch_no,
+                            d.problem,
+                            if d.replicated {
+                                " (the replica has it)"
+                            } else {
+                                ""
+                            }
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
             if let Some(e) = &s.seal_error {
                 let _ = writeln!(out, "  sealing is failing: {e}");
             }

@@ -65,6 +65,10 @@ enum Command {
         #[arg(long, default_value_t = 24)]
         valid_hours: u64,
     },
+    /// Recover a journal whose file has a torn tail (the hub refuses to open
+    /// it): the longest sound prefix is kept, the damaged file saved beside
+    /// it. Run with the hub stopped.
+    RepairJournal,
     /// Check one of the running hub's sealed batches from its bytes to the
     /// chain: blob hash, format, hub signature, inclusion proof, root on
     /// chain, hub authorised for the patient. Says which link broke.
@@ -202,6 +206,23 @@ async fn main() -> Result<()> {
         Command::Device(command) => device(load_config(cli.config.as_deref())?, command).await,
         Command::Consent { valid_hours } => {
             consent(load_config(cli.config.as_deref())?, valid_hours).await
+        }
+        Command::RepairJournal => {
+            let config = load_config(cli.config.as_deref())?;
+            if status::query(&config.status_socket()).await.is_ok() {
+                bail!("the hub is running; stop it first");
+            }
+            let path = config.journal_path();
+            let repaired = glyco_gateway::journal::repair::repair_torn_tail(&path)?;
+            let (journal, _) = glyco_gateway::journal::open(&path, config.limits.journal())?;
+            println!(
+                "repaired {}: cut {} trailing bytes; {} readings kept; the damaged file is kept as {}",
+                path.display(),
+                repaired.cut_bytes,
+                journal.last_journal_seq()?,
+                repaired.kept_as.display()
+            );
+            Ok(())
         }
         Command::Verify {
             batch,

@@ -13,6 +13,7 @@
 //! table keeps only the newest events (their counts are kept for ever).
 
 mod actor;
+pub mod repair;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -108,12 +109,18 @@ impl Default for JournalLimits {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("opening the journal {path}: {source}")]
+    #[error(
+        "opening the journal {path}: {source} (if the file is damaged, `glyco-hub repair-journal` recovers a torn tail and keeps the original)"
+    )]
     Open {
         path: String,
         #[source]
         source: redb::DatabaseError,
     },
+    #[error(
+        "the journal {path} is damaged: it cannot be read (stop the hub; `glyco-hub repair-journal` recovers a torn tail and keeps the original)"
+    )]
+    Damaged { path: String },
     #[error("creating the journal file {path} (mode 0600): {source}")]
     File {
         path: String,
@@ -192,6 +199,19 @@ fn parse_counts_key(key: &str) -> Option<(Transport, RefusalReason)> {
 /// Opens (or creates, mode 0600) the journal: a read handle for everyone,
 /// and the store whose owner is the only writer.
 pub fn open(path: &Path, limits: JournalLimits) -> Result<(Journal, JournalStore), JournalError> {
+    // redb can panic on pages it cannot make sense of; a damaged file is an
+    // error to report, not a crash.
+    std::panic::catch_unwind(|| open_unguarded(path, limits)).unwrap_or_else(|_| {
+        Err(JournalError::Damaged {
+            path: path.display().to_string(),
+        })
+    })
+}
+
+fn open_unguarded(
+    path: &Path,
+    limits: JournalLimits,
+) -> Result<(Journal, JournalStore), JournalError> {
     let file_error = |source| JournalError::File {
         path: path.display().to_string(),
         source,

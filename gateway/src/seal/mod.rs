@@ -60,6 +60,19 @@ pub struct SealStatus {
     /// Nodes refused because they are not enrolled on chain.
     pub node_refusals: u64,
     pub last_refused_node: Option<String>,
+    /// Local blobs found damaged or missing at start (their readings are
+    /// still in the journal), the first few of them, and how many in all.
+    pub damaged_blobs: Vec<DamagedBlob>,
+    pub damaged_blob_count: u64,
+}
+
+/// A batch whose local blob does not match its record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamagedBlob {
+    pub batch_no: u64,
+    /// "missing" or "corrupt" (its BLAKE3 is not the recorded one).
+    pub problem: String,
+    pub replicated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,6 +20,10 @@ use crate::reading::{UnixMillis, now_millis};
 const POLL: Duration = Duration::from_secs(1);
 /// Batches pruned per step at most (each is one tag delete and one commit).
 const PER_STEP: usize = 64;
+/// Batch records read at once while checking the blobs.
+const SCRUB_CHUNK: usize = 256;
+/// Damaged blobs named in status (all are counted and logged).
+const MAX_DAMAGED_SHOWN: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PruneError {
@@ -44,6 +48,9 @@ pub struct Pruner {
 
 impl Pruner {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), PruneError> {
+        if let Err(e) = self.scrub().await {
+            tracing::warn!(error = %e, "checking the local blobs failed");
+        }
         loop {
             let pruned = match self.step().await {
                 Ok(pruned) => pruned,
@@ -88,6 +95,65 @@ impl Pruner {
             tracing::info!(through = next - 1, pruned, "pruned local blobs");
         }
         Ok(pruned)
+    }
+
+    /// Re-hashes every local (unpruned) batch blob against its record, once
+    /// at start: a crash or a failing card can damage files. What it finds
+    /// is logged and shown in status; the readings stay in the journal.
+    pub async fn scrub(&self) -> Result<u64, PruneError> {
+        let from = self
+            .journal
+            .last_in::<PrunedRecord>(Outbox::Pruned)?
+            .map_or(1, |(no, _)| no + 1);
+        let (mut checked, mut damaged) = (0u64, Vec::new());
+        let mut next = from;
+        loop {
+            let records =
+                self.journal
+                    .outbox_from::<BatchRecord>(Outbox::Sealed, next, SCRUB_CHUNK)?;
+            let Some((last, _)) = records.last() else {
+                break;
+            };
+            next = last + 1;
+            for (batch_no, record) in records {
+                checked += 1;
+                let Some(hash) = super::records::unhex32(&record.hash) else {
+                    damaged.push((batch_no, "corrupt"));
+                    continue;
+                };
+                match self.blobs.get(&hash).await {
+                    Ok(bytes) if blake3::hash(&bytes).as_bytes() == &hash => {}
+                    Ok(_) => damaged.push((batch_no, "corrupt")),
+                    Err(BlobError::Missing(_)) => damaged.push((batch_no, "missing")),
+                    Err(_) => damaged.push((batch_no, "corrupt")),
+                }
+            }
+        }
+        let mut shown = Vec::new();
+        for (batch_no, problem) in damaged.iter().take(MAX_DAMAGED_SHOWN) {
+            let replicated = self
+                .journal
+                .outbox_get::<ReplicatedRecord>(Outbox::Replicated, *batch_no)?
+                .is_some();
+            tracing::error!(
+                batch = batch_no,
+                problem,
+                replicated,
+                "a local batch blob is damaged; its readings are still in the journal"
+            );
+            shown.push(super::DamagedBlob {
+                batch_no: *batch_no,
+                problem: (*problem).to_owned(),
+                replicated,
+            });
+        }
+        let count = damaged.len() as u64;
+        self.state.update(|s| {
+            s.damaged_blobs = shown;
+            s.damaged_blob_count = count;
+        });
+        tracing::info!(checked, damaged = count, "checked the local batch blobs");
+        Ok(count)
     }
 
     fn due(&self, batch_no: u64) -> Result<bool, PruneError> {
