@@ -7,5 +7,5 @@ cd "$root"
 
 ./scripts/bootstrap.sh
 source scripts/env.sh
-cargo build --quiet --locked -p glyco-gateway --bin glyco-hub
+cargo build --quiet --locked -p glyco-gateway --bin glyco-hub -p glyco-clinic --bin glyco-clinic
 cargo run --quiet --locked -p glyco-tests --bin glyco-demo -- "$@"

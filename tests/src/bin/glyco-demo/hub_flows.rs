@@ -2,7 +2,8 @@
 //! from registered simulated MQTT devices and from simulated Bluetooth
 //! devices on a mock BlueZ, stores them before acknowledging them, refuses
 //! an unregistered device and a bad reading, and runs the anomaly detector
-//! on every stored reading.
+//! on every stored reading; `seal_flows` follows the readings on to the
+//! chain and the clinic.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -25,17 +26,22 @@ use tokio::process::{Child, Command};
 use crate::chain_flows::{BLE_CGM, BLE_GLUCOMETER, ChainWorld, address};
 use crate::narrate::{section, step};
 
-/// The hub binary, built beside this one (scripts/demo.sh builds both).
-fn hub_binary() -> Result<PathBuf> {
+/// A binary built beside this one (scripts/demo.sh builds glyco-hub and
+/// glyco-clinic with it).
+pub fn sibling_binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let path = exe.with_file_name("glyco-hub");
+    let path = exe.with_file_name(name);
     if !path.exists() {
         bail!(
-            "{} not found: build it with `cargo build -p glyco-gateway`",
+            "{} not found: build it with `cargo build --bin {name}`",
             path.display()
         );
     }
     Ok(path)
+}
+
+fn hub_binary() -> Result<PathBuf> {
+    sibling_binary("glyco-hub")
 }
 
 fn write_hub_config(dir: &Path, world: &ChainWorld) -> Result<(PathBuf, HubConfig)> {
@@ -61,12 +67,20 @@ fn write_hub_config(dir: &Path, world: &ChainWorld) -> Result<(PathBuf, HubConfi
     config.chain.poll_interval_ms = 500;
     config.mqtt.listen = vec!["127.0.0.1:0".parse()?];
     config.ble.enabled = true;
+    // Short windows so the demo shows batches sealed and anchored quickly;
+    // the replica finds the hub's iroh endpoint on a fixed loopback port.
+    config.seal.max_batch_wait_secs = 3;
+    config.seal.anchor_interval_secs = 3;
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    config.seal.iroh_listen = format!("127.0.0.1:{port}").parse()?;
     let path = dir.join("hub.toml");
     std::fs::write(&path, toml::to_string(&config)?)?;
     Ok((path, config))
 }
 
-async fn hub_cli(config: &Path, args: &[&str]) -> Result<String> {
+pub async fn hub_cli(config: &Path, args: &[&str]) -> Result<String> {
     let output = Command::new(hub_binary()?)
         .arg("--config")
         .arg(config)
@@ -83,7 +97,7 @@ async fn hub_cli(config: &Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-async fn wait_status(
+pub async fn wait_status(
     socket: &Path,
     what: &str,
     done: impl Fn(&StatusReport) -> bool,
@@ -374,5 +388,6 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
     }
     glucometer.disconnect().await;
     cuff.disconnect().await;
+    crate::seal_flows::run(dir, world, &config_path, &config).await?;
     stop(hub).await
 }

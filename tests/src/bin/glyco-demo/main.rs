@@ -4,6 +4,7 @@
 mod chain_flows;
 mod hub_flows;
 mod narrate;
+mod seal_flows;
 
 use std::path::PathBuf;
 
