@@ -84,7 +84,13 @@ impl Analysis {
         status
     }
 
-    fn record(&self, findings: &[DeviceFinding], now: UnixMillis, time_unknown: bool) {
+    fn record(
+        &self,
+        findings: &[DeviceFinding],
+        now: UnixMillis,
+        time_unknown: bool,
+    ) -> Vec<FindingRecord> {
+        let mut records = Vec::with_capacity(findings.len());
         let mut inner = self.inner.lock();
         inner.readings_analysed += 1;
         let mut counts = self.counts.lock();
@@ -96,7 +102,7 @@ impl Analysis {
             if inner.recent.len() == RECENT {
                 inner.recent.remove(0);
             }
-            inner.recent.push(FindingRecord {
+            let record = FindingRecord {
                 at: finding.at_ms,
                 device: device.clone(),
                 kind: finding.kind.name(),
@@ -104,8 +110,11 @@ impl Analysis {
                 confidence: finding.confidence,
                 explanation: finding.explanation.clone(),
                 late: time_unknown || is_late(finding, now),
-            });
+            };
+            inner.recent.push(record.clone());
+            records.push(record);
         }
+        records
     }
 }
 
@@ -244,11 +253,53 @@ fn is_late(finding: &Finding, now: UnixMillis) -> bool {
     now - finding.at_ms > LATE_AFTER_MS
 }
 
+/// Where findings are kept for the sealed batches: the journal's findings
+/// outbox, numbered from 1 (this task is its only writer).
+pub struct FindingsLog {
+    pub writer: crate::journal::JournalWriter,
+    pub next: u64,
+}
+
+impl FindingsLog {
+    pub fn open(
+        journal: &crate::journal::Journal,
+        writer: crate::journal::JournalWriter,
+    ) -> Result<Self, crate::journal::JournalError> {
+        let next = journal
+            .last_in::<FindingRecord>(crate::journal::Outbox::Findings)?
+            .map_or(1, |(no, _)| no + 1);
+        Ok(Self { writer, next })
+    }
+
+    /// Keeps the findings (one commit). A failure is logged: the findings
+    /// are still in status and the log, only not in a batch.
+    async fn keep(&mut self, findings: &[FindingRecord]) {
+        let mut records = Vec::with_capacity(findings.len());
+        for (i, finding) in findings.iter().enumerate() {
+            match serde_json::to_vec(finding) {
+                Ok(json) => {
+                    records.push((crate::journal::Outbox::Findings, self.next + i as u64, json))
+                }
+                Err(e) => tracing::debug!(error = %e, "finding not encodable"),
+            }
+        }
+        let count = records.len() as u64;
+        if count == 0 {
+            return;
+        }
+        match self.writer.put_outbox(records).await {
+            Ok(()) => self.next += count,
+            Err(e) => tracing::warn!(error = %e, "findings not kept for the sealed batches"),
+        }
+    }
+}
+
 /// Analyses stored readings until shutdown.
 pub async fn run(
     mut monitors: Monitors,
     mut stored: broadcast::Receiver<Reading>,
     analysis: Analysis,
+    mut log: Option<FindingsLog>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -290,7 +341,10 @@ pub async fn run(
                         );
                     }
                 }
-                analysis.record(&findings, now, time_unknown);
+                let records = analysis.record(&findings, now, time_unknown);
+                if let Some(log) = &mut log {
+                    log.keep(&records).await;
+                }
             }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, device = %reading.device, "reading not analysed");
@@ -457,10 +511,19 @@ mod tests {
         let (tx, rx) = broadcast::channel(64);
         let analysis = Analysis::new(true);
         let shutdown = CancellationToken::new();
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, store) = crate::journal::open(
+            &dir.path().join("journal.redb"),
+            crate::journal::JournalLimits::default(),
+        )
+        .unwrap();
+        let (writer, journal_task) = store.spawn().unwrap();
+        let log = FindingsLog::open(&journal, writer.clone()).unwrap();
         let task = tokio::spawn(run(
             Monitors::new(models),
             rx,
             analysis.clone(),
+            Some(log),
             shutdown.clone(),
         ));
         // 5-minute CGM readings falling 3 mg/dL/min from 160 to 55.
@@ -485,5 +548,14 @@ mod tests {
         assert!(kinds.contains(&"rapid_fall"), "{status:#?}");
         assert!(!status.recent.is_empty());
         assert_eq!(status.errors, 0);
+        // Every finding is kept, numbered from 1, for the sealed batches.
+        let total: u64 = status.counts.iter().map(|(_, _, n)| n).sum();
+        let kept: Vec<(u64, FindingRecord)> = journal
+            .outbox_from(crate::journal::Outbox::Findings, 1, 10_000)
+            .unwrap();
+        assert_eq!(kept.len() as u64, total);
+        assert_eq!(kept.last().map(|(no, _)| *no), Some(total));
+        drop(writer);
+        journal_task.wait().await.unwrap();
     }
 }

@@ -22,8 +22,8 @@ fn patient_key() -> PatientKey {
 }
 
 fn documented(section: &str) -> String {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/BATCH.md"))
-        .unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/BATCH.md")).unwrap();
     let start = doc
         .find(&format!("```{section}\n"))
         .unwrap_or_else(|| panic!("docs/BATCH.md has a ```{section} block"));
@@ -64,7 +64,10 @@ fn the_documented_batch_decodes_verifies_and_opens() {
         .collect();
     let blob = hex::decode(hex).unwrap();
     let cid = BlobCid(*blake3::hash(&blob).as_bytes()).to_string();
-    assert!(documented("text").contains(&cid), "the documented CID is {cid}");
+    assert!(
+        documented("text").contains(&cid),
+        "the documented CID is {cid}"
+    );
     let batch = SealedBatch::from_bytes(&blob).unwrap();
     let hub = PrivateKeySigner::from_bytes(&B256::from(HUB_KEY)).unwrap();
     assert_eq!(batch.signer().unwrap(), hub.address());
@@ -103,7 +106,11 @@ fn print_a_documented_batch() {
         .to_bytes()
         .unwrap();
     println!("CID {}", BlobCid(*blake3::hash(&blob).as_bytes()));
-    println!("plaintext body {} bytes, blob {} bytes", body.len(), blob.len());
+    println!(
+        "plaintext body {} bytes, blob {} bytes",
+        body.len(),
+        blob.len()
+    );
     for (i, chunk) in blob.chunks(32).enumerate() {
         println!("{:04x}  {}", i * 32, hex::encode(chunk));
     }

@@ -198,6 +198,7 @@ async fn every_acknowledged_reading_is_sealed_stored_and_anchored_exactly_once_a
         .collect();
     let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
     let mut expected_journal_seq = 1;
+    let mut findings = 0u64;
     for (no, record) in &batches {
         assert_eq!(
             record.first_journal_seq, expected_journal_seq,
@@ -223,6 +224,11 @@ async fn every_acknowledged_reading_is_sealed_stored_and_anchored_exactly_once_a
         assert_eq!(batch.header.patient, world.patient());
         let body = BatchBody::from_bytes(&batch.open(patient_key.secret()).unwrap()).unwrap();
         assert_eq!(body.readings.len() as u32, record.count);
+        findings += body.findings.len() as u64;
+        assert_eq!(
+            findings, record.findings_through,
+            "batch {no}: each finding once"
+        );
         for (_, reading) in &body.readings {
             let Measurement::CgmGlucose { mg_dl } = reading.measurement else {
                 panic!("{reading:?}");
@@ -254,6 +260,8 @@ async fn every_acknowledged_reading_is_sealed_stored_and_anchored_exactly_once_a
             "reading {seq} is in exactly one batch"
         );
     }
+    // Values below 70 mg/dL recur in the stream: their findings are sealed.
+    assert!(findings > 0, "the hub's findings ride in the batches");
     // Anchors cover consecutive batches, each once.
     let mut next_batch = 1;
     for anchor in anchors.values() {

@@ -365,8 +365,13 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
     let analysis = Analysis::new(monitors.is_some());
     if let Some(monitors) = monitors {
         let (analysis, token) = (analysis.clone(), tasks.clone());
+        // Findings go into the sealed batches only when there are batches.
+        let log = match config.seal.enabled {
+            true => Some(analysis::FindingsLog::open(&journal, writer.clone())?),
+            false => None,
+        };
         supervisor.spawn("analysis", async move {
-            analysis::run(monitors, stored_readings, analysis, token).await;
+            analysis::run(monitors, stored_readings, analysis, log, token).await;
             Ok::<_, std::convert::Infallible>(())
         });
     }

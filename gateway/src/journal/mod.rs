@@ -60,6 +60,8 @@ const SEALED: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("sealed_bat
 const ANCHORS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("anchors");
 /// Batch number -> a replica's confirmation (JSON, `crate::seal::serve`).
 const REPLICATED: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("replicated_batches");
+/// Finding number -> an on-hub finding (JSON, `crate::analysis`), for batches.
+const FINDINGS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("findings");
 /// Batch number -> when its local blob was pruned (JSON, `crate::seal::pruner`).
 const PRUNED: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("pruned_batches");
 
@@ -71,6 +73,8 @@ pub enum Outbox {
     Anchors,
     Replicated,
     Pruned,
+    /// Findings, numbered from 1; batches carry them in order.
+    Findings,
 }
 
 impl Outbox {
@@ -80,6 +84,7 @@ impl Outbox {
             Self::Anchors => ANCHORS,
             Self::Replicated => REPLICATED,
             Self::Pruned => PRUNED,
+            Self::Findings => FINDINGS,
         }
     }
 }

@@ -8,8 +8,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{
-    ANCHORS, EVENT_COUNTS, EVENTS, HUB_SEQ, JournalError, JournalLimits, LATEST, META, Outbox,
-    PRUNED, READINGS, REPLICATED, SEALED, SEEN, TIMED_CONTENT, counts_key,
+    ANCHORS, EVENT_COUNTS, EVENTS, FINDINGS, HUB_SEQ, JournalError, JournalLimits, LATEST, META,
+    Outbox, PRUNED, READINGS, REPLICATED, SEALED, SEEN, TIMED_CONTENT, counts_key,
 };
 use crate::behaviour::NodeEvent;
 use crate::reading::{Measurement, Reading, SeqOrigin};
@@ -105,6 +105,7 @@ impl JournalStore {
         txn.open_table(ANCHORS)?;
         txn.open_table(REPLICATED)?;
         txn.open_table(PRUNED)?;
+        txn.open_table(FINDINGS)?;
         txn.commit()?;
         store.fill_timed_content()?;
         Ok(store)

@@ -1,6 +1,7 @@
 //! The plaintext inside a sealed batch: the readings, CBOR-encoded as the
 //! journal holds them (device, sequence number, device and hub times,
-//! measurement, unit, sensor flags), plus the on-hub findings about them.
+//! measurement, unit, sensor flags), plus the on-hub findings recorded
+//! since the previous batch.
 
 use glyco_contracts::DataKinds;
 use serde::{Deserialize, Serialize};
@@ -16,8 +17,9 @@ pub struct BatchBody {
     pub version: u16,
     /// (journal sequence number, reading), in journal order.
     pub readings: Vec<(u64, Reading)>,
-    /// Findings the hub's analysis had made about these readings when the
-    /// batch was sealed.
+    /// The findings the hub's analysis recorded since the previous batch
+    /// (each finding rides in exactly one batch; most are about this
+    /// batch's readings, a late one about the previous batch's).
     #[serde(default)]
     pub findings: Vec<FindingRecord>,
 }

@@ -22,6 +22,10 @@ pub struct BatchRecord {
     /// Set when the batch is put under an anchor root.
     #[serde(default)]
     pub anchor: Option<BatchAnchorRef>,
+    /// The hub's findings up to this number are in this batch or earlier
+    /// ones (each finding in exactly one batch).
+    #[serde(default)]
+    pub findings_through: u64,
 }
 
 /// Where a batch sits under an anchored root.

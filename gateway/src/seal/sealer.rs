@@ -18,11 +18,14 @@ use super::SealState;
 use super::blobs::{BlobError, BlobStore};
 use super::body::{BODY_VERSION, BatchBody, BodyError, kind_of, reading_time};
 use super::records::{BatchRecord, hex};
+use crate::analysis::FindingRecord;
 use crate::journal::{Journal, JournalError, JournalWriter, Outbox};
 use crate::reading::{Reading, now_millis};
 
 /// How often the stage looks for new readings.
 const POLL: Duration = Duration::from_millis(250);
+/// Findings carried by one batch at most (the rest ride with the next).
+const MAX_FINDINGS: usize = 2_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
@@ -94,9 +97,13 @@ impl Sealer {
     /// Seals one batch if one is due; returns whether it did.
     pub async fn step(&self) -> Result<bool, SealError> {
         let last = self.journal.last_in::<BatchRecord>(Outbox::Sealed)?;
-        let (batch_no, from) = match &last {
-            Some((no, record)) => (no + 1, record.last_journal_seq + 1),
-            None => (1, 1),
+        let (batch_no, from, findings_from) = match &last {
+            Some((no, record)) => (
+                no + 1,
+                record.last_journal_seq + 1,
+                record.findings_through + 1,
+            ),
+            None => (1, 1, 1),
         };
         let pending = self.journal.readings_from(from, self.max_readings)?;
         let newest = self.journal.last_journal_seq()?;
@@ -117,7 +124,15 @@ impl Sealer {
         if pending.is_empty() || !due {
             return Ok(false);
         }
-        let record = self.seal(batch_no, pending).await?;
+        // The findings recorded since the last batch ride with this one.
+        let findings = self.journal.outbox_from::<FindingRecord>(
+            Outbox::Findings,
+            findings_from,
+            MAX_FINDINGS,
+        )?;
+        let record = self
+            .seal(batch_no, pending, findings, findings_from - 1)
+            .await?;
         self.writer
             .put_outbox(vec![(
                 Outbox::Sealed,
@@ -139,7 +154,10 @@ impl Sealer {
         &self,
         batch_no: u64,
         readings: Vec<(u64, Reading)>,
+        findings: Vec<(u64, FindingRecord)>,
+        findings_before: u64,
     ) -> Result<BatchRecord, SealError> {
+        let findings_through = findings.last().map_or(findings_before, |(no, _)| *no);
         let first_journal_seq = readings.first().map_or(0, |(seq, _)| *seq);
         let last_journal_seq = readings.last().map_or(0, |(seq, _)| *seq);
         let times = readings.iter().map(|(_, r)| reading_time(r));
@@ -163,8 +181,7 @@ impl Sealer {
         let body = BatchBody {
             version: BODY_VERSION,
             readings,
-            // Findings join batches with the alerting work (issue 13).
-            findings: Vec::new(),
+            findings: findings.into_iter().map(|(_, f)| f).collect(),
         }
         .to_bytes()?;
         // Encryption and signing are CPU work: off the async threads.
@@ -188,6 +205,7 @@ impl Sealer {
             kinds: header.kinds,
             sealed_at: header.sealed_at_ms,
             anchor: None,
+            findings_through,
         })
     }
 }
