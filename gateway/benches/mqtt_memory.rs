@@ -45,6 +45,9 @@ async fn main() {
     let mut world = HubWorld::new().await;
     let port = support::free_udp_port();
     world.edit_config(|c| {
+        // Every simulated device connects from 127.0.0.1; on a home network
+        // each has its own address (the default allows 16 per address).
+        c.limits.max_connections_per_address = DEVICES;
         c.analysis.enabled = analysis;
         c.seal.enabled = sealing;
         c.seal.iroh_listen = format!("127.0.0.1:{port}").parse().unwrap();

@@ -263,6 +263,26 @@ async fn only_enrolled_nodes_replicate_and_every_replicated_batch_verifies_up_to
     assert!(said.contains("pruned"), "{said}");
     stop.cancel();
     following.await.unwrap();
+
+    // The hospital retires the replica's node: within the gate's cache
+    // time the hub refuses it too.
+    let clinic = replica(&replica_dir, &peer).await;
+    world
+        .client(HOSPITAL)
+        .retire_node(B256::from(*clinic.endpoint.id().as_bytes()))
+        .await
+        .unwrap();
+    let before = hub.status().await.unwrap().seal.node_refusals;
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    assert!(matches!(
+        clinic.follow(&peer).await,
+        Err(ReplicaError::Refused)
+    ));
+    hub.wait_for("the retired node's refusal counted", |r| {
+        r.seal.node_refusals > before
+    })
+    .await;
+    clinic.endpoint.close().await;
     assert!(hub.terminate().await.success());
 }
 

@@ -63,7 +63,8 @@ async fn stream_until_killed(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_acknowledged_reading_is_sealed_stored_replicated_and_anchored_exactly_once_across_sigkills() {
+async fn every_acknowledged_reading_is_sealed_stored_replicated_and_anchored_exactly_once_across_sigkills()
+ {
     let mut world = HubWorld::new().await;
     let port = support::free_udp_port();
     world.edit_config(|c| {

@@ -1,5 +1,7 @@
 //! The plaintext inside a sealed batch: the readings, CBOR-encoded as the
-//! journal holds them (device, sequence number, device and hub times,
+//! journal holds them, then compressed with raw DEFLATE (RFC 1951): the
+//! field names that make CBOR self-describing repeat in every reading, and
+//! DEFLATE takes them back out (device, sequence number, device and hub times,
 //! measurement, unit, sensor flags), plus the on-hub findings recorded
 //! since the previous batch.
 
@@ -11,6 +13,11 @@ use crate::reading::{Measurement, Reading};
 
 /// The batch body's version (inside the encryption).
 pub const BODY_VERSION: u16 = 1;
+/// The most a body may inflate to (a batch of 10,000 readings is about
+/// 2 MB of CBOR): a hostile blob cannot make its reader allocate more.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// DEFLATE level: 6 is zlib's default balance of speed and size.
+const DEFLATE_LEVEL: u8 = 6;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchBody {
@@ -36,14 +43,16 @@ pub enum BodyError {
 
 impl BatchBody {
     pub fn to_bytes(&self) -> Result<Vec<u8>, BodyError> {
-        let mut out = Vec::new();
-        ciborium::into_writer(self, &mut out).map_err(|e| BodyError::Encode(e.to_string()))?;
-        Ok(out)
+        let mut cbor = Vec::new();
+        ciborium::into_writer(self, &mut cbor).map_err(|e| BodyError::Encode(e.to_string()))?;
+        Ok(miniz_oxide::deflate::compress_to_vec(&cbor, DEFLATE_LEVEL))
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, BodyError> {
+        let cbor = miniz_oxide::inflate::decompress_to_vec_with_limit(bytes, MAX_BODY_BYTES)
+            .map_err(|e| BodyError::Decode(format!("inflating: {:?}", e.status)))?;
         let body: Self =
-            ciborium::from_reader(bytes).map_err(|e| BodyError::Decode(e.to_string()))?;
+            ciborium::from_reader(cbor.as_slice()).map_err(|e| BodyError::Decode(e.to_string()))?;
         if body.version != BODY_VERSION {
             return Err(BodyError::Version(body.version));
         }

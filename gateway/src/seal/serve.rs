@@ -150,36 +150,68 @@ impl NodeGate {
     }
 }
 
-/// The blob event handler: each connecting node passes the gate or is
-/// closed with iroh-blobs' permission error.
+/// Connections the blob handler tracks at most (each maps its id to the
+/// node that opened it); beyond, new connections are refused.
+const MAX_BLOB_CONNECTIONS: usize = 256;
+
+/// The blob event handler: each connecting node passes the gate, and each
+/// request on its connection passes it again (a node retired on chain loses
+/// access within the gate's cache time, even on a connection it keeps
+/// open). A refused connect closes the connection with iroh-blobs'
+/// permission error; a refused request resets its stream.
 fn gated_blob_events(gate: Arc<NodeGate>) -> EventSender {
     let mask = EventMask {
         connected: ConnectMode::Intercept,
+        get: RequestMode::Intercept,
         get_many: RequestMode::Disabled,
         ..EventMask::DEFAULT
     };
     let (events, mut rx) = EventSender::channel(32, mask);
     tokio::spawn(async move {
+        let nodes: Arc<Mutex<HashMap<u64, EndpointId>>> = Arc::default();
         while let Some(message) = rx.recv().await {
-            if let ProviderMessage::ClientConnected(message) = message {
-                let gate = gate.clone();
-                // Every intercepted connect must be answered, or it hangs.
-                tokio::spawn(async move {
-                    let allowed = match message.endpoint_id {
-                        Some(node) => gate.admits(node).await,
-                        None => false,
-                    };
-                    let answer = if allowed {
-                        Ok(())
-                    } else {
-                        Err(AbortReason::Permission)
-                    };
-                    let _ = message.tx.send(answer).await;
-                });
+            let (gate, nodes) = (gate.clone(), nodes.clone());
+            // Every intercepted event must be answered, or it hangs.
+            match message {
+                ProviderMessage::ClientConnected(message) => {
+                    tokio::spawn(async move {
+                        let room = nodes.lock().len() < MAX_BLOB_CONNECTIONS;
+                        let allowed = match message.endpoint_id {
+                            Some(node) if room => gate.admits(node).await,
+                            _ => false,
+                        };
+                        if let (true, Some(node)) = (allowed, message.endpoint_id) {
+                            nodes.lock().insert(message.connection_id, node);
+                        }
+                        let _ = message.tx.send(permission(allowed)).await;
+                    });
+                }
+                ProviderMessage::ConnectionClosed(message) => {
+                    nodes.lock().remove(&message.connection_id);
+                }
+                ProviderMessage::GetRequestReceived(message) => {
+                    tokio::spawn(async move {
+                        let node = nodes.lock().get(&message.connection_id).copied();
+                        let allowed = match node {
+                            Some(node) => gate.admits(node).await,
+                            None => false,
+                        };
+                        let _ = message.tx.send(permission(allowed)).await;
+                    });
+                }
+                _ => {}
             }
         }
     });
     events
+}
+
+fn permission(allowed: bool) -> Result<(), AbortReason> {
+    if allowed {
+        Ok(())
+    } else {
+        Err(AbortReason::Permission)
+    }
 }
 
 /// Answers listings and records confirmations.
@@ -210,6 +242,12 @@ impl ProtocolHandler for ReplicationService {
         }
         // One request at a time per connection: a node cannot fan out work.
         while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+            // Checked again per request: a node retired on chain loses
+            // access within the gate's cache time on a connection it keeps.
+            if !self.gate.admits(node).await {
+                connection.close(VarInt::from_u32(REFUSED), b"node not enrolled on chain");
+                break;
+            }
             let response = match recv.read_to_end(replication::MAX_MESSAGE_BYTES).await {
                 Ok(bytes) => match replication::decode::<Request>(&bytes) {
                     Ok(request) => self.answer(node, request).await,
