@@ -22,7 +22,7 @@ pub mod model;
 pub mod testkit;
 
 pub use alloy::primitives::{Address, B256};
-pub use client::{AccessOutcome, AnchorOutcome, GlycoClient};
+pub use client::{AccessOutcome, AnchorOutcome, GlycoClient, install_tls_provider};
 pub use consent::{KeyRotation, SignedHubConsent, SignedKeyRotation};
 pub use deployment::{ContractAddresses, Deployment};
 pub use device_id::{DeviceId, DeviceIdKey, DeviceIdentity};

@@ -70,6 +70,7 @@ async fn a_crash_loses_at_most_the_last_state_interval() {
 async fn chain_id_and_block_time_come_from_the_config() {
     let dir = tempfile::tempdir().unwrap();
     let devnet = Devnet::start(persistent(dir.path())).await.unwrap();
+    glyco_contracts::install_tls_provider();
     let provider = ProviderBuilder::new().connect_http(devnet.rpc_url());
     assert_eq!(provider.get_chain_id().await.unwrap(), 4242);
     let first = provider.get_block_number().await.unwrap();

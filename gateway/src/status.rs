@@ -280,6 +280,9 @@ impl StatusReport {
             if let (Some(node), Some(listen)) = (&s.node_id, &s.node_listen) {
                 let _ = writeln!(out, "  serving replicas as iroh node {node}@{listen}");
             }
+            if let Some(e) = &s.serve_error {
+                let _ = writeln!(out, "  NOT serving replicas: {e}");
+            }
             if s.node_refusals > 0 {
                 let _ = writeln!(
                     out,

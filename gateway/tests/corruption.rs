@@ -19,8 +19,7 @@ use support::{HubWorld, now_ms};
 async fn damaged_blob_and_torn_journal_are_found_and_committed_readings_kept() {
     let mut world = HubWorld::new().await;
     world.edit_config(|c| {
-        // Batches of 100 readings are over 16 KiB, so iroh-blobs keeps them
-        // in data files of their own (smaller ones live inside its database).
+        // The hub keeps every batch in a data file of its own.
         c.seal.max_batch_readings = 100;
         c.seal.max_batch_wait_secs = 15;
         c.seal.anchor_interval_secs = 1;
@@ -65,7 +64,7 @@ async fn damaged_blob_and_torn_journal_are_found_and_committed_readings_kept() {
     let (damaged_no, damaged) = records
         .iter()
         .find(|(_, r)| data_file(r).is_file())
-        .expect("a batch over 16 KiB has a data file");
+        .expect("every batch has a data file");
     let mut bytes = std::fs::read(data_file(damaged)).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;

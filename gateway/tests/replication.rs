@@ -284,6 +284,23 @@ async fn only_enrolled_nodes_replicate_and_every_replicated_batch_verifies_up_to
     .await;
     clinic.endpoint.close().await;
     assert!(hub.terminate().await.success());
+
+    // Its iroh port taken by someone else, the hub still takes readings
+    // and says it is not serving replicas.
+    let squatter = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    let hub = world.start_hub().await;
+    let report = hub
+        .wait_for("the serving failure in status", |r| {
+            r.seal.serve_error.is_some()
+        })
+        .await;
+    assert!(report.seal.node_listen.is_none(), "{:?}", report.seal);
+    hub.wait_registered("cgm-replica").await;
+    stream(&hub, &secret, 301..=305).await;
+    hub.wait_for("the new readings stored", |r| r.readings_stored >= 305)
+        .await;
+    drop(squatter);
+    assert!(hub.terminate().await.success());
 }
 
 /// The hash of the hub's batch `no`, from the hub's own verify output.

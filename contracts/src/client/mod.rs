@@ -59,12 +59,17 @@ fn send_lock(sender: Address) -> Arc<tokio::sync::Mutex<()>> {
     locks.entry(sender).or_default().clone()
 }
 
+/// Installs rustls' ring provider for the process, once. reqwest refuses to
+/// build a client when its rustls feature is on (iroh turns it on) and no
+/// process-wide provider is installed; a provider installed earlier (by
+/// anyone) is kept. Call it before building any HTTP client of your own.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A JSON-RPC client whose every request gives up after `timeout`.
 fn rpc_client(rpc_url: RpcUrl, timeout: Duration) -> RpcClient {
-    // reqwest refuses to build a client when its rustls feature is on (iroh
-    // turns it on) and no process-wide provider is installed; a provider
-    // installed earlier (by anyone) is kept.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_tls_provider();
     let http_client = reqwest::Client::builder()
         .timeout(timeout)
         .build()

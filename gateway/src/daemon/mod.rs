@@ -427,20 +427,27 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                 GlycoClient::read_only(anchor_url.clone(), deployment.clone()),
                 seal_state.clone(),
             );
-            blob_server = Some(
-                serve::serve(ServeParams {
-                    node_key: serve::load_or_create_node_key(&config.node_key_path())?,
-                    bind: config.seal.iroh_listen,
-                    blobs,
-                    gate: Arc::new(gate),
-                    journal: journal.clone(),
-                    writer: writer.clone(),
-                    hub,
-                    patient,
-                    state: seal_state.clone(),
-                })
-                .await?,
-            );
+            let served = serve::serve(ServeParams {
+                node_key: serve::load_or_create_node_key(&config.node_key_path())?,
+                bind: config.seal.iroh_listen,
+                blobs,
+                gate: Arc::new(gate),
+                journal: journal.clone(),
+                writer: writer.clone(),
+                hub,
+                patient,
+                state: seal_state.clone(),
+            })
+            .await;
+            // Not serving replicas must not stop ingestion: batches wait
+            // (and are not pruned) until the hub serves again.
+            match served {
+                Ok(server) => blob_server = Some(server),
+                Err(e) => {
+                    tracing::error!(error = %e, "not serving replicas");
+                    seal_state.update(|s| s.serve_error = Some(e.to_string()));
+                }
+            }
         }
     }
 

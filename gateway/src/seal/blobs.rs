@@ -12,7 +12,7 @@ use iroh_blobs::Hash;
 use iroh_blobs::api::blobs::BlobStatus;
 use iroh_blobs::store::GcConfig;
 use iroh_blobs::store::fs::FsStore;
-use iroh_blobs::store::fs::options::Options;
+use iroh_blobs::store::fs::options::{InlineOptions, Options};
 
 use glyco_seal::BlobHash;
 
@@ -52,6 +52,13 @@ impl BlobStore {
     /// deleted (`None`: never, for readers that must not change it).
     pub async fn open(dir: &Path, gc_interval: Option<Duration>) -> Result<Self, BlobError> {
         let mut options = Options::new(dir);
+        // Every batch in a file of its own (iroh-blobs would keep blobs up
+        // to 16 KiB inside its database): damage stays with one batch, and
+        // the database stays small.
+        options.inline = InlineOptions {
+            max_data_inlined: 0,
+            ..InlineOptions::default()
+        };
         options.gc = gc_interval.map(|interval| GcConfig {
             interval,
             add_protected: None,

@@ -57,6 +57,8 @@ pub struct SealStatus {
     /// The hub's iroh node id and address, for replicas to follow.
     pub node_id: Option<String>,
     pub node_listen: Option<String>,
+    /// Why the hub does not serve replicas (its iroh endpoint did not bind).
+    pub serve_error: Option<String>,
     /// Nodes refused because they are not enrolled on chain.
     pub node_refusals: u64,
     pub last_refused_node: Option<String>,

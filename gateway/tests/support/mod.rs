@@ -92,6 +92,8 @@ impl HubWorld {
         config.chain.patient = Some(consortium.address(PATIENT));
         config.chain.poll_interval_ms = 200;
         config.mqtt.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        // Loopback, and a port of its own: tests run side by side.
+        config.seal.iroh_listen = "127.0.0.1:0".parse().unwrap();
         config.ble.enabled = false;
         let config_path = dir.path().join("hub.toml");
         std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
