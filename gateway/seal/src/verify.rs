@@ -124,7 +124,7 @@ pub fn render(v: &Verified) -> String {
          batch format    ok  glyco-batch v{version}, patient {patient}, hub batch {no}, {count} readings\n\
          hub signature   ok  signed by hub {hub}\n\
          inclusion proof ok  leads to root {root}\n\
-         root on chain   ok  anchor #{seq} for patient {patient}, at unix {at}, submitted by {submitter}\n\
+         root on chain   ok  the patient's anchor no. {seq} on chain (unix time {at}), submitted by {submitter}\n\
          hub authorised  ok  hub {hub} serves patient {patient} on chain\n",
         cid = v.cid,
         hash = crate::hexcode::hex(&v.cid.0),
