@@ -59,17 +59,6 @@ fn attacker_address(base: u8, n: usize) -> IpAddr {
     )
 }
 
-fn proc_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -196,7 +185,7 @@ impl RssWatch {
             let (peak, stop) = (peak.clone(), stop.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    peak.fetch_max(proc_kib(pid, "VmRSS:"), Ordering::Relaxed);
+                    peak.fetch_max(support::proc_kib(pid, "VmRSS:"), Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             })
@@ -486,7 +475,7 @@ async fn main() {
         .await;
     let pid = hub.pid();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_idle = proc_kib(pid, "VmRSS:");
+    let rss_idle = support::proc_kib(pid, "VmRSS:");
     let journal_start = file_kib(&journal);
 
     let storm: Vec<_> = secrets
@@ -496,7 +485,7 @@ async fn main() {
         .collect();
     let (storm_time, storm_devices, _) = connect_at_once(&hub, storm.clone(), 0).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_storm = proc_kib(pid, "VmRSS:");
+    let rss_storm = support::proc_kib(pid, "VmRSS:");
     drop(storm_devices);
     println!(
         "phase 1: {} devices connected at once in {:.0} ms; RSS {:.1} → {:.1} MiB ({:.0} KiB per device)",
@@ -527,7 +516,7 @@ async fn main() {
         let missed = probe.misses(phase);
         let line = format!(
             "| {label} | {:.1} | {:.1} | {:.2} | {n} | {missed} | {p50:.1} | {p99:.1} | {max:.0} |",
-            mib(proc_kib(pid, "VmRSS:")),
+            mib(support::proc_kib(pid, "VmRSS:")),
             mib(peak),
             file_kib(&journal).saturating_sub(journal_start) as f64 / 1024.0,
         );
@@ -536,7 +525,7 @@ async fn main() {
     };
     row(
         "baseline (probe only, 5 s)".into(),
-        proc_kib(pid, "VmRSS:"),
+        support::proc_kib(pid, "VmRSS:"),
         &probe,
         0,
     );
@@ -595,7 +584,7 @@ async fn main() {
         }
     }
     let report = hub.status().await.unwrap();
-    let rss_peak = proc_kib(pid, "VmHWM:");
+    let rss_peak = support::proc_kib(pid, "VmHWM:");
     hub.terminate().await;
 
     // Guess rates on fresh hubs: default limits, then throttling off.

@@ -28,7 +28,7 @@ use support::{HubWorld, now_ms};
 const DEVICES: usize = 50;
 
 fn rss_kib(pid: u32) -> u64 {
-    status_kib(pid, "VmRSS:")
+    support::proc_kib(pid, "VmRSS:")
 }
 
 #[tokio::main]
@@ -108,7 +108,7 @@ async fn main() {
     let steady = &samples[samples.len() / 2..];
     let mean = steady.iter().sum::<u64>() / steady.len().max(1) as u64;
     let peak = samples.iter().copied().max().unwrap_or(0);
-    let hwm = status_kib(pid, "VmHWM:");
+    let hwm = support::proc_kib(pid, "VmHWM:");
     println!(
         "| devices | analysis | sealed path | seconds | readings stored | RSS idle (MiB) | RSS steady mean (MiB) | RSS peak (MiB) | VmHWM (MiB) |"
     );
@@ -164,17 +164,6 @@ async fn main() {
     } else {
         hub.terminate().await;
     }
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// A clinic replica (in this process), enrolled by the hospital, following

@@ -341,6 +341,18 @@ fn rand_suffix() -> u64 {
         .subsec_nanos() as u64
 }
 
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS:`, `VmHWM:`), 0 if absent.
+pub fn proc_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// A UDP port free right now on loopback (for a hub's iroh endpoint, which
 /// must keep its port across restarts for a replica to follow it).
 pub fn free_udp_port() -> u16 {
