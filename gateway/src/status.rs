@@ -223,83 +223,7 @@ impl StatusReport {
             }
         }
         if self.seal.enabled {
-            let s = &self.seal;
-            let _ = writeln!(out, "\nSEALED AND ANCHORED");
-            let _ = writeln!(
-                out,
-                "  {} batches sealed ({} readings), {} anchored under {} roots; {} readings waiting",
-                s.batches_sealed,
-                s.readings_sealed,
-                s.batches_anchored,
-                s.anchors,
-                s.readings_unsealed
-            );
-            if let Some(a) = &s.last_anchor {
-                let _ = writeln!(
-                    out,
-                    "  last anchor #{}: root {} in block {} (tx {}, gas {})",
-                    a.anchor_no, a.root, a.block, a.tx, a.gas_used
-                );
-            }
-            if s.damaged_blob_count > 0 {
-                let _ = writeln!(
-                    out,
-                    "  {} local batch blobs DAMAGED (readings kept in the journal): {}",
-                    s.damaged_blob_count,
-                    s.damaged_blobs
-                        .iter()
-                        .map(|d| format!(
-                            "batch {} {}{}",
-                            d.batch_no,
-                            d.problem,
-                            if d.replicated {
-                                " (the replica has it)"
-                            } else {
-                                ""
-                            }
-                        ))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            if let Some(e) = &s.seal_error {
-                let _ = writeln!(out, "  sealing is failing: {e}");
-            }
-            if let Some(e) = &s.anchor_error {
-                let _ = writeln!(out, "  anchoring is failing: {e}");
-            }
-            let _ = writeln!(
-                out,
-                "  {} batches replicated to a clinic, {} pruned locally{}",
-                s.batches_replicated,
-                s.batches_pruned,
-                s.oldest_unreplicated_age_ms
-                    .map(|ms| format!("; oldest unreplicated {} s old", ms / 1000))
-                    .unwrap_or_default()
-            );
-            if let (Some(node), Some(listen)) = (&s.node_id, &s.node_listen) {
-                let _ = writeln!(out, "  serving replicas as iroh node {node}@{listen}");
-            }
-            if let Some(e) = &s.serve_error {
-                let _ = writeln!(out, "  NOT serving replicas: {e}");
-            }
-            if s.node_refusals > 0 {
-                let _ = writeln!(
-                    out,
-                    "  {} connections refused from nodes not enrolled on chain (last: {})",
-                    s.node_refusals,
-                    s.last_refused_node.as_deref().unwrap_or("?")
-                );
-            }
-            let _ = writeln!(
-                out,
-                "  patient umbral key {}",
-                if s.pre_key_published {
-                    "published on chain"
-                } else {
-                    "NOT yet on chain"
-                }
-            );
+            render_seal(&self.seal, &mut out);
         }
         let _ = writeln!(out, "\nrefusals");
         if self.refusals.is_empty() {
@@ -363,6 +287,83 @@ impl StatusReport {
         }
         out
     }
+}
+
+/// The sealed path's section of the status text.
+fn render_seal(s: &crate::seal::SealStatus, out: &mut String) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "\nSEALED AND ANCHORED");
+    let _ = writeln!(
+        out,
+        "  {} batches sealed ({} readings), {} anchored under {} roots; {} readings waiting",
+        s.batches_sealed, s.readings_sealed, s.batches_anchored, s.anchors, s.readings_unsealed
+    );
+    if let Some(a) = &s.last_anchor {
+        let _ = writeln!(
+            out,
+            "  last anchor #{}: root {} in block {} (tx {}, gas {})",
+            a.anchor_no, a.root, a.block, a.tx, a.gas_used
+        );
+    }
+    if s.damaged_blob_count > 0 {
+        let _ = writeln!(
+            out,
+            "  {} local batch blobs DAMAGED (readings kept in the journal): {}",
+            s.damaged_blob_count,
+            s.damaged_blobs
+                .iter()
+                .map(|d| format!(
+                    "batch {} {}{}",
+                    d.batch_no,
+                    d.problem,
+                    if d.replicated {
+                        " (the replica has it)"
+                    } else {
+                        ""
+                    }
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(e) = &s.seal_error {
+        let _ = writeln!(out, "  sealing is failing: {e}");
+    }
+    if let Some(e) = &s.anchor_error {
+        let _ = writeln!(out, "  anchoring is failing: {e}");
+    }
+    let _ = writeln!(
+        out,
+        "  {} batches replicated to a clinic, {} pruned locally{}",
+        s.batches_replicated,
+        s.batches_pruned,
+        s.oldest_unreplicated_age_ms
+            .map(|ms| format!("; oldest unreplicated {} s old", ms / 1000))
+            .unwrap_or_default()
+    );
+    if let (Some(node), Some(listen)) = (&s.node_id, &s.node_listen) {
+        let _ = writeln!(out, "  serving replicas as iroh node {node}@{listen}");
+    }
+    if let Some(e) = &s.serve_error {
+        let _ = writeln!(out, "  NOT serving replicas: {e}");
+    }
+    if s.node_refusals > 0 {
+        let _ = writeln!(
+            out,
+            "  {} connections refused from nodes not enrolled on chain (last: {})",
+            s.node_refusals,
+            s.last_refused_node.as_deref().unwrap_or("?")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  patient umbral key {}",
+        if s.pre_key_published {
+            "published on chain"
+        } else {
+            "NOT yet on chain"
+        }
+    );
 }
 
 fn format_time(millis: UnixMillis) -> String {
