@@ -76,18 +76,9 @@ impl HubPeer {
 
 /// Loads the replica's iroh key, or creates it (0600).
 pub fn load_or_create_node_key(store: &ReplicaStore) -> Result<SecretKey, ReplicaError> {
-    let path = store.node_key_path();
-    let fail = |e: glyco_contracts::keys::KeyError| ReplicaError::Key(e.to_string());
-    if path.exists() {
-        let secret = glyco_contracts::keys::read_secret(&path).map_err(fail)?;
-        return Ok(SecretKey::from_bytes(&secret.0));
-    }
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| ReplicaError::Key(e.to_string()))?;
-    let key = SecretKey::from_bytes(&bytes);
-    glyco_contracts::keys::write_secret(&path, &glyco_contracts::B256::from(key.to_bytes()))
-        .map_err(fail)?;
-    Ok(key)
+    let (secret, _) = glyco_contracts::keys::load_or_create_secret(&store.node_key_path())
+        .map_err(|e| ReplicaError::Key(e.to_string()))?;
+    Ok(SecretKey::from_bytes(&secret.0))
 }
 
 /// Binds the replica's endpoint (relays off, one address).

@@ -32,6 +32,8 @@ pub enum KeyError {
     },
     #[error("key file {path} is readable by others (mode {mode:o}); it must be 0600")]
     TooOpen { path: PathBuf, mode: u32 },
+    #[error("no randomness for a new key: {0}")]
+    Random(String),
     #[error("key file {path} does not hold a 32-byte hex key")]
     Malformed { path: PathBuf },
 }
@@ -92,6 +94,20 @@ pub fn write_secret(path: &Path, secret: &B256) -> Result<(), KeyError> {
         .map_err(write)?;
     writeln!(file, "{secret}").map_err(write)?;
     file.sync_all().map_err(write)
+}
+
+/// Reads the 32-byte secret at `path`, creating a fresh random one (mode
+/// 0600) if the file does not exist. Returns whether it was created. The
+/// patient's umbral seed and the iroh node keys are kept this way.
+pub fn load_or_create_secret(path: &Path) -> Result<(B256, bool), KeyError> {
+    if path.exists() {
+        return read_secret(path).map(|secret| (secret, false));
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| KeyError::Random(e.to_string()))?;
+    let secret = B256::from(bytes);
+    write_secret(path, &secret)?;
+    Ok((secret, true))
 }
 
 /// Loads the key at `path`, creating a fresh random one (mode 0600) if the

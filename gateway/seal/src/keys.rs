@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use glyco_contracts::B256;
-use glyco_contracts::keys::{self, read_secret, write_secret};
+use glyco_contracts::keys::{self, load_or_create_secret, read_secret};
 use umbral_pre::{PublicKey, SecretKey, SecretKeyFactory};
 
 /// Label of the patient's key in the factory (a versioned derivation).
@@ -19,8 +19,6 @@ pub enum KeyError {
     File(#[from] keys::KeyError),
     #[error("{path}: not an umbral key seed")]
     Seed { path: PathBuf },
-    #[error("no randomness for a new key: {0}")]
-    Random(String),
     #[error("not an umbral public key (33-byte compressed secp256k1 point): {0}")]
     PublicKey(String),
 }
@@ -34,13 +32,9 @@ pub struct PatientKey {
 impl std::fmt::Debug for PatientKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PatientKey")
-            .field("public", &hex(&self.public_bytes()))
+            .field("public", &crate::hexcode::hex(&self.public_bytes()))
             .finish_non_exhaustive()
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl PatientKey {
@@ -63,14 +57,8 @@ impl PatientKey {
     /// Loads the key, creating a fresh seed (mode 0600) if the file does not
     /// exist. Returns whether it was created.
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), KeyError> {
-        if path.exists() {
-            return Self::load(path).map(|k| (k, false));
-        }
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| KeyError::Random(e.to_string()))?;
-        let seed = B256::from(bytes);
-        write_secret(path, &seed)?;
-        Self::from_seed(&seed, path).map(|k| (k, true))
+        let (seed, created) = load_or_create_secret(path)?;
+        Self::from_seed(&seed, path).map(|k| (k, created))
     }
 
     pub fn public(&self) -> &PublicKey {

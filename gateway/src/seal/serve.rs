@@ -64,24 +64,12 @@ pub struct ReplicatedRecord {
 
 /// Loads the hub's iroh node key, or creates it (0600) at first start.
 pub fn load_or_create_node_key(path: &Path) -> Result<SecretKey, ServeError> {
-    let fail = |reason: String| ServeError::Key {
-        path: path.display().to_string(),
-        reason,
-    };
-    if path.exists() {
-        let secret = glyco_contracts::keys::read_secret(path).map_err(|e| fail(e.to_string()))?;
-        return Ok(SecretKey::from_bytes(&secret.0));
-    }
-    let key = SecretKey::from_bytes(&rand_bytes());
-    glyco_contracts::keys::write_secret(path, &B256::from(key.to_bytes()))
-        .map_err(|e| fail(e.to_string()))?;
-    Ok(key)
-}
-
-fn rand_bytes() -> [u8; 32] {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).expect("the OS random source is available");
-    bytes
+    let (secret, _) =
+        glyco_contracts::keys::load_or_create_secret(path).map_err(|e| ServeError::Key {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(SecretKey::from_bytes(&secret.0))
 }
 
 /// Whether a node may fetch: enrolled on chain for an active entity.
