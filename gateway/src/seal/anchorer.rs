@@ -55,11 +55,7 @@ pub enum Step {
 
 impl Anchorer {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AnchorError> {
-        let mut backoff = glyco_ble::Backoff::new(glyco_ble::BackoffPolicy {
-            base: Duration::from_millis(500),
-            cap: Duration::from_secs(30),
-            ..glyco_ble::BackoffPolicy::default()
-        });
+        let mut backoff = super::retry_backoff();
         self.refresh_status()?;
         loop {
             let pause = match self.step().await {
@@ -79,7 +75,7 @@ impl Anchorer {
                 Err(e) => {
                     tracing::warn!(error = %e, "anchoring failed; retrying");
                     self.state.update(|s| s.anchor_error = Some(e.to_string()));
-                    backoff.next_delay(rand_fraction())
+                    backoff.next_delay(super::rand_fraction())
                 }
             };
             tokio::select! {
@@ -267,13 +263,4 @@ impl Anchorer {
 
 fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, AnchorError> {
     Ok(serde_json::to_vec(value).map_err(JournalError::from)?)
-}
-
-/// Jitter for retries, from the clock (no RNG needed for this).
-fn rand_fraction() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    f64::from(nanos % 1000) / 1000.0
 }

@@ -88,6 +88,25 @@ pub struct LastAnchor {
     pub at: UnixMillis,
 }
 
+/// How the seal and anchor stages wait between failed attempts (a full
+/// disk, a chain that is down): from half a second, doubling, up to 30 s.
+fn retry_backoff() -> glyco_ble::Backoff {
+    glyco_ble::Backoff::new(glyco_ble::BackoffPolicy {
+        base: std::time::Duration::from_millis(500),
+        cap: std::time::Duration::from_secs(30),
+        ..glyco_ble::BackoffPolicy::default()
+    })
+}
+
+/// Jitter for retries, from the clock (no RNG needed for this).
+pub(crate) fn rand_fraction() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    f64::from(nanos % 1000) / 1000.0
+}
+
 /// Shared by the stages and the status report.
 #[derive(Debug, Clone, Default)]
 pub struct SealState(Arc<Mutex<SealStatus>>);

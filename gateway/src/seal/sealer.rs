@@ -58,11 +58,7 @@ impl Sealer {
     /// shown in status and retried with back-off; the readings wait in the
     /// journal meanwhile. Only a journal that is gone ends the stage.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), SealError> {
-        let mut backoff = glyco_ble::Backoff::new(glyco_ble::BackoffPolicy {
-            base: Duration::from_millis(500),
-            cap: Duration::from_secs(30),
-            ..glyco_ble::BackoffPolicy::default()
-        });
+        let mut backoff = super::retry_backoff();
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
@@ -82,7 +78,7 @@ impl Sealer {
                 Err(e) => {
                     tracing::warn!(error = %e, "sealing failed; retrying");
                     self.state.update(|s| s.seal_error = Some(e.to_string()));
-                    Some(backoff.next_delay(0.5))
+                    Some(backoff.next_delay(super::rand_fraction()))
                 }
             };
             if let Some(pause) = pause {
