@@ -12,7 +12,6 @@
 //! Every file is written to a temporary name, synced and renamed, so a crash
 //! leaves either the old file or the new one.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use glyco_contracts::Address;
@@ -190,14 +189,8 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let io = |source| StoreError::Io {
+    glyco_contracts::files::write_atomically(path, bytes).map_err(|source| StoreError::Io {
         path: path.to_owned(),
         source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.as_file().sync_all().map_err(io)?;
-    file.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    })
 }

@@ -1,7 +1,6 @@
 //! The deployment file: where the contracts live on a chain. `glyco-chain
 //! deploy` writes it; the hub and the clinic tools read it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use alloy::primitives::{Address, B256};
@@ -79,13 +78,9 @@ impl Deployment {
             _ => Path::new("."),
         };
         std::fs::create_dir_all(dir).map_err(write_err)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
         let mut text = serde_json::to_string_pretty(self).expect("deployment serialises");
         text.push('\n');
-        tmp.write_all(text.as_bytes()).map_err(write_err)?;
-        tmp.as_file().sync_all().map_err(write_err)?;
-        tmp.persist(path).map_err(|e| write_err(e.error))?;
-        Ok(())
+        crate::files::write_atomically(path, text.as_bytes()).map_err(write_err)
     }
 }
 

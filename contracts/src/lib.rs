@@ -14,6 +14,7 @@ pub mod device_id;
 #[cfg(feature = "devnet")]
 pub mod devnet;
 pub mod error;
+pub mod files;
 #[cfg(feature = "devnet")]
 pub mod gas;
 pub mod keys;

@@ -7,8 +7,6 @@
 
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -77,16 +75,8 @@ impl CredentialsFile {
             path: path.to_owned(),
             source,
         };
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::Builder::new()
-            .permissions(std::fs::Permissions::from_mode(0o600))
-            .tempfile_in(dir)
-            .map_err(write)?;
-        tmp.write_all(&serde_json::to_vec_pretty(self).expect("credentials serialise"))
-            .map_err(write)?;
-        tmp.as_file().sync_all().map_err(write)?;
-        tmp.persist(path).map_err(|e| write(e.error))?;
-        Ok(())
+        let json = serde_json::to_vec_pretty(self).expect("credentials serialise");
+        glyco_contracts::files::write_atomically(path, &json).map_err(write)
     }
 
     /// Creates (or replaces) the device's credential; returns the secret,
@@ -171,6 +161,7 @@ mod tests {
         file.save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains(&secret));
+        use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
 
