@@ -15,6 +15,15 @@ use glyco_gateway::seal::records::BatchRecord;
 use glyco_gateway::sim::{self, SimulatedDevice};
 use support::{HubWorld, now_ms};
 
+/// Runs the hub, which must exit with an error at once; what it said.
+async fn refused_start(world: &HubWorld) -> String {
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), world.hub_cli(&["run"]))
+        .await
+        .expect("the hub exits on a damaged journal");
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_blob_and_torn_journal_are_found_and_committed_readings_kept() {
     let mut world = HubWorld::new().await;
@@ -78,11 +87,7 @@ async fn damaged_blob_and_torn_journal_are_found_and_committed_readings_kept() {
         .write_all(&[0xee; 3000])
         .unwrap();
 
-    let refused = tokio::time::timeout(std::time::Duration::from_secs(30), world.hub_cli(&["run"]))
-        .await
-        .expect("the hub exits on a torn journal");
-    assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stderr);
+    let said = refused_start(&world).await;
     assert!(
         said.contains("journal.redb") && said.contains("repair-journal"),
         "{said}"
@@ -131,11 +136,7 @@ async fn damaged_blob_and_torn_journal_are_found_and_committed_readings_kept() {
         *b = !*b;
     }
     std::fs::write(&journal_path, &bytes).unwrap();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(30), world.hub_cli(&["run"]))
-        .await
-        .expect("the hub exits on a damaged journal");
-    assert!(!out.status.success());
-    let said = String::from_utf8_lossy(&out.stderr);
+    let said = refused_start(&world).await;
     assert!(said.contains("journal.redb"), "{said}");
     let repair = world.hub_cli(&["repair-journal"]).await;
     assert!(!repair.status.success());
