@@ -117,6 +117,8 @@ contract Roles is Eip712 {
     /// Patient record => umbral public key (a compressed secp256k1 point):
     /// the hub seals the patient's reading batches to it.
     mapping(address => bytes) private patientPreKeys;
+    /// Physician => umbral public key (the receiving key of re-encryption).
+    mapping(address => bytes) private physicianPreKeys;
     /// iroh node id (ed25519 public key) => the entity that runs it.
     mapping(bytes32 => Node) private nodes;
     mapping(address => uint32) public nodeCount;
@@ -138,6 +140,7 @@ contract Roles is Eip712 {
     event HubDevicePowerChanged(address indexed patient, address indexed hub, bool mayManageDevices);
     event HubRevoked(address indexed patient, address indexed hub);
     event PatientPreKeySet(address indexed patient, address indexed by, bytes preKey);
+    event PhysicianPreKeySet(address indexed physician, uint32 epoch, bytes preKey);
     event NodeEnrolled(bytes32 indexed nodeId, address indexed entity, uint32 entityEpoch);
     event NodeRetired(bytes32 indexed nodeId, address indexed entity, address by);
 
@@ -499,6 +502,21 @@ contract Roles is Eip712 {
     /// The patient's umbral public key (empty when none was published).
     function patientPreKey(address patient) external view returns (bytes memory) {
         return patientPreKeys[patient];
+    }
+
+    /// An active physician publishes the umbral public key made on their own
+    /// machine; grants re-encrypt to it. Setting it again replaces it (a lost
+    /// machine): kfrags made for the old key stop verifying at the proxies.
+    function setPhysicianPreKey(bytes calldata preKey) external {
+        if (!isActivePhysician(msg.sender)) revert NotActivePhysician(msg.sender);
+        if (preKey.length != PRE_KEY_BYTES || (preKey[0] != 0x02 && preKey[0] != 0x03)) revert InvalidPreKey();
+        physicianPreKeys[msg.sender] = preKey;
+        emit PhysicianPreKeySet(msg.sender, physicians[msg.sender].epoch, preKey);
+    }
+
+    /// The physician's umbral public key (empty when none was published).
+    function physicianPreKey(address physician) external view returns (bytes memory) {
+        return physicianPreKeys[physician];
     }
 
     // ---- iroh nodes of medical entities ---------------------------------------

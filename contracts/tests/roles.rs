@@ -854,6 +854,46 @@ async fn a_patients_umbral_key_is_published_by_the_patient_or_its_hub_only() {
 }
 
 #[tokio::test]
+async fn only_an_active_physician_publishes_their_own_umbral_key() {
+    let world = World::enrolled().await;
+    let physician = world.client(PHYSICIAN);
+    let me = world.addr(PHYSICIAN);
+    assert_eq!(physician.physician_pre_key(me).await.unwrap(), None);
+    let mut key = vec![0x02; 33];
+    physician.set_physician_pre_key(&key).await.unwrap();
+    assert_eq!(
+        physician.physician_pre_key(me).await.unwrap(),
+        Some(key.clone())
+    );
+    // A new machine replaces it.
+    key[0] = 0x03;
+    physician.set_physician_pre_key(&key).await.unwrap();
+    assert_eq!(
+        world.client(ADMIN).physician_pre_key(me).await.unwrap(),
+        Some(key.clone())
+    );
+    // Only a compressed point's shape is accepted.
+    for bad in [vec![0x04; 33], vec![0x02; 32], vec![]] {
+        assert_refused!(
+            physician.set_physician_pre_key(&bad).await,
+            Refusal::Roles(RolesErrors::InvalidPreKey(_))
+        );
+    }
+    // Not a patient, not an admin, not a revoked physician.
+    for other in [PATIENT, ADMIN] {
+        assert_refused!(
+            world.client(other).set_physician_pre_key(&key).await,
+            Refusal::Roles(RolesErrors::NotActivePhysician(_))
+        );
+    }
+    world.client(ADMIN).revoke_physician(me).await.unwrap();
+    assert_refused!(
+        physician.set_physician_pre_key(&key).await,
+        Refusal::Roles(RolesErrors::NotActivePhysician(_))
+    );
+}
+
+#[tokio::test]
 async fn iroh_nodes_count_only_while_their_entity_is_active_in_the_same_epoch() {
     let world = World::enrolled().await;
     let admin = world.client(ADMIN);

@@ -434,6 +434,28 @@ impl GlycoClient {
         Ok((!key.is_empty()).then(|| key.to_vec()))
     }
 
+    /// The physician (this client's key) publishes their umbral public key.
+    pub async fn set_physician_pre_key(&self, pre_key: &[u8]) -> Result<TxOutcome, ChainError> {
+        let builder = self.roles.setPhysicianPreKey(pre_key.to_vec().into());
+        self.send("setPhysicianPreKey", Contract::Roles, builder)
+            .await
+    }
+
+    /// The physician's published umbral public key, if any.
+    pub async fn physician_pre_key(
+        &self,
+        physician: Address,
+    ) -> Result<Option<Vec<u8>>, ChainError> {
+        let key = self
+            .view(
+                "physicianPreKey",
+                Contract::Roles,
+                self.roles.physicianPreKey(physician),
+            )
+            .await?;
+        Ok((!key.is_empty()).then(|| key.to_vec()))
+    }
+
     /// An active entity enrols an iroh node it runs.
     pub async fn enrol_node(&self, node_id: B256) -> Result<TxOutcome, ChainError> {
         self.send("enrolNode", Contract::Roles, self.roles.enrolNode(node_id))
