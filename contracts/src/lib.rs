@@ -23,7 +23,10 @@ pub mod model;
 pub mod testkit;
 
 pub use alloy::primitives::{Address, B256};
-pub use client::{AccessOutcome, AnchorOutcome, GlycoClient, install_tls_provider};
+pub use client::{
+    AccessOutcome, AccessRequest, AnchorOutcome, GlycoClient, MAX_REQUEST_LIFETIME,
+    SignedAccessRequest, install_tls_provider,
+};
 pub use consent::{KeyRotation, SignedHubConsent, SignedKeyRotation};
 pub use deployment::{ContractAddresses, Deployment};
 pub use device_id::{DeviceId, DeviceIdKey, DeviceIdentity};

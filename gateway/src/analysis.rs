@@ -19,25 +19,7 @@ use crate::reading::{Measurement, Reading, SensorFlag, UnixMillis, now_millis};
 /// Findings kept for the status output.
 const RECENT: usize = 20;
 
-/// One finding as the status output shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FindingRecord {
-    /// The reading's time (device clock when known).
-    pub at: UnixMillis,
-    pub device: String,
-    /// `predicted_low`, `sensor_fault:compression_low`, ...
-    pub kind: String,
-    /// `info`, `warning` or `urgent`.
-    pub severity: String,
-    pub confidence: f32,
-    pub explanation: String,
-    /// The reading was measured more than [`LATE_AFTER_MS`] before it was
-    /// analysed (records a meter kept while out of range), or when is not
-    /// known (the device reported a clock fault): worth knowing, not worth
-    /// an alarm.
-    #[serde(default)]
-    pub late: bool,
-}
+pub use glyco_seal::body::FindingRecord;
 
 /// Findings on readings older than this when analysed are late.
 pub const LATE_AFTER_MS: i64 = 3600 * 1000;

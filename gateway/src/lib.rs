@@ -17,7 +17,8 @@ pub mod follower;
 pub mod journal;
 pub mod mqtt;
 pub mod pipeline;
-pub mod reading;
+/// The typed reading lives in the crate shared with the clinic.
+pub use glyco_seal::reading;
 pub mod registry;
 pub mod seal;
 #[cfg(feature = "sim")]

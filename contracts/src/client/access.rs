@@ -69,6 +69,16 @@ pub struct SignedAccessRequest {
     pub signature: Bytes,
 }
 
+impl SignedAccessRequest {
+    /// Who signed the request for the deployment's AccessLog on `chain_id`
+    /// (a proxy checks this before it spends a transaction on it; the
+    /// contract checks it again).
+    pub fn signer(&self, chain_id: u64, access_log: Address) -> Option<Address> {
+        let domain = consent::access_log_domain(chain_id, access_log);
+        consent::recover_typed(&domain, &self.request.typed(), &self.signature)
+    }
+}
+
 /// A recorded access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccessOutcome {

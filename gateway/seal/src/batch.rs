@@ -163,8 +163,12 @@ impl SealedBatch {
     }
 }
 
+/// One byte string as a CBOR byte string (for lists of them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByteString(#[serde(with = "bytes")] pub Vec<u8>);
+
 /// Byte strings as CBOR byte strings (serde's default is an array of numbers).
-mod bytes {
+pub(crate) mod bytes {
     use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {

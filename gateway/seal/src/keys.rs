@@ -12,6 +12,15 @@ use umbral_pre::{PublicKey, SecretKey, SecretKeyFactory};
 
 /// Label of the patient's key in the factory (a versioned derivation).
 const PATIENT_KEY_LABEL: &[u8] = b"glyco/patient/v1";
+/// Label of the key that signs the patient's kfrags (umbral's `Signer`): a
+/// key of its own, so the delegating key never signs.
+const KFRAG_SIGNER_LABEL: &[u8] = b"glyco/patient/kfrag-signer/v1";
+/// Label of the secret that seeds kfrag generation: the same grant always
+/// gets the same kfrags, so a hub that restarts mid-delivery sends every
+/// proxy a share of one set, never shares of two sets that cannot combine.
+const KFRAG_RNG_LABEL: &[u8] = b"glyco/patient/kfrag-rng/v1";
+/// Label of a physician's key.
+const PHYSICIAN_KEY_LABEL: &[u8] = b"glyco/physician/v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -23,10 +32,12 @@ pub enum KeyError {
     PublicKey(String),
 }
 
-/// The patient's umbral key pair.
+/// The patient's umbral key pair, and the kfrag signer derived beside it.
 pub struct PatientKey {
     secret: SecretKey,
     public: PublicKey,
+    signer: SecretKey,
+    kfrag_rng_key: [u8; 32],
 }
 
 impl std::fmt::Debug for PatientKey {
@@ -37,16 +48,37 @@ impl std::fmt::Debug for PatientKey {
     }
 }
 
+fn factory(seed: &B256, path: &Path) -> Result<SecretKeyFactory, KeyError> {
+    SecretKeyFactory::from_secure_randomness(seed.as_slice()).map_err(|_| KeyError::Seed {
+        path: path.to_owned(),
+    })
+}
+
 impl PatientKey {
     fn from_seed(seed: &B256, path: &Path) -> Result<Self, KeyError> {
-        let factory = SecretKeyFactory::from_secure_randomness(seed.as_slice()).map_err(|_| {
-            KeyError::Seed {
-                path: path.to_owned(),
-            }
-        })?;
+        let factory = factory(seed, path)?;
         let secret = factory.make_key(PATIENT_KEY_LABEL);
         let public = secret.public_key();
-        Ok(Self { secret, public })
+        let signer = factory.make_key(KFRAG_SIGNER_LABEL);
+        let rng_secret = factory.make_secret(KFRAG_RNG_LABEL);
+        let kfrag_rng_key = blake3::derive_key("glyco kfrag rng v1", rng_secret.as_secret());
+        Ok(Self {
+            secret,
+            public,
+            signer,
+            kfrag_rng_key,
+        })
+    }
+
+    /// The key that signs this patient's kfrags (proxies and physicians
+    /// check kfrags and cfrags against its public half).
+    pub fn kfrag_signer(&self) -> umbral_pre::Signer {
+        umbral_pre::Signer::new(self.signer.clone())
+    }
+
+    /// The secret that seeds the kfrags of one grant (see [`KFRAG_RNG_LABEL`]).
+    pub(crate) fn kfrag_rng_key(&self) -> &[u8; 32] {
+        &self.kfrag_rng_key
     }
 
     /// Loads the key whose seed is at `path` (mode 0600 or stricter).
@@ -70,6 +102,53 @@ impl PatientKey {
     }
 
     /// The public key as published on chain (compressed point, 33 bytes).
+    pub fn public_bytes(&self) -> Vec<u8> {
+        self.public.to_compressed_bytes().into_vec()
+    }
+}
+
+/// A physician's umbral key pair, made on the physician's machine from a
+/// seed file of mode 0600 (the same file format as the patient's); the
+/// public half is published on chain (`Roles.setPhysicianPreKey`).
+pub struct PhysicianKey {
+    secret: SecretKey,
+    public: PublicKey,
+}
+
+impl std::fmt::Debug for PhysicianKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PhysicianKey")
+            .field("public", &crate::hexcode::hex(&self.public_bytes()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl PhysicianKey {
+    fn from_seed(seed: &B256, path: &Path) -> Result<Self, KeyError> {
+        let secret = factory(seed, path)?.make_key(PHYSICIAN_KEY_LABEL);
+        let public = secret.public_key();
+        Ok(Self { secret, public })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        Self::from_seed(&read_secret(path)?, path)
+    }
+
+    /// Loads the key, creating a fresh seed (mode 0600) if the file does not
+    /// exist. Returns whether it was created.
+    pub fn load_or_create(path: &Path) -> Result<(Self, bool), KeyError> {
+        let (seed, created) = load_or_create_secret(path)?;
+        Self::from_seed(&seed, path).map(|k| (k, created))
+    }
+
+    pub fn public(&self) -> &PublicKey {
+        &self.public
+    }
+
+    pub fn secret(&self) -> &SecretKey {
+        &self.secret
+    }
+
     pub fn public_bytes(&self) -> Vec<u8> {
         self.public.to_compressed_bytes().into_vec()
     }

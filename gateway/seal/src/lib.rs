@@ -7,16 +7,20 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod body;
 pub mod cid;
+pub mod emergency;
 pub mod hexcode;
 pub mod keys;
 pub mod merkle;
+pub mod reading;
 pub mod replication;
+pub mod sharing;
 pub mod verify;
 
 pub use batch::{BatchError, BatchHeader, SealedBatch};
 pub use cid::{BlobCid, CidError};
-pub use keys::{KeyError, PatientKey};
+pub use keys::{KeyError, PatientKey, PhysicianKey};
 pub use merkle::{InclusionProof, MerkleError, merkle_root};
 
 /// A blob's BLAKE3-256 hash: what iroh-blobs names it by.

@@ -10,7 +10,8 @@
 
 pub mod anchorer;
 pub mod blobs;
-pub mod body;
+/// The batch body lives in the crate shared with the clinic.
+pub use glyco_seal::body;
 pub mod export;
 pub mod pruner;
 pub mod records;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::reading::UnixMillis;
+use glyco_seal::reading::UnixMillis;
 
 /// What the seal and anchor stages report (status).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -8,8 +8,27 @@
 use glyco_contracts::DataKinds;
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::FindingRecord;
-use crate::reading::{Measurement, Reading};
+use crate::reading::{Measurement, Reading, UnixMillis};
+
+/// One on-hub finding (analysis of a reading), as status shows it and as
+/// batches carry it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindingRecord {
+    /// The reading's time (device clock when known).
+    pub at: UnixMillis,
+    pub device: String,
+    /// `predicted_low`, `sensor_fault:compression_low`, ...
+    pub kind: String,
+    /// `info`, `warning` or `urgent`.
+    pub severity: String,
+    pub confidence: f32,
+    pub explanation: String,
+    /// The reading was measured long before it was analysed (records a meter
+    /// kept while out of range), or when is not known (the device reported a
+    /// clock fault): worth knowing, not worth an alarm.
+    #[serde(default)]
+    pub late: bool,
+}
 
 /// The batch body's version (inside the encryption).
 pub const BODY_VERSION: u16 = 1;
