@@ -1,8 +1,13 @@
-//! The clinic side of Glyco. Today: the replica that follows hubs over iroh
-//! and keeps every sealed batch (with its anchoring proof), so batches
-//! survive the hub and can be verified, and later re-encrypted by the
-//! proxies, without the hub.
+//! The clinic side of Glyco: the replica that follows hubs over iroh and
+//! keeps every sealed batch (with its anchoring proof); the re-encryption
+//! proxy that hospitals run, which re-encrypts for a physician only what the
+//! chain allows and logs; and the physician's reader, its summary and its
+//! FHIR export.
 #![forbid(unsafe_code)]
 
+pub mod fhir;
+pub mod physician;
+pub mod proxy;
 pub mod replica;
 pub mod store;
+pub mod summary;

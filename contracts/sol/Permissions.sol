@@ -233,7 +233,9 @@ contract Permissions {
 
     // ---- listing -------------------------------------------------------------
 
-    function grantOf(uint256 grantId) external view returns (Grant memory) {
+    /// The grant (all zero for an id that does not exist).
+    function grantOf(uint256 grantId) external view returns (Grant memory none) {
+        if (grantId == 0 || grantId > grants.length) return none;
         return grants[grantId - 1];
     }
 

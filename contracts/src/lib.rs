@@ -22,7 +22,7 @@ pub mod model;
 #[cfg(feature = "devnet")]
 pub mod testkit;
 
-pub use alloy::primitives::{Address, B256};
+pub use alloy::primitives::{Address, B256, U256};
 pub use client::{
     AccessOutcome, AccessRequest, AnchorOutcome, GlycoClient, MAX_REQUEST_LIFETIME,
     SignedAccessRequest, install_tls_provider,

@@ -291,6 +291,13 @@ pub struct SealConfig {
     pub node_key_file: PathBuf,
     pub retention_secs: u64,
     pub blob_gc_interval_secs: u64,
+    /// Re-encryption proxies that get each grant's kfrags, as
+    /// `<proxy ethereum address>@<ip:port>`; empty: nothing is shared.
+    pub proxies: Vec<String>,
+    /// How many of the proxies must re-encrypt for a physician to read (M of N).
+    pub proxy_threshold: u32,
+    /// How often the patient's grants are read from the chain.
+    pub share_poll_secs: u64,
 }
 
 impl Default for SealConfig {
@@ -307,6 +314,9 @@ impl Default for SealConfig {
             node_key_file: PathBuf::from("iroh.key"),
             retention_secs: 7 * 24 * 3600,
             blob_gc_interval_secs: 300,
+            proxies: Vec::new(),
+            proxy_threshold: 1,
+            share_poll_secs: 2,
         }
     }
 }
@@ -332,7 +342,37 @@ impl SealConfig {
         if !(1..=86_400).contains(&self.blob_gc_interval_secs) {
             return invalid("seal.blob_gc_interval_secs must be between 1 and 86400");
         }
+        self.proxy_targets()?;
+        if !(1..=3600).contains(&self.share_poll_secs) {
+            return invalid("seal.share_poll_secs must be between 1 and 3600");
+        }
         Ok(())
+    }
+
+    /// The configured proxies, parsed; M of N checked.
+    pub fn proxy_targets(&self) -> Result<Vec<crate::seal::sharer::ProxyTarget>, ConfigError> {
+        let targets = self
+            .proxies
+            .iter()
+            .map(|p| p.parse().map_err(|e| ConfigError::Invalid(format!("seal.proxies: {e}"))))
+            .collect::<Result<Vec<crate::seal::sharer::ProxyTarget>, _>>()?;
+        let n = targets.len();
+        if n > glyco_seal::sharing::MAX_PROXIES {
+            return Err(ConfigError::Invalid(format!(
+                "seal.proxies: at most {} proxies",
+                glyco_seal::sharing::MAX_PROXIES
+            )));
+        }
+        let distinct: std::collections::HashSet<_> = targets.iter().map(|t| t.address).collect();
+        if distinct.len() != n {
+            return Err(ConfigError::Invalid("seal.proxies: a proxy is listed twice".into()));
+        }
+        if n > 0 && !(1..=n as u32).contains(&self.proxy_threshold) {
+            return Err(ConfigError::Invalid(format!(
+                "seal.proxy_threshold must be between 1 and the {n} proxies"
+            )));
+        }
+        Ok(targets)
     }
 }
 

@@ -364,6 +364,22 @@ fn render_seal(s: &crate::seal::SealStatus, out: &mut String) {
             "NOT yet on chain"
         }
     );
+    if let Some(share) = &s.sharing {
+        let _ = writeln!(
+            out,
+            "  sharing: {} live grants, {} with kfrags at all {} proxies ({} of them needed), {} dropped{}",
+            share.live_grants,
+            share.delivered_grants,
+            share.proxies,
+            share.threshold,
+            share.dropped_grants,
+            share
+                .last_error
+                .as_ref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
 }
 
 fn format_time(millis: UnixMillis) -> String {

@@ -117,6 +117,18 @@ impl GlycoClient {
         .await
     }
 
+    /// Grant `grant_id` (live or not), if it exists.
+    pub async fn grant_of(&self, grant_id: u64) -> Result<Option<GrantRecord>, ChainError> {
+        let g = self
+            .view(
+                "grantOf",
+                Contract::Permissions,
+                self.permissions.grantOf(grant_id.try_into().unwrap_or_default()),
+            )
+            .await?;
+        Ok((g.patient != Address::ZERO).then(|| grant_record(grant_id, &g)))
+    }
+
     /// The patient's latest grant to `grantee` (live or not), if any.
     pub async fn current_grant(
         &self,

@@ -41,6 +41,7 @@ use crate::seal::blobs::BlobStore;
 use crate::seal::pruner::Pruner;
 use crate::seal::sealer::Sealer;
 use crate::seal::serve::{self, NodeGate, ServeParams};
+use crate::seal::sharer::Sharer;
 use crate::status::{self, ServiceStatus};
 use crate::supervisor::Supervisor;
 use glyco_seal::PatientKey;
@@ -442,7 +443,24 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             // Not serving replicas must not stop ingestion: batches wait
             // (and are not pruned) until the hub serves again.
             match served {
-                Ok(server) => blob_server = Some(server),
+                Ok(server) => {
+                    let proxies = config.seal.proxy_targets()?;
+                    if !proxies.is_empty() {
+                        let sharer = Sharer {
+                            chain: GlycoClient::read_only(anchor_url.clone(), deployment.clone()),
+                            endpoint: server.endpoint(),
+                            signer: key.clone(),
+                            patient,
+                            key: patient_key.clone(),
+                            proxies,
+                            threshold: config.seal.proxy_threshold as usize,
+                            poll: Duration::from_secs(config.seal.share_poll_secs),
+                            state: seal_state.clone(),
+                        };
+                        supervisor.spawn("share", sharer.run(tasks.clone()));
+                    }
+                    blob_server = Some(server);
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "not serving replicas");
                     seal_state.update(|s| s.serve_error = Some(e.to_string()));

@@ -17,6 +17,7 @@ pub mod pruner;
 pub mod records;
 pub mod sealer;
 pub mod serve;
+pub mod sharer;
 
 use std::sync::Arc;
 
@@ -67,6 +68,8 @@ pub struct SealStatus {
     /// still in the journal), the first few of them, and how many in all.
     pub damaged_blobs: Vec<DamagedBlob>,
     pub damaged_blob_count: u64,
+    /// Grants shared with the re-encryption proxies (none configured: `None`).
+    pub sharing: Option<sharer::ShareStatus>,
 }
 
 /// A batch whose local blob does not match its record.

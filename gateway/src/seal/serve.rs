@@ -458,6 +458,11 @@ pub async fn serve(params: ServeParams<'_>) -> Result<BlobServer, ServeError> {
 }
 
 impl BlobServer {
+    /// The hub's iroh endpoint (the sharing stage dials proxies from it).
+    pub fn endpoint(&self) -> iroh::Endpoint {
+        self.router.endpoint().clone()
+    }
+
     /// Stops accepting and closes the endpoint (the blob store stays open:
     /// the hub closes it last).
     pub async fn close(self) {

@@ -1,0 +1,291 @@
+//! The physician's side (`glyco-clinic physician …`): fetch a patient's
+//! sealed batches (from the hub or a clinic replica), check each against its
+//! anchor, ask the proxies for capsule fragments with a signed access
+//! request per anchored root, verify the fragments and open the batches.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use glyco_contracts::{Address, B256, GlycoClient};
+use glyco_seal::body::{BatchBody, FindingRecord};
+use glyco_seal::keys::public_key_from_bytes;
+use glyco_seal::reading::Reading;
+use glyco_seal::sharing::{
+    self, BatchClaim, MAX_BATCHES_PER_REQUEST, ProxyRefusal, ReencryptAnswer, ReencryptRequest,
+    Reencrypted,
+};
+use glyco_seal::{BlobHash, InclusionProof, PhysicianKey, SealedBatch};
+use iroh::{Endpoint, EndpointAddr, EndpointId};
+
+/// How long a signed access request is good for.
+const REQUEST_LIFETIME: Duration = Duration::from_secs(10 * 60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("proxy address {0:?}: expected <ethereum address>@<ip:port>")]
+    ProxyAddress(String),
+    #[error("proxy {proxy}: {detail}")]
+    ProxyUnknown { proxy: Address, detail: String },
+    #[error("chain: {0}")]
+    Chain(#[from] glyco_contracts::ChainError),
+    #[error("batch {batch_no}: {detail}")]
+    Batch { batch_no: u64, detail: String },
+    #[error("root {root}: only {got} of {need} proxies re-encrypted; {refusals}")]
+    NotEnoughProxies {
+        root: B256,
+        got: usize,
+        need: usize,
+        refusals: String,
+    },
+    #[error("the patient has no umbral key on chain")]
+    NoPatientKey,
+}
+
+/// A proxy: its Ethereum address (enrolled on chain with its iroh node id)
+/// and where it listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyPeer {
+    pub address: Address,
+    pub addr: SocketAddr,
+}
+
+impl FromStr for ProxyPeer {
+    type Err = ReadError;
+    fn from_str(text: &str) -> Result<Self, ReadError> {
+        let bad = || ReadError::ProxyAddress(text.to_owned());
+        let (address, addr) = text.split_once('@').ok_or_else(bad)?;
+        Ok(Self {
+            address: address.parse().map_err(|_| bad())?,
+            addr: addr.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// The proxy's iroh node as enrolled on chain with the proxy.
+pub async fn proxy_endpoint(chain: &GlycoClient, peer: &ProxyPeer) -> Result<EndpointAddr, ReadError> {
+    let record = chain.proxy_of(peer.address).await?;
+    if !record.active {
+        return Err(ReadError::ProxyUnknown {
+            proxy: peer.address,
+            detail: "not an active proxy on chain".into(),
+        });
+    }
+    let node = EndpointId::from_bytes(&record.node_id.0).map_err(|e| ReadError::ProxyUnknown {
+        proxy: peer.address,
+        detail: format!("its node id on chain is not an iroh key: {e}"),
+    })?;
+    Ok(EndpointAddr::new(node).with_ip_addr(peer.addr))
+}
+
+/// Sends one CBOR message on a new stream of `alpn` and reads the answer.
+pub async fn exchange<Req: serde::Serialize, Ans: serde::de::DeserializeOwned>(
+    endpoint: &Endpoint,
+    to: EndpointAddr,
+    alpn: &[u8],
+    message: &Req,
+) -> Result<Ans, String> {
+    let conn = endpoint.connect(to, alpn).await.map_err(|e| e.to_string())?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    let bytes = sharing::encode(message).map_err(|e| e.to_string())?;
+    send.write_all(&bytes).await.map_err(|e| e.to_string())?;
+    send.finish().map_err(|e| e.to_string())?;
+    let answer = recv
+        .read_to_end(sharing::MAX_MESSAGE_BYTES)
+        .await
+        .map_err(|e| e.to_string())?;
+    conn.close(0u32.into(), b"done");
+    sharing::decode(&answer).map_err(|e| e.to_string())
+}
+
+/// A sealed batch the physician holds, with its anchoring proof.
+#[derive(Debug, Clone)]
+pub struct SourceBatch {
+    pub batch_no: u64,
+    pub blob: Vec<u8>,
+    pub root: B256,
+    pub proof: InclusionProof,
+}
+
+/// What a read opened.
+#[derive(Debug, Default)]
+pub struct Opened {
+    pub readings: Vec<Reading>,
+    pub findings: Vec<FindingRecord>,
+    /// One per proxy answer: (proxy, root, access seq in the patient's log).
+    pub accesses: Vec<(Address, B256, u64)>,
+    pub batches: usize,
+}
+
+pub struct Reader<'a> {
+    pub endpoint: &'a Endpoint,
+    /// The physician's chain client (signs access requests).
+    pub chain: &'a GlycoClient,
+    pub key: &'a PhysicianKey,
+    pub proxies: &'a [ProxyPeer],
+    /// Fragments needed per batch (the grant's M).
+    pub threshold: usize,
+}
+
+impl Reader<'_> {
+    /// Opens `batches` of `patient`: per anchored root, asks proxies (the
+    /// first `threshold` in order, then the rest if some refuse or are
+    /// down) and opens each batch with their fragments.
+    pub async fn open(&self, patient: Address, batches: Vec<SourceBatch>) -> Result<Opened, ReadError> {
+        let patient_key = self
+            .chain
+            .patient_pre_key(patient)
+            .await?
+            .ok_or(ReadError::NoPatientKey)?;
+        let patient_key = public_key_from_bytes(&patient_key).map_err(|_| ReadError::NoPatientKey)?;
+        let mut by_root: BTreeMap<B256, Vec<SourceBatch>> = BTreeMap::new();
+        for b in batches {
+            check_source(&b, patient)?;
+            by_root.entry(b.root).or_default().push(b);
+        }
+        let mut opened = Opened::default();
+        for (root, group) in by_root {
+            for chunk in group.chunks(MAX_BATCHES_PER_REQUEST) {
+                let answers = self.fragments(patient, root, chunk).await?;
+                for (proxy, answer) in &answers {
+                    opened.accesses.push((*proxy, root, answer.access_seq));
+                }
+                for (i, source) in chunk.iter().enumerate() {
+                    let batch = SealedBatch::from_bytes(&source.blob).map_err(|e| ReadError::Batch {
+                        batch_no: source.batch_no,
+                        detail: e.to_string(),
+                    })?;
+                    let fragments = answers
+                        .iter()
+                        .filter_map(|(_, a)| a.cfrags.get(i).map(|c| (a.verifying_key.clone(), c.clone())))
+                        .collect();
+                    let plain = sharing::open_reencrypted(
+                        &batch,
+                        self.key,
+                        &patient_key,
+                        fragments,
+                        self.threshold,
+                    )
+                    .map_err(|e| ReadError::Batch {
+                        batch_no: source.batch_no,
+                        detail: e.to_string(),
+                    })?;
+                    let body = BatchBody::from_bytes(&plain).map_err(|e| ReadError::Batch {
+                        batch_no: source.batch_no,
+                        detail: e.to_string(),
+                    })?;
+                    opened.readings.extend(body.readings.into_iter().map(|(_, r)| r));
+                    opened.findings.extend(body.findings);
+                    opened.batches += 1;
+                }
+            }
+        }
+        opened.readings.sort_by_key(Reading::measured_at);
+        Ok(opened)
+    }
+
+    /// Fragments for `chunk` (all under `root`) from `threshold` proxies.
+    async fn fragments(
+        &self,
+        patient: Address,
+        root: B256,
+        chunk: &[SourceBatch],
+    ) -> Result<Vec<(Address, Reencrypted)>, ReadError> {
+        let claims: Vec<BatchClaim> = chunk
+            .iter()
+            .map(|b| BatchClaim {
+                blob: b.blob.clone(),
+                proof: b.proof.clone(),
+            })
+            .collect();
+        let mut got = Vec::new();
+        let mut refusals = Vec::new();
+        let mut next = 0;
+        while got.len() < self.threshold && next < self.proxies.len() {
+            let wanted = self.threshold - got.len();
+            let batch: Vec<ProxyPeer> = self.proxies[next..].iter().take(wanted).copied().collect();
+            next += batch.len();
+            let asks = batch.iter().map(|peer| self.ask(patient, root, &claims, peer));
+            for (peer, result) in batch.iter().zip(n0_future::join_all(asks).await) {
+                match result {
+                    Ok(answer) => got.push((peer.address, answer)),
+                    Err(why) => refusals.push(format!("{}: {why}", peer.address)),
+                }
+            }
+        }
+        if got.len() < self.threshold {
+            return Err(ReadError::NotEnoughProxies {
+                root,
+                got: got.len(),
+                need: self.threshold,
+                refusals: refusals.join("; "),
+            });
+        }
+        Ok(got)
+    }
+
+    async fn ask(
+        &self,
+        patient: Address,
+        root: B256,
+        claims: &[BatchClaim],
+        peer: &ProxyPeer,
+    ) -> Result<Reencrypted, String> {
+        let to = proxy_endpoint(self.chain, peer).await.map_err(|e| e.to_string())?;
+        let access = self
+            .chain
+            .sign_access_request(patient, peer.address, root, REQUEST_LIFETIME)
+            .await
+            .map_err(|e| e.to_string())?;
+        let request = ReencryptRequest {
+            access,
+            batches: claims.to_vec(),
+        };
+        match exchange::<_, ReencryptAnswer>(self.endpoint, to, sharing::REENCRYPT_ALPN, &request)
+            .await?
+        {
+            ReencryptAnswer::Reencrypted(r) if r.cfrags.len() == claims.len() => Ok(r),
+            ReencryptAnswer::Reencrypted(r) => Err(format!(
+                "{} fragments for {} batches",
+                r.cfrags.len(),
+                claims.len()
+            )),
+            ReencryptAnswer::Refused { reason } => Err(refusal_text(&reason)),
+        }
+    }
+}
+
+fn refusal_text(reason: &ProxyRefusal) -> String {
+    format!("refused: {reason}")
+}
+
+/// A batch's bytes hash to the leaf its proof starts from and it is the
+/// patient's: a tampered blob stops here, before any proxy is asked.
+fn check_source(b: &SourceBatch, patient: Address) -> Result<(), ReadError> {
+    let hash: BlobHash = *blake3::hash(&b.blob).as_bytes();
+    let root = b.proof.root_from(&hash).map_err(|e| ReadError::Batch {
+        batch_no: b.batch_no,
+        detail: e.to_string(),
+    })?;
+    if B256::from(root) != b.root {
+        return Err(ReadError::Batch {
+            batch_no: b.batch_no,
+            detail: format!(
+                "its BLAKE3 {} does not lead to the anchored root (altered?)",
+                glyco_seal::BlobCid(hash)
+            ),
+        });
+    }
+    let batch = SealedBatch::from_bytes(&b.blob).map_err(|e| ReadError::Batch {
+        batch_no: b.batch_no,
+        detail: e.to_string(),
+    })?;
+    if batch.header.patient != patient {
+        return Err(ReadError::Batch {
+            batch_no: b.batch_no,
+            detail: format!("it is patient {}'s", batch.header.patient),
+        });
+    }
+    Ok(())
+}
