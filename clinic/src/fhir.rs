@@ -53,8 +53,20 @@ fn observation(id: &str, patient: Address, r: &Reading) -> Value {
             ..
         } => {
             o["component"] = json!([
-                component("8480-6", "Systolic blood pressure", systolic_mmhg, "mm[Hg]", "mmHg"),
-                component("8462-4", "Diastolic blood pressure", diastolic_mmhg, "mm[Hg]", "mmHg"),
+                component(
+                    "8480-6",
+                    "Systolic blood pressure",
+                    systolic_mmhg,
+                    "mm[Hg]",
+                    "mmHg"
+                ),
+                component(
+                    "8462-4",
+                    "Diastolic blood pressure",
+                    diastolic_mmhg,
+                    "mm[Hg]",
+                    "mmHg"
+                ),
             ]);
         }
         m => {
@@ -67,11 +79,9 @@ fn observation(id: &str, patient: Address, r: &Reading) -> Value {
 
 fn code_of(m: &Measurement) -> (&'static str, &'static str, &'static str) {
     match m {
-        Measurement::CapillaryGlucose { .. } => (
-            "2339-0",
-            "Glucose [Mass/volume] in Blood",
-            "laboratory",
-        ),
+        Measurement::CapillaryGlucose { .. } => {
+            ("2339-0", "Glucose [Mass/volume] in Blood", "laboratory")
+        }
         Measurement::CgmGlucose { .. } => (
             "99504-3",
             "Glucose [Mass/volume] in Interstitial fluid",
@@ -124,7 +134,12 @@ fn round(v: f64) -> f64 {
 
 /// A stable UUID-shaped name for an entry (BLAKE3 of the reading's identity).
 fn pseudo_uuid(patient: Address, r: &Reading, i: usize) -> String {
-    let key = format!("{patient:#x}|{}|{}|{}|{i}", r.device, r.seq, r.measured_at());
+    let key = format!(
+        "{patient:#x}|{}|{}|{}|{i}",
+        r.device,
+        r.seq,
+        r.measured_at()
+    );
     let h = blake3::hash(key.as_bytes());
     let b = h.as_bytes();
     let hex: String = b[..16].iter().map(|x| format!("{x:02x}")).collect();

@@ -64,7 +64,10 @@ impl FromStr for ProxyPeer {
 }
 
 /// The proxy's iroh node as enrolled on chain with the proxy.
-pub async fn proxy_endpoint(chain: &GlycoClient, peer: &ProxyPeer) -> Result<EndpointAddr, ReadError> {
+pub async fn proxy_endpoint(
+    chain: &GlycoClient,
+    peer: &ProxyPeer,
+) -> Result<EndpointAddr, ReadError> {
     let record = chain.proxy_of(peer.address).await?;
     if !record.active {
         return Err(ReadError::ProxyUnknown {
@@ -86,7 +89,10 @@ pub async fn exchange<Req: serde::Serialize, Ans: serde::de::DeserializeOwned>(
     alpn: &[u8],
     message: &Req,
 ) -> Result<Ans, String> {
-    let conn = endpoint.connect(to, alpn).await.map_err(|e| e.to_string())?;
+    let conn = endpoint
+        .connect(to, alpn)
+        .await
+        .map_err(|e| e.to_string())?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
     let bytes = sharing::encode(message).map_err(|e| e.to_string())?;
     send.write_all(&bytes).await.map_err(|e| e.to_string())?;
@@ -132,13 +138,18 @@ impl Reader<'_> {
     /// Opens `batches` of `patient`: per anchored root, asks proxies (the
     /// first `threshold` in order, then the rest if some refuse or are
     /// down) and opens each batch with their fragments.
-    pub async fn open(&self, patient: Address, batches: Vec<SourceBatch>) -> Result<Opened, ReadError> {
+    pub async fn open(
+        &self,
+        patient: Address,
+        batches: Vec<SourceBatch>,
+    ) -> Result<Opened, ReadError> {
         let patient_key = self
             .chain
             .patient_pre_key(patient)
             .await?
             .ok_or(ReadError::NoPatientKey)?;
-        let patient_key = public_key_from_bytes(&patient_key).map_err(|_| ReadError::NoPatientKey)?;
+        let patient_key =
+            public_key_from_bytes(&patient_key).map_err(|_| ReadError::NoPatientKey)?;
         let mut by_root: BTreeMap<B256, Vec<SourceBatch>> = BTreeMap::new();
         for b in batches {
             check_source(&b, patient)?;
@@ -152,13 +163,18 @@ impl Reader<'_> {
                     opened.accesses.push((*proxy, root, answer.access_seq));
                 }
                 for (i, source) in chunk.iter().enumerate() {
-                    let batch = SealedBatch::from_bytes(&source.blob).map_err(|e| ReadError::Batch {
-                        batch_no: source.batch_no,
-                        detail: e.to_string(),
-                    })?;
+                    let batch =
+                        SealedBatch::from_bytes(&source.blob).map_err(|e| ReadError::Batch {
+                            batch_no: source.batch_no,
+                            detail: e.to_string(),
+                        })?;
                     let fragments = answers
                         .iter()
-                        .filter_map(|(_, a)| a.cfrags.get(i).map(|c| (a.verifying_key.clone(), c.clone())))
+                        .filter_map(|(_, a)| {
+                            a.cfrags
+                                .get(i)
+                                .map(|c| (a.verifying_key.clone(), c.clone()))
+                        })
                         .collect();
                     let plain = sharing::open_reencrypted(
                         &batch,
@@ -175,7 +191,9 @@ impl Reader<'_> {
                         batch_no: source.batch_no,
                         detail: e.to_string(),
                     })?;
-                    opened.readings.extend(body.readings.into_iter().map(|(_, r)| r));
+                    opened
+                        .readings
+                        .extend(body.readings.into_iter().map(|(_, r)| r));
                     opened.findings.extend(body.findings);
                     opened.batches += 1;
                 }
@@ -206,7 +224,9 @@ impl Reader<'_> {
             let wanted = self.threshold - got.len();
             let batch: Vec<ProxyPeer> = self.proxies[next..].iter().take(wanted).copied().collect();
             next += batch.len();
-            let asks = batch.iter().map(|peer| self.ask(patient, root, &claims, peer));
+            let asks = batch
+                .iter()
+                .map(|peer| self.ask(patient, root, &claims, peer));
             for (peer, result) in batch.iter().zip(n0_future::join_all(asks).await) {
                 match result {
                     Ok(answer) => got.push((peer.address, answer)),
@@ -232,7 +252,9 @@ impl Reader<'_> {
         claims: &[BatchClaim],
         peer: &ProxyPeer,
     ) -> Result<Reencrypted, String> {
-        let to = proxy_endpoint(self.chain, peer).await.map_err(|e| e.to_string())?;
+        let to = proxy_endpoint(self.chain, peer)
+            .await
+            .map_err(|e| e.to_string())?;
         let access = self
             .chain
             .sign_access_request(patient, peer.address, root, REQUEST_LIFETIME)
@@ -288,4 +310,110 @@ fn check_source(b: &SourceBatch, patient: Address) -> Result<(), ReadError> {
         });
     }
     Ok(())
+}
+
+/// Where the physician's copies of a patient's batches come from.
+pub mod sources {
+    use super::SourceBatch;
+    use crate::replica::{HubPeer, ReplicaError, ask, fetch_blob};
+    use crate::store::ReplicaStore;
+    use glyco_contracts::{Address, B256};
+    use glyco_seal::hexcode::unhex32;
+    use glyco_seal::replication::{self, MAX_BATCHES_PER_MESSAGE, Request, Response};
+    use iroh::Endpoint;
+
+    fn root_of(text: &str) -> Option<B256> {
+        unhex32(text.trim_start_matches("0x")).map(B256::from)
+    }
+
+    /// Every anchored batch the hub still holds (the node must be enrolled on
+    /// chain for the physician's entity: the hub serves no one else).
+    pub async fn from_hub(
+        endpoint: &Endpoint,
+        hub: &HubPeer,
+    ) -> Result<Vec<SourceBatch>, ReplicaError> {
+        let connect = |alpn: &'static [u8]| async move {
+            endpoint
+                .connect(hub.endpoint_addr(), alpn)
+                .await
+                .map_err(|e| ReplicaError::Connect(e.to_string()))
+        };
+        let control = connect(replication::ALPN).await?;
+        let blobs = connect(iroh_blobs::ALPN).await?;
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let listing = match ask(
+                &control,
+                &Request::List {
+                    after,
+                    max: MAX_BATCHES_PER_MESSAGE,
+                },
+            )
+            .await?
+            {
+                Response::Batches(listing) => listing,
+                other => {
+                    return Err(ReplicaError::Protocol(format!(
+                        "expected a listing, got {other:?}"
+                    )));
+                }
+            };
+            let Some(last) = listing.batches.last() else {
+                break;
+            };
+            after = last.batch_no;
+            for entry in &listing.batches {
+                let (Some(anchor), Some(hash)) = (&entry.anchor, unhex32(&entry.hash)) else {
+                    continue;
+                };
+                let Some(root) = root_of(&anchor.root) else {
+                    continue;
+                };
+                let blob = fetch_blob(&blobs, &hash).await?;
+                out.push(SourceBatch {
+                    batch_no: entry.batch_no,
+                    blob,
+                    root,
+                    proof: anchor.proof.clone(),
+                });
+            }
+        }
+        control.close(0u32.into(), b"done");
+        blobs.close(0u32.into(), b"done");
+        Ok(out)
+    }
+
+    /// Every anchored batch of `patient` a clinic replica keeps.
+    pub fn from_replica(
+        store: &ReplicaStore,
+        patient: Address,
+    ) -> Result<Vec<SourceBatch>, crate::store::StoreError> {
+        let mut out = Vec::new();
+        for hub in store.hubs()? {
+            let cursor = store.cursor(hub)?;
+            for batch_no in 1..=cursor.stored_through {
+                let Some(hash) = store.batch_hash(hub, batch_no)? else {
+                    continue;
+                };
+                let Some(meta) = store.meta(&hash)? else {
+                    continue;
+                };
+                let Some(anchor) = meta.anchor else { continue };
+                if meta.patient != patient {
+                    continue;
+                }
+                let Some(root) = root_of(&anchor.root) else {
+                    continue;
+                };
+                out.push(SourceBatch {
+                    batch_no,
+                    blob: store.blob(&hash)?,
+                    root,
+                    proof: anchor.proof,
+                });
+            }
+        }
+        Ok(out)
+    }
 }

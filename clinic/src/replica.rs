@@ -69,7 +69,7 @@ impl FromStr for HubPeer {
 }
 
 impl HubPeer {
-    fn endpoint_addr(&self) -> EndpointAddr {
+    pub fn endpoint_addr(&self) -> EndpointAddr {
         EndpointAddr::new(self.node).with_ip_addr(self.addr)
     }
 }
@@ -243,6 +243,17 @@ impl Replica {
             }
             self.store.put_cursor(listing.hub, &cursor)?;
             round.cursor = cursor;
+            if let Some(kit) = &listing.emergency_kit {
+                let conn = match &blobs {
+                    Some(conn) => conn.clone(),
+                    None => {
+                        let conn = self.connect(hub, iroh_blobs::ALPN).await?;
+                        blobs = Some(conn.clone());
+                        conn
+                    }
+                };
+                self.keep_kit(&conn, &listing, kit).await?;
+            }
             let full = listing.batches.len() as u32 >= MAX_BATCHES_PER_MESSAGE;
             if !full || round.fetched == 0 {
                 break;
@@ -280,33 +291,41 @@ impl Replica {
         control: &Connection,
         request: &Request,
     ) -> Result<Response, ReplicaError> {
-        let refused = || {
-            matches!(
-                control.close_reason(),
-                Some(iroh::endpoint::ConnectionError::ApplicationClosed(_))
-            )
+        ask(control, request).await
+    }
+
+    /// Keeps the hub's emergency kit if it is new: it must decode, be the
+    /// listed patient's and carry the hub's signature.
+    async fn keep_kit(
+        &self,
+        conn: &Connection,
+        listing: &Listing,
+        kit: &glyco_seal::replication::KitListing,
+    ) -> Result<(), ReplicaError> {
+        let Some(hash) = unhex32(&kit.hash) else {
+            return Err(ReplicaError::Protocol(
+                "the kit's hash is not 32 hex bytes".into(),
+            ));
         };
-        let protocol = |e: String| {
-            if refused() {
-                ReplicaError::Refused
-            } else {
-                ReplicaError::Protocol(e)
-            }
-        };
-        let (mut send, mut recv) = control
-            .open_bi()
-            .await
-            .map_err(|e| protocol(e.to_string()))?;
-        let bytes = replication::encode(request).map_err(|e| protocol(e.to_string()))?;
-        send.write_all(&bytes)
-            .await
-            .map_err(|e| protocol(e.to_string()))?;
-        send.finish().map_err(|e| protocol(e.to_string()))?;
-        let answer = recv
-            .read_to_end(replication::MAX_MESSAGE_BYTES)
-            .await
-            .map_err(|e| protocol(e.to_string()))?;
-        replication::decode(&answer).map_err(|e| protocol(e.to_string()))
+        if let Some(kept) = self.store.kit(listing.hub)?
+            && *blake3::hash(&kept).as_bytes() == hash
+        {
+            return Ok(());
+        }
+        let bytes = fetch_blob(conn, &hash).await?;
+        let bad = |reason: String| ReplicaError::Protocol(format!("emergency kit: {reason}"));
+        let decoded = glyco_seal::emergency::EmergencyKit::from_bytes(&bytes)
+            .map_err(|e| bad(e.to_string()))?;
+        if decoded.header.patient != listing.patient
+            || decoded.signer().map_err(|e| bad(e.to_string()))? != listing.hub
+        {
+            return Err(bad(
+                "not the listed patient's, or not signed by the hub".into()
+            ));
+        }
+        self.store.put_kit(listing.hub, &bytes)?;
+        tracing::info!(hub = %listing.hub, generation = decoded.header.generation, "emergency kit kept");
+        Ok(())
     }
 
     fn check_and_keep(
@@ -360,6 +379,37 @@ impl Replica {
         self.store.put_meta(&meta, hash)?;
         Ok(meta)
     }
+}
+
+/// Sends one request to a hub on its replication connection.
+pub async fn ask(control: &Connection, request: &Request) -> Result<Response, ReplicaError> {
+    let refused = || {
+        matches!(
+            control.close_reason(),
+            Some(iroh::endpoint::ConnectionError::ApplicationClosed(_))
+        )
+    };
+    let protocol = |e: String| {
+        if refused() {
+            ReplicaError::Refused
+        } else {
+            ReplicaError::Protocol(e)
+        }
+    };
+    let (mut send, mut recv) = control
+        .open_bi()
+        .await
+        .map_err(|e| protocol(e.to_string()))?;
+    let bytes = replication::encode(request).map_err(|e| protocol(e.to_string()))?;
+    send.write_all(&bytes)
+        .await
+        .map_err(|e| protocol(e.to_string()))?;
+    send.finish().map_err(|e| protocol(e.to_string()))?;
+    let answer = recv
+        .read_to_end(replication::MAX_MESSAGE_BYTES)
+        .await
+        .map_err(|e| protocol(e.to_string()))?;
+    replication::decode(&answer).map_err(|e| protocol(e.to_string()))
 }
 
 /// Fetches one blob, BLAKE3-verified as it streams, never more than a batch

@@ -94,6 +94,30 @@ impl ReplicaStore {
         self.dir.join("hubs").join(format!("{hub:#x}"))
     }
 
+    /// Where the hub's patient's current emergency kit is kept.
+    pub fn kit_path(&self, hub: Address) -> PathBuf {
+        self.hub_dir(hub).join("emergency.kit")
+    }
+
+    /// The kept emergency kit's bytes, if any.
+    pub fn kit(&self, hub: Address) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.kit_path(hub);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
+    pub fn put_kit(&self, hub: Address, bytes: &[u8]) -> Result<(), StoreError> {
+        let dir = self.hub_dir(hub);
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        write_atomically(&self.kit_path(hub), bytes)
+    }
+
     pub fn has_blob(&self, hash: &BlobHash) -> bool {
         self.blob_path(hash).is_file()
     }

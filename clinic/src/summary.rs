@@ -45,7 +45,8 @@ pub fn glucose_summary(readings: &[Reading]) -> Option<GlucoseSummary> {
     let n = points.len() as f64;
     let mean = points.iter().map(|p| p.1).sum::<f64>() / n;
     let variance = points.iter().map(|p| (p.1 - mean).powi(2)).sum::<f64>() / n;
-    let share = |f: &dyn Fn(f64) -> bool| 100.0 * points.iter().filter(|p| f(p.1)).count() as f64 / n;
+    let share =
+        |f: &dyn Fn(f64) -> bool| 100.0 * points.iter().filter(|p| f(p.1)).count() as f64 / n;
     let mut low_episodes = 0;
     let mut run_start: Option<i64> = None;
     let mut counted = false;
@@ -89,7 +90,11 @@ impl std::fmt::Display for GlucoseSummary {
             "time in ranges: <54 {:.1} % | 54-69 {:.1} % | 70-180 {:.1} % | 181-250 {:.1} % | >250 {:.1} %",
             self.very_low, self.low, self.in_range, self.high, self.very_high
         )?;
-        write!(f, "low episodes (<70 mg/dL for 15 min or more): {}", self.low_episodes)
+        write!(
+            f,
+            "low episodes (<70 mg/dL for 15 min or more): {}",
+            self.low_episodes
+        )
     }
 }
 
@@ -116,7 +121,9 @@ mod tests {
     fn ranges_gmi_and_low_episodes_by_the_consensus_definitions() {
         // 10 readings 5 min apart: 2 very low, 2 low (a 15-minute run below
         // 70 from minute 0 to 15), 4 in range, 1 high, 1 very high.
-        let values = [50.0, 52.0, 60.0, 65.0, 100.0, 120.0, 140.0, 180.0, 200.0, 300.0];
+        let values = [
+            50.0, 52.0, 60.0, 65.0, 100.0, 120.0, 140.0, 180.0, 200.0, 300.0,
+        ];
         let readings: Vec<Reading> = values
             .iter()
             .enumerate()
@@ -126,7 +133,10 @@ mod tests {
         assert_eq!(s.readings, 10);
         assert!((s.mean_mg_dl - 132.7).abs() < 1e-9);
         assert!((s.gmi_percent - (3.31 + 0.02392 * 132.7)).abs() < 1e-9);
-        assert_eq!((s.very_low, s.low, s.in_range, s.high, s.very_high), (20.0, 20.0, 40.0, 10.0, 10.0));
+        assert_eq!(
+            (s.very_low, s.low, s.in_range, s.high, s.very_high),
+            (20.0, 20.0, 40.0, 10.0, 10.0)
+        );
         assert_eq!(s.low_episodes, 1);
         assert!(glucose_summary(&[]).is_none());
     }

@@ -24,7 +24,7 @@ pub mod testkit;
 
 pub use alloy::primitives::{Address, B256, U256};
 pub use client::{
-    AccessOutcome, AccessRequest, AnchorOutcome, GlycoClient, MAX_REQUEST_LIFETIME,
+    AccessOutcome, AccessRequest, AnchorOutcome, GlycoClient, MAX_REQUEST_LIFETIME, RpcUrl,
     SignedAccessRequest, install_tls_provider,
 };
 pub use consent::{KeyRotation, SignedHubConsent, SignedKeyRotation};

@@ -354,7 +354,10 @@ impl SealConfig {
         let targets = self
             .proxies
             .iter()
-            .map(|p| p.parse().map_err(|e| ConfigError::Invalid(format!("seal.proxies: {e}"))))
+            .map(|p| {
+                p.parse()
+                    .map_err(|e| ConfigError::Invalid(format!("seal.proxies: {e}")))
+            })
             .collect::<Result<Vec<crate::seal::sharer::ProxyTarget>, _>>()?;
         let n = targets.len();
         if n > glyco_seal::sharing::MAX_PROXIES {
@@ -365,7 +368,9 @@ impl SealConfig {
         }
         let distinct: std::collections::HashSet<_> = targets.iter().map(|t| t.address).collect();
         if distinct.len() != n {
-            return Err(ConfigError::Invalid("seal.proxies: a proxy is listed twice".into()));
+            return Err(ConfigError::Invalid(
+                "seal.proxies: a proxy is listed twice".into(),
+            ));
         }
         if n > 0 && !(1..=n as u32).contains(&self.proxy_threshold) {
             return Err(ConfigError::Invalid(format!(

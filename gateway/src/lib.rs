@@ -17,6 +17,7 @@ pub mod follower;
 pub mod journal;
 pub mod mqtt;
 pub mod pipeline;
+pub mod qr;
 /// The typed reading lives in the crate shared with the clinic.
 pub use glyco_seal::reading;
 pub mod registry;

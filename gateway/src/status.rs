@@ -413,6 +413,9 @@ pub enum Ask {
     Batch {
         selector: BatchSelector,
     },
+    /// Make (or remake, with new shares) the offline emergency kit, for
+    /// `glyco-hub emergency-kit`.
+    EmergencyKit(crate::seal::emergency_kit::KitRequest),
 }
 
 /// The largest request read from the socket.
@@ -422,18 +425,18 @@ const ASK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long an answer may take to write (a batch can be megabytes).
 const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Serves `report()` and `export(selector)` to each client that connects,
-/// one at a time, until shutdown.
-pub async fn serve<F, E, Fut>(
+/// Serves `report()` for a status request and `answer(ask)` (JSON) for any
+/// other, to each client that connects, one at a time, until shutdown.
+pub async fn serve<F, A, Fut>(
     path: &Path,
     report: F,
-    export: E,
+    answer: A,
     shutdown: CancellationToken,
 ) -> Result<(), StatusError>
 where
     F: Fn() -> StatusReport + Send + Sync + 'static,
-    E: Fn(BatchSelector) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<BatchExport, String>> + Send,
+    A: Fn(Ask) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Vec<u8>> + Send,
 {
     // A socket left by a crashed daemon would make bind fail.
     let _ = std::fs::remove_file(path);
@@ -473,11 +476,11 @@ where
             serde_json::from_slice::<Ask>(&request).map_err(|e| e.to_string())
         };
         let body = match ask {
-            Ok(Ask::Status) => serde_json::to_vec(&report()),
-            Ok(Ask::Batch { selector }) => serde_json::to_vec(&export(selector).await),
-            Err(e) => serde_json::to_vec(&Err::<BatchExport, _>(format!("bad request: {e}"))),
-        }
-        .unwrap_or_default();
+            Ok(Ask::Status) => serde_json::to_vec(&report()).unwrap_or_default(),
+            Ok(other) => answer(other).await,
+            Err(e) => serde_json::to_vec(&Err::<BatchExport, _>(format!("bad request: {e}")))
+                .unwrap_or_default(),
+        };
         let write = async {
             let _ = stream.write_all(&body).await;
             let _ = stream.shutdown().await;
@@ -519,6 +522,15 @@ pub async fn query_batch(
     selector: BatchSelector,
 ) -> Result<Result<BatchExport, String>, StatusError> {
     let body = ask(path, &Ask::Batch { selector }).await?;
+    serde_json::from_slice(&body).map_err(|e| StatusError::BadAnswer(e.to_string()))
+}
+
+/// Asks the running daemon to make the emergency kit.
+pub async fn query_kit(
+    path: &Path,
+    request: crate::seal::emergency_kit::KitRequest,
+) -> Result<Result<crate::seal::emergency_kit::KitMade, String>, StatusError> {
+    let body = ask(path, &Ask::EmergencyKit(request)).await?;
     serde_json::from_slice(&body).map_err(|e| StatusError::BadAnswer(e.to_string()))
 }
 

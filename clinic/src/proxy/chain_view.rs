@@ -131,7 +131,9 @@ impl ChainView {
     ) -> Result<Option<Vec<u8>>, ChainError> {
         let block = self.head().await?;
         self.physician_keys
-            .get(block, physician, || self.client.physician_pre_key(physician))
+            .get(block, physician, || {
+                self.client.physician_pre_key(physician)
+            })
             .await
     }
 

@@ -90,7 +90,11 @@ impl KfragStore {
     }
 
     /// Keeps a verified share (replacing the same grant's).
-    pub fn keep(&self, delivery: KfragDelivery, kfrag: VerifiedKeyFrag) -> Result<(), KfragStoreError> {
+    pub fn keep(
+        &self,
+        delivery: KfragDelivery,
+        kfrag: VerifiedKeyFrag,
+    ) -> Result<(), KfragStoreError> {
         let known = self.by_grant.read().contains_key(&delivery.grant_id);
         if !known && self.len() >= self.limit {
             return Err(KfragStoreError::Full(self.limit));

@@ -70,7 +70,12 @@ pub struct Authorised {
 }
 
 impl Proxy {
-    pub fn new(address: Address, sender: GlycoClient, reader: GlycoClient, kfrags: KfragStore) -> Self {
+    pub fn new(
+        address: Address,
+        sender: GlycoClient,
+        reader: GlycoClient,
+        kfrags: KfragStore,
+    ) -> Self {
         let deployment = sender.deployment();
         Self {
             address,
@@ -163,7 +168,10 @@ impl Proxy {
             grantee: d.grantee,
         };
         let grant = grant.ok_or(mismatch.clone())?;
-        if grant.patient != d.patient || grant.grantee != d.grantee || grant.policy_id != d.policy_id {
+        if grant.patient != d.patient
+            || grant.grantee != d.grantee
+            || grant.policy_id != d.policy_id
+        {
             return Err(mismatch);
         }
         if !self
@@ -177,10 +185,19 @@ impl Proxy {
         }
         let patient_key = self.pre_key(d.patient, true).await?;
         let grantee_key = self.pre_key(d.grantee, false).await?;
-        sharing::verify_kfrag(d.kfrag.clone(), &d.verifying_key, &patient_key, &grantee_key)
+        sharing::verify_kfrag(
+            d.kfrag.clone(),
+            &d.verifying_key,
+            &patient_key,
+            &grantee_key,
+        )
     }
 
-    async fn pre_key(&self, account: Address, patient: bool) -> Result<umbral_pre::PublicKey, ProxyRefusal> {
+    async fn pre_key(
+        &self,
+        account: Address,
+        patient: bool,
+    ) -> Result<umbral_pre::PublicKey, ProxyRefusal> {
         let bytes = if patient {
             self.chain.patient_pre_key(account).await
         } else {
@@ -203,7 +220,10 @@ impl Proxy {
         }
         // Only the patient's own grants: a hub cannot drop another's.
         let held = self.kfrags.get(d.grant_id);
-        if held.as_ref().is_some_and(|h| h.delivery.patient != d.patient) {
+        if held
+            .as_ref()
+            .is_some_and(|h| h.delivery.patient != d.patient)
+        {
             return KfragAnswer::Refused {
                 reason: ProxyRefusal::GrantMismatch {
                     grant_id: d.grant_id,
@@ -238,7 +258,10 @@ impl Proxy {
                     tracing::error!(error = %e, "cannot drop a kfrag");
                     continue;
                 }
-                tracing::info!(grant = grant_id, "kfrag dropped: the grant is no longer live");
+                tracing::info!(
+                    grant = grant_id,
+                    "kfrag dropped: the grant is no longer live"
+                );
                 dropped += 1;
             }
         }
@@ -341,7 +364,12 @@ impl Proxy {
         if deadline < now || deadline > now + 3600 {
             return Err(ProxyRefusal::RequestExpired { deadline });
         }
-        if self.nonces.lock().0.contains(&(access.physician, access.nonce)) {
+        if self
+            .nonces
+            .lock()
+            .0
+            .contains(&(access.physician, access.nonce))
+        {
             return Err(ProxyRefusal::NonceUsed);
         }
         let held = self

@@ -48,10 +48,15 @@ pub struct Reencryption(pub ProxyService);
 impl ProtocolHandler for Kfrags {
     async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
         let proxy = self.0.proxy.clone();
-        serve_streams(&self.0, connection, move |m: HubMessage| {
-            let proxy = proxy.clone();
-            async move { proxy.on_hub_message(m).await }
-        }, |reason| KfragAnswer::Refused { reason })
+        serve_streams(
+            &self.0,
+            connection,
+            move |m: HubMessage| {
+                let proxy = proxy.clone();
+                async move { proxy.on_hub_message(m).await }
+            },
+            |reason| KfragAnswer::Refused { reason },
+        )
         .await;
         Ok(())
     }
@@ -60,10 +65,15 @@ impl ProtocolHandler for Kfrags {
 impl ProtocolHandler for Reencryption {
     async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
         let proxy = self.0.proxy.clone();
-        serve_streams(&self.0, connection, move |r: ReencryptRequest| {
-            let proxy = proxy.clone();
-            async move { proxy.on_request(r).await }
-        }, |reason| ReencryptAnswer::Refused { reason })
+        serve_streams(
+            &self.0,
+            connection,
+            move |r: ReencryptRequest| {
+                let proxy = proxy.clone();
+                async move { proxy.on_request(r).await }
+            },
+            |reason| ReencryptAnswer::Refused { reason },
+        )
         .await;
         Ok(())
     }

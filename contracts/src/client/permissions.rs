@@ -123,7 +123,8 @@ impl GlycoClient {
             .view(
                 "grantOf",
                 Contract::Permissions,
-                self.permissions.grantOf(grant_id.try_into().unwrap_or_default()),
+                self.permissions
+                    .grantOf(grant_id.try_into().unwrap_or_default()),
             )
             .await?;
         Ok((g.patient != Address::ZERO).then(|| grant_record(grant_id, &g)))

@@ -89,9 +89,9 @@ pub struct EmergencyData {
     /// Free text the patient wrote: diagnosis, insulin regimen, allergies,
     /// whom to call.
     pub profile: String,
-    /// The readings of the lookback window, oldest first, with their
-    /// journal sequence numbers, and the on-hub findings of that window.
-    pub readings: Vec<(u64, Reading)>,
+    /// The readings of the lookback window, oldest first, and the on-hub
+    /// findings of that window.
+    pub readings: Vec<Reading>,
     pub findings: Vec<FindingRecord>,
     pub from_ms: i64,
     pub to_ms: i64,
@@ -310,11 +310,10 @@ impl EmergencyKit {
             .commitments
             .iter()
             .map(|c| {
-                let bytes: [u8; 33] = c
-                    .0
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| KitError::Decode("commitment is not 33 bytes".into()))?;
+                let bytes: [u8; 33] =
+                    c.0.as_slice()
+                        .try_into()
+                        .map_err(|_| KitError::Decode("commitment is not 33 bytes".into()))?;
                 Option::<ProjectivePoint>::from(ProjectivePoint::from_bytes(&bytes.into()))
                     .map(vsss_rs::ValueGroup)
                     .ok_or_else(|| KitError::Decode("commitment is not a curve point".into()))
@@ -403,7 +402,8 @@ impl FamilyShare {
         if prefix != SHARE_PREFIX {
             return Err(bad("not a Glyco share"));
         }
-        let value = crate::hexcode::unhex32(value).ok_or_else(|| bad("value is not 32 hex bytes"))?;
+        let value =
+            crate::hexcode::unhex32(value).ok_or_else(|| bad("value is not 32 hex bytes"))?;
         let index: u8 = index.parse().map_err(|_| bad("index"))?;
         if index == 0 {
             return Err(bad("index 0"));
@@ -528,7 +528,15 @@ mod tests {
             Err(KitError::ShareText(_))
         ));
         assert!(matches!(
-            EmergencyKit::create(&data(), Address::ZERO, 1, 0, 1, 3, &PrivateKeySigner::random()),
+            EmergencyKit::create(
+                &data(),
+                Address::ZERO,
+                1,
+                0,
+                1,
+                3,
+                &PrivateKeySigner::random()
+            ),
             Err(KitError::Threshold { .. })
         ));
     }

@@ -58,6 +58,18 @@ pub struct Listing {
     /// The hub's newest sealed batch number.
     pub newest: u64,
     pub batches: Vec<BatchListing>,
+    /// The patient's current offline emergency kit, if one was made.
+    #[serde(default)]
+    pub emergency_kit: Option<KitListing>,
+}
+
+/// Where the emergency kit is: a blob like the batches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KitListing {
+    /// BLAKE3 of the kit, hex.
+    pub hash: String,
+    pub bytes: u64,
+    pub generation: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -119,8 +119,12 @@ pub enum KfragAnswer {
     /// The proxy verified and keeps the share.
     Kept,
     /// The proxy dropped the share (or never had it).
-    Dropped { had_it: bool },
-    Refused { reason: ProxyRefusal },
+    Dropped {
+        had_it: bool,
+    },
+    Refused {
+        reason: ProxyRefusal,
+    },
 }
 
 /// A physician's request: one access (one anchored root) and the batches
@@ -220,7 +224,9 @@ pub enum SharingError {
     TooLarge(usize),
     #[error("malformed message: {0}")]
     Malformed(String),
-    #[error("threshold {threshold} of {shares} proxies is not possible (1 ≤ M ≤ N ≤ {MAX_PROXIES})")]
+    #[error(
+        "threshold {threshold} of {shares} proxies is not possible (1 ≤ M ≤ N ≤ {MAX_PROXIES})"
+    )]
     Threshold { threshold: usize, shares: usize },
     #[error("fragment {index} from the proxies does not verify: {detail}")]
     CfragInvalid { index: usize, detail: String },
@@ -297,9 +303,10 @@ pub fn verify_kfrag(
     patient_key: &PublicKey,
     grantee_key: &PublicKey,
 ) -> Result<VerifiedKeyFrag, ProxyRefusal> {
-    let verifying = public_key_from_bytes(verifying_key).map_err(|e| ProxyRefusal::KfragInvalid {
-        detail: e.to_string(),
-    })?;
+    let verifying =
+        public_key_from_bytes(verifying_key).map_err(|e| ProxyRefusal::KfragInvalid {
+            detail: e.to_string(),
+        })?;
     kfrag
         .verify(&verifying, Some(patient_key), Some(grantee_key))
         .map_err(|(e, _)| ProxyRefusal::KfragInvalid {
@@ -444,7 +451,12 @@ mod tests {
             .unverify();
         let verifying = patient.kfrag_signer().verifying_key().to_compressed_bytes();
         assert!(matches!(
-            verify_kfrag(kfrag.clone(), &verifying, patient.public(), stranger.public()),
+            verify_kfrag(
+                kfrag.clone(),
+                &verifying,
+                patient.public(),
+                stranger.public()
+            ),
             Err(ProxyRefusal::KfragInvalid { .. })
         ));
         let wrong_signer = patient.public().to_compressed_bytes();
@@ -490,7 +502,10 @@ mod tests {
         signed.body.grant_id = 4;
         assert_ne!(signed.signer().unwrap(), hub.address());
         let bytes = encode(&HubMessage::Drop(signed.clone())).unwrap();
-        assert_eq!(decode::<HubMessage>(&bytes).unwrap(), HubMessage::Drop(signed));
+        assert_eq!(
+            decode::<HubMessage>(&bytes).unwrap(),
+            HubMessage::Drop(signed)
+        );
         assert!(matches!(
             decode::<HubMessage>(b"\xa1junk"),
             Err(SharingError::Malformed(_))

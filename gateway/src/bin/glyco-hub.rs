@@ -69,6 +69,29 @@ enum Command {
     /// it): the longest sound prefix is kept, the damaged file saved beside
     /// it. Run with the hub stopped.
     RepairJournal,
+    /// Make the patient's offline emergency kit: the profile and the last
+    /// hours' readings, encrypted, kept at the clinic replica; its key split
+    /// among family members (t of n). Writes each share as text and as a QR
+    /// code (PNG), mode 0600, into --out; making it again invalidates the
+    /// old shares.
+    EmergencyKit {
+        /// Shares needed to open the kit.
+        #[arg(long, default_value_t = 2)]
+        threshold: u8,
+        /// Family members who get a share.
+        #[arg(long, default_value_t = 3)]
+        shares: u8,
+        /// Readings of the last this many hours go in.
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+        /// The patient's emergency profile (a text file: diagnosis, insulin,
+        /// allergies, whom to call).
+        #[arg(long)]
+        profile: PathBuf,
+        /// Where the share files go (created 0700).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Check one of the running hub's sealed batches from its bytes to the
     /// chain: blob hash, format, hub signature, inclusion proof, root on
     /// chain, hub authorised for the patient. Says which link broke.
@@ -224,6 +247,37 @@ async fn main() -> Result<()> {
             );
             Ok(())
         }
+        Command::EmergencyKit {
+            threshold,
+            shares,
+            hours,
+            profile,
+            out,
+        } => {
+            let config = load_config(cli.config.as_deref())?;
+            let profile = std::fs::read_to_string(&profile)
+                .with_context(|| format!("reading {}", profile.display()))?;
+            let request = glyco_gateway::seal::emergency_kit::KitRequest {
+                threshold,
+                shares,
+                hours,
+                profile,
+            };
+            let made = status::query_kit(&config.status_socket(), request)
+                .await?
+                .map_err(|e| anyhow::anyhow!("the hub cannot make the kit: {e}"))?;
+            write_shares(&out, &made)?;
+            println!(
+                "emergency kit {} (generation {}, {} readings) kept for the clinic replica; {} shares in {} ({} needed)",
+                made.hash,
+                made.generation,
+                made.readings,
+                made.shares.len(),
+                out.display(),
+                threshold
+            );
+            Ok(())
+        }
         Command::Verify {
             batch,
             reading,
@@ -238,6 +292,22 @@ async fn main() -> Result<()> {
             verify(load_config(cli.config.as_deref())?, selector).await
         }
     }
+}
+
+/// Each share as `share-<i>.txt` and `share-<i>.png` (a QR code of the same
+/// text), mode 0600 in a 0700 directory: they are the family's secrets.
+fn write_shares(out: &Path, made: &glyco_gateway::seal::emergency_kit::KitMade) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o700))?;
+    for (i, text) in made.shares.iter().enumerate() {
+        let n = i + 1;
+        let txt = out.join(format!("share-{n}.txt"));
+        glyco_contracts::files::write_atomically(&txt, format!("{text}\n").as_bytes())?;
+        let png = glyco_gateway::qr::png(text).context("drawing the QR code")?;
+        glyco_contracts::files::write_atomically(&out.join(format!("share-{n}.png")), &png)?;
+    }
+    Ok(())
 }
 
 /// The hub's key and a client signing with it, for the patient the config names.

@@ -415,6 +415,9 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         };
         supervisor.spawn("anchor", anchorer.run(tasks.clone()));
         crate::seal::serve::refresh_replicated(&journal, &seal_state)?;
+        if let Err(e) = crate::seal::emergency_kit::restore(blobs, &seal_state).await {
+            tracing::error!(error = %e, "the kept emergency kit cannot be read; make a new one");
+        }
         let pruner = Pruner {
             journal: journal.clone(),
             writer: writer.clone(),
@@ -469,6 +472,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         }
     }
 
+    let seal_state_for_kit = seal_state.clone();
     let sources = StatusSources {
         hub,
         started_at: now_millis(),
@@ -491,22 +495,43 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
     };
     let exporting = sealing
         .as_ref()
-        .map(|(_, blobs)| (journal.clone(), blobs.clone()));
-    let export = move |selector| {
+        .map(|(key, blobs)| (journal.clone(), blobs.clone(), key.clone()));
+    let kit_maker = (key.clone(), patient, seal_state_for_kit);
+    let answer = move |ask: status::Ask| {
         let exporting = exporting.clone();
+        let (signer, patient, state) = kit_maker.clone();
         async move {
-            match exporting {
-                Some((journal, blobs)) => {
-                    crate::seal::export::export(&journal, &blobs, selector).await
-                }
-                None => Err("sealing is off on this hub ([seal] enabled = false)".to_owned()),
+            let off = || "sealing is off on this hub ([seal] enabled = false)".to_owned();
+            match ask {
+                status::Ask::Batch { selector } => serde_json::to_vec(&match exporting {
+                    Some((journal, blobs, _)) => {
+                        crate::seal::export::export(&journal, &blobs, selector).await
+                    }
+                    None => Err(off()),
+                }),
+                status::Ask::EmergencyKit(request) => serde_json::to_vec(&match exporting {
+                    Some((journal, blobs, _)) => {
+                        crate::seal::emergency_kit::make(crate::seal::emergency_kit::Maker {
+                            journal: &journal,
+                            blobs: &blobs,
+                            signer: &signer,
+                            patient,
+                            state: &state,
+                            request,
+                        })
+                        .await
+                    }
+                    None => Err(off()),
+                }),
+                status::Ask::Status => Ok(Vec::new()),
             }
+            .unwrap_or_default()
         }
     };
     let status_path = config.status_socket();
     let token = tasks.clone();
     supervisor.spawn("status", async move {
-        status::serve(&status_path, move || sources.report(), export, token).await
+        status::serve(&status_path, move || sources.report(), answer, token).await
     });
     tracing::info!(%hub, "hub running");
 

@@ -34,6 +34,9 @@ fn store_error(e: impl std::fmt::Display) -> BlobError {
     BlobError::Store(e.to_string())
 }
 
+/// The tag that keeps the patient's current emergency kit.
+pub const EMERGENCY_KIT_TAG: &str = "emergency/kit";
+
 /// The tag that keeps batch `batch_no`.
 pub fn batch_tag(batch_no: u64) -> String {
     format!("batch/{batch_no:020}")
@@ -96,13 +99,34 @@ impl BlobStore {
     /// Adds a batch blob under its batch number's tag and waits until the
     /// store's database has it on disk. Returns its hash.
     pub async fn put_batch(&self, batch_no: u64, blob: Vec<u8>) -> Result<BlobHash, BlobError> {
+        self.put_tagged(batch_tag(batch_no), blob).await
+    }
+
+    /// The patient's emergency kit, under [`EMERGENCY_KIT_TAG`] (a new kit
+    /// replaces the old: its blob goes at the next collection).
+    pub async fn put_emergency_kit(&self, blob: Vec<u8>) -> Result<BlobHash, BlobError> {
+        self.put_tagged(EMERGENCY_KIT_TAG.to_owned(), blob).await
+    }
+
+    /// The current emergency kit's hash, if one was made.
+    pub async fn emergency_kit(&self) -> Result<Option<BlobHash>, BlobError> {
+        let tag = self
+            .store
+            .tags()
+            .get(EMERGENCY_KIT_TAG)
+            .await
+            .map_err(store_error)?;
+        Ok(tag.map(|t| *t.hash.as_bytes()))
+    }
+
+    async fn put_tagged(&self, tag: String, blob: Vec<u8>) -> Result<BlobHash, BlobError> {
         crate::disk::check_reserve(&self.dir, self.reserve.saturating_add(blob.len() as u64))
             .map_err(|(available, reserve)| BlobError::DiskFull { available, reserve })?;
         let want = *blake3::hash(&blob).as_bytes();
         let added = self
             .store
             .add_bytes(blob)
-            .with_named_tag(batch_tag(batch_no))
+            .with_named_tag(tag)
             .await
             .map_err(store_error)?;
         let got = *added.hash.as_bytes();

@@ -10,6 +10,7 @@
 
 pub mod anchorer;
 pub mod blobs;
+pub mod emergency_kit;
 /// The batch body lives in the crate shared with the clinic.
 pub use glyco_seal::body;
 pub mod export;
@@ -68,6 +69,8 @@ pub struct SealStatus {
     /// still in the journal), the first few of them, and how many in all.
     pub damaged_blobs: Vec<DamagedBlob>,
     pub damaged_blob_count: u64,
+    /// The patient's current offline emergency kit (replicas fetch it).
+    pub emergency_kit: Option<glyco_seal::replication::KitListing>,
     /// Grants shared with the re-encryption proxies (none configured: `None`).
     pub sharing: Option<sharer::ShareStatus>,
 }

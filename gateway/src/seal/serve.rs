@@ -324,6 +324,7 @@ impl ReplicationService {
             patient: self.patient,
             newest,
             batches,
+            emergency_kit: self.state.snapshot().emergency_kit,
         })
     }
 

@@ -1,6 +1,11 @@
-//! `glyco-clinic`: the clinic's side of Glyco. Today: the replica that keeps
-//! every hub's sealed batches, enrolling its iroh node on chain, and
+//! `glyco-clinic`: the clinic's side of Glyco: the replica that keeps every
+//! hub's sealed batches, the hospital's re-encryption proxy, the physician's
+//! reader, the family's emergency kit, enrolling iroh nodes on chain, and
 //! verifying a batch from its bytes to the chain.
+
+mod emergency_cmd;
+mod physician_cmd;
+mod proxy_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 #[command(
     name = "glyco-clinic",
     version,
-    about = "Glyco's clinic side: replica, verification"
+    about = "Glyco's clinic side: replica, proxy, physician, emergency kit, verification"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,13 +34,13 @@ struct Cli {
 }
 
 #[derive(clap::Args)]
-struct Chain {
+pub struct Chain {
     /// The chain's JSON-RPC URL.
     #[arg(long, default_value = "http://127.0.0.1:8545")]
-    rpc: String,
+    pub rpc: String,
     /// The deployment file (contract addresses).
     #[arg(long)]
-    deployment: PathBuf,
+    pub deployment: PathBuf,
 }
 
 impl Chain {
@@ -64,6 +69,48 @@ enum Command {
         /// How often each hub is asked for new batches, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         poll_ms: u64,
+    },
+    /// Run a hospital's re-encryption proxy: keep the kfrags hubs deliver,
+    /// re-encrypt for physicians what the chain allows, log every access.
+    Proxy {
+        /// The proxy's directory (its iroh node key and kept kfrags).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The proxy's Ethereum key file (enrolled as a proxy on chain).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// The most grants whose kfrags are kept.
+        #[arg(long, default_value_t = 100_000)]
+        max_kfrags: usize,
+        /// Requests worked on at once (more are answered "busy").
+        #[arg(long, default_value_t = 64)]
+        max_in_flight: usize,
+        /// How often kept kfrags are checked against the chain.
+        #[arg(long, default_value_t = 10)]
+        sweep_secs: u64,
+        #[command(flatten)]
+        chain: Chain,
+    },
+    /// The physician's commands.
+    Physician {
+        #[command(subcommand)]
+        command: physician_cmd::PhysicianCommand,
+    },
+    /// Open a patient's offline emergency kit with family members' shares.
+    EmergencyOpen {
+        /// The kit file (the clinic replica keeps it as
+        /// hubs/<hub address>/emergency.kit).
+        #[arg(long)]
+        kit: PathBuf,
+        /// A share as printed (GLYCO-SHARE-1:…), or a file holding one
+        /// (repeatable).
+        #[arg(long = "share", required = true)]
+        shares: Vec<String>,
+        /// Check on chain that the kit's signer is the patient's hub.
+        #[command(flatten)]
+        chain: Option<Chain>,
     },
     /// Print the replica's iroh node id (created on first use).
     NodeId {
@@ -119,9 +166,35 @@ async fn main() -> Result<()> {
             hubs,
             poll_ms,
         } => replica(dir, listen, hubs, poll_ms).await,
+        Command::Proxy {
+            dir,
+            key,
+            listen,
+            max_kfrags,
+            max_in_flight,
+            sweep_secs,
+            chain,
+        } => {
+            if !(1..=86_400).contains(&sweep_secs) || max_in_flight == 0 {
+                bail!("--sweep-secs must be 1..86400 and --max-in-flight at least 1");
+            }
+            proxy_cmd::run(proxy_cmd::ProxyArgs {
+                dir: &dir,
+                key: &key,
+                listen,
+                chain: &chain,
+                max_kfrags,
+                max_in_flight,
+                sweep_secs,
+            })
+            .await
+        }
+        Command::Physician { command } => physician_cmd::run(command).await,
+        Command::EmergencyOpen { kit, shares, chain } => {
+            emergency_cmd::open(&kit, &shares, chain.as_ref()).await
+        }
         Command::NodeId { dir } => {
-            let store = ReplicaStore::open(&dir)?;
-            println!("{}", load_or_create_node_key(&store)?.public());
+            println!("{}", node_key(&dir)?.public());
             Ok(())
         }
         Command::EnrolNode {
@@ -173,16 +246,7 @@ async fn replica(dir: PathBuf, listen: SocketAddr, hubs: Vec<HubPeer>, poll_ms: 
         poll: Duration::from_millis(poll_ms),
     };
     let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        stop.cancel();
-    });
+    shutdown_on_signal(shutdown.clone());
     replica.run(shutdown).await;
     endpoint.close().await;
     Ok(())
@@ -243,4 +307,32 @@ fn find_reading(store: &ReplicaStore, hub: Address, seq: u64) -> Result<glyco_se
         }
     }
     bail!("no batch of hub {hub} in the replica holds reading {seq}")
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C.
+pub fn shutdown_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::error!(error = %e, "no SIGTERM handler; stop with Ctrl-C");
+                    let _ = tokio::signal::ctrl_c().await;
+                    token.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        token.cancel();
+    });
+}
+
+/// The iroh node key in `dir` (`node.key`, 0600), made on first use.
+pub fn node_key(dir: &std::path::Path) -> Result<iroh::SecretKey> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (secret, _) = glyco_contracts::keys::load_or_create_secret(&dir.join("node.key"))?;
+    Ok(iroh::SecretKey::from_bytes(&secret.0))
 }

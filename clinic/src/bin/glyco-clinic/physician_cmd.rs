@@ -1,0 +1,223 @@
+//! `glyco-clinic physician …`: the physician's key, grants, reading through
+//! the proxies, and emergency access.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use glyco_clinic::fhir;
+use glyco_clinic::physician::{ProxyPeer, Reader, sources};
+use glyco_clinic::replica::{HubPeer, bind};
+use glyco_clinic::store::ReplicaStore;
+use glyco_clinic::summary::glucose_summary;
+use glyco_contracts::keys::load_key;
+use glyco_contracts::{Address, Deployment, GlycoClient};
+use glyco_seal::PhysicianKey;
+use glyco_seal::hexcode::hex;
+
+use crate::{Chain, node_key};
+
+#[derive(Subcommand)]
+pub enum PhysicianCommand {
+    /// Make the physician's umbral key pair in --dir (seed 0600) and print
+    /// the public key and the machine's iroh node id.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Publish the umbral public key on chain (Roles.setPhysicianPreKey).
+    PublishKey {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The physician's Ethereum key file.
+        #[arg(long)]
+        key: PathBuf,
+        #[command(flatten)]
+        chain: Chain,
+    },
+    /// The grants made to me, live or not.
+    Grants {
+        #[arg(long)]
+        key: PathBuf,
+        #[command(flatten)]
+        chain: Chain,
+    },
+    /// Read a patient's readings through the proxies.
+    Read {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        /// The patient's record address.
+        #[arg(long)]
+        patient: Address,
+        /// Fetch the batches from the patient's hub: <iroh node id>@<ip:port>
+        /// (this machine's node must be enrolled for the physician's entity).
+        #[arg(long, conflicts_with = "replica")]
+        hub: Option<HubPeer>,
+        /// Or read them from a clinic replica's directory.
+        #[arg(long)]
+        replica: Option<PathBuf>,
+        /// A proxy: <ethereum address>@<ip:port> (repeatable; asked in order).
+        #[arg(long = "proxy", required = true)]
+        proxies: Vec<ProxyPeer>,
+        /// Fragments needed per batch (the grant's M of N).
+        #[arg(long, default_value_t = 1)]
+        threshold: usize,
+        /// Only batches with readings in the last this many hours.
+        #[arg(long)]
+        since_hours: Option<u64>,
+        /// Write the readings as a FHIR R4 Bundle here.
+        #[arg(long)]
+        fhir: Option<PathBuf>,
+        /// Rows of the readings table printed (the newest).
+        #[arg(long, default_value_t = 20)]
+        rows: usize,
+        #[command(flatten)]
+        chain: Chain,
+    },
+    /// Open emergency access to a patient under their emergency policy (an
+    /// active physician of an emergency service only).
+    EmergencyAccess {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        patient: Address,
+        #[command(flatten)]
+        chain: Chain,
+    },
+}
+
+fn client(key: &Path, chain: &Chain) -> Result<GlycoClient> {
+    Ok(GlycoClient::new(
+        chain.rpc.parse().context("--rpc")?,
+        load_key(key)?,
+        Deployment::load(&chain.deployment)?,
+    ))
+}
+
+fn umbral_key(dir: &Path) -> Result<PhysicianKey> {
+    std::fs::create_dir_all(dir)?;
+    Ok(PhysicianKey::load_or_create(&dir.join("physician.umbral"))?.0)
+}
+
+pub async fn run(command: PhysicianCommand) -> Result<()> {
+    match command {
+        PhysicianCommand::Init { dir } => {
+            let key = umbral_key(&dir)?;
+            println!("umbral public key {}", hex(&key.public_bytes()));
+            println!("iroh node {}", node_key(&dir)?.public());
+        }
+        PhysicianCommand::PublishKey { dir, key, chain } => {
+            let umbral = umbral_key(&dir)?;
+            let tx = client(&key, &chain)?
+                .set_physician_pre_key(&umbral.public_bytes())
+                .await?;
+            println!("published umbral key (tx {}, block {})", tx.hash, tx.block);
+        }
+        PhysicianCommand::Grants { key, chain } => {
+            let client = client(&key, &chain)?;
+            let me = load_key(&key)?.address();
+            for g in client.grants_of_grantee(me).await? {
+                let live = client.is_grant_live(g.id).await?;
+                println!(
+                    "grant {} from patient {}: {}{} kinds {:?} expiry {:?}",
+                    g.id,
+                    g.patient,
+                    if live { "live" } else { "ended" },
+                    if g.emergency { " (emergency)" } else { "" },
+                    g.scope.kinds,
+                    g.expiry
+                );
+            }
+        }
+        PhysicianCommand::EmergencyAccess {
+            key,
+            patient,
+            chain,
+        } => {
+            let (tx, grant) = client(&key, &chain)?.emergency_access(patient).await?;
+            println!(
+                "emergency grant {grant} opened (tx {}, block {})",
+                tx.hash, tx.block
+            );
+        }
+        PhysicianCommand::Read {
+            dir,
+            key,
+            patient,
+            hub,
+            replica,
+            proxies,
+            threshold,
+            since_hours,
+            fhir: fhir_path,
+            rows,
+            chain,
+        } => {
+            let umbral = umbral_key(&dir)?;
+            let client = client(&key, &chain)?;
+            let endpoint = bind(node_key(&dir)?, "127.0.0.1:0".parse()?).await?;
+            let mut batches = match (hub, replica) {
+                (Some(hub), None) => sources::from_hub(&endpoint, &hub).await?,
+                (None, Some(dir)) => sources::from_replica(&ReplicaStore::open(&dir)?, patient)?,
+                _ => bail!("name where the batches are: --hub or --replica"),
+            };
+            if let Some(hours) = since_hours {
+                let from = now_ms() - (hours as i64) * 3_600_000;
+                batches.retain(|b| {
+                    glyco_seal::SealedBatch::from_bytes(&b.blob)
+                        .is_ok_and(|s| s.header.window_end_ms >= from)
+                });
+            }
+            if batches.is_empty() {
+                bail!("no anchored batches of patient {patient} to read");
+            }
+            let reader = Reader {
+                endpoint: &endpoint,
+                chain: &client,
+                key: &umbral,
+                proxies: &proxies,
+                threshold,
+            };
+            let opened = reader.open(patient, batches).await;
+            endpoint.close().await;
+            let opened = opened?;
+            println!(
+                "opened {} batches: {} readings, {} findings",
+                opened.batches,
+                opened.readings.len(),
+                opened.findings.len()
+            );
+            for (proxy, root, seq) in &opened.accesses {
+                println!("access #{seq} in the patient's on-chain log: proxy {proxy}, root {root}");
+            }
+            println!("{:<25} {:<24} {}", "time (UTC)", "device", "value");
+            let skip = opened.readings.len().saturating_sub(rows);
+            for r in &opened.readings[skip..] {
+                println!(
+                    "{:<25} {:<24} {}",
+                    fhir::iso8601(r.measured_at()),
+                    r.device.to_string(),
+                    r.measurement.display_value()
+                );
+            }
+            if let Some(summary) = glucose_summary(&opened.readings) {
+                println!("{summary}");
+            }
+            if let Some(path) = fhir_path {
+                let bundle = fhir::bundle(patient, &opened.readings);
+                std::fs::write(&path, serde_json::to_vec_pretty(&bundle)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("FHIR R4 bundle written to {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
