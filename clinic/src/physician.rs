@@ -19,6 +19,9 @@ use glyco_seal::sharing::{
 use glyco_seal::{BlobHash, InclusionProof, PhysicianKey, SealedBatch};
 use iroh::{Endpoint, EndpointAddr, EndpointId};
 
+/// How long a proxy may take: connecting, the access's transaction and the
+/// re-encryption (a proxy that is down costs this much, then the next is asked).
+const PROXY_WAIT: Duration = Duration::from_secs(20);
 /// How long a signed access request is good for.
 const REQUEST_LIFETIME: Duration = Duration::from_secs(10 * 60);
 
@@ -264,9 +267,13 @@ impl Reader<'_> {
             access,
             batches: claims.to_vec(),
         };
-        match exchange::<_, ReencryptAnswer>(self.endpoint, to, sharing::REENCRYPT_ALPN, &request)
-            .await?
-        {
+        let answer = tokio::time::timeout(
+            PROXY_WAIT,
+            exchange::<_, ReencryptAnswer>(self.endpoint, to, sharing::REENCRYPT_ALPN, &request),
+        )
+        .await
+        .map_err(|_| format!("no answer within {} s (down?)", PROXY_WAIT.as_secs()))??;
+        match answer {
             ReencryptAnswer::Reencrypted(r) if r.cfrags.len() == claims.len() => Ok(r),
             ReencryptAnswer::Reencrypted(r) => Err(format!(
                 "{} fragments for {} batches",

@@ -58,6 +58,7 @@ pub struct KfragDelivery {
     /// The public key of the patient's kfrag signer (33 bytes).
     #[serde(with = "crate::batch::bytes")]
     pub verifying_key: Vec<u8>,
+    #[serde(with = "umbral_json")]
     pub kfrag: KeyFrag,
 }
 
@@ -162,6 +163,7 @@ pub struct Reencrypted {
     /// The patient's kfrag signer (to verify the fragments against).
     #[serde(with = "crate::batch::bytes")]
     pub verifying_key: Vec<u8>,
+    #[serde(with = "umbral_json")]
     pub cfrags: Vec<CapsuleFrag>,
 }
 
@@ -236,6 +238,27 @@ pub enum SharingError {
     Decrypt(String),
     #[error("key: {0}")]
     Key(#[from] crate::KeyError),
+}
+
+/// umbral's types read their points back only from a human-readable format
+/// (hex strings), while CBOR writes them as byte strings: they travel as
+/// their JSON form inside a CBOR text string.
+mod umbral_json {
+    use serde::de::{DeserializeOwned, Error as _};
+    use serde::ser::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(value).map_err(S::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text).map_err(D::Error::custom)
+    }
 }
 
 pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, SharingError> {

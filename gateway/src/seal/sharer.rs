@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alloy::signers::local::PrivateKeySigner;
 use glyco_contracts::{Address, Expiry, GlycoClient, GrantRecord, UnixSeconds};
@@ -31,6 +31,8 @@ use super::SealState;
 /// The newest grants looked at (a patient's grants are few; this bounds a
 /// hostile or runaway history).
 const MAX_GRANTS_FOLLOWED: usize = 256;
+/// How long a proxy may take to answer (connection included).
+const PROXY_WAIT: Duration = Duration::from_secs(5);
 
 /// A proxy as configured: its Ethereum address (the chain gives its node id)
 /// and where it listens.
@@ -82,8 +84,36 @@ pub struct Sharer {
 struct Progress {
     /// Grant id → which proxies keep their share.
     delivered: HashMap<u64, Vec<bool>>,
+    /// Grant id → which proxies dropped it (or never had it).
+    dropping: HashMap<u64, Vec<bool>>,
     /// Grants dropped at every proxy.
     dropped: HashSet<u64>,
+    /// Per proxy: when it may be tried again after failing, and the wait.
+    retry: HashMap<Address, (Instant, Duration)>,
+}
+
+impl Progress {
+    fn may_try(&self, proxy: Address) -> bool {
+        self.retry
+            .get(&proxy)
+            .is_none_or(|(at, _)| Instant::now() >= *at)
+    }
+
+    /// A proxy that failed waits from 2 s, doubling, up to a minute: a dead
+    /// proxy does not slow the others or the grants that need it.
+    fn failed(&mut self, proxy: Address) {
+        let wait = self
+            .retry
+            .get(&proxy)
+            .map_or(Duration::from_secs(2), |(_, w)| {
+                (*w * 2).min(Duration::from_secs(60))
+            });
+        self.retry.insert(proxy, (Instant::now() + wait, wait));
+    }
+
+    fn answered(&mut self, proxy: Address) {
+        self.retry.remove(&proxy);
+    }
 }
 
 impl Sharer {
@@ -144,23 +174,30 @@ impl Sharer {
                     .map_err(|e| e.to_string())?;
             if live {
                 progress.dropped.remove(&grant.id);
-                let done = progress
+                progress.dropping.remove(&grant.id);
+                let mut done = progress
                     .delivered
-                    .entry(grant.id)
-                    .or_insert_with(|| vec![false; self.proxies.len()]);
-                if done.iter().all(|&d| d) {
-                    continue;
-                }
-                if let Err(e) = self.deliver(&grant, done).await {
+                    .remove(&grant.id)
+                    .unwrap_or_else(|| vec![false; self.proxies.len()]);
+                if !done.iter().all(|&d| d)
+                    && let Err(e) = self.deliver(&grant, &mut done, progress).await
+                {
                     errors.push(format!("grant {}: {e}", grant.id));
                 }
+                progress.delivered.insert(grant.id, done);
             } else if !progress.dropped.contains(&grant.id) {
-                match self.drop_everywhere(&grant).await {
-                    Ok(()) => {
-                        progress.delivered.remove(&grant.id);
-                        progress.dropped.insert(grant.id);
-                    }
-                    Err(e) => errors.push(format!("dropping grant {}: {e}", grant.id)),
+                progress.delivered.remove(&grant.id);
+                let mut done = progress
+                    .dropping
+                    .remove(&grant.id)
+                    .unwrap_or_else(|| vec![false; self.proxies.len()]);
+                if let Err(e) = self.drop_everywhere(&grant, &mut done, progress).await {
+                    errors.push(format!("dropping grant {}: {e}", grant.id));
+                }
+                if done.iter().all(|&d| d) {
+                    progress.dropped.insert(grant.id);
+                } else {
+                    progress.dropping.insert(grant.id, done);
                 }
             }
         }
@@ -171,7 +208,58 @@ impl Sharer {
         }
     }
 
-    async fn deliver(&self, grant: &GrantRecord, done: &mut [bool]) -> Result<(), String> {
+    /// Sends `messages[i]` to proxy `i` wherever `done[i]` is false and the
+    /// proxy is not waiting out a failure, all at once; `accept` says
+    /// whether an answer completes it.
+    async fn send_all(
+        &self,
+        messages: Vec<Option<HubMessage>>,
+        done: &mut [bool],
+        progress: &mut Progress,
+        accept: impl Fn(&KfragAnswer) -> bool,
+    ) -> Vec<String> {
+        let mut errors = Vec::new();
+        let mut asks = Vec::new();
+        for (i, (proxy, message)) in self.proxies.iter().zip(messages).enumerate() {
+            let Some(message) = message else { continue };
+            if done[i] {
+                continue;
+            }
+            if !progress.may_try(proxy.address) {
+                errors.push(format!(
+                    "proxy {}: waiting before trying again",
+                    proxy.address
+                ));
+                continue;
+            }
+            asks.push(async move { (i, self.send(proxy, &message).await) });
+        }
+        for (i, answer) in n0_future::join_all(asks).await {
+            let proxy = self.proxies[i].address;
+            match answer {
+                Ok(answer) if accept(&answer) => {
+                    progress.answered(proxy);
+                    done[i] = true;
+                }
+                Ok(other) => {
+                    progress.answered(proxy);
+                    errors.push(format!("proxy {proxy}: {other:?}"));
+                }
+                Err(e) => {
+                    progress.failed(proxy);
+                    errors.push(format!("proxy {proxy}: {e}"));
+                }
+            }
+        }
+        errors
+    }
+
+    async fn deliver(
+        &self,
+        grant: &GrantRecord,
+        done: &mut [bool],
+        progress: &mut Progress,
+    ) -> Result<(), String> {
         let grantee_key = self
             .chain
             .physician_pre_key(grant.grantee)
@@ -197,11 +285,8 @@ impl Sharer {
             .verifying_key()
             .to_compressed_bytes()
             .into_vec();
-        let mut errors = Vec::new();
-        for (i, (proxy, kfrag)) in self.proxies.iter().zip(kfrags).enumerate() {
-            if done[i] {
-                continue;
-            }
+        let mut messages = Vec::new();
+        for (proxy, kfrag) in self.proxies.iter().zip(kfrags) {
             let delivery = KfragDelivery {
                 patient: self.patient,
                 hub: self.signer.address(),
@@ -214,22 +299,22 @@ impl Sharer {
                 verifying_key: verifying_key.clone(),
                 kfrag: kfrag.unverify(),
             };
-            let message = HubMessage::Deliver(
-                HubSigned::sign(delivery, &self.signer).map_err(|e| e.to_string())?,
-            );
-            match self.send(proxy, &message).await {
-                Ok(KfragAnswer::Kept) => {
-                    done[i] = true;
-                    tracing::info!(
-                        grant = grant.id,
-                        grantee = %grant.grantee,
-                        proxy = %proxy.address,
-                        emergency = grant.emergency,
-                        "kfrag delivered"
-                    );
-                }
-                Ok(other) => errors.push(format!("proxy {}: {other:?}", proxy.address)),
-                Err(e) => errors.push(format!("proxy {}: {e}", proxy.address)),
+            let signed = HubSigned::sign(delivery, &self.signer).map_err(|e| e.to_string())?;
+            messages.push(Some(HubMessage::Deliver(signed)));
+        }
+        let before = done.to_vec();
+        let errors = self
+            .send_all(messages, done, progress, |a| matches!(a, KfragAnswer::Kept))
+            .await;
+        for (i, proxy) in self.proxies.iter().enumerate() {
+            if done[i] && !before[i] {
+                tracing::info!(
+                    grant = grant.id,
+                    grantee = %grant.grantee,
+                    proxy = %proxy.address,
+                    emergency = grant.emergency,
+                    "kfrag delivered"
+                );
             }
         }
         if errors.is_empty() {
@@ -239,8 +324,13 @@ impl Sharer {
         }
     }
 
-    async fn drop_everywhere(&self, grant: &GrantRecord) -> Result<(), String> {
-        let mut errors = Vec::new();
+    async fn drop_everywhere(
+        &self,
+        grant: &GrantRecord,
+        done: &mut [bool],
+        progress: &mut Progress,
+    ) -> Result<(), String> {
+        let mut messages = Vec::new();
         for proxy in &self.proxies {
             let body = KfragDrop {
                 patient: self.patient,
@@ -248,16 +338,18 @@ impl Sharer {
                 grant_id: grant.id,
                 proxy: proxy.address,
             };
-            let message =
-                HubMessage::Drop(HubSigned::sign(body, &self.signer).map_err(|e| e.to_string())?);
-            match self.send(proxy, &message).await {
-                Ok(KfragAnswer::Dropped { had_it }) => {
-                    if had_it {
-                        tracing::info!(grant = grant.id, proxy = %proxy.address, "kfrag dropped");
-                    }
-                }
-                Ok(other) => errors.push(format!("proxy {}: {other:?}", proxy.address)),
-                Err(e) => errors.push(format!("proxy {}: {e}", proxy.address)),
+            let signed = HubSigned::sign(body, &self.signer).map_err(|e| e.to_string())?;
+            messages.push(Some(HubMessage::Drop(signed)));
+        }
+        let before = done.to_vec();
+        let errors = self
+            .send_all(messages, done, progress, |a| {
+                matches!(a, KfragAnswer::Dropped { .. })
+            })
+            .await;
+        for (i, proxy) in self.proxies.iter().enumerate() {
+            if done[i] && !before[i] {
+                tracing::info!(grant = grant.id, proxy = %proxy.address, "kfrag dropped (or never held)");
             }
         }
         if errors.is_empty() {
@@ -296,8 +388,8 @@ impl Sharer {
             conn.close(0u32.into(), b"done");
             sharing::decode::<KfragAnswer>(&answer).map_err(|e| e.to_string())
         };
-        tokio::time::timeout(Duration::from_secs(15), exchange)
+        tokio::time::timeout(PROXY_WAIT, exchange)
             .await
-            .map_err(|_| "no answer within 15 s".to_owned())?
+            .map_err(|_| format!("no answer within {} s", PROXY_WAIT.as_secs()))?
     }
 }

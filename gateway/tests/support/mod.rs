@@ -198,7 +198,7 @@ impl HubWorld {
     }
 }
 
-fn write_key(path: &Path, signer: &glyco_contracts::keys::Signer) {
+pub fn write_key(path: &Path, signer: &glyco_contracts::keys::Signer) {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

@@ -108,9 +108,13 @@ enum Command {
         /// (repeatable).
         #[arg(long = "share", required = true)]
         shares: Vec<String>,
-        /// Check on chain that the kit's signer is the patient's hub.
-        #[command(flatten)]
-        chain: Option<Chain>,
+        /// The chain's JSON-RPC URL.
+        #[arg(long, default_value = "http://127.0.0.1:8545")]
+        rpc: String,
+        /// With the deployment file: check on chain that the kit's signer
+        /// is the patient's hub (a physician offline can skip it).
+        #[arg(long)]
+        deployment: Option<PathBuf>,
     },
     /// Print the replica's iroh node id (created on first use).
     NodeId {
@@ -190,7 +194,13 @@ async fn main() -> Result<()> {
             .await
         }
         Command::Physician { command } => physician_cmd::run(command).await,
-        Command::EmergencyOpen { kit, shares, chain } => {
+        Command::EmergencyOpen {
+            kit,
+            shares,
+            rpc,
+            deployment,
+        } => {
+            let chain = deployment.map(|deployment| Chain { rpc, deployment });
             emergency_cmd::open(&kit, &shares, chain.as_ref()).await
         }
         Command::NodeId { dir } => {
