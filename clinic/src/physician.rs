@@ -13,8 +13,8 @@ use glyco_seal::body::{BatchBody, FindingRecord};
 use glyco_seal::keys::public_key_from_bytes;
 use glyco_seal::reading::Reading;
 use glyco_seal::sharing::{
-    self, BatchClaim, MAX_BATCHES_PER_REQUEST, ProxyRefusal, ReencryptAnswer, ReencryptRequest,
-    Reencrypted,
+    self, BatchClaim, MAX_BATCHES_PER_REQUEST, MAX_ROOTS_PER_REQUEST, ProxyRefusal,
+    ReencryptAnswer, ReencryptRequest, Reencrypted,
 };
 use glyco_seal::{BlobHash, InclusionProof, PhysicianKey, SealedBatch};
 use iroh::{Endpoint, EndpointAddr, EndpointId};
@@ -35,9 +35,9 @@ pub enum ReadError {
     Chain(#[from] glyco_contracts::ChainError),
     #[error("batch {batch_no}: {detail}")]
     Batch { batch_no: u64, detail: String },
-    #[error("root {root}: only {got} of {need} proxies re-encrypted; {refusals}")]
+    #[error("{roots} anchored roots: only {got} of {need} proxies re-encrypted; {refusals}")]
     NotEnoughProxies {
-        root: B256,
+        roots: usize,
         got: usize,
         need: usize,
         refusals: String,
@@ -122,7 +122,8 @@ pub struct SourceBatch {
 pub struct Opened {
     pub readings: Vec<Reading>,
     pub findings: Vec<FindingRecord>,
-    /// One per proxy answer: (proxy, root, access seq in the patient's log).
+    /// One per proxy answer: (proxy, the roots' digest (the log entry's data
+    /// id), access seq in the patient's log).
     pub accesses: Vec<(Address, B256, u64)>,
     pub batches: usize,
 }
@@ -158,59 +159,73 @@ impl Reader<'_> {
             check_source(&b, patient)?;
             by_root.entry(b.root).or_default().push(b);
         }
-        let mut opened = Opened::default();
+        // One access (one transaction per proxy) for as many roots and
+        // batches as a request may carry.
+        let mut sets: Vec<(Vec<B256>, Vec<SourceBatch>)> = Vec::new();
         for (root, group) in by_root {
-            for chunk in group.chunks(MAX_BATCHES_PER_REQUEST) {
-                let answers = self.fragments(patient, root, chunk).await?;
-                for (proxy, answer) in &answers {
-                    opened.accesses.push((*proxy, root, answer.access_seq));
-                }
-                for (i, source) in chunk.iter().enumerate() {
-                    let batch =
-                        SealedBatch::from_bytes(&source.blob).map_err(|e| ReadError::Batch {
-                            batch_no: source.batch_no,
-                            detail: e.to_string(),
-                        })?;
-                    let fragments = answers
-                        .iter()
-                        .filter_map(|(_, a)| {
-                            a.cfrags
-                                .get(i)
-                                .map(|c| (a.verifying_key.clone(), c.clone()))
-                        })
-                        .collect();
-                    let plain = sharing::open_reencrypted(
-                        &batch,
-                        self.key,
-                        &patient_key,
-                        fragments,
-                        self.threshold,
-                    )
-                    .map_err(|e| ReadError::Batch {
+            let fits = sets.last().is_some_and(|(roots, batches)| {
+                roots.len() < MAX_ROOTS_PER_REQUEST
+                    && batches.len() + group.len() <= MAX_BATCHES_PER_REQUEST
+            });
+            if !fits {
+                sets.push((Vec::new(), Vec::new()));
+            }
+            let (roots, batches) = sets.last_mut().expect("pushed above");
+            roots.push(root);
+            batches.extend(group);
+        }
+        let mut opened = Opened::default();
+        for (roots, chunk) in sets {
+            let answers = self.fragments(patient, &roots, &chunk).await?;
+            let digest = glyco_contracts::roots_digest(&roots);
+            for (proxy, answer) in &answers {
+                opened.accesses.push((*proxy, digest, answer.access_seq));
+            }
+            for (i, source) in chunk.iter().enumerate() {
+                let batch =
+                    SealedBatch::from_bytes(&source.blob).map_err(|e| ReadError::Batch {
                         batch_no: source.batch_no,
                         detail: e.to_string(),
                     })?;
-                    let body = BatchBody::from_bytes(&plain).map_err(|e| ReadError::Batch {
-                        batch_no: source.batch_no,
-                        detail: e.to_string(),
-                    })?;
-                    opened
-                        .readings
-                        .extend(body.readings.into_iter().map(|(_, r)| r));
-                    opened.findings.extend(body.findings);
-                    opened.batches += 1;
-                }
+                let fragments = answers
+                    .iter()
+                    .filter_map(|(_, a)| {
+                        a.cfrags
+                            .get(i)
+                            .map(|c| (a.verifying_key.clone(), c.clone()))
+                    })
+                    .collect();
+                let plain = sharing::open_reencrypted(
+                    &batch,
+                    self.key,
+                    &patient_key,
+                    fragments,
+                    self.threshold,
+                )
+                .map_err(|e| ReadError::Batch {
+                    batch_no: source.batch_no,
+                    detail: e.to_string(),
+                })?;
+                let body = BatchBody::from_bytes(&plain).map_err(|e| ReadError::Batch {
+                    batch_no: source.batch_no,
+                    detail: e.to_string(),
+                })?;
+                opened
+                    .readings
+                    .extend(body.readings.into_iter().map(|(_, r)| r));
+                opened.findings.extend(body.findings);
+                opened.batches += 1;
             }
         }
         opened.readings.sort_by_key(Reading::measured_at);
         Ok(opened)
     }
 
-    /// Fragments for `chunk` (all under `root`) from `threshold` proxies.
+    /// Fragments for `chunk` (all under `roots`) from `threshold` proxies.
     async fn fragments(
         &self,
         patient: Address,
-        root: B256,
+        roots: &[B256],
         chunk: &[SourceBatch],
     ) -> Result<Vec<(Address, Reencrypted)>, ReadError> {
         let claims: Vec<BatchClaim> = chunk
@@ -229,7 +244,7 @@ impl Reader<'_> {
             next += batch.len();
             let asks = batch
                 .iter()
-                .map(|peer| self.ask(patient, root, &claims, peer));
+                .map(|peer| self.ask(patient, roots, &claims, peer));
             for (peer, result) in batch.iter().zip(n0_future::join_all(asks).await) {
                 match result {
                     Ok(answer) => got.push((peer.address, answer)),
@@ -239,7 +254,7 @@ impl Reader<'_> {
         }
         if got.len() < self.threshold {
             return Err(ReadError::NotEnoughProxies {
-                root,
+                roots: roots.len(),
                 got: got.len(),
                 need: self.threshold,
                 refusals: refusals.join("; "),
@@ -251,20 +266,22 @@ impl Reader<'_> {
     async fn ask(
         &self,
         patient: Address,
-        root: B256,
+        roots: &[B256],
         claims: &[BatchClaim],
         peer: &ProxyPeer,
     ) -> Result<Reencrypted, String> {
         let to = proxy_endpoint(self.chain, peer)
             .await
             .map_err(|e| e.to_string())?;
+        let digest = glyco_contracts::roots_digest(roots);
         let access = self
             .chain
-            .sign_access_request(patient, peer.address, root, REQUEST_LIFETIME)
+            .sign_access_request(patient, peer.address, digest, REQUEST_LIFETIME)
             .await
             .map_err(|e| e.to_string())?;
         let request = ReencryptRequest {
             access,
+            roots: roots.to_vec(),
             batches: claims.to_vec(),
         };
         let answer = tokio::time::timeout(

@@ -35,6 +35,9 @@ contract AccessLog is Eip712 {
     );
     /// A signed request is good for at most this long.
     uint64 public constant MAX_REQUEST_LIFETIME = 1 hours;
+    /// The most anchored roots one access may cover (a day of one-minute
+    /// anchors is 1,440; the loop stays far below a block's gas).
+    uint256 public constant MAX_ROOTS_PER_ACCESS = 2048;
 
     Roles public immutable roles;
     Permissions public immutable permissions;
@@ -63,6 +66,12 @@ contract AccessLog is Eip712 {
     error WrongSigner(address expected, address actual);
     error NonceUsed(address physician, uint256 nonce);
     error NotAnchored(address patient, bytes32 dataId);
+    error RootsMismatch(bytes32 dataId);
+    error TooManyRoots(uint256 count);
+
+    /// The roots a set access covered (its AccessLogged entry carries their
+    /// hash as dataId).
+    event AccessSetRoots(address indexed patient, uint64 indexed seq, bytes32[] roots);
 
     constructor(Roles roleRegistry, Permissions permissionRegistry, Anchors anchorRegistry)
         Eip712("Glyco AccessLog", "2")
@@ -77,6 +86,44 @@ contract AccessLog is Eip712 {
         external
         returns (uint64 seq)
     {
+        _checkCaller(request, physicianSignature);
+        (uint256 grantId, bool emergency) = _coveringGrant(request);
+        seq = ++accessCount[request.patient];
+        _emitLogged(request, grantId, emergency ? Action.EmergencyRead : Action.Read, seq);
+    }
+
+    /// Decides and logs one access to a set of anchored roots (the batches
+    /// of a day, say) in one transaction: the physician signs the request
+    /// with `dataId = keccak256(abi.encodePacked(roots))`; every root must be
+    /// anchored for the patient, and one live grant must cover the union of
+    /// their kinds and time windows.
+    function recordAccessSet(
+        AccessRequest calldata request,
+        bytes32[] calldata roots,
+        bytes calldata physicianSignature
+    ) external returns (uint64 seq) {
+        if (roots.length == 0 || roots.length > MAX_ROOTS_PER_ACCESS) revert TooManyRoots(roots.length);
+        if (keccak256(abi.encodePacked(roots)) != request.dataId) revert RootsMismatch(request.dataId);
+        _checkCaller(request, physicianSignature);
+        uint16 kinds;
+        uint64 windowStart = type(uint64).max;
+        uint64 windowEnd;
+        for (uint256 i = 0; i < roots.length; i++) {
+            Anchors.Anchor memory batch = anchors.anchorOf(request.patient, roots[i]);
+            if (batch.anchoredAt == 0) revert NotAnchored(request.patient, roots[i]);
+            kinds |= batch.kinds;
+            if (batch.windowStart < windowStart) windowStart = batch.windowStart;
+            if (batch.windowEnd > windowEnd) windowEnd = batch.windowEnd;
+        }
+        (uint256 grantId, bool emergency) =
+            permissions.check(request.patient, request.physician, kinds, windowStart, windowEnd);
+        seq = ++accessCount[request.patient];
+        _emitLogged(request, grantId, emergency ? Action.EmergencyRead : Action.Read, seq);
+        emit AccessSetRoots(request.patient, seq, roots);
+    }
+
+    /// Caller, lifetime, signature and nonce: what every access checks first.
+    function _checkCaller(AccessRequest calldata request, bytes calldata physicianSignature) private {
         if (!roles.isActiveProxy(msg.sender)) revert NotActiveProxy(msg.sender);
         if (request.proxy != msg.sender) revert WrongProxy(msg.sender, request.proxy);
         if (block.timestamp > request.deadline) revert RequestExpired(request.deadline);
@@ -84,10 +131,6 @@ contract AccessLog is Eip712 {
         address signer = _signer(hashRequest(request), physicianSignature);
         if (signer != request.physician) revert WrongSigner(request.physician, signer);
         _useNonce(request.physician, request.nonce);
-
-        (uint256 grantId, bool emergency) = _coveringGrant(request);
-        seq = ++accessCount[request.patient];
-        _emitLogged(request, grantId, emergency ? Action.EmergencyRead : Action.Read, seq);
     }
 
     /// The live grant that covers the anchored batch's kinds and window.

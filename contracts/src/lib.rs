@@ -25,7 +25,7 @@ pub mod testkit;
 pub use alloy::primitives::{Address, B256, U256};
 pub use client::{
     AccessOutcome, AccessRequest, AnchorOutcome, GlycoClient, MAX_REQUEST_LIFETIME, RpcUrl,
-    SignedAccessRequest, install_tls_provider,
+    SignedAccessRequest, install_tls_provider, roots_digest,
 };
 pub use consent::{KeyRotation, SignedHubConsent, SignedKeyRotation};
 pub use deployment::{ContractAddresses, Deployment};

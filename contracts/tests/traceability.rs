@@ -449,3 +449,80 @@ async fn anchoring_refuses_strangers_other_patients_hubs_and_malformed_batches()
         assert!(err.refusal().is_some(), "{what}: {err}");
     }
 }
+
+#[tokio::test]
+async fn one_access_covers_a_set_of_anchored_roots_only_if_every_one_is_in_scope() {
+    let world = World::enrolled().await;
+    let patient_addr = world.addr(PATIENT);
+    let scope = GrantScope {
+        kinds: DataKinds::GLUCOSE,
+        data_from: HOUR_START,
+        data_until: Some(HOUR_START + 3 * 3600),
+    };
+    world
+        .client(PATIENT)
+        .grant(world.addr(PHYSICIAN), POLICY, scope, Expiry::Never)
+        .await
+        .unwrap();
+    let day: Vec<B256> = (0u8..3).map(|h| B256::repeat_byte(0xa0 + h)).collect();
+    for (i, root) in day.iter().enumerate() {
+        let anchored = world
+            .anchored_glucose_batch(root.0[0], HOUR_START + i as u64 * 3600)
+            .await;
+        assert_eq!(anchored, *root);
+    }
+    let late = world
+        .anchored_glucose_batch(0xaf, HOUR_START + 5 * 3600)
+        .await;
+    let physician = world.client(PHYSICIAN);
+    let proxy = world.client(PROXY);
+    let ask = |roots: Vec<B256>| {
+        let physician = &physician;
+        let world = &world;
+        async move {
+            physician
+                .sign_access_request(
+                    patient_addr,
+                    world.addr(PROXY),
+                    glyco_contracts::roots_digest(&roots),
+                    TEN_MINUTES,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    // The three hours in scope: one transaction, one log entry, the roots
+    // in its event.
+    let request = ask(day.clone()).await;
+    let outcome = proxy.record_access_set(&request, &day).await.unwrap();
+    assert_eq!(outcome.entry.data_id, glyco_contracts::roots_digest(&day));
+    assert_eq!(outcome.entry.physician, world.addr(PHYSICIAN));
+    assert_refused!(
+        proxy
+            .record_access_set(&ask(day.clone()).await, &day[..2])
+            .await,
+        Refusal::AccessLog(AccessLogErrors::RootsMismatch(_))
+    );
+    // One root out of the grant's window spoils the set; so does one that
+    // was never anchored.
+    let mut with_late = day.clone();
+    with_late.push(late);
+    assert_refused!(
+        proxy
+            .record_access_set(&ask(with_late.clone()).await, &with_late)
+            .await,
+        Refusal::Permissions(PermissionsErrors::OutOfScope(_))
+    );
+    let mut with_unknown = day.clone();
+    with_unknown.push(B256::repeat_byte(0xee));
+    assert_refused!(
+        proxy
+            .record_access_set(&ask(with_unknown.clone()).await, &with_unknown)
+            .await,
+        Refusal::AccessLog(AccessLogErrors::NotAnchored(_))
+    );
+    assert_refused!(
+        proxy.record_access_set(&ask(Vec::new()).await, &[]).await,
+        Refusal::AccessLog(AccessLogErrors::TooManyRoots(_))
+    );
+}

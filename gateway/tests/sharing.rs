@@ -358,7 +358,7 @@ async fn direct_request(
         patient: c.world.patient(),
         physician: c.world.consortium.address(physician),
         proxy: c.world.consortium.address(c.proxies[i].0),
-        data_id: first.root,
+        data_id: glyco_contracts::roots_digest(&[first.root]),
         nonce: U256::from(now_ms() as u64),
         deadline: UnixSeconds::now().plus(Duration::from_secs(600)),
     };
@@ -376,6 +376,7 @@ async fn direct_request(
     (
         ReencryptRequest {
             access: signed,
+            roots: vec![first.root],
             batches: vec![BatchClaim {
                 blob: first.blob.clone(),
                 proof: first.proof.clone(),

@@ -5,28 +5,33 @@
 //! For each request, before any transaction: the request names this proxy,
 //! the physician signed it (EIP-712), it is fresh and its nonce unseen here,
 //! the proxy holds a kfrag for the patient's current grant to that
-//! physician and the grant is live, every batch hashes to a leaf under the
-//! requested root, is the patient's, signed by the patient's hub, and the
-//! root is anchored for the patient. Then `AccessLog.recordAccess` decides
-//! again on chain (signature, nonce, grant scope and expiry, anchor, this
-//! proxy active for an active hospital) and logs the access; only on its
-//! receipt are the capsules re-encrypted. A revocation mined in a block is
+//! physician and the grant is live, the signed request names exactly the
+//! requested roots, every root is anchored for the patient, and every batch
+//! hashes to a leaf under one of them, is the patient's and is signed by the
+//! patient's hub. Then `AccessLog.recordAccessSet` decides again on chain
+//! (signature, nonce, every root anchored, one grant covering their kinds
+//! and windows, this proxy active for an active hospital) and logs the
+//! access, one transaction for the whole set; only on its receipt are the
+//! capsules re-encrypted. A revocation mined in a block is
 //! seen by the next `recordAccess`, so it takes effect with that block.
 
 pub mod chain_view;
 pub mod kfrags;
 pub mod service;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use glyco_contracts::bindings::{AccessLog::AccessLogErrors, Permissions::PermissionsErrors};
-use glyco_contracts::{Address, B256, ChainError, GlycoClient, Refusal, SignedAccessRequest, U256};
+use glyco_contracts::{
+    Address, B256, ChainError, GlycoClient, Refusal, SignedAccessRequest, U256, roots_digest,
+};
 use glyco_seal::keys::public_key_from_bytes;
 use glyco_seal::sharing::{
     self, BatchClaim, HubMessage, HubSigned, KfragAnswer, KfragDelivery, KfragDrop,
-    MAX_BATCHES_PER_REQUEST, ProxyRefusal, ReencryptAnswer, ReencryptRequest, Reencrypted,
+    MAX_BATCHES_PER_REQUEST, MAX_ROOTS_PER_REQUEST, ProxyRefusal, ReencryptAnswer,
+    ReencryptRequest, Reencrypted,
 };
 use glyco_seal::{BlobHash, SealedBatch};
 use parking_lot::Mutex;
@@ -307,7 +312,7 @@ impl Proxy {
         self.remember_nonce(&request.access)?;
         let outcome = self
             .sender
-            .record_access(&request.access)
+            .record_access_set(&request.access, &request.roots)
             .await
             .map_err(|e| match e {
                 ChainError::Refused { refusal, .. } => refusal_of(refusal),
@@ -339,9 +344,12 @@ impl Proxy {
     /// views from the per-block cache).
     pub async fn authorise(&self, request: &ReencryptRequest) -> Result<Authorised, ProxyRefusal> {
         let access = &request.access.request;
-        if request.batches.len() > MAX_BATCHES_PER_REQUEST {
+        if request.batches.len() > MAX_BATCHES_PER_REQUEST
+            || request.roots.len() > MAX_ROOTS_PER_REQUEST
+            || request.roots.is_empty()
+        {
             return Err(ProxyRefusal::TooManyBatches {
-                count: request.batches.len() as u64,
+                count: request.batches.len().max(request.roots.len()) as u64,
             });
         }
         if access.proxy != self.address {
@@ -358,6 +366,9 @@ impl Proxy {
                 expected: access.physician,
                 actual: signer,
             });
+        }
+        if roots_digest(&request.roots) != access.data_id {
+            return Err(ProxyRefusal::RootsMismatch);
         }
         let now = glyco_contracts::UnixSeconds::now().get();
         let deadline = access.deadline.get();
@@ -385,48 +396,46 @@ impl Proxy {
             Some(g) if g.live && g.grant.id == held.delivery.grant_id => {}
             _ => return Err(ProxyRefusal::NoLiveGrant),
         }
-        let anchor = self
-            .chain
-            .anchor(access.patient, access.data_id)
-            .await
-            .map_err(unavailable)?
-            .ok_or(ProxyRefusal::NotAnchored {
-                root: access.data_id,
-            })?;
+        let mut anchors = HashMap::with_capacity(request.roots.len());
+        for root in &request.roots {
+            let anchor = self
+                .chain
+                .anchor(access.patient, *root)
+                .await
+                .map_err(unavailable)?
+                .ok_or(ProxyRefusal::NotAnchored { root: *root })?;
+            anchors.insert(*root, anchor);
+        }
         let mut capsules = Vec::with_capacity(request.batches.len());
         for (index, claim) in request.batches.iter().enumerate() {
-            let batch = self
-                .check_batch(claim, access.patient, access.data_id)
-                .await
-                .map_err(|detail| ProxyRefusal::BadBatch {
-                    index: index as u64,
-                    detail,
-                })?;
+            let bad = |detail: String| ProxyRefusal::BadBatch {
+                index: index as u64,
+                detail,
+            };
+            let (batch, root) = self.check_batch(claim, access.patient).await.map_err(bad)?;
+            let anchor = anchors
+                .get(&root)
+                .ok_or_else(|| bad("its proof leads to a root outside the request".into()))?;
             let seconds = |ms: i64| (ms.max(0) / 1000) as u64;
             if seconds(batch.header.window_start_ms) < anchor.batch.window_start
                 || seconds(batch.header.window_end_ms) > anchor.batch.window_end
             {
-                return Err(ProxyRefusal::BadBatch {
-                    index: index as u64,
-                    detail: "outside its anchor's window".into(),
-                });
+                return Err(bad("outside its anchor's window".into()));
             }
             capsules.push(batch.capsule);
         }
         Ok(Authorised { held, capsules })
     }
 
+    /// The batch decodes, is the patient's, is signed by the patient's hub;
+    /// returns it with the root its proof leads to.
     async fn check_batch(
         &self,
         claim: &BatchClaim,
         patient: Address,
-        root: B256,
-    ) -> Result<SealedBatch, String> {
+    ) -> Result<(SealedBatch, B256), String> {
         let hash: BlobHash = *blake3::hash(&claim.blob).as_bytes();
-        let proven = claim.proof.root_from(&hash).map_err(|e| e.to_string())?;
-        if B256::from(proven) != root {
-            return Err("its proof does not lead to the requested root".into());
-        }
+        let root = B256::from(claim.proof.root_from(&hash).map_err(|e| e.to_string())?);
         let batch = SealedBatch::from_bytes(&claim.blob).map_err(|e| e.to_string())?;
         if batch.header.patient != patient {
             return Err(format!("it is patient {}'s", batch.header.patient));
@@ -436,7 +445,7 @@ impl Proxy {
             return Err("not signed by the hub it names".into());
         }
         match self.chain.hub_patient(signer).await {
-            Ok(Some(p)) if p == patient => Ok(batch),
+            Ok(Some(p)) if p == patient => Ok((batch, root)),
             Ok(_) => Err(format!("hub {signer} does not serve the patient")),
             Err(e) => Err(format!("chain unavailable: {e}")),
         }
@@ -474,6 +483,9 @@ fn refusal_of(refusal: Refusal) -> ProxyRefusal {
         },
         Refusal::Permissions(PermissionsErrors::NoLiveGrant(_)) => ProxyRefusal::NoLiveGrant,
         Refusal::Permissions(PermissionsErrors::OutOfScope(_)) => ProxyRefusal::OutOfScope,
+        Refusal::AccessLog(AccessLogErrors::NotAnchored(e)) => {
+            ProxyRefusal::NotAnchored { root: e.dataId }
+        }
         other => ProxyRefusal::ChainRefused {
             detail: other.to_string(),
         },

@@ -151,6 +151,37 @@ impl GlycoClient {
         })
     }
 
+    /// The proxy records one access to a set of anchored roots (the
+    /// request's `data_id` is [`roots_digest`] of them) in one transaction;
+    /// the contract checks every root and one grant covering them all.
+    /// Safe to retry like [`GlycoClient::record_access`].
+    pub async fn record_access_set(
+        &self,
+        signed: &SignedAccessRequest,
+        roots: &[B256],
+    ) -> Result<AccessOutcome, ChainError> {
+        let call = "recordAccessSet";
+        let request = &signed.request;
+        if self.is_nonce_used(request.physician, request.nonce).await?
+            && let Some(entry) = self.find_recorded(request).await?
+        {
+            return Ok(AccessOutcome { tx: None, entry });
+        }
+        let builder = self.access_log.recordAccessSet(
+            request.typed(),
+            roots.to_vec(),
+            signed.signature.clone(),
+        );
+        let (outcome, receipt) = self
+            .send_with_receipt(call, Contract::AccessLog, builder)
+            .await?;
+        let e = event_in::<AccessLog::AccessLogged>(call, &receipt)?;
+        Ok(AccessOutcome {
+            tx: Some(outcome),
+            entry: access_entry(e, outcome.block),
+        })
+    }
+
     async fn find_recorded(
         &self,
         request: &AccessRequest,
@@ -244,6 +275,15 @@ impl GlycoClient {
             })
             .collect()
     }
+}
+
+/// The `data_id` of an access to a set of roots (what the contract checks).
+pub fn roots_digest(roots: &[B256]) -> B256 {
+    let mut bytes = Vec::with_capacity(roots.len() * 32);
+    for root in roots {
+        bytes.extend_from_slice(root.as_slice());
+    }
+    alloy::primitives::keccak256(&bytes)
 }
 
 /// Unordered nonces: 256 random bits never collide in practice.

@@ -36,7 +36,9 @@ use crate::deployment::Deployment;
 use crate::error::{ChainError, Contract};
 use crate::model::{FeePolicy, TxOutcome};
 
-pub use access::{AccessOutcome, AccessRequest, MAX_REQUEST_LIFETIME, SignedAccessRequest};
+pub use access::{
+    AccessOutcome, AccessRequest, MAX_REQUEST_LIFETIME, SignedAccessRequest, roots_digest,
+};
 pub use allowlist::besu_accounts_allowlist;
 pub use anchors::AnchorOutcome;
 

@@ -8,10 +8,11 @@
 //!   signed with the hub's Ethereum key; the proxy checks on chain that the
 //!   hub serves the patient and that the grant exists with that policy.
 //! - [`REENCRYPT_ALPN`], physician → proxy: a [`ReencryptRequest`] carries
-//!   the physician's EIP-712 access request for one anchored root and the
-//!   batches under it (blob and inclusion proof each); the proxy answers
-//!   with one capsule fragment per batch after the access is logged on
-//!   chain, or with a typed [`ProxyRefusal`].
+//!   the physician's EIP-712 access request for a set of anchored roots
+//!   (its `data_id` is their digest) and the batches under them (blob and
+//!   inclusion proof each); the proxy answers with one capsule fragment per
+//!   batch after the access is logged on chain in one transaction, or with
+//!   a typed [`ProxyRefusal`].
 //!
 //! The crypto steps each party runs live here too, so the hub, the proxy
 //! and the physician share one definition of them.
@@ -34,8 +35,11 @@ pub const KFRAG_ALPN: &[u8] = b"glyco/kfrags/1";
 pub const REENCRYPT_ALPN: &[u8] = b"glyco/reencrypt/1";
 /// The largest message read on either protocol (both peers are untrusted).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// The most anchored roots one request (one on-chain access) may cover:
+/// the contract's `MAX_ROOTS_PER_ACCESS`.
+pub const MAX_ROOTS_PER_REQUEST: usize = 2048;
 /// The most batches one re-encryption request may carry.
-pub const MAX_BATCHES_PER_REQUEST: usize = 64;
+pub const MAX_BATCHES_PER_REQUEST: usize = 4096;
 /// The most proxies one grant's kfrags are split over.
 pub const MAX_PROXIES: usize = 16;
 /// Domain of the hub's signatures on kfrag messages.
@@ -128,15 +132,17 @@ pub enum KfragAnswer {
     },
 }
 
-/// A physician's request: one access (one anchored root) and the batches
-/// under it to re-encrypt.
+/// A physician's request: one access to a set of anchored roots
+/// (`access.request.data_id` is `roots_digest(roots)`) and the batches under
+/// them to re-encrypt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReencryptRequest {
     pub access: SignedAccessRequest,
+    pub roots: Vec<B256>,
     pub batches: Vec<BatchClaim>,
 }
 
-/// A batch's blob and the proof that it is under the request's root.
+/// A batch's blob and the proof that it is under one of the request's roots.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchClaim {
     #[serde(with = "crate::batch::bytes")]
@@ -176,8 +182,12 @@ pub enum ProxyRefusal {
     Malformed { detail: String },
     #[error("message of {bytes} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")]
     TooLarge { bytes: u64 },
-    #[error("{count} batches in one request (at most {MAX_BATCHES_PER_REQUEST})")]
+    #[error(
+        "{count} batches or roots in one request (at most {MAX_BATCHES_PER_REQUEST} and {MAX_ROOTS_PER_REQUEST})"
+    )]
     TooManyBatches { count: u64 },
+    #[error("the signed request is not for these roots")]
+    RootsMismatch,
     #[error("addressed to proxy {named}, not this one")]
     WrongProxy { named: Address },
     #[error("the signature is malformed")]

@@ -189,8 +189,10 @@ pub async fn run(command: PhysicianCommand) -> Result<()> {
                 opened.readings.len(),
                 opened.findings.len()
             );
-            for (proxy, root, seq) in &opened.accesses {
-                println!("access #{seq} in the patient's on-chain log: proxy {proxy}, root {root}");
+            for (proxy, roots, seq) in &opened.accesses {
+                println!(
+                    "access #{seq} in the patient's on-chain log: proxy {proxy}, data {roots}"
+                );
             }
             println!("{:<25} {:<24} {}", "time (UTC)", "device", "value");
             let skip = opened.readings.len().saturating_sub(rows);
