@@ -181,35 +181,12 @@ impl Reader<'_> {
             for (proxy, answer) in &answers {
                 opened.accesses.push((*proxy, digest, answer.access_seq));
             }
-            for (i, source) in chunk.iter().enumerate() {
-                let batch =
-                    SealedBatch::from_bytes(&source.blob).map_err(|e| ReadError::Batch {
-                        batch_no: source.batch_no,
-                        detail: e.to_string(),
-                    })?;
-                let fragments = answers
-                    .iter()
-                    .filter_map(|(_, a)| {
-                        a.cfrags
-                            .get(i)
-                            .map(|c| (a.verifying_key.clone(), c.clone()))
-                    })
-                    .collect();
-                let plain = sharing::open_reencrypted(
-                    &batch,
-                    self.key,
-                    &patient_key,
-                    fragments,
-                    self.threshold,
-                )
-                .map_err(|e| ReadError::Batch {
-                    batch_no: source.batch_no,
-                    detail: e.to_string(),
-                })?;
-                let body = BatchBody::from_bytes(&plain).map_err(|e| ReadError::Batch {
-                    batch_no: source.batch_no,
-                    detail: e.to_string(),
-                })?;
+            let indexed: Vec<(usize, &SourceBatch)> = chunk.iter().enumerate().collect();
+            let bodies = crate::parallel::map(&indexed, |(i, source)| {
+                self.open_one(source, *i, &answers, &patient_key)
+            });
+            for body in bodies {
+                let body = body?;
                 opened
                     .readings
                     .extend(body.readings.into_iter().map(|(_, r)| r));
@@ -219,6 +196,33 @@ impl Reader<'_> {
         }
         opened.readings.sort_by_key(Reading::measured_at);
         Ok(opened)
+    }
+
+    /// Opens the `i`th batch of a request with every proxy's fragment for it.
+    fn open_one(
+        &self,
+        source: &SourceBatch,
+        i: usize,
+        answers: &[(Address, Reencrypted)],
+        patient_key: &umbral_pre::PublicKey,
+    ) -> Result<BatchBody, ReadError> {
+        let failed = |detail: String| ReadError::Batch {
+            batch_no: source.batch_no,
+            detail,
+        };
+        let batch = SealedBatch::from_bytes(&source.blob).map_err(|e| failed(e.to_string()))?;
+        let fragments = answers
+            .iter()
+            .filter_map(|(_, a)| {
+                a.cfrags
+                    .get(i)
+                    .map(|c| (a.verifying_key.clone(), c.clone()))
+            })
+            .collect();
+        let plain =
+            sharing::open_reencrypted(&batch, self.key, patient_key, fragments, self.threshold)
+                .map_err(|e| failed(e.to_string()))?;
+        BatchBody::from_bytes(&plain).map_err(|e| failed(e.to_string()))
     }
 
     /// Fragments for `chunk` (all under `roots`) from `threshold` proxies.

@@ -249,14 +249,22 @@ pub async fn measure(rpc_url: Url, mnemonic: &str) -> Result<GasTable, GasError>
     }
     let physician = c(PHYSICIAN)?;
     let proxy_addr = address(PROXY)?;
-    for root in roots {
-        let lifetime = Duration::from_secs(600);
-        let request = physician.sign_access_request(patient_addr, proxy_addr, root, lifetime);
+    let lifetime = Duration::from_secs(600);
+    for root in &roots {
+        let request = physician.sign_access_request(patient_addr, proxy_addr, *root, lifetime);
         let outcome = proxy.record_access(&request.await?).await?;
         if let Some(tx) = outcome.tx {
             table.record("AccessLog", tx);
         }
     }
+    // Both roots in one access.
+    let digest = crate::client::roots_digest(&roots);
+    let request = physician.sign_access_request(patient_addr, proxy_addr, digest, lifetime);
+    let outcome = proxy.record_access_set(&request.await?, &roots).await?;
+    if let Some(tx) = outcome.tx {
+        table.record("AccessLog", tx);
+    }
+    table.record("Roles", physician.set_physician_pre_key(&[0x02; 33]).await?);
 
     // A patient key rotation, co-signed by the registering physician.
     let rotation = KeyRotation {

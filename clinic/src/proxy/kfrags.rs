@@ -154,3 +154,99 @@ impl KfragStore {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use glyco_contracts::B256;
+    use glyco_seal::sharing::{GrantTarget, make_kfrags};
+    use glyco_seal::{PatientKey, PhysicianKey};
+
+    use super::*;
+
+    fn delivery(dir: &Path, grant_id: u64, grantee: Address) -> (KfragDelivery, VerifiedKeyFrag) {
+        let (patient, _) = PatientKey::load_or_create(&dir.join("p")).unwrap();
+        let (doctor, _) = PhysicianKey::load_or_create(&dir.join("d")).unwrap();
+        let kfrag = make_kfrags(
+            &patient,
+            GrantTarget {
+                grant_id,
+                policy_id: B256::repeat_byte(1),
+                grantee,
+                grantee_key: doctor.public(),
+            },
+            1,
+            1,
+        )
+        .unwrap()
+        .remove(0);
+        let d = KfragDelivery {
+            patient: Address::repeat_byte(0xaa),
+            hub: Address::repeat_byte(0xbb),
+            grantee,
+            grant_id,
+            policy_id: B256::repeat_byte(1),
+            proxy: Address::repeat_byte(0xcc),
+            threshold: 1,
+            shares: 1,
+            verifying_key: patient
+                .kfrag_signer()
+                .verifying_key()
+                .to_compressed_bytes()
+                .into_vec(),
+            kfrag: kfrag.clone().unverify(),
+        };
+        (d, kfrag)
+    }
+
+    #[test]
+    fn kept_shares_survive_a_restart_are_0600_and_the_newest_grant_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let kfrags = dir.path().join("kfrags");
+        let doctor = Address::repeat_byte(0xdd);
+        let (store, problems) = KfragStore::open(&kfrags, 10).unwrap();
+        assert!(problems.is_empty());
+        let (first, k1) = delivery(dir.path(), 3, doctor);
+        let (second, k2) = delivery(dir.path(), 5, doctor);
+        store.keep(second, k2).unwrap();
+        store.keep(first, k1).unwrap();
+        assert_eq!(
+            store
+                .for_pair(Address::repeat_byte(0xaa), doctor)
+                .unwrap()
+                .delivery
+                .grant_id,
+            5
+        );
+        let mode = std::fs::metadata(kfrags.join("5.cbor"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        std::fs::write(kfrags.join("9.cbor"), b"junk").unwrap();
+        drop(store);
+
+        let (store, problems) = KfragStore::open(&kfrags, 10).unwrap();
+        assert_eq!(store.len(), 2);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(store.drop_grant(5).unwrap());
+        assert!(!kfrags.join("5.cbor").exists());
+        assert!(!store.drop_grant(5).unwrap());
+        // The older grant's share is not promoted: the pair has no current share.
+        assert!(store.for_pair(Address::repeat_byte(0xaa), doctor).is_none());
+    }
+
+    #[test]
+    fn the_store_refuses_new_grants_beyond_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = KfragStore::open(&dir.path().join("k"), 1).unwrap();
+        let (a, ka) = delivery(dir.path(), 1, Address::repeat_byte(1));
+        let (b, kb) = delivery(dir.path(), 2, Address::repeat_byte(2));
+        store.keep(a.clone(), ka.clone()).unwrap();
+        assert!(matches!(store.keep(b, kb), Err(KfragStoreError::Full(1))));
+        // The same grant again (a resend) still fits.
+        store.keep(a, ka).unwrap();
+    }
+}

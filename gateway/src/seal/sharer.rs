@@ -300,7 +300,7 @@ impl Sharer {
                 kfrag: kfrag.unverify(),
             };
             let signed = HubSigned::sign(delivery, &self.signer).map_err(|e| e.to_string())?;
-            messages.push(Some(HubMessage::Deliver(signed)));
+            messages.push(Some(HubMessage::Deliver(Box::new(signed))));
         }
         let before = done.to_vec();
         let errors = self

@@ -42,6 +42,18 @@ pub enum PhysicianCommand {
         #[command(flatten)]
         chain: Chain,
     },
+    /// List a patient's anchored batches (from the hub or a replica):
+    /// number, time window, readings, kinds, CID and anchored root.
+    Batches {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        patient: Address,
+        #[arg(long, conflicts_with = "replica")]
+        hub: Option<HubPeer>,
+        #[arg(long)]
+        replica: Option<PathBuf>,
+    },
     /// Read a patient's readings through the proxies.
     Read {
         #[arg(long)]
@@ -131,6 +143,48 @@ pub async fn run(command: PhysicianCommand) -> Result<()> {
                 );
             }
         }
+        PhysicianCommand::Batches {
+            dir,
+            patient,
+            hub,
+            replica,
+        } => {
+            let endpoint = bind(node_key(&dir)?, "127.0.0.1:0".parse()?).await?;
+            let batches = match (hub, replica) {
+                (Some(hub), None) => sources::from_hub(&endpoint, &hub).await,
+                (None, Some(dir)) => ReplicaStore::open(&dir)
+                    .and_then(|store| sources::from_replica(&store, patient))
+                    .map_err(Into::into),
+                _ => {
+                    endpoint.close().await;
+                    bail!("name where the batches are: --hub or --replica");
+                }
+            };
+            endpoint.close().await;
+            println!(
+                "{:>6} {:<25} {:<25} {:>5} {:<62} root",
+                "batch", "from (UTC)", "to (UTC)", "n", "cid"
+            );
+            for b in batches? {
+                let Ok(sealed) = glyco_seal::SealedBatch::from_bytes(&b.blob) else {
+                    println!("{:>6} (does not decode)", b.batch_no);
+                    continue;
+                };
+                let h = &sealed.header;
+                if h.patient != patient {
+                    continue;
+                }
+                println!(
+                    "{:>6} {:<25} {:<25} {:>5} {:<62} {}",
+                    h.batch_no,
+                    fhir::iso8601(h.window_start_ms),
+                    fhir::iso8601(h.window_end_ms),
+                    h.count,
+                    glyco_seal::BlobCid(*blake3::hash(&b.blob).as_bytes()).to_string(),
+                    b.root
+                );
+            }
+        }
         PhysicianCommand::EmergencyAccess {
             key,
             patient,
@@ -194,7 +248,7 @@ pub async fn run(command: PhysicianCommand) -> Result<()> {
                     "access #{seq} in the patient's on-chain log: proxy {proxy}, data {roots}"
                 );
             }
-            println!("{:<25} {:<24} {}", "time (UTC)", "device", "value");
+            println!("{:<25} {:<24} value", "time (UTC)", "device");
             let skip = opened.readings.len().saturating_sub(rows);
             for r in &opened.readings[skip..] {
                 println!(

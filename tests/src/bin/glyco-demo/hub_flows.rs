@@ -130,7 +130,14 @@ async fn stop(mut hub: Child) -> Result<()> {
 
 pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
     section("10. The hub: MQTT devices registered through the hub, Bluetooth devices bonded");
-    let (config_path, config) = write_hub_config(dir, world)?;
+    let (config_path, mut config) = write_hub_config(dir, world)?;
+    // The hospital's two re-encryption proxies; the hub shares each grant's
+    // kfrags with both, 2 of 2 needed.
+    let proxies = crate::clinic_flows::start_proxies(dir, world).await?;
+    config.seal.proxies = proxies.args.clone();
+    config.seal.proxy_threshold = 2;
+    config.seal.share_poll_secs = 1;
+    std::fs::write(&config_path, toml::to_string(&config)?)?;
     let mut secrets = Vec::new();
     for (name, kind) in [
         ("wifi-glucometer", "glucometer"),
@@ -389,5 +396,6 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
     glucometer.disconnect().await;
     cuff.disconnect().await;
     crate::seal_flows::run(dir, world, &config_path, &config).await?;
+    crate::clinic_flows::run(dir, world, &config_path, &config, proxies).await?;
     stop(hub).await
 }

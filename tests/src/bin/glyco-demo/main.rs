@@ -2,6 +2,7 @@
 //! contracts, and the papers' flows — narrated step by step.
 
 mod chain_flows;
+mod clinic_flows;
 mod hub_flows;
 mod narrate;
 mod seal_flows;

@@ -23,7 +23,7 @@ use crate::chain_flows::{ChainWorld, address};
 use crate::hub_flows::{hub_cli, sibling_binary, wait_status};
 use crate::narrate::{section, step};
 
-async fn clinic(args: &[&str]) -> Result<std::process::Output> {
+pub(crate) async fn clinic(args: &[&str]) -> Result<std::process::Output> {
     Ok(Command::new(sibling_binary("glyco-clinic")?)
         .args(args)
         .env("RUST_BACKTRACE", "0")
@@ -32,7 +32,7 @@ async fn clinic(args: &[&str]) -> Result<std::process::Output> {
 }
 
 /// Starts a replica; returns it once it has printed its node line.
-async fn start_replica(dir: &Path, hub_peer: &str) -> Result<(Child, String)> {
+pub(crate) async fn start_replica(dir: &Path, hub_peer: &str) -> Result<(Child, String)> {
     let mut child = Command::new(sibling_binary("glyco-clinic")?)
         .args(["replica", "--dir"])
         .arg(dir)
@@ -50,7 +50,7 @@ async fn start_replica(dir: &Path, hub_peer: &str) -> Result<(Child, String)> {
     Ok((child, line))
 }
 
-fn write_key(path: &Path, index: u32) -> Result<()> {
+pub(crate) fn write_key(path: &Path, index: u32) -> Result<()> {
     let key = dev_account(DEV_MNEMONIC, index)?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
