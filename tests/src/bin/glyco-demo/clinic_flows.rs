@@ -364,9 +364,10 @@ pub async fn run(
         "glyco-hub emergency-kit --threshold 2 --shares 3: {}",
         out.trim()
     ));
+    let first = std::fs::read_to_string(shares.join("share-1.txt"))?;
     step(&format!(
-        "share 1 (text; share-1.png holds the same as a QR code): {}",
-        std::fs::read_to_string(shares.join("share-1.txt"))?.trim()
+        "share 1 of 3 (share-1.txt, and share-1.png as a QR code; a family member's secret, shown cut short): {}…",
+        &first.trim()[..60.min(first.trim().len())]
     ));
     let kit = replica_dir
         .join("hubs")
