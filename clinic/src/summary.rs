@@ -131,8 +131,8 @@ mod tests {
             .collect();
         let s = glucose_summary(&readings).unwrap();
         assert_eq!(s.readings, 10);
-        assert!((s.mean_mg_dl - 132.7).abs() < 1e-9);
-        assert!((s.gmi_percent - (3.31 + 0.02392 * 132.7)).abs() < 1e-9);
+        assert!((s.mean_mg_dl - 126.7).abs() < 1e-9);
+        assert!((s.gmi_percent - (3.31 + 0.02392 * 126.7)).abs() < 1e-9);
         assert_eq!(
             (s.very_low, s.low, s.in_range, s.high, s.very_high),
             (20.0, 20.0, 40.0, 10.0, 10.0)
