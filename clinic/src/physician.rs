@@ -92,20 +92,7 @@ pub async fn exchange<Req: serde::Serialize, Ans: serde::de::DeserializeOwned>(
     alpn: &[u8],
     message: &Req,
 ) -> Result<Ans, String> {
-    let conn = endpoint
-        .connect(to, alpn)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-    let bytes = sharing::encode(message).map_err(|e| e.to_string())?;
-    send.write_all(&bytes).await.map_err(|e| e.to_string())?;
-    send.finish().map_err(|e| e.to_string())?;
-    let answer = recv
-        .read_to_end(sharing::MAX_MESSAGE_BYTES)
-        .await
-        .map_err(|e| e.to_string())?;
-    conn.close(0u32.into(), b"done");
-    sharing::decode(&answer).map_err(|e| e.to_string())
+    sharing::exchange(endpoint, to, alpn, message, sharing::MAX_MESSAGE_BYTES).await
 }
 
 /// A sealed batch the physician holds, with its anchoring proof.

@@ -21,10 +21,9 @@ use glyco_contracts::B256;
 use glyco_contracts::testkit::accounts::{HOSPITAL, HUB, PATIENT};
 use glyco_gateway::reading::Measurement;
 use glyco_gateway::seal::body::BatchBody;
-use glyco_gateway::sim::{self, SimulatedDevice};
 use glyco_seal::verify::{VerifyError, verify_batch};
 use glyco_seal::{PatientKey, SealedBatch};
-use support::{HubWorld, free_udp_port, now_ms};
+use support::{HubWorld, free_udp_port};
 use tokio_util::sync::CancellationToken;
 
 fn value_of(seq: u64) -> f64 {
@@ -43,17 +42,7 @@ async fn replica(dir: &std::path::Path, hub: &HubPeer) -> Replica {
 }
 
 async fn stream(hub: &support::Hub, secret: &str, seqs: std::ops::RangeInclusive<u64>) {
-    let mut device = SimulatedDevice::connect(hub.mqtt, "cgm-replica", secret)
-        .await
-        .unwrap();
-    for seq in seqs {
-        let ack = device
-            .send_until_acked(seq, sim::cgm_payload(seq, now_ms(), value_of(seq)), 5)
-            .await
-            .unwrap();
-        assert!(sim::is_final(&ack), "{ack:?}");
-    }
-    device.disconnect().await;
+    support::stream_cgm(hub, "cgm-replica", secret, seqs, value_of).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

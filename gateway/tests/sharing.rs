@@ -24,7 +24,6 @@ use glyco_contracts::{
     AccessAction, AccessRequest, Address, B256, DataKinds, EmergencyPolicy, EntityKind, Expiry,
     GrantScope, Role, U256, UnixSeconds,
 };
-use glyco_gateway::sim::{self, SimulatedDevice};
 use glyco_seal::sharing::{
     BatchClaim, ProxyRefusal, REENCRYPT_ALPN, ReencryptAnswer, ReencryptRequest,
 };
@@ -102,6 +101,15 @@ struct Clinic {
 impl Clinic {
     fn path(&self, name: &str) -> PathBuf {
         self.world.dir.path().join(name)
+    }
+
+    /// Entries in the patient's on-chain access log.
+    async fn access_count(&self) -> u64 {
+        self.world
+            .client(ADMIN)
+            .access_count(self.world.patient())
+            .await
+            .unwrap()
     }
 
     fn chain_args(&self) -> Vec<String> {
@@ -272,17 +280,7 @@ fn value_of(seq: u64) -> f64 {
 }
 
 async fn stream(hub: &support::Hub, secret: &str, seqs: std::ops::RangeInclusive<u64>) {
-    let mut device = SimulatedDevice::connect(hub.mqtt, "cgm-share", secret)
-        .await
-        .unwrap();
-    for seq in seqs {
-        let ack = device
-            .send_until_acked(seq, sim::cgm_payload(seq, now_ms(), value_of(seq)), 5)
-            .await
-            .unwrap();
-        assert!(sim::is_final(&ack), "{ack:?}");
-    }
-    device.disconnect().await;
+    support::stream_cgm(hub, "cgm-share", secret, seqs, value_of).await;
 }
 
 async fn wait_all_anchored(hub: &support::Hub, readings: u64) {
@@ -552,12 +550,7 @@ async fn physicians_read_only_what_they_were_granted_through_the_proxies() {
     let mut bytes = std::fs::read(&blob).unwrap();
     bytes[20] ^= 0x40;
     std::fs::write(&blob, bytes).unwrap();
-    let before = c
-        .world
-        .client(ADMIN)
-        .access_count(c.world.patient())
-        .await
-        .unwrap();
+    let before = c.access_count().await;
     let (ok, out, err) = c
         .read(
             PHYSICIAN,
@@ -574,11 +567,7 @@ async fn physicians_read_only_what_they_were_granted_through_the_proxies() {
         "{err}"
     );
     assert_eq!(
-        c.world
-            .client(ADMIN)
-            .access_count(c.world.patient())
-            .await
-            .unwrap(),
+        c.access_count().await,
         before,
         "nothing was logged for the tampered read"
     );
@@ -634,12 +623,7 @@ async fn physicians_read_only_what_they_were_granted_through_the_proxies() {
     stream(&hub, &secret, 41..=60).await;
     wait_all_anchored(&hub, 60).await;
     wait_replicated(&replica, &hub, hub_address).await;
-    let before = c
-        .world
-        .client(ADMIN)
-        .access_count(c.world.patient())
-        .await
-        .unwrap();
+    let before = c.access_count().await;
     let (ok, out, err) = c
         .read(
             PHYSICIAN,
@@ -655,14 +639,7 @@ async fn physicians_read_only_what_they_were_granted_through_the_proxies() {
         err.contains("holds no kfrag") || err.contains("no live grant"),
         "{err}"
     );
-    assert_eq!(
-        c.world
-            .client(ADMIN)
-            .access_count(c.world.patient())
-            .await
-            .unwrap(),
-        before
-    );
+    assert_eq!(c.access_count().await, before);
     proxy_one.kill().await;
     drop(c);
 }

@@ -131,24 +131,10 @@ impl GlycoClient {
         &self,
         signed: &SignedAccessRequest,
     ) -> Result<AccessOutcome, ChainError> {
-        let call = "recordAccess";
-        let request = &signed.request;
-        if self.is_nonce_used(request.physician, request.nonce).await?
-            && let Some(entry) = self.find_recorded(request).await?
-        {
-            return Ok(AccessOutcome { tx: None, entry });
-        }
         let builder = self
             .access_log
-            .recordAccess(request.typed(), signed.signature.clone());
-        let (outcome, receipt) = self
-            .send_with_receipt(call, Contract::AccessLog, builder)
-            .await?;
-        let e = event_in::<AccessLog::AccessLogged>(call, &receipt)?;
-        Ok(AccessOutcome {
-            tx: Some(outcome),
-            entry: access_entry(e, outcome.block),
-        })
+            .recordAccess(signed.request.typed(), signed.signature.clone());
+        self.record_once("recordAccess", signed, builder).await
     }
 
     /// The proxy records one access to a set of anchored roots (the
@@ -160,18 +146,28 @@ impl GlycoClient {
         signed: &SignedAccessRequest,
         roots: &[B256],
     ) -> Result<AccessOutcome, ChainError> {
-        let call = "recordAccessSet";
+        let builder = self.access_log.recordAccessSet(
+            signed.request.typed(),
+            roots.to_vec(),
+            signed.signature.clone(),
+        );
+        self.record_once("recordAccessSet", signed, builder).await
+    }
+
+    /// Sends an access's transaction, unless a retry finds the request
+    /// already in the log (its nonce used, its entry there).
+    async fn record_once<C: alloy::sol_types::SolCall>(
+        &self,
+        call: &'static str,
+        signed: &SignedAccessRequest,
+        builder: alloy::contract::SolCallBuilder<&alloy::providers::DynProvider, C>,
+    ) -> Result<AccessOutcome, ChainError> {
         let request = &signed.request;
         if self.is_nonce_used(request.physician, request.nonce).await?
             && let Some(entry) = self.find_recorded(request).await?
         {
             return Ok(AccessOutcome { tx: None, entry });
         }
-        let builder = self.access_log.recordAccessSet(
-            request.typed(),
-            roots.to_vec(),
-            signed.signature.clone(),
-        );
         let (outcome, receipt) = self
             .send_with_receipt(call, Contract::AccessLog, builder)
             .await?;

@@ -287,6 +287,32 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, SharingEr
     ciborium::from_reader(bytes).map_err(|e| SharingError::Malformed(e.to_string()))
 }
 
+/// Sends one CBOR message on a new connection's bidirectional stream and
+/// reads the CBOR answer (at most `max_answer` bytes): both protocols'
+/// client side, the hub's and the physician's.
+pub async fn exchange<Req: Serialize, Ans: for<'de> Deserialize<'de>>(
+    endpoint: &iroh::Endpoint,
+    to: iroh::EndpointAddr,
+    alpn: &[u8],
+    message: &Req,
+    max_answer: usize,
+) -> Result<Ans, String> {
+    let conn = endpoint
+        .connect(to, alpn)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    let bytes = encode(message).map_err(|e| e.to_string())?;
+    send.write_all(&bytes).await.map_err(|e| e.to_string())?;
+    send.finish().map_err(|e| e.to_string())?;
+    let answer = recv
+        .read_to_end(max_answer.min(MAX_MESSAGE_BYTES))
+        .await
+        .map_err(|e| e.to_string())?;
+    conn.close(0u32.into(), b"done");
+    decode(&answer).map_err(|e| e.to_string())
+}
+
 /// What a grant's kfrags are made for.
 #[derive(Debug, Clone, Copy)]
 pub struct GrantTarget<'a> {

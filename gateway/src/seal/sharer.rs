@@ -371,23 +371,13 @@ impl Sharer {
         }
         let node = EndpointId::from_bytes(&record.node_id.0).map_err(|e| e.to_string())?;
         let to = EndpointAddr::new(node).with_ip_addr(proxy.addr);
-        let exchange = async {
-            let conn = self
-                .endpoint
-                .connect(to, sharing::KFRAG_ALPN)
-                .await
-                .map_err(|e| e.to_string())?;
-            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-            let bytes = sharing::encode(message).map_err(|e| e.to_string())?;
-            send.write_all(&bytes).await.map_err(|e| e.to_string())?;
-            send.finish().map_err(|e| e.to_string())?;
-            let answer = recv
-                .read_to_end(64 * 1024)
-                .await
-                .map_err(|e| e.to_string())?;
-            conn.close(0u32.into(), b"done");
-            sharing::decode::<KfragAnswer>(&answer).map_err(|e| e.to_string())
-        };
+        let exchange = sharing::exchange::<_, KfragAnswer>(
+            &self.endpoint,
+            to,
+            sharing::KFRAG_ALPN,
+            message,
+            64 * 1024,
+        );
         tokio::time::timeout(PROXY_WAIT, exchange)
             .await
             .map_err(|_| format!("no answer within {} s", PROXY_WAIT.as_secs()))?

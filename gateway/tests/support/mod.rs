@@ -341,6 +341,29 @@ fn rand_suffix() -> u64 {
         .subsec_nanos() as u64
 }
 
+/// A simulated MQTT CGM named `name` sends readings `seqs` (value
+/// `value(seq)`), each acknowledged by the hub before the next.
+pub async fn stream_cgm(
+    hub: &Hub,
+    name: &str,
+    secret: &str,
+    seqs: std::ops::RangeInclusive<u64>,
+    value: impl Fn(u64) -> f64,
+) {
+    use glyco_gateway::sim::{self, SimulatedDevice};
+    let mut device = SimulatedDevice::connect(hub.mqtt, name, secret)
+        .await
+        .unwrap();
+    for seq in seqs {
+        let ack = device
+            .send_until_acked(seq, sim::cgm_payload(seq, now_ms(), value(seq)), 5)
+            .await
+            .unwrap();
+        assert!(sim::is_final(&ack), "{ack:?}");
+    }
+    device.disconnect().await;
+}
+
 /// A field of `/proc/<pid>/status` in KiB (`VmRSS:`, `VmHWM:`), 0 if absent.
 pub fn proc_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
