@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use umbral_pre::Capsule;
 
 use chain_view::ChainView;
-use kfrags::{HeldKfrag, KfragStore};
+use kfrags::{HeldKfrag, KfragStore, KfragStoreError};
 
 /// How many recent nonces the proxy remembers to refuse a replay before it
 /// spends a transaction (the contract refuses it anyway).
@@ -138,8 +138,10 @@ impl Proxy {
             KfragAnswer::Dropped { had_it: true } => counts.kfrags_dropped += 1,
             KfragAnswer::Dropped { .. } => {}
             KfragAnswer::Refused { reason } => {
+                // Counted, and summed up by the sweeper: anyone can send junk,
+                // so one log line each would let them fill the disk.
                 counts.kfrags_refused += 1;
-                tracing::warn!(%reason, "kfrag message refused");
+                tracing::debug!(%reason, "kfrag message refused");
             }
         }
         answer
@@ -169,6 +171,11 @@ impl Proxy {
         match self.check_delivery(&signed).await {
             Ok(kfrag) => match self.kfrags.keep(signed.body, kfrag) {
                 Ok(()) => KfragAnswer::Kept,
+                Err(KfragStoreError::Full(limit)) => KfragAnswer::Refused {
+                    reason: ProxyRefusal::Full {
+                        limit: limit as u64,
+                    },
+                },
                 Err(e) => {
                     tracing::error!(error = %e, "cannot keep a kfrag");
                     KfragAnswer::Refused {
@@ -301,15 +308,30 @@ impl Proxy {
         Ok(dropped)
     }
 
-    /// Sweeps every `every` until shutdown.
+    /// Sweeps every `every` until shutdown, and logs the counts when they
+    /// changed (one line per sweep at most, whatever the request rate).
     pub async fn run_sweeper(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(every);
+        let mut logged = ProxyCounts::default();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {
                     if let Err(e) = self.sweep().await {
                         tracing::warn!(error = %e, "kfrag sweep: chain unavailable");
+                    }
+                    let now = self.counts();
+                    if now != logged {
+                        tracing::info!(
+                            kfrags_kept = now.kfrags_kept,
+                            kfrags_dropped = now.kfrags_dropped,
+                            kfrags_refused = now.kfrags_refused,
+                            accesses = now.accesses,
+                            refusals = now.refusals,
+                            held = self.kfrags.len(),
+                            "proxy counts"
+                        );
+                        logged = now;
                     }
                 }
             }
@@ -328,7 +350,7 @@ impl Proxy {
             ReencryptAnswer::Reencrypted(_) => counts.accesses += 1,
             ReencryptAnswer::Refused { reason } => {
                 counts.refusals += 1;
-                tracing::info!(%reason, "re-encryption refused");
+                tracing::debug!(%reason, "re-encryption refused");
             }
         }
         answer

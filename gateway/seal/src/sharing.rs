@@ -222,6 +222,8 @@ pub enum ProxyRefusal {
     ChainRefused { detail: String },
     #[error("the proxy is busy; try again")]
     Busy,
+    #[error("the proxy keeps kfrags for {limit} grants, its limit")]
+    Full { limit: u64 },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -119,6 +119,7 @@ impl Progress {
 impl Sharer {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), std::convert::Infallible> {
         let mut progress = Progress::default();
+        let mut last_error: Option<String> = None;
         let mut tick = tokio::time::interval(self.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -127,8 +128,14 @@ impl Sharer {
                 _ = tick.tick() => {}
             }
             let error = self.round(&mut progress).await.err();
-            if let Some(e) = &error {
-                tracing::warn!(error = %e, "sharing grants with the proxies");
+            // Logged when it changes, not every round: a proxy down for a
+            // day would otherwise write a line every poll.
+            if error != last_error {
+                match &error {
+                    Some(e) => tracing::warn!(error = %e, "sharing grants with the proxies"),
+                    None => tracing::info!("sharing with the proxies works again"),
+                }
+                last_error = error.clone();
             }
             let live = progress.delivered.len();
             let delivered = progress
