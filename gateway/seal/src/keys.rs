@@ -32,65 +32,18 @@ pub enum KeyError {
     PublicKey(String),
 }
 
-/// The patient's umbral key pair, and the kfrag signer derived beside it.
-pub struct PatientKey {
+/// An umbral key pair derived from a seed file. Its Debug shows the public
+/// half only.
+pub struct KeyPair {
     secret: SecretKey,
     public: PublicKey,
-    signer: SecretKey,
-    kfrag_rng_key: [u8; 32],
 }
 
-impl std::fmt::Debug for PatientKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PatientKey")
-            .field("public", &crate::hexcode::hex(&self.public_bytes()))
-            .finish_non_exhaustive()
-    }
-}
-
-fn factory(seed: &B256, path: &Path) -> Result<SecretKeyFactory, KeyError> {
-    SecretKeyFactory::from_secure_randomness(seed.as_slice()).map_err(|_| KeyError::Seed {
-        path: path.to_owned(),
-    })
-}
-
-impl PatientKey {
-    fn from_seed(seed: &B256, path: &Path) -> Result<Self, KeyError> {
-        let factory = factory(seed, path)?;
-        let secret = factory.make_key(PATIENT_KEY_LABEL);
+impl KeyPair {
+    fn derive(factory: &SecretKeyFactory, label: &[u8]) -> Self {
+        let secret = factory.make_key(label);
         let public = secret.public_key();
-        let signer = factory.make_key(KFRAG_SIGNER_LABEL);
-        let rng_secret = factory.make_secret(KFRAG_RNG_LABEL);
-        let kfrag_rng_key = blake3::derive_key("glyco kfrag rng v1", rng_secret.as_secret());
-        Ok(Self {
-            secret,
-            public,
-            signer,
-            kfrag_rng_key,
-        })
-    }
-
-    /// The key that signs this patient's kfrags (proxies and physicians
-    /// check kfrags and cfrags against its public half).
-    pub fn kfrag_signer(&self) -> umbral_pre::Signer {
-        umbral_pre::Signer::new(self.signer.clone())
-    }
-
-    /// The secret that seeds the kfrags of one grant (see [`KFRAG_RNG_LABEL`]).
-    pub(crate) fn kfrag_rng_key(&self) -> &[u8; 32] {
-        &self.kfrag_rng_key
-    }
-
-    /// Loads the key whose seed is at `path` (mode 0600 or stricter).
-    pub fn load(path: &Path) -> Result<Self, KeyError> {
-        Self::from_seed(&read_secret(path)?, path)
-    }
-
-    /// Loads the key, creating a fresh seed (mode 0600) if the file does not
-    /// exist. Returns whether it was created.
-    pub fn load_or_create(path: &Path) -> Result<(Self, bool), KeyError> {
-        let (seed, created) = load_or_create_secret(path)?;
-        Self::from_seed(&seed, path).map(|k| (k, created))
+        Self { secret, public }
     }
 
     pub fn public(&self) -> &PublicKey {
@@ -107,50 +60,126 @@ impl PatientKey {
     }
 }
 
-/// A physician's umbral key pair, made on the physician's machine from a
-/// seed file of mode 0600 (the same file format as the patient's); the
-/// public half is published on chain (`Roles.setPhysicianPreKey`).
-pub struct PhysicianKey {
-    secret: SecretKey,
-    public: PublicKey,
-}
-
-impl std::fmt::Debug for PhysicianKey {
+impl std::fmt::Debug for KeyPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PhysicianKey")
+        f.debug_struct("KeyPair")
             .field("public", &crate::hexcode::hex(&self.public_bytes()))
             .finish_non_exhaustive()
     }
 }
 
-impl PhysicianKey {
-    fn from_seed(seed: &B256, path: &Path) -> Result<Self, KeyError> {
-        let secret = factory(seed, path)?.make_key(PHYSICIAN_KEY_LABEL);
-        let public = secret.public_key();
-        Ok(Self { secret, public })
-    }
+fn factory(seed: &B256, path: &Path) -> Result<SecretKeyFactory, KeyError> {
+    SecretKeyFactory::from_secure_randomness(seed.as_slice()).map_err(|_| KeyError::Seed {
+        path: path.to_owned(),
+    })
+}
 
-    pub fn load(path: &Path) -> Result<Self, KeyError> {
+/// A key kept as a seed file of mode 0600 (the same hex format as an
+/// Ethereum key file), read or created.
+pub trait SeedKey: Sized {
+    fn from_seed(seed: &B256, path: &Path) -> Result<Self, KeyError>;
+
+    /// Loads the key whose seed is at `path` (mode 0600 or stricter).
+    fn load(path: &Path) -> Result<Self, KeyError> {
         Self::from_seed(&read_secret(path)?, path)
     }
 
     /// Loads the key, creating a fresh seed (mode 0600) if the file does not
     /// exist. Returns whether it was created.
-    pub fn load_or_create(path: &Path) -> Result<(Self, bool), KeyError> {
+    fn load_or_create(path: &Path) -> Result<(Self, bool), KeyError> {
         let (seed, created) = load_or_create_secret(path)?;
         Self::from_seed(&seed, path).map(|k| (k, created))
     }
+}
 
-    pub fn public(&self) -> &PublicKey {
-        &self.public
+/// The patient's umbral key pair, and the kfrag signer derived beside it.
+pub struct PatientKey {
+    pair: KeyPair,
+    signer: SecretKey,
+    kfrag_rng_key: [u8; 32],
+}
+
+impl SeedKey for PatientKey {
+    fn from_seed(seed: &B256, path: &Path) -> Result<Self, KeyError> {
+        let factory = factory(seed, path)?;
+        let rng_secret = factory.make_secret(KFRAG_RNG_LABEL);
+        Ok(Self {
+            pair: KeyPair::derive(&factory, PATIENT_KEY_LABEL),
+            signer: factory.make_key(KFRAG_SIGNER_LABEL),
+            kfrag_rng_key: blake3::derive_key("glyco kfrag rng v1", rng_secret.as_secret()),
+        })
+    }
+}
+
+impl PatientKey {
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        <Self as SeedKey>::load(path)
     }
 
-    pub fn secret(&self) -> &SecretKey {
-        &self.secret
+    pub fn load_or_create(path: &Path) -> Result<(Self, bool), KeyError> {
+        <Self as SeedKey>::load_or_create(path)
     }
 
-    pub fn public_bytes(&self) -> Vec<u8> {
-        self.public.to_compressed_bytes().into_vec()
+    /// The key that signs this patient's kfrags (proxies and physicians
+    /// check kfrags and cfrags against its public half).
+    pub fn kfrag_signer(&self) -> umbral_pre::Signer {
+        umbral_pre::Signer::new(self.signer.clone())
+    }
+
+    /// The secret that seeds the kfrags of one grant (see [`KFRAG_RNG_LABEL`]).
+    pub(crate) fn kfrag_rng_key(&self) -> &[u8; 32] {
+        &self.kfrag_rng_key
+    }
+}
+
+// The public half only: never the secret, the signer or the kfrag seed.
+impl std::fmt::Debug for PatientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PatientKey").field(&self.pair).finish()
+    }
+}
+
+impl std::fmt::Debug for PhysicianKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PhysicianKey").field(&self.pair).finish()
+    }
+}
+
+impl std::ops::Deref for PatientKey {
+    type Target = KeyPair;
+    fn deref(&self) -> &KeyPair {
+        &self.pair
+    }
+}
+
+/// A physician's umbral key pair, made on the physician's machine; the
+/// public half is published on chain (`Roles.setPhysicianPreKey`).
+pub struct PhysicianKey {
+    pair: KeyPair,
+}
+
+impl SeedKey for PhysicianKey {
+    fn from_seed(seed: &B256, path: &Path) -> Result<Self, KeyError> {
+        Ok(Self {
+            pair: KeyPair::derive(&factory(seed, path)?, PHYSICIAN_KEY_LABEL),
+        })
+    }
+}
+
+impl PhysicianKey {
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        <Self as SeedKey>::load(path)
+    }
+
+    pub fn load_or_create(path: &Path) -> Result<(Self, bool), KeyError> {
+        <Self as SeedKey>::load_or_create(path)
+    }
+}
+
+impl std::ops::Deref for PhysicianKey {
+    type Target = KeyPair;
+    fn deref(&self) -> &KeyPair {
+        &self.pair
     }
 }
 
