@@ -141,14 +141,19 @@ impl Reader<'_> {
             .ok_or(ReadError::NoPatientKey)?;
         let patient_key =
             public_key_from_bytes(&patient_key).map_err(|_| ReadError::NoPatientKey)?;
-        let mut by_root: BTreeMap<B256, Vec<SourceBatch>> = BTreeMap::new();
-        for b in batches {
-            check_source(&b, patient)?;
-            by_root.entry(b.root).or_default().push(b);
+        // Each blob checked and decoded once, on every core (decoding checks
+        // the capsule, which costs about as much as re-encrypting it).
+        let checked = crate::parallel::map(&batches, |b| check_source(b, patient));
+        let mut by_root: BTreeMap<B256, Vec<Checked>> = BTreeMap::new();
+        for (source, sealed) in batches.into_iter().zip(checked) {
+            by_root
+                .entry(source.root)
+                .or_default()
+                .push((source, sealed?));
         }
         // One access (one transaction per proxy) for as many roots and
         // batches as a request may carry.
-        let mut sets: Vec<(Vec<B256>, Vec<SourceBatch>)> = Vec::new();
+        let mut sets: Vec<(Vec<B256>, Vec<Checked>)> = Vec::new();
         for (root, group) in by_root {
             let fits = sets.last().is_some_and(|(roots, batches)| {
                 roots.len() < MAX_ROOTS_PER_REQUEST
@@ -168,9 +173,9 @@ impl Reader<'_> {
             for (proxy, answer) in &answers {
                 opened.accesses.push((*proxy, digest, answer.access_seq));
             }
-            let indexed: Vec<(usize, &SourceBatch)> = chunk.iter().enumerate().collect();
-            let bodies = crate::parallel::map(&indexed, |(i, source)| {
-                self.open_one(source, *i, &answers, &patient_key)
+            let indexed: Vec<(usize, &Checked)> = chunk.iter().enumerate().collect();
+            let bodies = crate::parallel::map(&indexed, |(i, (source, sealed))| {
+                self.open_one(source, sealed, *i, &answers, &patient_key)
             });
             for body in bodies {
                 let body = body?;
@@ -189,6 +194,7 @@ impl Reader<'_> {
     fn open_one(
         &self,
         source: &SourceBatch,
+        batch: &SealedBatch,
         i: usize,
         answers: &[(Address, Reencrypted)],
         patient_key: &umbral_pre::PublicKey,
@@ -197,7 +203,6 @@ impl Reader<'_> {
             batch_no: source.batch_no,
             detail,
         };
-        let batch = SealedBatch::from_bytes(&source.blob).map_err(|e| failed(e.to_string()))?;
         let fragments = answers
             .iter()
             .filter_map(|(_, a)| {
@@ -207,7 +212,7 @@ impl Reader<'_> {
             })
             .collect();
         let plain =
-            sharing::open_reencrypted(&batch, self.key, patient_key, fragments, self.threshold)
+            sharing::open_reencrypted(batch, self.key, patient_key, fragments, self.threshold)
                 .map_err(|e| failed(e.to_string()))?;
         BatchBody::from_bytes(&plain).map_err(|e| failed(e.to_string()))
     }
@@ -217,11 +222,11 @@ impl Reader<'_> {
         &self,
         patient: Address,
         roots: &[B256],
-        chunk: &[SourceBatch],
+        chunk: &[Checked],
     ) -> Result<Vec<(Address, Reencrypted)>, ReadError> {
         let claims: Vec<BatchClaim> = chunk
             .iter()
-            .map(|b| BatchClaim {
+            .map(|(b, _)| BatchClaim {
                 blob: b.blob.clone(),
                 proof: b.proof.clone(),
             })
@@ -297,9 +302,13 @@ fn refusal_text(reason: &ProxyRefusal) -> String {
     format!("refused: {reason}")
 }
 
+/// A source batch and the batch its blob decodes to.
+type Checked = (SourceBatch, SealedBatch);
+
 /// A batch's bytes hash to the leaf its proof starts from and it is the
 /// patient's: a tampered blob stops here, before any proxy is asked.
-fn check_source(b: &SourceBatch, patient: Address) -> Result<(), ReadError> {
+/// Returns the decoded batch.
+fn check_source(b: &SourceBatch, patient: Address) -> Result<SealedBatch, ReadError> {
     let hash: BlobHash = *blake3::hash(&b.blob).as_bytes();
     let root = b.proof.root_from(&hash).map_err(|e| ReadError::Batch {
         batch_no: b.batch_no,
@@ -324,7 +333,7 @@ fn check_source(b: &SourceBatch, patient: Address) -> Result<(), ReadError> {
             detail: format!("it is patient {}'s", batch.header.patient),
         });
     }
-    Ok(())
+    Ok(batch)
 }
 
 /// Where the physician's copies of a patient's batches come from.

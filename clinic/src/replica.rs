@@ -181,14 +181,7 @@ impl Replica {
                 })?;
                 let mut meta = self.store.meta(&hash)?;
                 if meta.is_none() || !self.store.has_blob(&hash) {
-                    let conn = match &blobs {
-                        Some(conn) => conn.clone(),
-                        None => {
-                            let conn = self.connect(hub, iroh_blobs::ALPN).await?;
-                            blobs = Some(conn.clone());
-                            conn
-                        }
-                    };
+                    let conn = self.blobs_connection(hub, &mut blobs).await?;
                     let bytes = fetch_blob(&conn, &hash).await?;
                     meta = Some(self.check_and_keep(&listing, entry, &hash, &bytes)?);
                     round.fetched += 1;
@@ -244,14 +237,7 @@ impl Replica {
             self.store.put_cursor(listing.hub, &cursor)?;
             round.cursor = cursor;
             if let Some(kit) = &listing.emergency_kit {
-                let conn = match &blobs {
-                    Some(conn) => conn.clone(),
-                    None => {
-                        let conn = self.connect(hub, iroh_blobs::ALPN).await?;
-                        blobs = Some(conn.clone());
-                        conn
-                    }
-                };
+                let conn = self.blobs_connection(hub, &mut blobs).await?;
                 self.keep_kit(&conn, &listing, kit).await?;
             }
             let full = listing.batches.len() as u32 >= MAX_BATCHES_PER_MESSAGE;
@@ -263,6 +249,20 @@ impl Replica {
             conn.close(0u32.into(), b"done");
         }
         Ok(())
+    }
+
+    /// The round's iroh-blobs connection, opened on first use.
+    async fn blobs_connection(
+        &self,
+        hub: &HubPeer,
+        blobs: &mut Option<Connection>,
+    ) -> Result<Connection, ReplicaError> {
+        if let Some(conn) = blobs {
+            return Ok(conn.clone());
+        }
+        let conn = self.connect(hub, iroh_blobs::ALPN).await?;
+        *blobs = Some(conn.clone());
+        Ok(conn)
     }
 
     async fn connect(&self, hub: &HubPeer, alpn: &[u8]) -> Result<Connection, ReplicaError> {

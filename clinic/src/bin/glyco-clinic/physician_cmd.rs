@@ -150,16 +150,7 @@ pub async fn run(command: PhysicianCommand) -> Result<()> {
             replica,
         } => {
             let endpoint = bind(node_key(&dir)?, "127.0.0.1:0".parse()?).await?;
-            let batches = match (hub, replica) {
-                (Some(hub), None) => sources::from_hub(&endpoint, &hub).await,
-                (None, Some(dir)) => ReplicaStore::open(&dir)
-                    .and_then(|store| sources::from_replica(&store, patient))
-                    .map_err(Into::into),
-                _ => {
-                    endpoint.close().await;
-                    bail!("name where the batches are: --hub or --replica");
-                }
-            };
+            let batches = source_batches(&endpoint, hub, replica, patient).await;
             endpoint.close().await;
             println!(
                 "{:>6} {:<25} {:<25} {:>5} {:<62} root",
@@ -212,11 +203,7 @@ pub async fn run(command: PhysicianCommand) -> Result<()> {
             let umbral = umbral_key(&dir)?;
             let client = client(&key, &chain)?;
             let endpoint = bind(node_key(&dir)?, "127.0.0.1:0".parse()?).await?;
-            let mut batches = match (hub, replica) {
-                (Some(hub), None) => sources::from_hub(&endpoint, &hub).await?,
-                (None, Some(dir)) => sources::from_replica(&ReplicaStore::open(&dir)?, patient)?,
-                _ => bail!("name where the batches are: --hub or --replica"),
-            };
+            let mut batches = source_batches(&endpoint, hub, replica, patient).await?;
             if let Some(hours) = since_hours {
                 let from = now_ms() - (hours as i64) * 3_600_000;
                 batches.retain(|b| {
@@ -270,6 +257,21 @@ pub async fn run(command: PhysicianCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The patient's anchored batches from the hub (over iroh) or a replica's
+/// directory, whichever the command names.
+async fn source_batches(
+    endpoint: &iroh::Endpoint,
+    hub: Option<HubPeer>,
+    replica: Option<PathBuf>,
+    patient: Address,
+) -> Result<Vec<glyco_clinic::physician::SourceBatch>> {
+    Ok(match (hub, replica) {
+        (Some(hub), None) => sources::from_hub(endpoint, &hub).await?,
+        (None, Some(dir)) => sources::from_replica(&ReplicaStore::open(&dir)?, patient)?,
+        _ => bail!("name where the batches are: --hub or --replica"),
+    })
 }
 
 fn now_ms() -> i64 {
