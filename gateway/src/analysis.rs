@@ -128,6 +128,9 @@ pub fn sample_of(reading: &Reading) -> Option<Sample> {
         sensor_error: has(SensorFlag::SensorMalfunction)
             || has(SensorFlag::DeviceFault)
             || has(SensorFlag::SessionStopped),
+        // The CGM profile has no "new sensor" bit; a change-over shows as
+        // warm-up readings, which the monitor remembers.
+        new_sensor: false,
     };
     Some(Sample::new(reading.measured_at(), measurement).with_flags(flags))
 }

@@ -14,7 +14,7 @@ pub struct BenchReport {
     pub load_median: Duration,
     pub load_runs: usize,
     pub readings: usize,
-    pub adapt: bool,
+    pub combine: bool,
     /// p50 and p99 per reading.
     pub per_reading: (Duration, Duration),
     /// Bytes per patient state after the run, as the monitor accounts for it.
@@ -37,9 +37,9 @@ fn resident_bytes() -> Option<usize> {
     Some(pages * 4096)
 }
 
-fn resident_per_monitor(models: &Arc<Models>, adapt: bool) -> Result<Option<usize>, MlError> {
+fn resident_per_monitor(models: &Arc<Models>, combine: bool) -> Result<Option<usize>, MlError> {
     let config = MonitorConfig {
-        adapt,
+        combine,
         ..MonitorConfig::default()
     };
     let before = resident_bytes();
@@ -92,13 +92,13 @@ fn synthetic_reading(i: usize, state: &mut u64) -> f64 {
         + noise
 }
 
-/// Measures one configuration (adaptation on or off); run the command once
+/// Measures one configuration (combination on or off); run the command once
 /// per configuration so each resident-memory figure starts from a fresh heap.
 pub fn run(
     models_dir: &Path,
     readings: usize,
     load_runs: usize,
-    adapt: bool,
+    combine: bool,
 ) -> Result<BenchReport, MlError> {
     let mut loads = Vec::new();
     let mut models = None;
@@ -110,9 +110,9 @@ pub fn run(
     }
     loads.sort();
     let models = Arc::new(models.ok_or_else(|| MlError::Config("no models loaded".into()))?);
-    let resident_bytes = resident_per_monitor(&models, adapt)?;
+    let resident_bytes = resident_per_monitor(&models, combine)?;
     let config = MonitorConfig {
-        adapt,
+        combine,
         ..MonitorConfig::default()
     };
     let mut monitor = PatientMonitor::with_config(Arc::clone(&models), config);
@@ -135,7 +135,7 @@ pub fn run(
         load_median: percentile(&loads, 0.5),
         load_runs: loads.len(),
         readings,
-        adapt,
+        combine,
         per_reading: (percentile(&times, 0.5), percentile(&times, 0.99)),
         state_bytes: monitor.state_bytes(),
         resident_bytes,

@@ -2,11 +2,13 @@
 //!
 //! CSV (header row required, column names case-insensitive, extra columns
 //! ignored):
-//! - `subject_id` (or `subject`, `patient_id`): optional, default "subject"
+//! - `subject_id` (or `subject`, `patient_id`, `id`): optional, default "subject"
 //! - `timestamp` (or `time`, `date`, `datetime`): RFC 3339 or unix s / ms
-//! - `glucose_mg_dl` (or `glucose`, `sgv`, `mg_dl`): mg/dL
+//! - `glucose_mg_dl` (or `glucose`, `sgv`, `mg_dl`, `gl` as iglu writes it): mg/dL
 //! - `fault` (or `label`): optional per-reading label, see `FaultKind`
 //! - `source` (or `type`): optional, `cgm`/`sgv` (default) or `capillary`/`mbg`
+//! - `sensor_session` (or `sensor_id`, `sensor_serial`): optional; a change
+//!   of value between CGM rows is a sensor change-over
 //!
 //! Rows are kept in file order per subject: the order is how the device sent
 //! them, and a timestamp that goes backwards is itself a finding.
@@ -33,6 +35,8 @@ pub struct Record {
     pub source: Source,
     /// `None`: the file has no labels. `Some(None)`: labelled clean.
     pub label: Option<Option<FaultKind>>,
+    /// Which sensor made the reading, when the file says.
+    pub sensor: Option<String>,
 }
 
 /// Readings per subject, each in arrival order.
@@ -49,6 +53,42 @@ impl Dataset {
     pub fn readings(&self) -> usize {
         self.subjects.values().map(Vec::len).sum()
     }
+}
+
+impl Record {
+    /// The reading as a monitor takes it; `new_sensor` marks a CGM reading
+    /// whose sensor differs from the previous CGM reading's.
+    pub fn sample(&self, new_sensor: bool) -> crate::sample::Sample {
+        use crate::sample::{Measurement, Sample, SensorFlags};
+        let measurement = match self.source {
+            Source::Cgm => Measurement::CgmGlucose { mg_dl: self.mg_dl },
+            Source::Capillary => Measurement::CapillaryGlucose { mg_dl: self.mg_dl },
+        };
+        Sample::new(self.at_ms, measurement).with_flags(SensorFlags {
+            new_sensor,
+            ..SensorFlags::default()
+        })
+    }
+}
+
+/// Per record of one subject: whether it is the first reading of a new
+/// sensor (its `sensor` differs from the previous CGM record's).
+pub fn sensor_changes(records: &[Record]) -> Vec<bool> {
+    let mut previous: Option<&str> = None;
+    records
+        .iter()
+        .map(|r| {
+            if r.source != Source::Cgm {
+                return false;
+            }
+            let current = r.sensor.as_deref();
+            let changed = matches!((previous, current), (Some(a), Some(b)) if a != b);
+            if current.is_some() {
+                previous = current;
+            }
+            changed
+        })
+        .collect()
 }
 
 /// Times a monitor accepts (1970..2100); others are errors in the file.
@@ -88,13 +128,14 @@ pub fn parse_csv(text: &str, file: &str) -> Result<Dataset, MlError> {
         .headers()
         .map_err(|e| error(1, e.to_string()))?
         .clone();
-    let subject_col = find_column(&headers, &["subject_id", "subject", "patient_id"]);
+    let subject_col = find_column(&headers, &["subject_id", "subject", "patient_id", "id"]);
     let time_col = find_column(&headers, &["timestamp", "time", "date", "datetime"])
         .ok_or_else(|| error(1, "no timestamp column".into()))?;
-    let glucose_col = find_column(&headers, &["glucose_mg_dl", "glucose", "sgv", "mg_dl"])
+    let glucose_col = find_column(&headers, &["glucose_mg_dl", "glucose", "sgv", "mg_dl", "gl"])
         .ok_or_else(|| error(1, "no glucose_mg_dl column".into()))?;
     let label_col = find_column(&headers, &["fault", "label"]);
     let source_col = find_column(&headers, &["source", "type"]);
+    let sensor_col = find_column(&headers, &["sensor_session", "sensor_id", "sensor_serial"]);
     let mut data = Dataset {
         labelled: label_col.is_some(),
         ..Dataset::default()
@@ -138,6 +179,10 @@ pub fn parse_csv(text: &str, file: &str) -> Result<Dataset, MlError> {
                 mg_dl,
                 source,
                 label,
+                sensor: sensor_col
+                    .map(|col| cell(col))
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.chars().take(64).collect()),
             });
     }
     Ok(data)
@@ -207,6 +252,7 @@ pub fn parse_nightscout(text: &str, file: &str, default_subject: &str) -> Result
             mg_dl,
             source,
             label,
+            sensor: None,
         });
     }
     for records in data.subjects.values_mut() {
@@ -257,6 +303,22 @@ mod tests {
             (b[0].source, b[0].label, b[0].at_ms),
             (Source::Capillary, Some(None), 1_767_571_200_000)
         );
+    }
+
+    #[test]
+    fn iglu_columns_and_sensor_change_overs() {
+        let text = "\"\",\"id\",\"time\",\"gl\",\"sensor_id\"\n\
+                    \"1\",\"S 1\",2015-06-06 16:50:27,153,A\n\
+                    \"2\",\"S 1\",2015-06-06 16:55:27,150,A\n\
+                    \"3\",\"S 1\",2015-06-06 19:00:27,140,B\n\
+                    \"4\",\"S 1\",2015-06-06 19:05:27,141,\n";
+        let data = parse_csv(text, "iglu.csv").expect("parses");
+        let records = &data.subjects["S 1"];
+        assert_eq!(records.len(), 4);
+        assert_eq!(records[0].mg_dl, 153.0);
+        assert_eq!(sensor_changes(records), vec![false, false, true, false]);
+        let sample = records[2].sample(true);
+        assert!(sample.flags.new_sensor);
     }
 
     #[test]

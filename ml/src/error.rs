@@ -38,8 +38,8 @@ pub enum MlError {
     /// The model configuration (detector.json) does not match this code.
     #[error("model configuration: {0}")]
     Config(String),
-    /// The on-device adapter (candle) failed.
-    #[error("on-device adaptation: {0}")]
+    /// The on-device forecast combination (candle) failed.
+    #[error("on-device forecast combination: {0}")]
     Adapter(String),
     /// A user data file could not be parsed.
     #[error("{file}:{line}: {message}")]

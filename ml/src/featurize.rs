@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::data::{Dataset, Source};
+use crate::data::{Dataset, Source, sensor_changes};
 use crate::features::{
     DELTA_SCALE, FAULT_FEATURES, FORECAST_FEATURES, fault_features, forecast_features,
 };
@@ -28,9 +28,14 @@ pub fn write_features(data: &Dataset, out: &mut dyn Write) -> std::io::Result<us
     for (subject, records) in &data.subjects {
         let truth = Truth::build(records);
         let mut history = CgmHistory::new();
-        for (record, segment) in records.iter().zip(&truth.segment_of) {
+        let changes = sensor_changes(records);
+        for ((record, segment), new_sensor) in records.iter().zip(&truth.segment_of).zip(changes) {
             if record.source != Source::Cgm || !record.mg_dl.is_finite() {
                 continue;
+            }
+            if new_sensor {
+                // As the monitor does: a new sensor's history starts afresh.
+                history.clear();
             }
             let arrival = history.admit(CgmPoint {
                 at_ms: record.at_ms,

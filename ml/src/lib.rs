@@ -5,15 +5,15 @@
 //! lows and highs from a learned glucose forecaster, and sensor faults
 //! (compression lows, stuck values, spikes, gaps, clock jumps, drift against
 //! capillary references). The models are ONNX files trained offline
-//! (ml/training) and run with tract; a per-patient forecast correction is
-//! learned on the device with candle. See docs/ML.md.
+//! (ml/training) and run with tract; the forecast the hub uses is a
+//! per-patient combination of the learned model and simple forecasters whose
+//! weights are learned on the device with candle. See docs/ML.md.
 #![forbid(unsafe_code)]
 
-pub mod adapt;
-#[cfg(feature = "eval")]
 pub mod ar2;
 #[cfg(feature = "eval")]
 pub mod bench;
+pub mod combine;
 #[cfg(feature = "eval")]
 pub mod data;
 pub mod error;
@@ -31,10 +31,13 @@ pub mod sample;
 pub mod time;
 #[cfg(feature = "eval")]
 pub mod truth;
+#[cfg(feature = "eval")]
+pub mod tune;
 
 pub use error::MlError;
 pub use finding::{FaultKind, Finding, FindingKind, Severity};
-pub use models::Models;
+pub use combine::{CombinationSettings, Component};
+pub use models::{Models, PredictedLowSettings};
 pub use monitor::{Assessment, CgmAssessment, Forecast, MonitorConfig, PatientMonitor};
 pub use rules::RuleThresholds;
 pub use sample::{Measurement, Sample, SensorFlags};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use glyco_ml::{Models, bench, data, eval, featurize};
+use glyco_ml::{Models, bench, data, eval, featurize, tune};
 
 #[derive(Parser)]
 #[command(
@@ -37,9 +37,27 @@ enum Command {
         /// Also write the table to this file.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Override the predicted-low threshold (mg/dL, 30-min forecast).
+        /// Override the predicted-low operating point: the probability that
+        /// glucose is below 70 mg/dL in 30 minutes at which the hub warns.
         #[arg(long)]
-        predicted_low_below: Option<f64>,
+        low_probability: Option<f32>,
+    },
+    /// Measure the combination's priors and exponent and choose the
+    /// predicted-low operating point on the validation patients; writes them
+    /// into detector.json.
+    Tune {
+        /// Validation CSV (never the evaluation patients).
+        #[arg(long, default_value = "ml/data/validation.csv")]
+        csv: PathBuf,
+        /// Directory with detector.json and the ONNX models (updated in place).
+        #[arg(long)]
+        models: Option<PathBuf>,
+        /// Largest false predicted lows per patient-day accepted on validation.
+        #[arg(long, default_value_t = 1.0)]
+        max_false_per_day: f64,
+        /// Print what would be chosen without writing detector.json.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Write training features (for ml/training/train.py) for a CSV file.
     Features {
@@ -56,9 +74,9 @@ enum Command {
         load_runs: usize,
         #[arg(long)]
         models: Option<PathBuf>,
-        /// Measure with on-device adaptation on.
+        /// Measure with the learned model alone (the per-patient combination off).
         #[arg(long)]
-        adapt: bool,
+        learned_only: bool,
     },
 }
 
@@ -76,13 +94,17 @@ fn main() -> anyhow::Result<()> {
             nightscout,
             models,
             out,
-            predicted_low_below,
+            low_probability,
         } => {
             let models_dir = models.unwrap_or_else(Models::bundled_dir);
             let mut models = Models::load_dir(&models_dir)
                 .with_context(|| format!("loading models from {}", models_dir.display()))?;
-            if let Some(mg_dl) = predicted_low_below {
-                models.set_predicted_low_below_mg_dl(mg_dl)?;
+            if let Some(probability) = low_probability {
+                let current = models.predicted_low();
+                models.set_predicted_low(glyco_ml::PredictedLowSettings {
+                    probability,
+                    ..current
+                })?;
             }
             let models = Arc::new(models);
             let dataset = match (csv, nightscout) {
@@ -110,6 +132,39 @@ fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("writing {}", out.display()))?;
             }
         }
+        Command::Tune {
+            csv,
+            models,
+            max_false_per_day,
+            dry_run,
+        } => {
+            let dir = models.unwrap_or_else(Models::bundled_dir);
+            let loaded = Models::load_dir(&dir)
+                .with_context(|| format!("loading models from {}", dir.display()))?;
+            let validation = data::load_csv(&csv)?;
+            let tuned = tune::tune(&validation, loaded, max_false_per_day)?;
+            for (exponent, rmse) in &tuned.rmse_by_exponent {
+                println!("exponent {exponent}: combined 30-min RMSE {rmse:.2} mg/dL");
+            }
+            let c = &tuned.combination;
+            println!(
+                "priors (learned, AR2, last value, damped trend): 30 min {:?}, 60 min {:?}",
+                c.prior_rmse_mg_dl[0], c.prior_rmse_mg_dl[1]
+            );
+            println!(
+                "chosen: exponent {}, combined prior {:?}, predicted low at P >= {:.2}",
+                c.exponent, c.prior_combined_rmse_mg_dl, tuned.predicted_low.probability
+            );
+            print!("\nvalidation patients at these settings:\n\n{}", eval::render(&tuned.report));
+            if !dry_run {
+                let path = dir.join("detector.json");
+                let current = std::fs::read(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                std::fs::write(&path, tune::updated_config(&current, &tuned)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+        }
         Command::Features { csv, out } => {
             let dataset = data::load_csv(&csv)?;
             let file = File::create(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -122,14 +177,14 @@ fn main() -> anyhow::Result<()> {
             readings,
             load_runs,
             models,
-            adapt,
+            learned_only,
         } => {
             let dir = models.unwrap_or_else(Models::bundled_dir);
-            let report = bench::run(&dir, readings, load_runs, adapt)?;
-            let mode = if report.adapt {
-                "adaptation on"
+            let report = bench::run(&dir, readings, load_runs, !learned_only)?;
+            let mode = if report.combine {
+                "combination on"
             } else {
-                "adaptation off"
+                "learned model alone"
             };
             println!(
                 "model load (both models, optimise + plan): median {:.2} ms over {} runs",

@@ -6,9 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tract_onnx::prelude::*;
 
+use crate::combine::CombinationSettings;
 use crate::error::MlError;
 use crate::features::{FAULT_FEATURES, FEATURE_VERSION, FORECAST_FEATURES};
 use crate::finding::FaultKind;
@@ -34,8 +35,35 @@ struct ConfigFile {
     feature_version: u32,
     forecaster: ModelEntry,
     fault_detector: FaultEntry,
-    /// A predicted low fires when the 30-minute forecast is below this.
-    predicted_low_below_mg_dl: f64,
+    combination: CombinationSettings,
+    predicted_low: PredictedLowSettings,
+}
+
+/// When a predicted low fires: the probability, from the patient's combined
+/// forecast and its running uncertainty, that glucose is below `below_mg_dl`
+/// in 30 minutes reaches `probability`. Chosen on the validation patients.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PredictedLowSettings {
+    pub probability: f32,
+    pub below_mg_dl: f64,
+}
+
+impl PredictedLowSettings {
+    fn validate(&self) -> Result<(), MlError> {
+        if !(0.01..=0.99).contains(&self.probability) {
+            return Err(MlError::Config(format!(
+                "predicted-low probability {} outside 0.01..=0.99",
+                self.probability
+            )));
+        }
+        if !(50.0..=100.0).contains(&self.below_mg_dl) {
+            return Err(MlError::Config(format!(
+                "predicted-low level {} mg/dL outside 50..=100",
+                self.below_mg_dl
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A fault class the learned detector outputs, with its decision threshold.
@@ -51,14 +79,16 @@ pub struct Models {
     fault_detector: Plan,
     /// Output index -> class; index 0 is "no fault" and has no entry.
     fault_classes: Vec<Option<FaultClass>>,
-    predicted_low_below_mg_dl: f64,
+    combination: CombinationSettings,
+    predicted_low: PredictedLowSettings,
 }
 
 impl std::fmt::Debug for Models {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Models")
             .field("fault_classes", &self.fault_classes)
-            .field("predicted_low_below_mg_dl", &self.predicted_low_below_mg_dl)
+            .field("combination", &self.combination)
+            .field("predicted_low", &self.predicted_low)
             .finish_non_exhaustive()
     }
 }
@@ -156,6 +186,8 @@ impl Models {
                 "feature counts differ from this code; retrain".into(),
             ));
         }
+        config.combination.validate()?;
+        config.predicted_low.validate()?;
         let mut fault_classes = Vec::new();
         for (index, name) in config.fault_detector.classes.iter().enumerate() {
             let kind = FaultKind::parse_label(name).map_err(MlError::Config)?;
@@ -179,7 +211,8 @@ impl Models {
             forecaster: plan("forecaster", forecaster, FORECAST_FEATURES)?,
             fault_detector: plan("fault_detector", fault, FAULT_FEATURES)?,
             fault_classes,
-            predicted_low_below_mg_dl: config.predicted_low_below_mg_dl,
+            combination: config.combination,
+            predicted_low: config.predicted_low,
         };
         // One dry run each, so a model that loads but cannot run fails here
         // and not on a patient's first reading.
@@ -221,19 +254,27 @@ impl Models {
         &self.fault_classes
     }
 
-    pub fn predicted_low_below_mg_dl(&self) -> f64 {
-        self.predicted_low_below_mg_dl
+    pub fn combination(&self) -> &CombinationSettings {
+        &self.combination
     }
 
-    /// Overrides the predicted-low threshold of detector.json (a clinic
-    /// trying its own trade-off between warning time and false alarms).
-    pub fn set_predicted_low_below_mg_dl(&mut self, mg_dl: f64) -> Result<(), MlError> {
-        if !(40.0..=120.0).contains(&mg_dl) {
-            return Err(MlError::Config(format!(
-                "predicted-low threshold {mg_dl} mg/dL outside 40..=120"
-            )));
-        }
-        self.predicted_low_below_mg_dl = mg_dl;
+    pub fn predicted_low(&self) -> PredictedLowSettings {
+        self.predicted_low
+    }
+
+    /// Overrides the combination settings of detector.json (`glyco-ml tune`
+    /// measuring its priors).
+    pub fn set_combination(&mut self, settings: CombinationSettings) -> Result<(), MlError> {
+        settings.validate()?;
+        self.combination = settings;
+        Ok(())
+    }
+
+    /// Overrides the predicted-low operating point of detector.json (a
+    /// clinic trying its own trade-off between warnings and false alarms).
+    pub fn set_predicted_low(&mut self, settings: PredictedLowSettings) -> Result<(), MlError> {
+        settings.validate()?;
+        self.predicted_low = settings;
         Ok(())
     }
 }

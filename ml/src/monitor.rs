@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use crate::adapt::ForecastAdapter;
+use crate::combine::{COMPONENTS, ForecastCombiner, component_forecasts, normal_cdf};
 use crate::error::MlError;
 use crate::features::{fault_features, forecast_features, steepest_fall};
 use crate::finding::{FaultKind, Finding, FindingKind, Severity};
@@ -27,8 +27,10 @@ use crate::sample::{Measurement, Sample};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MonitorConfig {
     pub rules: RuleThresholds,
-    /// Learn a per-patient forecast correction on the device (candle).
-    pub adapt: bool,
+    /// Combine the learned forecaster with AR2, the last value and a damped
+    /// trend, weighted by this patient's recent errors (on by default; off
+    /// leaves the learned model alone, for comparison).
+    pub combine: bool,
     /// A finding of a kind already reported at the same or higher severity
     /// within this time is not reported again (no alarm floods).
     pub repeat_after_ms: i64,
@@ -48,7 +50,7 @@ impl Default for MonitorConfig {
     fn default() -> Self {
         MonitorConfig {
             rules: RuleThresholds::default(),
-            adapt: false,
+            combine: true,
             repeat_after_ms: 30 * MINUTE_MS,
             predicted_high_above_mg_dl: 250.0,
             drift_min_mg_dl: 40.0,
@@ -63,8 +65,12 @@ impl Default for MonitorConfig {
 pub struct Forecast {
     pub at_30_min_mg_dl: f64,
     pub at_60_min_mg_dl: f64,
-    /// The part of the forecast the on-device adapter added (0 until warm).
-    pub adapter_correction_mg_dl: [f64; 2],
+    /// The learned model's own forecast (30, 60 min).
+    pub learned_mg_dl: [f64; 2],
+    /// This patient's running RMSE of the forecast (30, 60 min).
+    pub uncertainty_mg_dl: [f64; 2],
+    /// Weights of learned, AR2, last value, damped trend (30, 60 min).
+    pub weights: [[f32; COMPONENTS]; 2],
 }
 
 /// Everything the monitor concluded about one CGM reading, before findings
@@ -77,6 +83,44 @@ pub struct CgmAssessment {
     pub fault_confidence: f32,
     /// The predicted-low decision for this reading.
     pub predicted_low: bool,
+    /// Probability that glucose is low in 30 minutes (0 where no predicted
+    /// low may fire: no forecast, short history, a doubted reading, already low).
+    pub low_probability: f32,
+    /// Readings in a row the decision needs at this sensor's cadence.
+    pub low_confirmations_needed: u8,
+}
+
+/// The confirmation rule of predicted lows: `needed` candidate readings in a
+/// row, each at most 10 minutes after the last. Shared with the evaluation,
+/// which replays it at other operating points.
+#[derive(Debug, Clone, Copy)]
+pub struct LowConfirmation {
+    count: u8,
+    last_ms: i64,
+}
+
+impl Default for LowConfirmation {
+    fn default() -> Self {
+        LowConfirmation {
+            count: 0,
+            last_ms: i64::MIN,
+        }
+    }
+}
+
+impl LowConfirmation {
+    /// One reading: whether its forecast says low, and whether that is now
+    /// confirmed.
+    pub fn step(&mut self, at_ms: i64, candidate: bool, needed: u8) -> bool {
+        let recent = at_ms.saturating_sub(self.last_ms) <= 10 * MINUTE_MS;
+        self.count = match (candidate, recent) {
+            (false, _) => 0,
+            (true, true) => self.count.saturating_add(1),
+            (true, false) => 1,
+        };
+        self.last_ms = at_ms;
+        candidate && self.count >= needed.max(1)
+    }
 }
 
 /// Result of one reading: the findings to report and, for CGM readings, the
@@ -106,8 +150,11 @@ const COMPRESSION_MAX_MS: i64 = 120 * MINUTE_MS;
 /// episode needs the full class threshold to start).
 /// Smallest 15-minute fall that can start a compression low, mg/dL.
 const COMPRESSION_MIN_FALL_MG_DL: f32 = 25.0;
-const COMPRESSION_HOLD_P: f32 = 0.5;
+const COMPRESSION_HOLD_P: f32 = 0.2;
 
+/// Largest CGM rate (mg/dL/min over 15 minutes) at which a capillary
+/// reading is compared with CGM.
+const DRIFT_STEADY_MG_DL_PER_MIN: f32 = 1.0;
 /// Suspicions of drift expire: the sensor may have been recalibrated.
 const DRIFT_MEMORY_MS: i64 = 12 * 60 * MINUTE_MS;
 /// A capillary reading is compared with CGM at most this far from a CGM reading.
@@ -121,11 +168,12 @@ pub struct PatientMonitor {
     models: Arc<Models>,
     config: MonitorConfig,
     cgm: CgmHistory,
-    adapter: ForecastAdapter,
+    combiner: ForecastCombiner,
     drift: Option<DriftSuspicion>,
     compression: Option<CompressionEpisode>,
-    /// Readings in a row whose forecast said "low", and when the last was.
-    low_forecasts: (u8, i64),
+    low_confirmation: LowConfirmation,
+    /// A sensor said it is warming up: the next gap is a change-over.
+    sensor_warming: bool,
     reported: Vec<(FindingKind, Severity, i64)>,
 }
 
@@ -143,14 +191,15 @@ impl PatientMonitor {
 
     pub fn with_config(models: Arc<Models>, config: MonitorConfig) -> Self {
         PatientMonitor {
-            models,
             config,
             cgm: CgmHistory::new(),
-            adapter: ForecastAdapter::new(),
+            combiner: ForecastCombiner::new(models.combination()),
             drift: None,
             compression: None,
-            low_forecasts: (0, i64::MIN),
+            low_confirmation: LowConfirmation::default(),
+            sensor_warming: false,
             reported: Vec::with_capacity(REPORTED_CAPACITY),
+            models,
         }
     }
 
@@ -178,13 +227,24 @@ impl PatientMonitor {
     pub fn state_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.cgm.heap_bytes()
-            + self.adapter.heap_bytes()
+            + self.combiner.heap_bytes()
             + self.reported.capacity() * std::mem::size_of::<(FindingKind, Severity, i64)>()
     }
 
     fn cgm_reading(&mut self, sample: &Sample, mg_dl: f64) -> Result<Assessment, MlError> {
         let at_ms = sample.at_ms;
         let mut raw = Vec::new();
+        if sample.flags.warming_up {
+            self.sensor_warming = true;
+        }
+        if sample.flags.new_sensor || (self.sensor_warming && !sample.flags.warming_up) {
+            // A new sensor: its bias and noise are its own, and the hole
+            // before it is a change-over, not a lost signal.
+            if !sample.flags.sensor_error {
+                self.sensor_warming = false;
+                self.start_new_sensor();
+            }
+        }
         if sample.flags.sensor_error || sample.flags.warming_up {
             // The sensor disowns the value: report it, keep it out of history.
             let why = if sample.flags.sensor_error {
@@ -226,10 +286,10 @@ impl PatientMonitor {
         match self.cgm.admit(point) {
             Arrival::Duplicate => return Err(MlError::DuplicateTimestamp { at_ms }),
             Arrival::ClockWentBack { back_ms } => {
-                self.adapter.forget_pending();
+                self.combiner.forget_pending();
                 self.reported.clear();
                 self.compression = None;
-                self.low_forecasts = (0, i64::MIN);
+                self.low_confirmation = LowConfirmation::default();
                 assessment.fault = Some(FaultKind::ClockJump);
                 assessment.fault_confidence = 0.9;
                 raw.push(fault_finding(
@@ -321,62 +381,73 @@ impl PatientMonitor {
         };
         let trust = (1.0 - artefact_doubt).clamp(0.05, 1.0);
 
-        // Forecast, with the patient's own correction once it has learned.
+        // Forecast: the learned model, combined with the simple forecasters
+        // by this patient's own record.
         if let Some(features) = forecast_features(&self.cgm) {
             let delta = self.models.forecast(&features)?;
-            let base = [
+            let learned = [
                 mg_dl as f32 + delta.at_30_min,
                 mg_dl as f32 + delta.at_60_min,
             ];
-            let mut correction = [0.0f32; 2];
-            if self.config.adapt {
-                self.adapter.learn(&self.cgm)?;
-                let inputs = ForecastAdapter::inputs(&features);
-                correction = self.adapter.correction(&inputs)?;
+            let settings = *self.models.combination();
+            self.combiner.learn(&self.cgm, &settings, artefact_doubt == 0.0);
+            let mut combined = None;
+            if self.config.combine
+                && let Some(components) = component_forecasts(&self.cgm, learned)
+            {
+                let result = self.combiner.combine(&components, &settings)?;
                 if artefact_doubt == 0.0 {
-                    self.adapter.remember(at_ms, inputs, base);
+                    self.combiner.remember(at_ms, components, result.mg_dl);
                 }
+                combined = Some(result);
             }
+            let uncertainty = self
+                .combiner
+                .uncertainty()
+                .map(|u| f64::from(u).max(1.0));
             // No sensor reads below 20 or above 600 mg/dL; keep forecasts there too.
+            let clamp = |v: f32| f64::from(v).clamp(20.0, 600.0);
+            let chosen = combined.map_or(learned, |c| c.mg_dl);
             let forecast = Forecast {
-                at_30_min_mg_dl: f64::from(base[0] + correction[0]).clamp(20.0, 600.0),
-                at_60_min_mg_dl: f64::from(base[1] + correction[1]).clamp(20.0, 600.0),
-                adapter_correction_mg_dl: [f64::from(correction[0]), f64::from(correction[1])],
+                at_30_min_mg_dl: clamp(chosen[0]),
+                at_60_min_mg_dl: clamp(chosen[1]),
+                learned_mg_dl: learned.map(clamp),
+                uncertainty_mg_dl: uncertainty,
+                weights: combined.map_or([[1.0, 0.0, 0.0, 0.0]; 2], |c| c.weights),
             };
             assessment.forecast = Some(forecast);
             let enough_history = self.cgm.value_at(at_ms - 10 * MINUTE_MS).is_some();
             let rules = &self.config.rules;
-            let forecast_low = enough_history
-                && artefact_doubt == 0.0
-                && mg_dl >= rules.low_mg_dl
-                && forecast.at_30_min_mg_dl < self.models.predicted_low_below_mg_dl();
-            let (count, last_ms) = self.low_forecasts;
-            let count = match (
-                forecast_low,
-                at_ms.saturating_sub(last_ms) <= 10 * MINUTE_MS,
-            ) {
-                (false, _) => 0,
-                (true, true) => count.saturating_add(1),
-                (true, false) => 1,
-            };
-            self.low_forecasts = (count, at_ms);
+            let low = self.models.predicted_low();
+            if enough_history && artefact_doubt == 0.0 && mg_dl >= rules.low_mg_dl {
+                let probability = match &combined {
+                    Some(combined) => combined.probability_below(low.below_mg_dl, 0),
+                    None => normal_cdf((low.below_mg_dl - forecast.at_30_min_mg_dl) / uncertainty[0]),
+                };
+                assessment.low_probability = probability as f32;
+            }
             let slow_sensor = self.cgm.cadence_ms().is_some_and(|c| c >= 10 * MINUTE_MS);
-            let needed = if slow_sensor {
+            assessment.low_confirmations_needed = if slow_sensor {
                 1
             } else {
                 self.config.predicted_low_confirmations.max(1)
             };
-            assessment.predicted_low = forecast_low && count >= needed;
+            assessment.predicted_low = self.low_confirmation.step(
+                at_ms,
+                assessment.low_probability >= low.probability,
+                assessment.low_confirmations_needed,
+            );
             if assessment.predicted_low {
-                let margin =
-                    (self.models.predicted_low_below_mg_dl() - forecast.at_30_min_mg_dl) / 20.0;
                 raw.push(Finding {
                     kind: FindingKind::PredictedLow,
                     severity: Severity::Warning,
-                    confidence: (0.6 + 0.4 * margin.clamp(0.0, 1.0)) as f32,
+                    confidence: assessment.low_probability,
                     explanation: format!(
-                        "glucose {mg_dl:.0} mg/dL, forecast {:.0} mg/dL in 30 min",
-                        forecast.at_30_min_mg_dl
+                        "glucose {mg_dl:.0} mg/dL, forecast {:.0} ± {:.0} mg/dL in 30 min ({:.0} % chance below {:.0})",
+                        forecast.at_30_min_mg_dl,
+                        uncertainty[0],
+                        assessment.low_probability * 100.0,
+                        low.below_mg_dl
                     ),
                     at_ms,
                 });
@@ -421,6 +492,16 @@ impl PatientMonitor {
         })
     }
 
+    /// Forgets what belonged to the previous sensor. The combination's
+    /// running errors are the patient's and stay.
+    fn start_new_sensor(&mut self) {
+        self.cgm.clear();
+        self.combiner.forget_pending();
+        self.compression = None;
+        self.drift = None;
+        self.low_confirmation = LowConfirmation::default();
+    }
+
     fn start_compression(&mut self, at_ms: i64) {
         if self.compression.is_some() {
             return;
@@ -452,7 +533,7 @@ impl PatientMonitor {
     ) -> Option<(FaultKind, f32, f32)> {
         let episode = self.compression?;
         let elapsed = at_ms.saturating_sub(episode.started_ms);
-        let still_down = mg_dl < episode.before_mg_dl - (0.25 * episode.before_mg_dl).max(20.0);
+        let still_down = mg_dl < episode.before_mg_dl - (0.15 * episode.before_mg_dl).max(10.0);
         if (0..=COMPRESSION_MAX_MS).contains(&elapsed)
             && still_down
             && p_compression >= COMPRESSION_HOLD_P
@@ -490,7 +571,17 @@ impl PatientMonitor {
                 .filter(|last| (at_ms - last.at_ms).abs() <= CAPILLARY_MATCH_MS)
                 .map(|last| last.mg_dl)
         });
-        if let Some(cgm) = cgm.map(f64::from) {
+        // Sensors lag blood glucose by 5-15 minutes: while glucose moves, CGM
+        // and meter disagree without any drift. Compare only when steady.
+        let steady = self
+            .cgm
+            .last()
+            .and_then(|last| {
+                let before = self.cgm.value_at(last.at_ms - 15 * MINUTE_MS)?;
+                Some((last.mg_dl - before).abs() / 15.0 <= DRIFT_STEADY_MG_DL_PER_MIN)
+            })
+            .unwrap_or(false);
+        if let Some(cgm) = cgm.map(f64::from).filter(|_| steady) {
             let difference = cgm - mg_dl;
             let limit = self
                 .config

@@ -64,6 +64,9 @@ pub struct SensorFlags {
     pub calibration_required: bool,
     /// The sensor itself reports an error for this reading.
     pub sensor_error: bool,
+    /// The first reading of a new sensor (a change-over): the hole before it
+    /// is expected, and the new sensor's history starts here.
+    pub new_sensor: bool,
 }
 
 fn check(what: &'static str, value: f64, min: f64, max: f64) -> Result<f64, MlError> {

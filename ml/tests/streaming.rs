@@ -267,6 +267,73 @@ fn sensor_flags_and_capillary_disagreement() {
 }
 
 #[test]
+fn a_sensor_change_over_is_not_a_gap() {
+    let hour = |monitor: &mut PatientMonitor, from_min: i64| {
+        for i in 0..12 {
+            monitor
+                .observe(&cgm(T0 + (from_min + i * 5) * MINUTE, 120.0))
+                .expect("valid");
+        }
+    };
+    let gap = FindingKind::SensorFault(FaultKind::Gap);
+    // A plain two-hour hole is a gap.
+    let mut monitor = PatientMonitor::new(models());
+    hour(&mut monitor, 0);
+    let found = monitor.observe(&cgm(T0 + 180 * MINUTE, 121.0)).expect("valid");
+    assert!(kinds(&found).contains(&gap), "{found:?}");
+    // The same hole before a reading marked as a new sensor is not.
+    let mut monitor = PatientMonitor::new(models());
+    hour(&mut monitor, 0);
+    let new_sensor = cgm(T0 + 180 * MINUTE, 121.0).with_flags(SensorFlags {
+        new_sensor: true,
+        ..SensorFlags::default()
+    });
+    let found = monitor.observe(&new_sensor).expect("valid");
+    assert!(!kinds(&found).contains(&gap), "{found:?}");
+    // Nor after the sensor said it was warming up (how BLE CGMs show it).
+    let mut monitor = PatientMonitor::new(models());
+    hour(&mut monitor, 0);
+    let warming = cgm(T0 + 62 * MINUTE, 100.0).with_flags(SensorFlags {
+        warming_up: true,
+        ..SensorFlags::default()
+    });
+    monitor.observe(&warming).expect("valid");
+    let found = monitor.observe(&cgm(T0 + 180 * MINUTE, 121.0)).expect("valid");
+    assert!(!kinds(&found).contains(&gap), "{found:?}");
+}
+
+#[test]
+fn the_combination_learns_which_forecaster_suits_the_patient() {
+    // A patient whose glucose swings in a slow sine: every component
+    // forecasts, and the combination's weights move with their errors.
+    let mut monitor = PatientMonitor::new(models());
+    let mut first = None;
+    let mut last = None;
+    for i in 0..(3 * 288) {
+        let t = i as f64 * 5.0;
+        let value = (140.0 + 50.0 * (t / 240.0 * std::f64::consts::TAU).sin()).round();
+        let assessment = monitor.assess(&cgm(T0 + i * 5 * MINUTE, value)).expect("valid");
+        let Some(forecast) = assessment.cgm.and_then(|c| c.forecast) else {
+            continue;
+        };
+        for row in forecast.weights {
+            let total: f32 = row.iter().sum();
+            assert!((total - 1.0).abs() < 1e-3, "{row:?}");
+            assert!(row.iter().all(|w| (0.0..=1.0).contains(w)), "{row:?}");
+        }
+        assert!(forecast.uncertainty_mg_dl.iter().all(|u| *u >= 1.0));
+        if i > 2 {
+            first.get_or_insert(forecast.weights);
+            last = Some(forecast.weights);
+        }
+    }
+    let (first, last) = (first.expect("forecasts"), last.expect("forecasts"));
+    assert_ne!(first, last, "the weights never moved");
+    // On a smooth swing the last value is the worst forecaster: its weight falls.
+    assert!(last[0][2] < first[0][2], "{first:?} -> {last:?}");
+}
+
+#[test]
 fn noisy_random_streams_never_panic_and_state_stays_small() {
     // Deterministic pseudo-random input: values, NaNs, jitter, repeats,
     // backwards and forwards jumps, every measurement kind.

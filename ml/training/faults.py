@@ -3,9 +3,9 @@
 simglucose models sensor noise but no failures, so the faults real CGMs show
 are written here, each labelled per reading:
 
-- compression_low  the wearer lies on the sensor: a fast fall of 30-60 % of
-                   the value, a plateau of 15-75 min, a fast recovery;
-                   mostly at night.
+- compression_low  the wearer lies on the sensor (written into the
+                   interstitial signal by `compression_attenuation`, before
+                   the sensor's own filter; see sensor.py).
 - stuck            the transmitter repeats its last value for 30-120 min.
 - spike            one (at 1-min cadence up to three) wild readings.
 - drift            a calibration error that grows over 4-12 h to 30-60 mg/dL
@@ -65,36 +65,57 @@ def _pick(
     return None
 
 
-def _compression_lows(times, values, labels, cadence, rng) -> None:
-    nights = int(np.ceil(times[-1] / DAY)) + 1
-    for night in range(nights):
+def compression_attenuation(
+    level: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pressure on the sensor, on the 1-minute grid of the interstitial
+    signal `level`: (attenuation in mg/dL, shape 0..1) per minute.
+
+    Real compression lows (Mensh et al. 2013, Baysal et al. 2014) fall fast
+    but not as a straight line: the signal approaches a plateau 30-70 %
+    below the true level with a time constant of 2-8 min, wanders on the
+    plateau for 15-120 min, and comes back with a time constant of 3-12 min,
+    sometimes overshooting the true level for a while. 85 % happen in bed.
+    """
+    n = len(level)
+    attenuation = np.zeros(n)
+    shape = np.zeros(n)
+    busy_until = -1
+    for night in range(int(np.ceil(n / DAY)) + 1):
         for chance in (0.8, 0.3):
             if rng.random() >= chance:
                 continue
-            fall, hold, rise = rng.uniform(5, 15), rng.uniform(15, 75), rng.uniform(5, 20)
-            # Lying on the sensor happens in bed: 23:00-06:00, sometimes a nap.
             if rng.random() < 0.85:
-                window = (night * DAY - 60, night * DAY + 360)
+                start = night * DAY - 60 + rng.uniform(0, 420)
             else:
-                window = (night * DAY + 780, night * DAY + 960)
-            found = _pick(times, labels, rng, fall + hold + rise, cadence, window)
-            if found is None:
+                start = night * DAY + rng.uniform(780, 960)
+            start = int(start)
+            fall_tau, hold = rng.uniform(2, 8), rng.uniform(15, 120)
+            rise_tau = rng.uniform(3, 12)
+            length = int(hold + 5 * rise_tau + 30)
+            if start < 60 or start + length >= n or start <= busy_until:
                 continue
-            start, stop = found
-            depth_fraction = rng.uniform(0.3, 0.6)
-            t0 = times[start]
-            for i in range(start, stop):
-                dt = times[i] - t0
-                if dt < fall:
-                    shape = dt / fall
-                elif dt < fall + hold:
-                    shape = 1.0
+            busy_until = start + length + 60
+            depth = max(30.0, rng.uniform(0.3, 0.7) * level[start])
+            depth = min(depth, level[start] - 30.0)
+            if depth < 20.0:
+                continue
+            overshoot = rng.uniform(0.05, 0.15) * level[start] if rng.random() < 0.4 else 0.0
+            wander = 1.0 + 0.1 * np.sin(np.arange(length) / rng.uniform(8, 25) + rng.uniform(0, 6))
+            at_release = 1.0 - np.exp(-hold / fall_tau)
+            for k in range(length):
+                if k < hold:
+                    s = 1.0 - np.exp(-k / fall_tau)
                 else:
-                    shape = max(0.0, 1.0 - (dt - fall - hold) / rise)
-                depth = max(30.0, depth_fraction * values[i])
-                values[i] = max(40.0, round(values[i] - depth * shape + rng.normal(0, 1.5) * shape))
-                if shape >= 0.3:
-                    labels[i] = "compression_low"
+                    s = at_release * np.exp(-(k - hold) / rise_tau)
+                i = start + k
+                shape[i] = s
+                attenuation[i] = depth * s * wander[k]
+                if k >= hold:
+                    attenuation[i] -= overshoot * (1 - s / at_release) * np.exp(-(k - hold) / 15.0)
+            attenuation[start:start + length] = np.minimum(
+                attenuation[start:start + length], level[start:start + length] - 20.0)
+    return attenuation, shape
 
 
 def _drift(times, values, labels, cadence, rng, count) -> None:
@@ -168,21 +189,25 @@ def _clock_jumps(times, labels, cadence, rng, count) -> np.ndarray:
 
 
 def inject(
-    times: np.ndarray, values: np.ndarray, cadence: int, rng: np.random.Generator
+    times: np.ndarray,
+    values: np.ndarray,
+    cadence: int,
+    rng: np.random.Generator,
+    labels: list[str] | None = None,
 ) -> list[tuple[float, float, float, str]]:
-    """Faults written into one subject's trace.
+    """Faults written into one subject's trace; `labels` holds what is
+    already there (compression lows come from the sensor model).
 
     Returns (true minute, reported minute, value, label) per kept reading, in
     the order the sensor produced them."""
     values = values.astype(float).copy()
-    labels = [NONE] * len(times)
+    labels = list(labels) if labels is not None else [NONE] * len(times)
     days = max(times[-1] / DAY, 0.25)
 
     def count(kind: str) -> int:
         return int(rng.poisson(RATES[kind] * days))
 
     _drift(times, values, labels, cadence, rng, count("drift"))
-    _compression_lows(times, values, labels, cadence, rng)
     _stuck(times, values, labels, cadence, rng, count("stuck"))
     _spikes(times, values, labels, cadence, rng, count("spike"))
     keep = _gaps(times, labels, cadence, rng, count("gap"))

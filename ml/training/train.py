@@ -16,6 +16,7 @@ thresholds are chosen on the validation patients only.
 from __future__ import annotations
 
 import argparse
+import re
 import json
 import sys
 from pathlib import Path
@@ -48,6 +49,7 @@ def load(path: Path) -> dict[str, np.ndarray]:
     def optional(name: str) -> np.ndarray:
         return np.array([float(v) if v else np.nan for v in columns[name]], dtype=np.float32)
     return {
+        "subject": columns["subject"],
         "label": columns["label"],
         "timing": columns["timing_fault"].astype(int),
         "fc": block("fc", FORECAST_FEATURES),
@@ -221,11 +223,20 @@ def main() -> int:
     parser.add_argument("--validation", type=Path, default=root / "data" / "validation_features.csv")
     parser.add_argument("--models", type=Path, default=root / "models")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--predicted-low-below", type=float, default=70.0,
-                        help="30-min forecast below which a predicted low fires (choose on validation)")
+    parser.add_argument("--only-subjects", default="",
+                        help="regular expression: train and validate only on matching subjects "
+                             "(cross-population checks, e.g. '^(adult|adolescent)-' or '-5min$')")
     args = parser.parse_args()
 
     train, validation = load(args.train), load(args.validation)
+    if args.only_subjects:
+        pattern = re.compile(args.only_subjects)
+        train, validation = (
+            {k: v[np.array([bool(pattern.search(s)) for s in d["subject"]])] for k, v in d.items()}
+            for d in (train, validation)
+        )
+        print(f"only subjects matching {args.only_subjects!r}: {len(train['label'])} training rows",
+              file=sys.stderr)
     args.models.mkdir(parents=True, exist_ok=True)
 
     forecaster, f_scaler, f_metrics = train_forecaster(train, validation, args.seed)
@@ -250,7 +261,16 @@ def main() -> int:
             "classes": CLASSES,
             "thresholds": thresholds,
         },
-        "predicted_low_below_mg_dl": args.predicted_low_below,
+        # Measured and chosen on the validation patients afterwards by
+        # `glyco-ml tune`; until then these starting values let the models load.
+        "combination": {
+            "exponent": 2.0,
+            "prior_rmse_mg_dl": [[15.0] * 4, [25.0] * 4],
+            "prior_combined_rmse_mg_dl": [15.0, 25.0],
+            "prior_weight": 50.0,
+            "forgetting": 0.002,
+        },
+        "predicted_low": {"probability": 0.3, "below_mg_dl": 70.0},
     }
     (args.models / "detector.json").write_text(json.dumps(config, indent=2) + "\n")
     fixture = {

@@ -17,7 +17,38 @@ use super::{METHODS, Report, Scored};
 use crate::data::Dataset;
 use crate::finding::FaultKind;
 use crate::history::MINUTE_MS;
+use crate::monitor::LowConfirmation;
 use crate::truth::Truth;
+
+type Subject = (String, Truth, Vec<Scored>);
+
+/// How much data there was, three ways.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Days {
+    pub data: f64,
+    pub span: f64,
+    pub sufficient: (usize, usize),
+}
+
+/// One operating point of the hub's predicted low.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CurvePoint {
+    pub probability: f32,
+    pub score: LowScore,
+}
+
+/// Probability thresholds the curve shows.
+pub const CURVE_PROBABILITIES: [f32; 14] = [
+    0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7,
+];
+
+/// One subject's 30-minute forecast error per method.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubjectForecast {
+    pub subject: String,
+    pub points: usize,
+    pub rmse_30: [f64; 4],
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ForecastScore {
@@ -81,11 +112,11 @@ fn median(values: &mut [f64]) -> Option<f64> {
     })
 }
 
-fn forecast_score(subjects: &[(Truth, Vec<Scored>)], method: usize) -> ForecastScore {
+fn forecast_score(subjects: &[Subject], method: usize) -> ForecastScore {
     let mut score = ForecastScore::default();
     for h in 0..2 {
         let (mut n, mut sq, mut abs) = (0usize, 0.0, 0.0);
-        for (_, readings) in subjects {
+        for (_, _, readings) in subjects {
             for r in readings {
                 let Some(truth) = r.truth[h] else { continue };
                 if r.said.iter().any(|s| s.forecast.is_none()) {
@@ -109,16 +140,58 @@ fn forecast_score(subjects: &[(Truth, Vec<Scored>)], method: usize) -> ForecastS
     score
 }
 
-fn low_score(subjects: &[(Truth, Vec<Scored>)], method: usize, days: f64) -> LowScore {
+fn subject_forecasts(subjects: &[Subject]) -> Vec<SubjectForecast> {
+    subjects
+        .iter()
+        .map(|(name, truth, readings)| {
+            let one = [(name.clone(), truth.clone(), readings.clone())];
+            let scores = METHODS.map(|m| forecast_score(&one, m as usize));
+            SubjectForecast {
+                subject: name.clone(),
+                points: scores[0].points[0],
+                rmse_30: scores.map(|s| s.rmse[0]),
+            }
+        })
+        .collect()
+}
+
+/// Alarms of one method, per reading, as it said them.
+fn said_alarms(readings: &[Scored], method: usize) -> Vec<bool> {
+    readings.iter().map(|r| r.said[method].predicted_low).collect()
+}
+
+/// The hub's alarms replayed at another probability threshold.
+fn replayed_alarms(readings: &[Scored], probability: f32) -> Vec<bool> {
+    let mut confirmation = LowConfirmation::default();
+    readings
+        .iter()
+        .map(|r| {
+            let said = &r.said[0];
+            confirmation.step(
+                r.at_ms,
+                said.low_probability > 0.0 && said.low_probability >= probability,
+                said.low_needed,
+            )
+        })
+        .collect()
+}
+
+fn low_score(
+    subjects: &[Subject],
+    days: f64,
+    alarms_of: impl Fn(&[Scored]) -> Vec<bool>,
+) -> LowScore {
     let mut score = LowScore::default();
     let mut leads = Vec::new();
     let window = 60 * MINUTE_MS;
-    for (truth, readings) in subjects {
+    for (_, truth, readings) in subjects {
+        let raised = alarms_of(readings);
         for (index, segment) in truth.segments.iter().enumerate() {
             let alarms: Vec<i64> = readings
                 .iter()
-                .filter(|r| r.segment == index && r.said[method].predicted_low)
-                .map(|r| r.at_ms)
+                .zip(&raised)
+                .filter(|(r, alarm)| r.segment == index && **alarm)
+                .map(|(r, _)| r.at_ms)
                 .collect();
             let events = segment.low_events();
             for event in &events {
@@ -155,9 +228,9 @@ fn low_score(subjects: &[(Truth, Vec<Scored>)], method: usize, days: f64) -> Low
     score
 }
 
-fn fault_score(subjects: &[(Truth, Vec<Scored>)], method: usize, kind: FaultKind) -> FaultScore {
+fn fault_score(subjects: &[Subject], method: usize, kind: FaultKind) -> FaultScore {
     let mut score = FaultScore::default();
-    for (_, readings) in subjects {
+    for (_, _, readings) in subjects {
         let mut in_episode = false;
         let mut episode_found = false;
         for r in readings {
@@ -191,12 +264,20 @@ fn fault_score(subjects: &[(Truth, Vec<Scored>)], method: usize, kind: FaultKind
 
 pub(super) fn score(
     data: &Dataset,
-    subjects: Vec<(Truth, Vec<Scored>)>,
+    subjects: Vec<Subject>,
     rejected: usize,
-    days: f64,
+    days: Days,
+    low_probability: f32,
 ) -> Report {
     let forecast = METHODS.map(|m| forecast_score(&subjects, m as usize));
-    let lows = METHODS.map(|m| low_score(&subjects, m as usize, days));
+    let lows = METHODS.map(|m| low_score(&subjects, days.data, |r| said_alarms(r, m as usize)));
+    let low_curve = CURVE_PROBABILITIES
+        .iter()
+        .map(|p| CurvePoint {
+            probability: *p,
+            score: low_score(&subjects, days.data, |r| replayed_alarms(r, *p)),
+        })
+        .collect();
     let faults = if data.labelled {
         FaultKind::LABELLED
             .iter()
@@ -213,13 +294,18 @@ pub(super) fn score(
     };
     Report {
         subjects: subjects.len(),
-        readings: subjects.iter().map(|(_, r)| r.len()).sum(),
+        readings: subjects.iter().map(|(_, _, r)| r.len()).sum(),
         rejected_readings: rejected,
-        patient_days: days,
+        patient_days: days.data,
+        span_days: days.span,
+        sufficient_days: days.sufficient,
         low_events: lows[0].events,
         labelled: data.labelled,
         forecast,
         lows,
+        low_curve,
+        per_subject: subject_forecasts(&subjects),
+        low_probability,
         faults,
     }
 }

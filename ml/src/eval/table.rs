@@ -20,17 +20,38 @@ fn verdict(met: Option<bool>) -> &'static str {
     }
 }
 
+/// Subjects whose combined 30-min RMSE is no worse than both AR2 and the
+/// last value, subjects measured, and the worst excess over the better one.
+fn never_worse(report: &Report) -> (usize, usize, Option<f64>) {
+    let mut no_worse = 0;
+    let mut measured = 0;
+    let mut worst: Option<f64> = None;
+    for subject in report.per_subject.iter().filter(|s| s.points >= 50) {
+        measured += 1;
+        let best_simple = subject.rmse_30[2].min(subject.rmse_30[3]);
+        let excess = subject.rmse_30[0] / best_simple - 1.0;
+        if excess <= 0.0 {
+            no_worse += 1;
+        }
+        worst = Some(worst.map_or(excess, |w: f64| w.max(excess)));
+    }
+    (no_worse, measured, worst)
+}
+
 /// Renders the report: data summary, one table, then each aim and whether
 /// the measurement meets it.
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} subjects, {} CGM readings ({} rejected as invalid), {:.1} patient-days, {} low events (<70 mg/dL for >=10 min)\n",
+        "{} subjects, {} CGM readings ({} rejected as invalid), {:.1} patient-days of data ({:.1} days first to last), {} of {} days with >= 70 % of expected readings, {} low events (<70 mg/dL for >=10 min)\n",
         report.subjects,
         report.readings,
         report.rejected_readings,
         report.patient_days,
+        report.span_days,
+        report.sufficient_days.0,
+        report.sufficient_days.1,
         report.low_events
     );
     let titles: Vec<&str> = METHODS.iter().map(|m| m.title()).collect();
@@ -106,6 +127,49 @@ pub fn render(report: &Report) -> String {
             vec![model_cell.clone(), model_cell, "—".into(), cells(baseline)],
         );
     }
+    let _ = writeln!(
+        out,
+        "\nPredicted lows at other operating points (the hub's default is probability >= {:.2}):\n",
+        report.low_probability
+    );
+    let _ = writeln!(
+        out,
+        "| P(low in 30 min) >= | sensitivity | false per patient-day | median lead, min |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|");
+    for point in &report.low_curve {
+        let s = &point.score;
+        let _ = writeln!(
+            out,
+            "| {:.2} | {} ({}/{}) | {} | {} |",
+            point.probability,
+            pct(s.sensitivity()),
+            s.predicted,
+            s.events,
+            num(Some(s.false_per_day), 2),
+            num(s.median_lead_min, 0)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n30-min forecast RMSE per subject, mg/dL:\n\n| subject | n | {} |\n|---|---:|{}",
+        titles.join(" | "),
+        "---:|".repeat(METHODS.len())
+    );
+    for subject in &report.per_subject {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            subject.subject,
+            subject.points,
+            subject
+                .rmse_30
+                .iter()
+                .map(|r| num(Some(*r), 1))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
     if !report.labelled {
         let _ = writeln!(
             out,
@@ -123,6 +187,13 @@ pub fn render(report: &Report) -> String {
         model.rmse[0],
         ar2.rmse[0],
         verdict(gain.map(|g| g >= 0.15))
+    );
+    let (no_worse, measured, worst) = never_worse(report);
+    let _ = writeln!(
+        out,
+        "- never worse than AR2 and the last value on a subject (30-min RMSE): {no_worse} of {measured} subjects, worst {}: {}",
+        worst.map_or("—".to_string(), |w| format!("{:+.1}%", w * 100.0)),
+        verdict((measured > 0).then_some(no_worse == measured))
     );
     let lows = &report.lows[0];
     let _ = writeln!(
