@@ -1,18 +1,22 @@
-//! The forecast the hub uses: a per-patient combination of four forecasters
+//! The forecast the hub uses: a per-patient combination of five forecasters
 //! weighted by how well each has done *for this patient*.
 //!
 //! The learned model was trained on virtual patients; on real people it can
 //! lose to the simple forecasters (issue 12: 6 % worse than AR2 on real
 //! traces). So the hub never trusts one forecaster. For each horizon it
-//! combines the learned model, Nightscout's AR2, the last value and a damped
-//! linear trend, with weights proportional to `rmse^-exponent` of each
-//! component's recent errors on this patient (Bates-Granger weights, sharpened).
-//! Every forecast is remembered; when its 30- or 60-minute truth arrives the
-//! squared errors update. The running errors start from priors measured on
-//! the validation patients, so the combination is on from the first reading,
-//! and forget slowly, so a patient whose sensor or body favours another
-//! forecaster moves the weights there within a day or two. The arithmetic
-//! runs on candle tensors; the state is a few hundred bytes.
+//! combines the learned model, Nightscout's AR2, the last value, a damped
+//! linear trend and the patient's own linear model (`personal`, learned on
+//! the hub). The weights are the minimum-variance combination of Bates and
+//! Granger (1969): w = S⁻¹1 / 1ᵀS⁻¹1, where S is this patient's running
+//! second-moment matrix of the components' errors, shrunk towards its
+//! diagonal (shrinkage 1 gives inverse-MSE weights). Correlated errors are
+//! what make the full matrix worth it: two forecasters that err together
+//! add nothing, one that errs the other way does. Every forecast is
+//! remembered; when its 30- or 60-minute truth arrives the matrix updates
+//! (on candle tensors). It starts from the matrix measured on the validation
+//! patients, so the combination is on from the first reading, and forgets
+//! slowly, so a patient whose sensor or body favours another forecaster
+//! moves the weights there within a day or two.
 //!
 //! The same running error of the *combined* forecast is the patient's own
 //! forecast uncertainty, which the predicted-low decision uses.
@@ -25,8 +29,9 @@ use serde::{Deserialize, Serialize};
 use crate::ar2;
 use crate::error::MlError;
 use crate::history::{CgmHistory, MINUTE_MS};
+use crate::personal::{self, PersonalForecaster};
 
-pub const COMPONENTS: usize = 4;
+pub const COMPONENTS: usize = 5;
 pub const HORIZONS_MIN: [i64; 2] = [30, 60];
 /// Forecasts remembered at most 5 minutes apart: 13 cover the 60-minute horizon.
 const PENDING_CAPACITY: usize = 16;
@@ -43,6 +48,7 @@ pub enum Component {
     Ar2,
     LastValue,
     DampedTrend,
+    Personal,
 }
 
 impl Component {
@@ -51,6 +57,7 @@ impl Component {
         Component::Ar2,
         Component::LastValue,
         Component::DampedTrend,
+        Component::Personal,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +66,7 @@ impl Component {
             Component::Ar2 => "AR2",
             Component::LastValue => "last value",
             Component::DampedTrend => "damped trend",
+            Component::Personal => "personal",
         }
     }
 }
@@ -67,10 +75,11 @@ impl Component {
 /// (`glyco-ml tune`) and stored in detector.json.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CombinationSettings {
-    /// Weight of a component ∝ rmse^-exponent (2 = inverse MSE).
-    pub exponent: f32,
-    /// Starting RMSE per horizon (30, 60 min) and component, mg/dL.
-    pub prior_rmse_mg_dl: [[f32; COMPONENTS]; 2],
+    /// 0: the full error matrix; 1: its diagonal only (inverse-MSE weights).
+    pub shrinkage: f32,
+    /// Starting second moments of the components' errors per horizon
+    /// (30, 60 min), mg/dL² (rows and columns in `Component::ALL` order).
+    pub prior_error_moments: [[[f32; COMPONENTS]; COMPONENTS]; 2],
     /// Starting RMSE of the combined forecast per horizon, mg/dL.
     pub prior_combined_rmse_mg_dl: [f32; 2],
     /// How many resolved forecasts the priors count for.
@@ -80,13 +89,21 @@ pub struct CombinationSettings {
     pub forgetting: f32,
 }
 
+fn diagonal(values: [f32; COMPONENTS]) -> [[f32; COMPONENTS]; COMPONENTS] {
+    let mut m = [[0.0; COMPONENTS]; COMPONENTS];
+    for (k, v) in values.iter().enumerate() {
+        m[k][k] = *v;
+    }
+    m
+}
+
 impl Default for CombinationSettings {
     fn default() -> Self {
         CombinationSettings {
-            exponent: 2.0,
-            prior_rmse_mg_dl: [[15.0; COMPONENTS], [25.0; COMPONENTS]],
+            shrinkage: 1.0,
+            prior_error_moments: [diagonal([225.0; COMPONENTS]), diagonal([625.0; COMPONENTS])],
             prior_combined_rmse_mg_dl: [15.0, 25.0],
-            prior_weight: 50.0,
+            prior_weight: 300.0,
             forgetting: 0.002,
         }
     }
@@ -95,17 +112,27 @@ impl Default for CombinationSettings {
 impl CombinationSettings {
     pub fn validate(&self) -> Result<(), MlError> {
         let bad = |what: &str| Err(MlError::Config(format!("combination: {what}")));
-        if !(0.0..=16.0).contains(&self.exponent) {
-            return bad("exponent outside 0..=16");
+        if !(0.0..=1.0).contains(&self.shrinkage) {
+            return bad("shrinkage outside 0..=1");
         }
-        let priors = self
-            .prior_rmse_mg_dl
-            .iter()
-            .flatten()
-            .chain(&self.prior_combined_rmse_mg_dl);
-        for rmse in priors {
+        for matrix in &self.prior_error_moments {
+            for (i, row) in matrix.iter().enumerate() {
+                for (j, value) in row.iter().enumerate() {
+                    if !value.is_finite() || value.abs() > 40_000.0 {
+                        return bad("prior error moment not finite or beyond (200 mg/dL)^2");
+                    }
+                    if i == j && *value < 0.25 {
+                        return bad("prior error moment on the diagonal below (0.5 mg/dL)^2");
+                    }
+                    if (value - matrix[j][i]).abs() > 1e-3 * value.abs().max(1.0) {
+                        return bad("prior error moments not symmetric");
+                    }
+                }
+            }
+        }
+        for rmse in &self.prior_combined_rmse_mg_dl {
             if !(0.5..=200.0).contains(rmse) {
-                return bad("prior RMSE outside 0.5..=200 mg/dL");
+                return bad("prior combined RMSE outside 0.5..=200 mg/dL");
             }
         }
         if !(1.0..=100_000.0).contains(&self.prior_weight) {
@@ -116,6 +143,68 @@ impl CombinationSettings {
         }
         Ok(())
     }
+}
+
+/// Weights no component may leave: a near-singular matrix could otherwise
+/// ask for wild extrapolation between two similar forecasters.
+const WEIGHT_RANGE: (f64, f64) = (-1.0, 2.0);
+
+/// Minimum-variance weights w = S⁻¹1 / 1ᵀS⁻¹1 of a moment matrix shrunk
+/// towards its diagonal; inverse-MSE weights when the matrix cannot be
+/// solved. Rows sum to 1.
+pub fn optimal_weights(
+    moments: &[[f32; COMPONENTS]; COMPONENTS],
+    shrinkage: f32,
+) -> [f32; COMPONENTS] {
+    let alpha = f64::from(shrinkage.clamp(0.0, 1.0));
+    let mut s = [[0.0f64; COMPONENTS]; COMPONENTS];
+    for i in 0..COMPONENTS {
+        for j in 0..COMPONENTS {
+            let value = f64::from(moments[i][j]);
+            s[i][j] = if i == j { value.max(0.25) } else { (1.0 - alpha) * value };
+        }
+    }
+    let inverse_mse = || {
+        let raw: [f64; COMPONENTS] = std::array::from_fn(|k| 1.0 / s[k][k]);
+        let total: f64 = raw.iter().sum();
+        raw.map(|w| (w / total) as f32)
+    };
+    // Cholesky S = L Lᵀ, then solve L Lᵀ x = 1.
+    let mut l = [[0.0f64; COMPONENTS]; COMPONENTS];
+    for i in 0..COMPONENTS {
+        for j in 0..=i {
+            let sum: f64 = (0..j).map(|k| l[i][k] * l[j][k]).sum();
+            if i == j {
+                let d = s[i][i] - sum;
+                if !(d > 1e-9 * s[i][i]) {
+                    return inverse_mse();
+                }
+                l[i][j] = d.sqrt();
+            } else {
+                l[i][j] = (s[i][j] - sum) / l[j][j];
+            }
+        }
+    }
+    let mut y = [0.0f64; COMPONENTS];
+    for i in 0..COMPONENTS {
+        let sum: f64 = (0..i).map(|k| l[i][k] * y[k]).sum();
+        y[i] = (1.0 - sum) / l[i][i];
+    }
+    let mut x = [0.0f64; COMPONENTS];
+    for i in (0..COMPONENTS).rev() {
+        let sum: f64 = (i + 1..COMPONENTS).map(|k| l[k][i] * x[k]).sum();
+        x[i] = (y[i] - sum) / l[i][i];
+    }
+    let total: f64 = x.iter().sum();
+    if !(total.is_finite() && total > 0.0) {
+        return inverse_mse();
+    }
+    let clipped = x.map(|v| (v / total).clamp(WEIGHT_RANGE.0, WEIGHT_RANGE.1));
+    let total: f64 = clipped.iter().sum();
+    if !(total.is_finite() && total.abs() > 1e-6) {
+        return inverse_mse();
+    }
+    clipped.map(|w| (w / total) as f32)
 }
 
 fn combiner_error(error: candle_core::Error) -> MlError {
@@ -157,6 +246,7 @@ pub fn damped_trend(history: &CgmHistory) -> Option<[f32; 2]> {
 pub fn component_forecasts(
     history: &CgmHistory,
     learned_mg_dl: [f32; 2],
+    personal_mg_dl: [f32; 2],
 ) -> Option<[[f32; COMPONENTS]; 2]> {
     let last = history.last()?.mg_dl;
     let ar2 = [
@@ -164,74 +254,71 @@ pub fn component_forecasts(
         ar2::forecast_history(history, 60)? as f32,
     ];
     let trend = damped_trend(history)?;
-    Some([0, 1].map(|h| [learned_mg_dl[h], ar2[h], last, trend[h]]))
+    Some([0, 1].map(|h| [learned_mg_dl[h], ar2[h], last, trend[h], personal_mg_dl[h]]))
 }
 
 /// The combined forecast and how it was made.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Combined {
     pub mg_dl: [f32; 2],
-    /// Weight of each component per horizon (rows sum to 1).
+    /// Weight of each component per horizon (rows sum to 1; a weight may be
+    /// negative when two components err together).
     pub weights: [[f32; COMPONENTS]; 2],
     /// The patient's running RMSE of the combined forecast per horizon.
     pub uncertainty_mg_dl: [f32; 2],
-    /// What each component said, and its running RMSE for this patient.
-    pub components: [[f32; COMPONENTS]; 2],
-    pub component_rmse_mg_dl: [[f32; COMPONENTS]; 2],
-}
-
-impl Combined {
-    /// Probability that glucose is below `level_mg_dl` at horizon `h` (0: 30
-    /// min, 1: 60 min), from the mixture of the components' forecasts: each a
-    /// normal around its forecast with its own running RMSE, weighted as in
-    /// the combination. A mixture keeps the warning of a component that
-    /// foresees a fall, where the weighted mean would average it away.
-    pub fn probability_below(&self, level_mg_dl: f64, h: usize) -> f64 {
-        let h = h.min(1);
-        let mut total = 0.0;
-        for k in 0..COMPONENTS {
-            let weight = f64::from(self.weights[h][k]);
-            let sigma = f64::from(self.component_rmse_mg_dl[h][k]).max(1.0);
-            let z = (level_mg_dl - f64::from(self.components[h][k])) / sigma;
-            if weight.is_finite() && z.is_finite() {
-                total += weight * normal_cdf(z);
-            }
-        }
-        total.clamp(0.0, 1.0)
-    }
 }
 
 #[derive(Debug, Clone)]
 struct Pending {
     at_ms: i64,
+    mg_dl: f32,
+    personal_inputs: [f32; personal::INPUTS],
     components: [[f32; COMPONENTS]; 2],
     combined: [f32; 2],
     resolved: [bool; 2],
 }
 
-/// Per-patient combination state: 10 running errors, 2 counters and at most
-/// 16 pending forecasts.
+/// A forecast to learn from once its truth arrives.
+#[derive(Debug, Clone, Copy)]
+pub struct Remembered {
+    pub at_ms: i64,
+    pub mg_dl: f32,
+    pub personal_inputs: [f32; personal::INPUTS],
+    pub components: [[f32; COMPONENTS]; 2],
+    pub combined: [f32; 2],
+}
+
+/// Per-patient combination state: two 5x5 error matrices, 2 running errors,
+/// 2 counters, the personal forecaster and at most 16 pending forecasts
+/// (about 3 KiB).
 #[derive(Debug, Clone)]
 pub struct ForecastCombiner {
-    mse: [[f32; COMPONENTS]; 2],
+    moments: [[[f32; COMPONENTS]; COMPONENTS]; 2],
     combined_mse: [f32; 2],
     resolved: [u32; 2],
+    personal: PersonalForecaster,
     pending: VecDeque<Pending>,
 }
 
 impl ForecastCombiner {
-    pub fn new(settings: &CombinationSettings) -> Self {
+    pub fn new(settings: &CombinationSettings, personal_prior: [[f32; personal::INPUTS]; 2]) -> Self {
         ForecastCombiner {
-            mse: settings.prior_rmse_mg_dl.map(|row| row.map(|r| r * r)),
+            moments: settings.prior_error_moments,
             combined_mse: settings.prior_combined_rmse_mg_dl.map(|r| r * r),
             resolved: [0; 2],
+            personal: PersonalForecaster::new(personal_prior),
             pending: VecDeque::with_capacity(PENDING_CAPACITY),
         }
     }
 
     /// Heap bytes held (for the memory benchmark).
     pub fn heap_bytes(&self) -> usize {
-        self.pending.capacity() * std::mem::size_of::<Pending>()
+        self.pending.capacity() * std::mem::size_of::<Pending>() + self.personal.heap_bytes()
+    }
+
+    /// The patient's own forecaster.
+    pub fn personal(&self) -> &PersonalForecaster {
+        &self.personal
     }
 
     /// Forecasts resolved so far per horizon.
@@ -246,7 +333,8 @@ impl ForecastCombiner {
 
     /// Running RMSE per horizon and component, mg/dL.
     pub fn component_rmse(&self) -> [[f32; COMPONENTS]; 2] {
-        self.mse.map(|row| row.map(f32::sqrt))
+        self.moments
+            .map(|m| std::array::from_fn(|k| m[k][k].max(0.0).sqrt()))
     }
 
     /// Combines the component forecasts with this patient's weights.
@@ -255,41 +343,30 @@ impl ForecastCombiner {
         components: &[[f32; COMPONENTS]; 2],
         settings: &CombinationSettings,
     ) -> Result<Combined, MlError> {
+        let weights = self
+            .moments
+            .map(|m| optimal_weights(&m, settings.shrinkage));
         let device = Device::Cpu;
-        let flat_mse: Vec<f32> = self.mse.iter().flatten().copied().collect();
+        let flat_weights: Vec<f32> = weights.iter().flatten().copied().collect();
         let flat_forecasts: Vec<f32> = components.iter().flatten().copied().collect();
-        let mse = Tensor::from_vec(flat_mse, (2, COMPONENTS), &device).map_err(combiner_error)?;
-        let forecasts =
+        let w = Tensor::from_vec(flat_weights, (2, COMPONENTS), &device).map_err(combiner_error)?;
+        let f =
             Tensor::from_vec(flat_forecasts, (2, COMPONENTS), &device).map_err(combiner_error)?;
-        // rmse^-p = mse^(-p/2), normalised per horizon.
-        let raw = mse
-            .clamp(0.25f32, f32::MAX)
-            .and_then(|m| m.powf(-f64::from(settings.exponent) / 2.0))
-            .map_err(combiner_error)?;
-        let weights = raw
-            .sum_keepdim(1)
-            .and_then(|total| raw.broadcast_div(&total))
-            .map_err(combiner_error)?;
-        let combined = (&weights * &forecasts)
+        let combined = (&w * &f)
             .and_then(|t| t.sum(1))
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(combiner_error)?;
-        let weights = weights.to_vec2::<f32>().map_err(combiner_error)?;
         let mut out = Combined {
             mg_dl: [components[0][0], components[1][0]],
             weights: [[0.0; COMPONENTS]; 2],
             uncertainty_mg_dl: self.combined_mse.map(f32::sqrt),
-            components: *components,
-            component_rmse_mg_dl: self.component_rmse(),
         };
         for h in 0..2 {
-            let (Some(value), Some(row)) = (combined.get(h), weights.get(h)) else {
-                continue;
-            };
+            let value = combined.get(h).copied().unwrap_or(f32::NAN);
             // Non-finite arithmetic falls back to the learned model.
-            if value.is_finite() && row.len() == COMPONENTS && row.iter().all(|w| w.is_finite()) {
-                out.mg_dl[h] = *value;
-                out.weights[h].copy_from_slice(row);
+            if value.is_finite() && weights[h].iter().all(|w| w.is_finite()) {
+                out.mg_dl[h] = value;
+                out.weights[h] = weights[h];
             } else {
                 out.weights[h][0] = 1.0;
             }
@@ -297,12 +374,12 @@ impl ForecastCombiner {
         Ok(out)
     }
 
-    /// Remembers a forecast made at `at_ms` to learn from when its truth comes.
-    pub fn remember(&mut self, at_ms: i64, components: [[f32; COMPONENTS]; 2], combined: [f32; 2]) {
+    /// Remembers a forecast to learn from when its truth comes.
+    pub fn remember(&mut self, forecast: Remembered) {
         if self
             .pending
             .back()
-            .is_some_and(|p| at_ms - p.at_ms < 5 * MINUTE_MS)
+            .is_some_and(|p| forecast.at_ms - p.at_ms < 5 * MINUTE_MS)
         {
             return;
         }
@@ -310,9 +387,11 @@ impl ForecastCombiner {
             self.pending.pop_front();
         }
         self.pending.push_back(Pending {
-            at_ms,
-            components,
-            combined,
+            at_ms: forecast.at_ms,
+            mg_dl: forecast.mg_dl,
+            personal_inputs: forecast.personal_inputs,
+            components: forecast.components,
+            combined: forecast.combined,
             resolved: [false; 2],
         });
     }
@@ -340,11 +419,13 @@ impl ForecastCombiner {
                 }
                 let truth = history.value_at(due).filter(|_| trusted);
                 let (components, combined) = (pending.components[h], pending.combined[h]);
+                let (inputs, then) = (pending.personal_inputs, pending.mg_dl);
                 if let Some(pending) = self.pending.get_mut(index) {
                     pending.resolved[h] = true;
                 }
                 if let Some(truth) = truth {
                     self.update(h, &components, combined, truth, settings);
+                    self.personal.learn(h, &inputs, then, truth);
                 }
             }
         }
@@ -359,19 +440,55 @@ impl ForecastCombiner {
         truth: f32,
         settings: &CombinationSettings,
     ) {
+        if components.iter().any(|f| !f.is_finite()) {
+            return;
+        }
         let seen = self.resolved[h] as f32;
         let rate = (1.0 / (settings.prior_weight + seen)).max(settings.forgetting);
-        let squared = |forecast: f32| ((forecast - truth).powi(2)).min(MAX_SQUARED_ERROR);
-        for (mse, forecast) in self.mse[h].iter_mut().zip(components) {
-            if forecast.is_finite() {
-                *mse += rate * (squared(*forecast) - *mse);
-            }
+        let limit = MAX_SQUARED_ERROR.sqrt();
+        let errors: [f32; COMPONENTS] = components.map(|f| (f - truth).clamp(-limit, limit));
+        if let Ok(updated) = moments_step(&self.moments[h], &errors, rate) {
+            self.moments[h] = updated;
         }
         if combined.is_finite() {
-            self.combined_mse[h] += rate * (squared(combined) - self.combined_mse[h]);
+            let squared = ((combined - truth).powi(2)).min(MAX_SQUARED_ERROR);
+            self.combined_mse[h] += rate * (squared - self.combined_mse[h]);
         }
         self.resolved[h] = self.resolved[h].saturating_add(1);
     }
+}
+
+/// M ← (1 − r)·M + r·e eᵀ on candle tensors.
+fn moments_step(
+    moments: &[[f32; COMPONENTS]; COMPONENTS],
+    errors: &[f32; COMPONENTS],
+    rate: f32,
+) -> Result<[[f32; COMPONENTS]; COMPONENTS], MlError> {
+    let device = Device::Cpu;
+    let m = Tensor::from_vec(
+        moments.iter().flatten().copied().collect::<Vec<f32>>(),
+        (COMPONENTS, COMPONENTS),
+        &device,
+    )
+    .map_err(combiner_error)?;
+    let e = Tensor::from_slice(errors, (COMPONENTS, 1), &device).map_err(combiner_error)?;
+    let outer = e
+        .matmul(&e.t().map_err(combiner_error)?)
+        .map_err(combiner_error)?;
+    let next = (m.affine(f64::from(1.0 - rate), 0.0).map_err(combiner_error)?
+        + outer.affine(f64::from(rate), 0.0).map_err(combiner_error)?)
+    .map_err(combiner_error)?;
+    let rows = next.to_vec2::<f32>().map_err(combiner_error)?;
+    let mut out = [[0.0; COMPONENTS]; COMPONENTS];
+    for (i, row) in rows.iter().enumerate().take(COMPONENTS) {
+        for (j, value) in row.iter().enumerate().take(COMPONENTS) {
+            if !value.is_finite() {
+                return Err(MlError::Adapter("non-finite error moment".into()));
+            }
+            out[i][j] = *value;
+        }
+    }
+    Ok(out)
 }
 
 /// Standard normal CDF (Abramowitz-Stegun 7.1.26, error below 1.5e-7).
@@ -407,11 +524,11 @@ mod tests {
         // Flat 120 mg/dL: the last value is exact, the "learned" component is
         // always 30 mg/dL off, AR2 and the trend are exact too.
         let settings = settings();
-        let mut combiner = ForecastCombiner::new(&settings);
+        let mut combiner = ForecastCombiner::new(&settings, [[0.0; personal::INPUTS]; 2]);
         let mut history = CgmHistory::new();
-        let components = [[150.0, 120.0, 120.0, 120.0], [150.0, 120.0, 120.0, 120.0]];
+        let components = [[150.0, 120.0, 120.0, 120.0, 120.0]; 2];
         let before = combiner.combine(&components, &settings).expect("combines");
-        assert!((before.weights[0][0] - 0.25).abs() < 1e-4, "{before:?}");
+        assert!((before.weights[0][0] - 0.2).abs() < 1e-4, "{before:?}");
         for i in 0..400i64 {
             let at_ms = i * 5 * MINUTE_MS;
             history.admit(CgmPoint {
@@ -420,7 +537,13 @@ mod tests {
             });
             combiner.learn(&history, &settings, true);
             let combined = combiner.combine(&components, &settings).expect("combines");
-            combiner.remember(at_ms, components, combined.mg_dl);
+            combiner.remember(Remembered {
+                at_ms,
+                mg_dl: 120.0,
+                personal_inputs: [0.0; personal::INPUTS],
+                components,
+                combined: combined.mg_dl,
+            });
         }
         let after = combiner.combine(&components, &settings).expect("combines");
         assert!(after.weights[0][0] < 0.01, "{after:?}");
@@ -433,7 +556,7 @@ mod tests {
     #[test]
     fn doubted_truth_and_bad_numbers_do_not_move_the_errors() {
         let settings = settings();
-        let mut combiner = ForecastCombiner::new(&settings);
+        let mut combiner = ForecastCombiner::new(&settings, [[0.0; personal::INPUTS]; 2]);
         let mut history = CgmHistory::new();
         for i in 0..40i64 {
             let at_ms = i * 5 * MINUTE_MS;
@@ -442,15 +565,47 @@ mod tests {
                 mg_dl: 100.0,
             });
             combiner.learn(&history, &settings, false);
-            combiner.remember(at_ms, [[f32::NAN; COMPONENTS]; 2], [f32::NAN; 2]);
+            combiner.remember(Remembered {
+                at_ms,
+                mg_dl: 100.0,
+                personal_inputs: [0.0; personal::INPUTS],
+                components: [[f32::NAN; COMPONENTS]; 2],
+                combined: [f32::NAN; 2],
+            });
         }
         assert_eq!(combiner.resolved(), [0, 0]);
         let rmse = combiner.component_rmse();
         assert!((rmse[0][0] - 15.0).abs() < 1e-4);
         let combined = combiner
-            .combine(&[[f32::NAN, 1.0, 1.0, 1.0]; 2], &settings)
+            .combine(&[[f32::NAN, 1.0, 1.0, 1.0, 1.0]; 2], &settings)
             .expect("combines");
         assert!(combined.weights[0][0] == 1.0 || combined.mg_dl[0].is_nan());
+    }
+
+    #[test]
+    fn minimum_variance_weights() {
+        // Two forecasters whose errors cancel (correlation -0.5, same size):
+        // half each; the rest are much worse and get little.
+        let mut m = diagonal([100.0, 100.0, 900.0, 900.0, 900.0]);
+        m[0][1] = -50.0;
+        m[1][0] = -50.0;
+        let w = optimal_weights(&m, 0.0);
+        assert!((w[0] - w[1]).abs() < 1e-4 && w[0] > 0.4, "{w:?}");
+        assert!((w.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        // Shrinkage 1 ignores correlation: inverse-MSE weights.
+        let w = optimal_weights(&m, 1.0);
+        assert!((w[0] - 0.9 / (0.9 * 2.0 + 0.1 * 3.0 / 3.0 * 1.0)).abs() < 0.05, "{w:?}");
+        // A component that errs exactly like another adds nothing: the
+        // singular matrix falls back to inverse-MSE weights, still finite.
+        let same = [[100.0; COMPONENTS]; COMPONENTS];
+        let w = optimal_weights(&same, 0.0);
+        assert!(w.iter().all(|v| v.is_finite() && (*v - 0.2).abs() < 1e-5), "{w:?}");
+        // No weight leaves its range however ill-conditioned the matrix.
+        let mut nearly = diagonal([100.0, 100.0, 100.0, 100.0, 100.0]);
+        nearly[0][1] = 99.9;
+        nearly[1][0] = 99.9;
+        let w = optimal_weights(&nearly, 0.0);
+        assert!(w.iter().all(|v| (-1.0..=2.0).contains(&(*v as f64 * 0.999))), "{w:?}");
     }
 
     #[test]

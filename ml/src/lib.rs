@@ -26,6 +26,7 @@ pub mod finding;
 pub mod history;
 pub mod models;
 pub mod monitor;
+pub mod personal;
 pub mod rules;
 pub mod sample;
 pub mod time;

@@ -143,17 +143,29 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("loading models from {}", dir.display()))?;
             let validation = data::load_csv(&csv)?;
             let tuned = tune::tune(&validation, loaded, max_false_per_day)?;
-            for (exponent, rmse) in &tuned.rmse_by_exponent {
-                println!("exponent {exponent}: combined 30-min RMSE {rmse:.2} mg/dL");
+            for (prior_weight, forgetting, shrinkage, rmse) in &tuned.tried {
+                println!(
+                    "prior weight {prior_weight}, forgetting {forgetting}, shrinkage {shrinkage}: combined 30-min RMSE {rmse:.2} mg/dL"
+                );
             }
             let c = &tuned.combination;
+            let rmse = tune::rmse_of(&c.prior_error_moments);
             println!(
-                "priors (learned, AR2, last value, damped trend): 30 min {:?}, 60 min {:?}",
-                c.prior_rmse_mg_dl[0], c.prior_rmse_mg_dl[1]
+                "component RMSE (learned, AR2, last value, damped trend, personal): 30 min {:.1?}, 60 min {:.1?}",
+                rmse[0], rmse[1]
             );
+            let weights = c
+                .prior_error_moments
+                .map(|m| glyco_ml::combine::optimal_weights(&m, c.shrinkage));
             println!(
-                "chosen: exponent {}, combined prior {:?}, predicted low at P >= {:.2}",
-                c.exponent, c.prior_combined_rmse_mg_dl, tuned.predicted_low.probability
+                "chosen: prior weight {}, forgetting {}, shrinkage {}, starting weights 30 min {:.2?}, 60 min {:.2?}, combined prior {:.1?} mg/dL, predicted low at P >= {:.2}",
+                c.prior_weight,
+                c.forgetting,
+                c.shrinkage,
+                weights[0],
+                weights[1],
+                c.prior_combined_rmse_mg_dl,
+                tuned.predicted_low.probability
             );
             print!("\nvalidation patients at these settings:\n\n{}", eval::render(&tuned.report));
             if !dry_run {

@@ -37,6 +37,9 @@ struct ConfigFile {
     fault_detector: FaultEntry,
     combination: CombinationSettings,
     predicted_low: PredictedLowSettings,
+    /// Starting weights of the personal forecaster (zeros: the last value).
+    #[serde(default)]
+    personal_prior: Option<[[f32; crate::personal::INPUTS]; 2]>,
 }
 
 /// When a predicted low fires: the probability, from the patient's combined
@@ -81,6 +84,7 @@ pub struct Models {
     fault_classes: Vec<Option<FaultClass>>,
     combination: CombinationSettings,
     predicted_low: PredictedLowSettings,
+    personal_prior: [[f32; crate::personal::INPUTS]; 2],
 }
 
 impl std::fmt::Debug for Models {
@@ -187,6 +191,14 @@ impl Models {
             ));
         }
         config.combination.validate()?;
+        if config
+            .personal_prior
+            .is_some_and(|w| w.iter().flatten().any(|v| !v.is_finite() || v.abs() > 100.0))
+        {
+            return Err(MlError::Config(
+                "personal_prior weights must be finite and within +-100".into(),
+            ));
+        }
         config.predicted_low.validate()?;
         let mut fault_classes = Vec::new();
         for (index, name) in config.fault_detector.classes.iter().enumerate() {
@@ -213,6 +225,9 @@ impl Models {
             fault_classes,
             combination: config.combination,
             predicted_low: config.predicted_low,
+            personal_prior: config
+                .personal_prior
+                .unwrap_or([[0.0; crate::personal::INPUTS]; 2]),
         };
         // One dry run each, so a model that loads but cannot run fails here
         // and not on a patient's first reading.
@@ -256,6 +271,11 @@ impl Models {
 
     pub fn combination(&self) -> &CombinationSettings {
         &self.combination
+    }
+
+    /// Starting weights of each patient's personal forecaster.
+    pub fn personal_prior(&self) -> &[[f32; crate::personal::INPUTS]; 2] {
+        &self.personal_prior
     }
 
     pub fn predicted_low(&self) -> PredictedLowSettings {

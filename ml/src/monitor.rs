@@ -14,7 +14,8 @@
 
 use std::sync::Arc;
 
-use crate::combine::{COMPONENTS, ForecastCombiner, component_forecasts, normal_cdf};
+use crate::combine::{COMPONENTS, ForecastCombiner, Remembered, component_forecasts, normal_cdf};
+use crate::personal::PersonalForecaster;
 use crate::error::MlError;
 use crate::features::{fault_features, forecast_features, steepest_fall};
 use crate::finding::{FaultKind, Finding, FindingKind, Severity};
@@ -69,8 +70,10 @@ pub struct Forecast {
     pub learned_mg_dl: [f64; 2],
     /// This patient's running RMSE of the forecast (30, 60 min).
     pub uncertainty_mg_dl: [f64; 2],
-    /// Weights of learned, AR2, last value, damped trend (30, 60 min).
+    /// Weights of learned, AR2, last value, damped trend, personal (30, 60 min).
     pub weights: [[f32; COMPONENTS]; 2],
+    /// What each of those forecast (30, 60 min); `None` before AR2 can.
+    pub components: Option<[[f32; COMPONENTS]; 2]>,
 }
 
 /// Everything the monitor concluded about one CGM reading, before findings
@@ -193,7 +196,7 @@ impl PatientMonitor {
         PatientMonitor {
             config,
             cgm: CgmHistory::new(),
-            combiner: ForecastCombiner::new(models.combination()),
+            combiner: ForecastCombiner::new(models.combination(), *models.personal_prior()),
             drift: None,
             compression: None,
             low_confirmation: LowConfirmation::default(),
@@ -391,13 +394,25 @@ impl PatientMonitor {
             ];
             let settings = *self.models.combination();
             self.combiner.learn(&self.cgm, &settings, artefact_doubt == 0.0);
+            let personal_inputs = PersonalForecaster::inputs(&features);
+            let personal = self
+                .combiner
+                .personal()
+                .forecast(mg_dl as f32, &personal_inputs);
+            let components = component_forecasts(&self.cgm, learned, personal);
             let mut combined = None;
             if self.config.combine
-                && let Some(components) = component_forecasts(&self.cgm, learned)
+                && let Some(components) = components
             {
                 let result = self.combiner.combine(&components, &settings)?;
                 if artefact_doubt == 0.0 {
-                    self.combiner.remember(at_ms, components, result.mg_dl);
+                    self.combiner.remember(Remembered {
+                        at_ms,
+                        mg_dl: mg_dl as f32,
+                        personal_inputs,
+                        components,
+                        combined: result.mg_dl,
+                    });
                 }
                 combined = Some(result);
             }
@@ -413,18 +428,16 @@ impl PatientMonitor {
                 at_60_min_mg_dl: clamp(chosen[1]),
                 learned_mg_dl: learned.map(clamp),
                 uncertainty_mg_dl: uncertainty,
-                weights: combined.map_or([[1.0, 0.0, 0.0, 0.0]; 2], |c| c.weights),
+                weights: combined.map_or([[1.0, 0.0, 0.0, 0.0, 0.0]; 2], |c| c.weights),
+                components,
             };
             assessment.forecast = Some(forecast);
             let enough_history = self.cgm.value_at(at_ms - 10 * MINUTE_MS).is_some();
             let rules = &self.config.rules;
             let low = self.models.predicted_low();
             if enough_history && artefact_doubt == 0.0 && mg_dl >= rules.low_mg_dl {
-                let probability = match &combined {
-                    Some(combined) => combined.probability_below(low.below_mg_dl, 0),
-                    None => normal_cdf((low.below_mg_dl - forecast.at_30_min_mg_dl) / uncertainty[0]),
-                };
-                assessment.low_probability = probability as f32;
+                let z = (low.below_mg_dl - forecast.at_30_min_mg_dl) / uncertainty[0];
+                assessment.low_probability = normal_cdf(z) as f32;
             }
             let slow_sensor = self.cgm.cadence_ms().is_some_and(|c| c >= 10 * MINUTE_MS);
             assessment.low_confirmations_needed = if slow_sensor {

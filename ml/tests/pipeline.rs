@@ -152,14 +152,15 @@ fn tuning_on_validation_patients_writes_loadable_settings() {
         text
     };
     let text = run(true);
-    assert!(text.contains("exponent 8:") && text.contains("chosen: exponent"), "{text}");
+    assert!(text.contains("shrinkage 0.25: combined") && text.contains("chosen: prior weight"), "{text}");
     assert_eq!(std::fs::read(models.join("detector.json")).expect("read"), before);
     run(false);
     let after: serde_json::Value =
         serde_json::from_slice(&std::fs::read(models.join("detector.json")).expect("read"))
             .expect("json");
-    let priors = &after["combination"]["prior_rmse_mg_dl"];
+    let priors = &after["combination"]["prior_error_moments"];
     assert_eq!(priors.as_array().map(Vec::len), Some(2));
+    assert_eq!(priors[0].as_array().map(Vec::len), Some(5));
     assert!(after["predicted_low"]["probability"].as_f64().is_some());
     glyco_ml::Models::load_dir(&models).expect("tuned models load");
     let _ = std::fs::remove_dir_all(&dir);

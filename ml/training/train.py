@@ -152,6 +152,19 @@ def train_forecaster(train, validation, seed: int):
     return model, scaler, metrics
 
 
+def fit_personal_prior(train, ridge: float = 1.0) -> list[list[float]]:
+    """Starting weights of the hub's personal forecaster: a ridge regression
+    of the 30- and 60-minute change on the last hour's 12 grid deltas and a
+    bias, over the training patients (the population's linear dynamics; each
+    hub then adapts them to its patient by recursive least squares)."""
+    mask = np.isfinite(train["targets"]).all(axis=1) & (train["label"] == "none")
+    x = np.concatenate([train["fc"][mask][:, 1:13], np.ones((int(mask.sum()), 1), np.float32)], axis=1)
+    y = train["targets"][mask]
+    gram = x.T @ x + ridge * np.eye(x.shape[1])
+    weights = np.linalg.solve(gram, x.T @ y)  # (13, 2)
+    return [[round(float(w), 5) for w in weights[:, h]] for h in range(2)]
+
+
 def balanced(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Repeats rare classes so each has at least a fifth of the "none" rows'
     weight; without it the MLP learns to answer "none"."""
@@ -264,13 +277,17 @@ def main() -> int:
         # Measured and chosen on the validation patients afterwards by
         # `glyco-ml tune`; until then these starting values let the models load.
         "combination": {
-            "exponent": 2.0,
-            "prior_rmse_mg_dl": [[15.0] * 4, [25.0] * 4],
+            "shrinkage": 1.0,
+            "prior_error_moments": [
+                [[225.0 if i == j else 0.0 for j in range(5)] for i in range(5)],
+                [[625.0 if i == j else 0.0 for j in range(5)] for i in range(5)],
+            ],
             "prior_combined_rmse_mg_dl": [15.0, 25.0],
             "prior_weight": 50.0,
             "forgetting": 0.002,
         },
         "predicted_low": {"probability": 0.3, "below_mg_dl": 70.0},
+        "personal_prior": fit_personal_prior(train),
     }
     (args.models / "detector.json").write_text(json.dumps(config, indent=2) + "\n")
     fixture = {
