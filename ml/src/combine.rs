@@ -145,6 +145,19 @@ impl CombinationSettings {
     }
 }
 
+/// The safety net: a second, fast-forgetting running error per component
+/// and for the combination (memory of about 100 resolved forecasts). When
+/// the combination has recently done clearly worse than one of its
+/// components, that component is used alone until the combination recovers.
+/// It guards against a component that breaks for this patient faster than
+/// the slow matrix can learn it (a model meeting a sensor it never saw).
+const FAST_RATE: f32 = 0.01;
+const FAST_PRIOR_WEIGHT: f32 = 20.0;
+/// Resolved forecasts before the safety net may act.
+const FALLBACK_AFTER: u32 = 30;
+/// How much worse (in mean squared error) the combination must be.
+const FALLBACK_RATIO: f32 = 1.2;
+
 /// Weights no component may leave: a near-singular matrix could otherwise
 /// ask for wild extrapolation between two similar forecasters.
 const WEIGHT_RANGE: (f64, f64) = (-1.0, 2.0);
@@ -260,7 +273,13 @@ pub fn component_forecasts(
 /// The combined forecast and how it was made.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Combined {
+    /// The forecast to use.
     pub mg_dl: [f32; 2],
+    /// The minimum-variance combination (equal to `mg_dl` unless the safety
+    /// net chose one component); its errors are what the combiner tracks.
+    pub minimum_variance_mg_dl: [f32; 2],
+    /// The component used alone by the safety net, per horizon.
+    pub fallback: [Option<Component>; 2],
     /// Weight of each component per horizon (rows sum to 1; a weight may be
     /// negative when two components err together).
     pub weights: [[f32; COMPONENTS]; 2],
@@ -295,6 +314,8 @@ pub struct Remembered {
 pub struct ForecastCombiner {
     moments: [[[f32; COMPONENTS]; COMPONENTS]; 2],
     combined_mse: [f32; 2],
+    fast_mse: [[f32; COMPONENTS]; 2],
+    fast_combined_mse: [f32; 2],
     resolved: [u32; 2],
     personal: PersonalForecaster,
     pending: VecDeque<Pending>,
@@ -305,6 +326,10 @@ impl ForecastCombiner {
         ForecastCombiner {
             moments: settings.prior_error_moments,
             combined_mse: settings.prior_combined_rmse_mg_dl.map(|r| r * r),
+            fast_mse: settings
+                .prior_error_moments
+                .map(|m| std::array::from_fn(|k| m[k][k])),
+            fast_combined_mse: settings.prior_combined_rmse_mg_dl.map(|r| r * r),
             resolved: [0; 2],
             personal: PersonalForecaster::new(personal_prior),
             pending: VecDeque::with_capacity(PENDING_CAPACITY),
@@ -358,20 +383,44 @@ impl ForecastCombiner {
             .map_err(combiner_error)?;
         let mut out = Combined {
             mg_dl: [components[0][0], components[1][0]],
+            minimum_variance_mg_dl: [components[0][0], components[1][0]],
             weights: [[0.0; COMPONENTS]; 2],
             uncertainty_mg_dl: self.combined_mse.map(f32::sqrt),
+            fallback: [None; 2],
         };
         for h in 0..2 {
             let value = combined.get(h).copied().unwrap_or(f32::NAN);
             // Non-finite arithmetic falls back to the learned model.
             if value.is_finite() && weights[h].iter().all(|w| w.is_finite()) {
                 out.mg_dl[h] = value;
+                out.minimum_variance_mg_dl[h] = value;
                 out.weights[h] = weights[h];
             } else {
                 out.weights[h][0] = 1.0;
             }
+            if let Some(best) = self.fallback(h)
+                && components[h][best].is_finite()
+            {
+                out.mg_dl[h] = components[h][best];
+                out.weights[h] = [0.0; COMPONENTS];
+                out.weights[h][best] = 1.0;
+                out.fallback[h] = Some(Component::ALL[best]);
+            }
         }
         Ok(out)
+    }
+
+    /// The component to use alone at horizon `h`, when the combination has
+    /// recently done clearly worse than it.
+    fn fallback(&self, h: usize) -> Option<usize> {
+        if self.resolved[h] < FALLBACK_AFTER {
+            return None;
+        }
+        let (best, best_mse) = self.fast_mse[h]
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))?;
+        (self.fast_combined_mse[h] > FALLBACK_RATIO * best_mse).then_some(best)
     }
 
     /// Remembers a forecast to learn from when its truth comes.
@@ -450,9 +499,14 @@ impl ForecastCombiner {
         if let Ok(updated) = moments_step(&self.moments[h], &errors, rate) {
             self.moments[h] = updated;
         }
+        let fast = (1.0 / (FAST_PRIOR_WEIGHT + seen)).max(FAST_RATE);
+        for (mse, error) in self.fast_mse[h].iter_mut().zip(&errors) {
+            *mse += fast * (error * error - *mse);
+        }
         if combined.is_finite() {
             let squared = ((combined - truth).powi(2)).min(MAX_SQUARED_ERROR);
             self.combined_mse[h] += rate * (squared - self.combined_mse[h]);
+            self.fast_combined_mse[h] += fast * (squared - self.fast_combined_mse[h]);
         }
         self.resolved[h] = self.resolved[h].saturating_add(1);
     }
@@ -580,6 +634,45 @@ mod tests {
             .combine(&[[f32::NAN, 1.0, 1.0, 1.0, 1.0]; 2], &settings)
             .expect("combines");
         assert!(combined.weights[0][0] == 1.0 || combined.mg_dl[0].is_nan());
+    }
+
+    #[test]
+    fn the_safety_net_drops_a_component_that_breaks_for_this_patient() {
+        // The priors trust the learned model (10 mg/dL against 20) and forget
+        // slowly; on this patient it is 50 mg/dL off.
+        let settings = CombinationSettings {
+            prior_error_moments: [
+                diagonal([100.0, 400.0, 400.0, 400.0, 400.0]),
+                diagonal([100.0, 400.0, 400.0, 400.0, 400.0]),
+            ],
+            prior_weight: 3000.0,
+            forgetting: 0.0005,
+            shrinkage: 0.0,
+            ..CombinationSettings::default()
+        };
+        let mut combiner = ForecastCombiner::new(&settings, [[0.0; personal::INPUTS]; 2]);
+        let mut history = CgmHistory::new();
+        let components = [[170.0, 121.0, 120.0, 122.0, 123.0]; 2];
+        let first = combiner.combine(&components, &settings).expect("combines");
+        assert_eq!(first.fallback, [None, None]);
+        assert!(first.mg_dl[0] > 135.0, "{first:?}");
+        let mut last = first;
+        for i in 0..300i64 {
+            let at_ms = i * 5 * MINUTE_MS;
+            history.admit(CgmPoint { at_ms, mg_dl: 120.0 });
+            combiner.learn(&history, &settings, true);
+            last = combiner.combine(&components, &settings).expect("combines");
+            combiner.remember(Remembered {
+                at_ms,
+                mg_dl: 120.0,
+                personal_inputs: [0.0; personal::INPUTS],
+                components,
+                combined: last.minimum_variance_mg_dl,
+            });
+        }
+        assert_eq!(last.fallback[0], Some(Component::LastValue), "{last:?}");
+        assert!((last.mg_dl[0] - 120.0).abs() < 0.01, "{last:?}");
+        assert!(last.minimum_variance_mg_dl[0] > last.mg_dl[0]);
     }
 
     #[test]

@@ -154,6 +154,12 @@ const COMPRESSION_MAX_MS: i64 = 120 * MINUTE_MS;
 /// Smallest 15-minute fall that can start a compression low, mg/dL.
 const COMPRESSION_MIN_FALL_MG_DL: f32 = 25.0;
 const COMPRESSION_HOLD_P: f32 = 0.2;
+/// Repeats the learned detector needs before it may call a sensor stuck.
+const STUCK_MODEL_MIN_RUN_MS: i64 = 10 * MINUTE_MS;
+/// Smallest distance of a spike from the 20-minute median, mg/dL.
+const SPIKE_MIN_OFFSET_MG_DL: f32 = 25.0;
+/// The fixed rule: the same value for 20 minutes (3 readings or more).
+const STUCK_RULE_RUN_MS: i64 = 20 * MINUTE_MS;
 
 /// Largest CGM rate (mg/dL/min over 15 minutes) at which a capillary
 /// reading is compared with CGM.
@@ -341,10 +347,27 @@ impl PatientMonitor {
             {
                 best = None;
             }
-            // A stuck sensor repeats its value; without a repeat it is not stuck.
-            let repeated = self.cgm.previous().is_some_and(|p| p.mg_dl == mg_dl as f32);
-            if best.is_some_and(|(kind, _, _)| kind == FaultKind::Stuck) && !repeated {
+            // A stuck sensor repeats its value. The model may call it after
+            // STUCK_MODEL_MIN_RUN_MS of repeats (flat glucose read in 0.1 mmol/L
+            // steps repeats for a few readings); the fixed 20-minute rule
+            // always does, so the detector finds at least what the rule finds.
+            let (repeats, run_ms) = self.repeated_run(mg_dl as f32);
+            if best.is_some_and(|(kind, _, _)| kind == FaultKind::Stuck)
+                && run_ms < STUCK_MODEL_MIN_RUN_MS
+            {
                 best = None;
+            }
+            // A spike stands off the recent level: glucose cannot move
+            // SPIKE_MIN_OFFSET_MG_DL away from its 20-minute median at once.
+            if best.is_some_and(|(kind, _, _)| kind == FaultKind::Spike)
+                && self
+                    .recent_median(at_ms, 20 * MINUTE_MS)
+                    .is_none_or(|median| (mg_dl as f32 - median).abs() < SPIKE_MIN_OFFSET_MG_DL)
+            {
+                best = None;
+            }
+            if best.is_none() && repeats >= 2 && run_ms >= STUCK_RULE_RUN_MS {
+                best = Some((FaultKind::Stuck, 0.9, 1.0));
             }
             if best.is_none() {
                 let p_compression = self
@@ -411,7 +434,7 @@ impl PatientMonitor {
                         mg_dl: mg_dl as f32,
                         personal_inputs,
                         components,
-                        combined: result.mg_dl,
+                        combined: result.minimum_variance_mg_dl,
                     });
                 }
                 combined = Some(result);
@@ -503,6 +526,40 @@ impl PatientMonitor {
             findings: self.deduplicate(raw),
             cgm: Some(assessment),
         })
+    }
+
+    /// Median of the readings in the `window_ms` before the newest one.
+    fn recent_median(&self, at_ms: i64, window_ms: i64) -> Option<f32> {
+        let mut values: Vec<f32> = self
+            .cgm
+            .points()
+            .rev()
+            .skip(1)
+            .take_while(|p| p.at_ms >= at_ms - window_ms)
+            .map(|p| p.mg_dl)
+            .collect();
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f32::total_cmp);
+        Some(values[values.len() / 2])
+    }
+
+    /// Readings before the newest with the same value, and the minutes they span.
+    fn repeated_run(&self, mg_dl: f32) -> (usize, i64) {
+        let Some(now) = self.cgm.last() else {
+            return (0, 0);
+        };
+        let mut repeats = 0;
+        let mut since = now.at_ms;
+        for p in self.cgm.points().rev().skip(1) {
+            if p.mg_dl != mg_dl {
+                break;
+            }
+            repeats += 1;
+            since = p.at_ms;
+        }
+        (repeats, now.at_ms - since)
     }
 
     /// Forgets what belonged to the previous sensor. The combination's

@@ -20,15 +20,19 @@ MODELS = ROOT / "models"
 
 COMMON = """## Data
 
-UVA/Padova simulator (simglucose 0.2.11, MIT), its 30 virtual patients and
-Johnson-SU sensor noise, driven by `ml/training/generate.py` (meals, therapy
-errors, rescue carbohydrate, 1/3/5/15-minute sensors, integer readings) with
-sensor faults written in by `ml/training/faults.py`. Seed {seed}.
+UVA/Padova simulator (simglucose 0.2.11, MIT): its 30 virtual patients and a
+perturbed copy of each (meal absorption, carb ratio, eating habits), driven by
+`ml/training/generate.py` (meals, therapy errors, rescue carbohydrate) and
+read through the sensor model of `ml/training/sensor.py` (5-15 min lag,
+autocorrelated level-dependent error, calibration steps, device filtering,
+mmol/L quantisation, sensor change-overs, compression lows of real shape;
+1/3/5/15-minute sensors), with other sensor faults written in by
+`ml/training/faults.py`. Seed {seed}.
 
 | split | patients | days each | use |
 |---|---|---|---|
-| train | {train} | 6 | fitting |
-| validation | {validation} | 6 | decision thresholds, settings |
+| train | {train} (and perturbed copies) | 4 | fitting |
+| validation | {validation} (and perturbed copies) | 4 (train.py), 14 (glyco-ml tune) | decision thresholds, settings |
 | evaluation | {evaluation} | 4 | the table below only; never trained or tuned on |
 
 Reproduce: the commands in docs/ML.md ("Commands"). Features are computed by
@@ -54,9 +58,14 @@ def main() -> int:
     forecaster = f"""# Model card: glucose forecaster (`forecaster.onnx`)
 
 Predicts the change of CGM glucose 30 and 60 minutes ahead from the last hour
-of readings. Drives the `PredictedLow` (30-minute forecast below
-{config["predicted_low_below_mg_dl"]:.0f} mg/dL on two consecutive readings) and
-`PredictedHigh` (60-minute forecast above 250 mg/dL) findings.
+of readings. On the hub it is one of five forecasters in a per-patient
+minimum-variance combination (with AR2, the last value, a damped trend and a
+personal linear model learned on the hub; docs/ML.md), whose forecast drives
+the `PredictedLow` (probability of glucose below
+{config["predicted_low"]["below_mg_dl"]:.0f} mg/dL in 30 minutes at least
+{config["predicted_low"]["probability"]:.2f}, on two consecutive readings) and
+`PredictedHigh` (60-minute forecast above 250 mg/dL) findings. The table's
+"learned model alone" column is this model by itself.
 
 - Model: scikit-learn MLPRegressor, 2 hidden layers of 64 ReLU units, inputs
   standardised inside the graph; squared error, readings whose 30-minute
@@ -114,8 +123,8 @@ sensor-reported errors are rules in the monitor, not this model.
 - In the monitor (and so in the evaluation below) two guards and a hysteresis
   act on its output: no compression low without a 15-minute fall of at least
   25 mg/dL, no stuck sensor without a repeated value, and a found compression
-  low stays flagged while the value stays down and the probability stays at
-  0.5 or more (at most 2 hours).
+  low stays flagged while the value stays at least 15 % (10 mg/dL) below the
+  level it fell from and the probability stays at 0.2 or more (at most 2 hours).
 - Training rows: {d["train_rows"]}; validation rows: {d["validation_rows"]}.
 
 {common}
