@@ -12,8 +12,11 @@
 //! diagonal (shrinkage 1 gives inverse-MSE weights). Correlated errors are
 //! what make the full matrix worth it: two forecasters that err together
 //! add nothing, one that errs the other way does. Every forecast is
-//! remembered; when its 30- or 60-minute truth arrives the matrix updates
-//! (on candle tensors). It starts from the matrix measured on the validation
+//! remembered; when its 30- or 60-minute truth arrives the matrix updates.
+//! The arithmetic is plain Rust on 5x5 arrays: candle did it first, but its
+//! per-operation overhead (about 7 µs each, some twenty per reading) put the
+//! p99 per reading at 188 µs against a 100 µs budget (docs/BENCHMARKS.md).
+//! It starts from the matrix measured on the validation
 //! patients, so the combination is on from the first reading, and forgets
 //! slowly, so a patient whose sensor or body favours another forecaster
 //! moves the weights there within a day or two.
@@ -23,7 +26,6 @@
 
 use std::collections::VecDeque;
 
-use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::ar2;
@@ -220,10 +222,6 @@ pub fn optimal_weights(
     clipped.map(|w| (w / total) as f32)
 }
 
-fn combiner_error(error: candle_core::Error) -> MlError {
-    MlError::Adapter(error.to_string())
-}
-
 /// A damped linear trend: the least-squares slope of the last 20 minutes
 /// (5-minute grid), extrapolated with its slope fading. Less sensitive to one
 /// noisy reading than AR2's two-point difference.
@@ -367,20 +365,17 @@ impl ForecastCombiner {
         &self,
         components: &[[f32; COMPONENTS]; 2],
         settings: &CombinationSettings,
-    ) -> Result<Combined, MlError> {
+    ) -> Combined {
         let weights = self
             .moments
             .map(|m| optimal_weights(&m, settings.shrinkage));
-        let device = Device::Cpu;
-        let flat_weights: Vec<f32> = weights.iter().flatten().copied().collect();
-        let flat_forecasts: Vec<f32> = components.iter().flatten().copied().collect();
-        let w = Tensor::from_vec(flat_weights, (2, COMPONENTS), &device).map_err(combiner_error)?;
-        let f =
-            Tensor::from_vec(flat_forecasts, (2, COMPONENTS), &device).map_err(combiner_error)?;
-        let combined = (&w * &f)
-            .and_then(|t| t.sum(1))
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(combiner_error)?;
+        let combined: [f32; 2] = std::array::from_fn(|h| {
+            weights[h]
+                .iter()
+                .zip(&components[h])
+                .map(|(w, f)| w * f)
+                .sum()
+        });
         let mut out = Combined {
             mg_dl: [components[0][0], components[1][0]],
             minimum_variance_mg_dl: [components[0][0], components[1][0]],
@@ -389,7 +384,7 @@ impl ForecastCombiner {
             fallback: [None; 2],
         };
         for h in 0..2 {
-            let value = combined.get(h).copied().unwrap_or(f32::NAN);
+            let value = combined[h];
             // Non-finite arithmetic falls back to the learned model.
             if value.is_finite() && weights[h].iter().all(|w| w.is_finite()) {
                 out.mg_dl[h] = value;
@@ -407,7 +402,7 @@ impl ForecastCombiner {
                 out.fallback[h] = Some(Component::ALL[best]);
             }
         }
-        Ok(out)
+        out
     }
 
     /// The component to use alone at horizon `h`, when the combination has
@@ -496,7 +491,13 @@ impl ForecastCombiner {
         let rate = (1.0 / (settings.prior_weight + seen)).max(settings.forgetting);
         let limit = MAX_SQUARED_ERROR.sqrt();
         let errors: [f32; COMPONENTS] = components.map(|f| (f - truth).clamp(-limit, limit));
-        if let Ok(updated) = moments_step(&self.moments[h], &errors, rate) {
+        let mut updated = self.moments[h];
+        for (i, row) in updated.iter_mut().enumerate() {
+            for (j, value) in row.iter_mut().enumerate() {
+                *value += rate * (errors[i] * errors[j] - *value);
+            }
+        }
+        if updated.iter().flatten().all(|v| v.is_finite()) {
             self.moments[h] = updated;
         }
         let fast = (1.0 / (FAST_PRIOR_WEIGHT + seen)).max(FAST_RATE);
@@ -510,39 +511,6 @@ impl ForecastCombiner {
         }
         self.resolved[h] = self.resolved[h].saturating_add(1);
     }
-}
-
-/// M ← (1 − r)·M + r·e eᵀ on candle tensors.
-fn moments_step(
-    moments: &[[f32; COMPONENTS]; COMPONENTS],
-    errors: &[f32; COMPONENTS],
-    rate: f32,
-) -> Result<[[f32; COMPONENTS]; COMPONENTS], MlError> {
-    let device = Device::Cpu;
-    let m = Tensor::from_vec(
-        moments.iter().flatten().copied().collect::<Vec<f32>>(),
-        (COMPONENTS, COMPONENTS),
-        &device,
-    )
-    .map_err(combiner_error)?;
-    let e = Tensor::from_slice(errors, (COMPONENTS, 1), &device).map_err(combiner_error)?;
-    let outer = e
-        .matmul(&e.t().map_err(combiner_error)?)
-        .map_err(combiner_error)?;
-    let next = (m.affine(f64::from(1.0 - rate), 0.0).map_err(combiner_error)?
-        + outer.affine(f64::from(rate), 0.0).map_err(combiner_error)?)
-    .map_err(combiner_error)?;
-    let rows = next.to_vec2::<f32>().map_err(combiner_error)?;
-    let mut out = [[0.0; COMPONENTS]; COMPONENTS];
-    for (i, row) in rows.iter().enumerate().take(COMPONENTS) {
-        for (j, value) in row.iter().enumerate().take(COMPONENTS) {
-            if !value.is_finite() {
-                return Err(MlError::Adapter("non-finite error moment".into()));
-            }
-            out[i][j] = *value;
-        }
-    }
-    Ok(out)
 }
 
 /// Standard normal CDF (Abramowitz-Stegun 7.1.26, error below 1.5e-7).
@@ -581,7 +549,7 @@ mod tests {
         let mut combiner = ForecastCombiner::new(&settings, [[0.0; personal::INPUTS]; 2]);
         let mut history = CgmHistory::new();
         let components = [[150.0, 120.0, 120.0, 120.0, 120.0]; 2];
-        let before = combiner.combine(&components, &settings).expect("combines");
+        let before = combiner.combine(&components, &settings);
         assert!((before.weights[0][0] - 0.2).abs() < 1e-4, "{before:?}");
         for i in 0..400i64 {
             let at_ms = i * 5 * MINUTE_MS;
@@ -590,7 +558,7 @@ mod tests {
                 mg_dl: 120.0,
             });
             combiner.learn(&history, &settings, true);
-            let combined = combiner.combine(&components, &settings).expect("combines");
+            let combined = combiner.combine(&components, &settings);
             combiner.remember(Remembered {
                 at_ms,
                 mg_dl: 120.0,
@@ -599,7 +567,7 @@ mod tests {
                 combined: combined.mg_dl,
             });
         }
-        let after = combiner.combine(&components, &settings).expect("combines");
+        let after = combiner.combine(&components, &settings);
         assert!(after.weights[0][0] < 0.01, "{after:?}");
         assert!((after.mg_dl[0] - 120.0).abs() < 0.5, "{after:?}");
         assert!(after.uncertainty_mg_dl[0] < 2.0, "{after:?}");
@@ -632,7 +600,7 @@ mod tests {
         assert!((rmse[0][0] - 15.0).abs() < 1e-4);
         let combined = combiner
             .combine(&[[f32::NAN, 1.0, 1.0, 1.0, 1.0]; 2], &settings)
-            .expect("combines");
+            ;
         assert!(combined.weights[0][0] == 1.0 || combined.mg_dl[0].is_nan());
     }
 
@@ -653,7 +621,7 @@ mod tests {
         let mut combiner = ForecastCombiner::new(&settings, [[0.0; personal::INPUTS]; 2]);
         let mut history = CgmHistory::new();
         let components = [[170.0, 121.0, 120.0, 122.0, 123.0]; 2];
-        let first = combiner.combine(&components, &settings).expect("combines");
+        let first = combiner.combine(&components, &settings);
         assert_eq!(first.fallback, [None, None]);
         assert!(first.mg_dl[0] > 135.0, "{first:?}");
         let mut last = first;
@@ -661,7 +629,7 @@ mod tests {
             let at_ms = i * 5 * MINUTE_MS;
             history.admit(CgmPoint { at_ms, mg_dl: 120.0 });
             combiner.learn(&history, &settings, true);
-            last = combiner.combine(&components, &settings).expect("combines");
+            last = combiner.combine(&components, &settings);
             combiner.remember(Remembered {
                 at_ms,
                 mg_dl: 120.0,

@@ -38,9 +38,6 @@ pub enum MlError {
     /// The model configuration (detector.json) does not match this code.
     #[error("model configuration: {0}")]
     Config(String),
-    /// The on-device forecast combination (candle) failed.
-    #[error("on-device forecast combination: {0}")]
-    Adapter(String),
     /// A user data file could not be parsed.
     #[error("{file}:{line}: {message}")]
     Parse {

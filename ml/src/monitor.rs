@@ -427,7 +427,7 @@ impl PatientMonitor {
             if self.config.combine
                 && let Some(components) = components
             {
-                let result = self.combiner.combine(&components, &settings)?;
+                let result = self.combiner.combine(&components, &settings);
                 if artefact_doubt == 0.0 {
                     self.combiner.remember(Remembered {
                         at_ms,
