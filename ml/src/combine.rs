@@ -176,7 +176,11 @@ pub fn optimal_weights(
     for i in 0..COMPONENTS {
         for j in 0..COMPONENTS {
             let value = f64::from(moments[i][j]);
-            s[i][j] = if i == j { value.max(0.25) } else { (1.0 - alpha) * value };
+            s[i][j] = if i == j {
+                value.max(0.25)
+            } else {
+                (1.0 - alpha) * value
+            };
         }
     }
     let inverse_mse = || {
@@ -191,7 +195,7 @@ pub fn optimal_weights(
             let sum: f64 = (0..j).map(|k| l[i][k] * l[j][k]).sum();
             if i == j {
                 let d = s[i][i] - sum;
-                if !(d > 1e-9 * s[i][i]) {
+                if d.is_nan() || d <= 1e-9 * s[i][i] {
                     return inverse_mse();
                 }
                 l[i][j] = d.sqrt();
@@ -320,7 +324,10 @@ pub struct ForecastCombiner {
 }
 
 impl ForecastCombiner {
-    pub fn new(settings: &CombinationSettings, personal_prior: [[f32; personal::INPUTS]; 2]) -> Self {
+    pub fn new(
+        settings: &CombinationSettings,
+        personal_prior: [[f32; personal::INPUTS]; 2],
+    ) -> Self {
         ForecastCombiner {
             moments: settings.prior_error_moments,
             combined_mse: settings.prior_combined_rmse_mg_dl.map(|r| r * r),
@@ -519,7 +526,8 @@ pub fn normal_cdf(z: f64) -> f64 {
     let t = 1.0 / (1.0 + 0.327_591_1 * x);
     let poly = t
         * (0.254_829_592
-            + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     let erf = 1.0 - poly * (-x * x).exp();
     if z >= 0.0 {
         0.5 * (1.0 + erf)
@@ -598,9 +606,7 @@ mod tests {
         assert_eq!(combiner.resolved(), [0, 0]);
         let rmse = combiner.component_rmse();
         assert!((rmse[0][0] - 15.0).abs() < 1e-4);
-        let combined = combiner
-            .combine(&[[f32::NAN, 1.0, 1.0, 1.0, 1.0]; 2], &settings)
-            ;
+        let combined = combiner.combine(&[[f32::NAN, 1.0, 1.0, 1.0, 1.0]; 2], &settings);
         assert!(combined.weights[0][0] == 1.0 || combined.mg_dl[0].is_nan());
     }
 
@@ -627,7 +633,10 @@ mod tests {
         let mut last = first;
         for i in 0..300i64 {
             let at_ms = i * 5 * MINUTE_MS;
-            history.admit(CgmPoint { at_ms, mg_dl: 120.0 });
+            history.admit(CgmPoint {
+                at_ms,
+                mg_dl: 120.0,
+            });
             combiner.learn(&history, &settings, true);
             last = combiner.combine(&components, &settings);
             combiner.remember(Remembered {
@@ -655,18 +664,28 @@ mod tests {
         assert!((w.iter().sum::<f32>() - 1.0).abs() < 1e-5);
         // Shrinkage 1 ignores correlation: inverse-MSE weights.
         let w = optimal_weights(&m, 1.0);
-        assert!((w[0] - 0.9 / (0.9 * 2.0 + 0.1 * 3.0 / 3.0 * 1.0)).abs() < 0.05, "{w:?}");
+        assert!(
+            (w[0] - 0.9 / (0.9 * 2.0 + 0.1 * 3.0 / 3.0 * 1.0)).abs() < 0.05,
+            "{w:?}"
+        );
         // A component that errs exactly like another adds nothing: the
         // singular matrix falls back to inverse-MSE weights, still finite.
         let same = [[100.0; COMPONENTS]; COMPONENTS];
         let w = optimal_weights(&same, 0.0);
-        assert!(w.iter().all(|v| v.is_finite() && (*v - 0.2).abs() < 1e-5), "{w:?}");
+        assert!(
+            w.iter().all(|v| v.is_finite() && (*v - 0.2).abs() < 1e-5),
+            "{w:?}"
+        );
         // No weight leaves its range however ill-conditioned the matrix.
         let mut nearly = diagonal([100.0, 100.0, 100.0, 100.0, 100.0]);
         nearly[0][1] = 99.9;
         nearly[1][0] = 99.9;
         let w = optimal_weights(&nearly, 0.0);
-        assert!(w.iter().all(|v| (-1.0..=2.0).contains(&(*v as f64 * 0.999))), "{w:?}");
+        assert!(
+            w.iter()
+                .all(|v| (-1.0..=2.0).contains(&(*v as f64 * 0.999))),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -131,8 +131,11 @@ pub fn parse_csv(text: &str, file: &str) -> Result<Dataset, MlError> {
     let subject_col = find_column(&headers, &["subject_id", "subject", "patient_id", "id"]);
     let time_col = find_column(&headers, &["timestamp", "time", "date", "datetime"])
         .ok_or_else(|| error(1, "no timestamp column".into()))?;
-    let glucose_col = find_column(&headers, &["glucose_mg_dl", "glucose", "sgv", "mg_dl", "gl"])
-        .ok_or_else(|| error(1, "no glucose_mg_dl column".into()))?;
+    let glucose_col = find_column(
+        &headers,
+        &["glucose_mg_dl", "glucose", "sgv", "mg_dl", "gl"],
+    )
+    .ok_or_else(|| error(1, "no glucose_mg_dl column".into()))?;
     let label_col = find_column(&headers, &["fault", "label"]);
     let source_col = find_column(&headers, &["source", "type"]);
     let sensor_col = find_column(&headers, &["sensor_session", "sensor_id", "sensor_serial"]);
@@ -180,7 +183,7 @@ pub fn parse_csv(text: &str, file: &str) -> Result<Dataset, MlError> {
                 source,
                 label,
                 sensor: sensor_col
-                    .map(|col| cell(col))
+                    .map(cell)
                     .filter(|s| !s.is_empty())
                     .map(|s| s.chars().take(64).collect()),
             });

@@ -35,9 +35,9 @@ pub mod truth;
 #[cfg(feature = "eval")]
 pub mod tune;
 
+pub use combine::{CombinationSettings, Component};
 pub use error::MlError;
 pub use finding::{FaultKind, Finding, FindingKind, Severity};
-pub use combine::{CombinationSettings, Component};
 pub use models::{Models, PredictedLowSettings};
 pub use monitor::{Assessment, CgmAssessment, Forecast, MonitorConfig, PatientMonitor};
 pub use rules::RuleThresholds;

@@ -167,11 +167,14 @@ fn main() -> anyhow::Result<()> {
                 c.prior_combined_rmse_mg_dl,
                 tuned.predicted_low.probability
             );
-            print!("\nvalidation patients at these settings:\n\n{}", eval::render(&tuned.report));
+            print!(
+                "\nvalidation patients at these settings:\n\n{}",
+                eval::render(&tuned.report)
+            );
             if !dry_run {
                 let path = dir.join("detector.json");
-                let current = std::fs::read(&path)
-                    .with_context(|| format!("reading {}", path.display()))?;
+                let current =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
                 std::fs::write(&path, tune::updated_config(&current, &tuned)?)
                     .with_context(|| format!("writing {}", path.display()))?;
                 println!("wrote {}", path.display());

@@ -191,10 +191,11 @@ impl Models {
             ));
         }
         config.combination.validate()?;
-        if config
-            .personal_prior
-            .is_some_and(|w| w.iter().flatten().any(|v| !v.is_finite() || v.abs() > 100.0))
-        {
+        if config.personal_prior.is_some_and(|w| {
+            w.iter()
+                .flatten()
+                .any(|v| !v.is_finite() || v.abs() > 100.0)
+        }) {
             return Err(MlError::Config(
                 "personal_prior weights must be finite and within +-100".into(),
             ));

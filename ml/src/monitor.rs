@@ -15,12 +15,12 @@
 use std::sync::Arc;
 
 use crate::combine::{COMPONENTS, ForecastCombiner, Remembered, component_forecasts, normal_cdf};
-use crate::personal::PersonalForecaster;
 use crate::error::MlError;
 use crate::features::{fault_features, forecast_features, steepest_fall};
 use crate::finding::{FaultKind, Finding, FindingKind, Severity};
 use crate::history::{Arrival, CgmHistory, CgmPoint, MINUTE_MS};
 use crate::models::Models;
+use crate::personal::PersonalForecaster;
 use crate::rules::{self, RuleThresholds};
 use crate::sample::{Measurement, Sample};
 
@@ -416,7 +416,8 @@ impl PatientMonitor {
                 mg_dl as f32 + delta.at_60_min,
             ];
             let settings = *self.models.combination();
-            self.combiner.learn(&self.cgm, &settings, artefact_doubt == 0.0);
+            self.combiner
+                .learn(&self.cgm, &settings, artefact_doubt == 0.0);
             let personal_inputs = PersonalForecaster::inputs(&features);
             let personal = self
                 .combiner
@@ -439,10 +440,7 @@ impl PatientMonitor {
                 }
                 combined = Some(result);
             }
-            let uncertainty = self
-                .combiner
-                .uncertainty()
-                .map(|u| f64::from(u).max(1.0));
+            let uncertainty = self.combiner.uncertainty().map(|u| f64::from(u).max(1.0));
             // No sensor reads below 20 or above 600 mg/dL; keep forecasts there too.
             let clamp = |v: f32| f64::from(v).clamp(20.0, 600.0);
             let chosen = combined.map_or(learned, |c| c.mg_dl);

@@ -160,10 +160,18 @@ impl Truth {
     /// the sensor's cadence promises, calendar days with any reading). Days
     /// are UTC days of the device clock.
     pub fn sufficient_days(&self) -> (usize, usize) {
-        let mut times: Vec<i64> = self.segments.iter().flat_map(|s| s.readings.iter().copied()).collect();
+        let mut times: Vec<i64> = self
+            .segments
+            .iter()
+            .flat_map(|s| s.readings.iter().copied())
+            .collect();
         times.sort_unstable();
         times.dedup();
-        let mut intervals: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).filter(|d| *d > 0).collect();
+        let mut intervals: Vec<i64> = times
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .filter(|d| *d > 0)
+            .collect();
         if intervals.is_empty() {
             return (0, usize::from(!times.is_empty()));
         }
@@ -249,9 +257,16 @@ mod tests {
         let later = 30 * 1440;
         records.extend((0..100).map(|i| cgm(later + i * 5, 120.0, None)));
         let truth = Truth::build(&records);
-        assert!((truth.span_days() - 30.35).abs() < 0.05, "{}", truth.span_days());
+        assert!(
+            (truth.span_days() - 30.35).abs() < 0.05,
+            "{}",
+            truth.span_days()
+        );
         let days = truth.days();
-        assert!((days - (287.0 * 5.0 + 20.0 + 99.0 * 5.0) / 1440.0).abs() < 1e-9, "{days}");
+        assert!(
+            (days - (287.0 * 5.0 + 20.0 + 99.0 * 5.0) / 1440.0).abs() < 1e-9,
+            "{days}"
+        );
         assert_eq!(truth.sufficient_days(), (1, 2));
     }
 }

@@ -54,8 +54,7 @@ pub fn error_moments(data: &Dataset, models: &Arc<Models>) -> Result<Moments, Ml
         let truth = Truth::build(records);
         let mut monitor = PatientMonitor::with_config(Arc::clone(models), MonitorConfig::default());
         let changes = sensor_changes(records);
-        for ((record, segment), new_sensor) in records.iter().zip(&truth.segment_of).zip(changes)
-        {
+        for ((record, segment), new_sensor) in records.iter().zip(&truth.segment_of).zip(changes) {
             let assessment = monitor.assess(&record.sample(new_sensor));
             if record.source != Source::Cgm || record.label.flatten().is_some() {
                 continue;
@@ -110,7 +109,11 @@ fn shared<T>(
 
 /// Runs the whole tuning on `validation`; `models` keeps its fault detector
 /// and forecaster, its combination and predicted-low settings are replaced.
-pub fn tune(validation: &Dataset, models: Models, max_false_per_day: f64) -> Result<Tuned, MlError> {
+pub fn tune(
+    validation: &Dataset,
+    models: Models,
+    max_false_per_day: f64,
+) -> Result<Tuned, MlError> {
     let (mut models, moments) = shared(models, |m| error_moments(validation, m))?;
     let rmse = rmse_of(&moments);
     let mut settings = CombinationSettings {

@@ -113,8 +113,11 @@ fn tuning_on_validation_patients_writes_loadable_settings() {
     let models = dir.join("models");
     std::fs::create_dir_all(&models).expect("temp dir");
     for file in ["detector.json", "forecaster.onnx", "fault_detector.onnx"] {
-        std::fs::copy(glyco_ml::Models::bundled_dir().join(file), models.join(file))
-            .expect("copy models");
+        std::fs::copy(
+            glyco_ml::Models::bundled_dir().join(file),
+            models.join(file),
+        )
+        .expect("copy models");
     }
     let csv = dir.join("validation-small.csv");
     let generator = Path::new(env!("CARGO_MANIFEST_DIR")).join("training/generate.py");
@@ -138,7 +141,11 @@ fn tuning_on_validation_patients_writes_loadable_settings() {
     let before = std::fs::read(models.join("detector.json")).expect("read");
     let run = |dry: bool| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_glyco-ml"));
-        command.args(["tune", "--csv"]).arg(&csv).arg("--models").arg(&models);
+        command
+            .args(["tune", "--csv"])
+            .arg(&csv)
+            .arg("--models")
+            .arg(&models);
         if dry {
             command.arg("--dry-run");
         }
@@ -152,8 +159,14 @@ fn tuning_on_validation_patients_writes_loadable_settings() {
         text
     };
     let text = run(true);
-    assert!(text.contains("shrinkage 0.25: combined") && text.contains("chosen: prior weight"), "{text}");
-    assert_eq!(std::fs::read(models.join("detector.json")).expect("read"), before);
+    assert!(
+        text.contains("shrinkage 0.25: combined") && text.contains("chosen: prior weight"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(models.join("detector.json")).expect("read"),
+        before
+    );
     run(false);
     let after: serde_json::Value =
         serde_json::from_slice(&std::fs::read(models.join("detector.json")).expect("read"))

@@ -279,7 +279,9 @@ fn a_sensor_change_over_is_not_a_gap() {
     // A plain two-hour hole is a gap.
     let mut monitor = PatientMonitor::new(models());
     hour(&mut monitor, 0);
-    let found = monitor.observe(&cgm(T0 + 180 * MINUTE, 121.0)).expect("valid");
+    let found = monitor
+        .observe(&cgm(T0 + 180 * MINUTE, 121.0))
+        .expect("valid");
     assert!(kinds(&found).contains(&gap), "{found:?}");
     // The same hole before a reading marked as a new sensor is not.
     let mut monitor = PatientMonitor::new(models());
@@ -298,7 +300,9 @@ fn a_sensor_change_over_is_not_a_gap() {
         ..SensorFlags::default()
     });
     monitor.observe(&warming).expect("valid");
-    let found = monitor.observe(&cgm(T0 + 180 * MINUTE, 121.0)).expect("valid");
+    let found = monitor
+        .observe(&cgm(T0 + 180 * MINUTE, 121.0))
+        .expect("valid");
     assert!(!kinds(&found).contains(&gap), "{found:?}");
 }
 
@@ -312,7 +316,9 @@ fn the_combination_learns_which_forecaster_suits_the_patient() {
     for i in 0..(3 * 288) {
         let t = i as f64 * 5.0;
         let value = (140.0 + 50.0 * (t / 240.0 * std::f64::consts::TAU).sin()).round();
-        let assessment = monitor.assess(&cgm(T0 + i * 5 * MINUTE, value)).expect("valid");
+        let assessment = monitor
+            .assess(&cgm(T0 + i * 5 * MINUTE, value))
+            .expect("valid");
         let Some(forecast) = assessment.cgm.and_then(|c| c.forecast) else {
             continue;
         };

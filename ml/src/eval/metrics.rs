@@ -157,7 +157,10 @@ fn subject_forecasts(subjects: &[Subject]) -> Vec<SubjectForecast> {
 
 /// Alarms of one method, per reading, as it said them.
 fn said_alarms(readings: &[Scored], method: usize) -> Vec<bool> {
-    readings.iter().map(|r| r.said[method].predicted_low).collect()
+    readings
+        .iter()
+        .map(|r| r.said[method].predicted_low)
+        .collect()
 }
 
 /// The hub's alarms replayed at another probability threshold.

@@ -345,7 +345,9 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
     })
     .await?;
 
-    section("13. On-hub anomaly detection: a falling CGM trace");
+    section(
+        "13. On-hub anomaly detection: a falling CGM trace (forecasts combined per patient, the predicted low with its probability)",
+    );
     let mut wifi_cgm = SimulatedDevice::connect(mqtt, "wifi-cgm", &secrets[2]).await?;
     // Two hours of 5-minute readings: steady, then falling ~1.6 mg/dL/min.
     let trace = [
