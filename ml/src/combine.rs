@@ -220,10 +220,14 @@ pub fn optimal_weights(
     }
     let clipped = x.map(|v| (v / total).clamp(WEIGHT_RANGE.0, WEIGHT_RANGE.1));
     let total: f64 = clipped.iter().sum();
-    if !(total.is_finite() && total.abs() > 1e-6) {
+    let weights = clipped.map(|w| w / total);
+    // Clipping can leave a sum near zero, and renormalising would then blow
+    // the weights up again: a matrix that asks for that is not trusted.
+    let in_range = |w: &f64| w.is_finite() && (WEIGHT_RANGE.0..=WEIGHT_RANGE.1).contains(w);
+    if !weights.iter().all(in_range) {
         return inverse_mse();
     }
-    clipped.map(|w| (w / total) as f32)
+    weights.map(|w| w as f32)
 }
 
 /// A damped linear trend: the least-squares slope of the last 20 minutes
