@@ -58,10 +58,20 @@ impl Anchorer {
         let mut backoff = super::retry_backoff();
         self.refresh_status()?;
         loop {
-            let pause = match self.step().await {
+            // Chain calls may hang on a frozen node; shutdown does not wait
+            // for them. A step cut short is what a crash leaves: the prepared
+            // anchor in the journal is finished at the next start.
+            let outcome = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                outcome = self.step() => outcome,
+            };
+            let pause = match outcome {
                 Ok(Step::Idle) => {
                     backoff.reset();
-                    self.publish_pre_key().await;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        () = self.publish_pre_key() => {}
+                    }
                     Duration::from_millis(250)
                 }
                 Ok(_) => {

@@ -127,7 +127,13 @@ impl Sharer {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = tick.tick() => {}
             }
-            let error = self.round(&mut progress).await.err();
+            // A round may wait on a frozen chain node or proxy; shutdown does
+            // not wait for it (the kfrags are deterministic: the next start
+            // sends the same ones).
+            let error = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                result = self.round(&mut progress) => result.err(),
+            };
             // Logged when it changes, not every round: a proxy down for a
             // day would otherwise write a line every poll.
             if error != last_error {
