@@ -160,6 +160,12 @@ const FALLBACK_AFTER: u32 = 30;
 /// How much worse (in mean squared error) the combination must be.
 const FALLBACK_RATIO: f32 = 1.2;
 
+/// RMSE of each component per horizon: the square roots of the error
+/// matrices' diagonals.
+pub fn rmse_of(moments: &[[[f32; COMPONENTS]; COMPONENTS]; 2]) -> [[f32; COMPONENTS]; 2] {
+    moments.map(|m| std::array::from_fn(|k| m[k][k].max(0.0).sqrt()))
+}
+
 /// Weights no component may leave: a near-singular matrix could otherwise
 /// ask for wild extrapolation between two similar forecasters.
 const WEIGHT_RANGE: (f64, f64) = (-1.0, 2.0);
@@ -289,8 +295,6 @@ pub struct Combined {
     /// Weight of each component per horizon (rows sum to 1; a weight may be
     /// negative when two components err together).
     pub weights: [[f32; COMPONENTS]; 2],
-    /// The patient's running RMSE of the combined forecast per horizon.
-    pub uncertainty_mg_dl: [f32; 2],
 }
 
 #[derive(Debug, Clone)]
@@ -367,8 +371,7 @@ impl ForecastCombiner {
 
     /// Running RMSE per horizon and component, mg/dL.
     pub fn component_rmse(&self) -> [[f32; COMPONENTS]; 2] {
-        self.moments
-            .map(|m| std::array::from_fn(|k| m[k][k].max(0.0).sqrt()))
+        rmse_of(&self.moments)
     }
 
     /// Combines the component forecasts with this patient's weights.
@@ -391,7 +394,6 @@ impl ForecastCombiner {
             mg_dl: [components[0][0], components[1][0]],
             minimum_variance_mg_dl: [components[0][0], components[1][0]],
             weights: [[0.0; COMPONENTS]; 2],
-            uncertainty_mg_dl: self.combined_mse.map(f32::sqrt),
             fallback: [None; 2],
         };
         for h in 0..2 {
@@ -553,6 +555,32 @@ mod tests {
         }
     }
 
+    /// One reading `i` (5 minutes apart) of `mg_dl`, as the monitor does it:
+    /// older forecasts learn their truth, then a forecast made now is
+    /// combined and remembered. Returns what the combiner said.
+    fn reading(
+        combiner: &mut ForecastCombiner,
+        history: &mut CgmHistory,
+        settings: &CombinationSettings,
+        i: i64,
+        mg_dl: f32,
+        trusted: bool,
+        components: [[f32; COMPONENTS]; 2],
+    ) -> Combined {
+        let at_ms = i * 5 * MINUTE_MS;
+        history.admit(CgmPoint { at_ms, mg_dl });
+        combiner.learn(history, settings, trusted);
+        let combined = combiner.combine(&components, settings);
+        combiner.remember(Remembered {
+            at_ms,
+            mg_dl,
+            personal_inputs: [0.0; personal::INPUTS],
+            components,
+            combined: combined.minimum_variance_mg_dl,
+        });
+        combined
+    }
+
     #[test]
     fn weight_moves_to_the_component_that_is_right_for_this_patient() {
         // Flat 120 mg/dL: the last value is exact, the "learned" component is
@@ -564,25 +592,20 @@ mod tests {
         let before = combiner.combine(&components, &settings);
         assert!((before.weights[0][0] - 0.2).abs() < 1e-4, "{before:?}");
         for i in 0..400i64 {
-            let at_ms = i * 5 * MINUTE_MS;
-            history.admit(CgmPoint {
-                at_ms,
-                mg_dl: 120.0,
-            });
-            combiner.learn(&history, &settings, true);
-            let combined = combiner.combine(&components, &settings);
-            combiner.remember(Remembered {
-                at_ms,
-                mg_dl: 120.0,
-                personal_inputs: [0.0; personal::INPUTS],
+            reading(
+                &mut combiner,
+                &mut history,
+                &settings,
+                i,
+                120.0,
+                true,
                 components,
-                combined: combined.mg_dl,
-            });
+            );
         }
         let after = combiner.combine(&components, &settings);
         assert!(after.weights[0][0] < 0.01, "{after:?}");
         assert!((after.mg_dl[0] - 120.0).abs() < 0.5, "{after:?}");
-        assert!(after.uncertainty_mg_dl[0] < 2.0, "{after:?}");
+        assert!(combiner.uncertainty()[0] < 2.0, "{after:?}");
         assert!(combiner.resolved()[1] > 300);
         assert!(combiner.pending.len() <= PENDING_CAPACITY);
     }
@@ -593,19 +616,8 @@ mod tests {
         let mut combiner = ForecastCombiner::new(&settings, [[0.0; personal::INPUTS]; 2]);
         let mut history = CgmHistory::new();
         for i in 0..40i64 {
-            let at_ms = i * 5 * MINUTE_MS;
-            history.admit(CgmPoint {
-                at_ms,
-                mg_dl: 100.0,
-            });
-            combiner.learn(&history, &settings, false);
-            combiner.remember(Remembered {
-                at_ms,
-                mg_dl: 100.0,
-                personal_inputs: [0.0; personal::INPUTS],
-                components: [[f32::NAN; COMPONENTS]; 2],
-                combined: [f32::NAN; 2],
-            });
+            let nan = [[f32::NAN; COMPONENTS]; 2];
+            reading(&mut combiner, &mut history, &settings, i, 100.0, false, nan);
         }
         assert_eq!(combiner.resolved(), [0, 0]);
         let rmse = combiner.component_rmse();
@@ -636,20 +648,15 @@ mod tests {
         assert!(first.mg_dl[0] > 135.0, "{first:?}");
         let mut last = first;
         for i in 0..300i64 {
-            let at_ms = i * 5 * MINUTE_MS;
-            history.admit(CgmPoint {
-                at_ms,
-                mg_dl: 120.0,
-            });
-            combiner.learn(&history, &settings, true);
-            last = combiner.combine(&components, &settings);
-            combiner.remember(Remembered {
-                at_ms,
-                mg_dl: 120.0,
-                personal_inputs: [0.0; personal::INPUTS],
+            last = reading(
+                &mut combiner,
+                &mut history,
+                &settings,
+                i,
+                120.0,
+                true,
                 components,
-                combined: last.minimum_variance_mg_dl,
-            });
+            );
         }
         assert_eq!(last.fallback[0], Some(Component::LastValue), "{last:?}");
         assert!((last.mg_dl[0] - 120.0).abs() < 0.01, "{last:?}");

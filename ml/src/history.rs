@@ -81,6 +81,25 @@ impl CgmHistory {
         self.points.clear();
     }
 
+    /// Readings before the newest with the newest one's value, and the
+    /// milliseconds from the first of them to the newest: how long the
+    /// sensor has repeated itself.
+    pub fn repeated_run(&self) -> (usize, i64) {
+        let Some(now) = self.last() else {
+            return (0, 0);
+        };
+        let mut repeats = 0;
+        let mut since = now.at_ms;
+        for p in self.points.iter().rev().skip(1) {
+            if p.mg_dl != now.mg_dl {
+                break;
+            }
+            repeats += 1;
+            since = p.at_ms;
+        }
+        (repeats, now.at_ms - since)
+    }
+
     /// Heap bytes held (for the memory benchmark).
     pub fn heap_bytes(&self) -> usize {
         self.points.capacity() * std::mem::size_of::<CgmPoint>()

@@ -149,7 +149,7 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             let c = &tuned.combination;
-            let rmse = tune::rmse_of(&c.prior_error_moments);
+            let rmse = glyco_ml::combine::rmse_of(&c.prior_error_moments);
             println!(
                 "component RMSE (learned, AR2, last value, damped trend, personal): 30 min {:.1?}, 60 min {:.1?}",
                 rmse[0], rmse[1]

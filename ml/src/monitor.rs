@@ -295,10 +295,8 @@ impl PatientMonitor {
         match self.cgm.admit(point) {
             Arrival::Duplicate => return Err(MlError::DuplicateTimestamp { at_ms }),
             Arrival::ClockWentBack { back_ms } => {
-                self.combiner.forget_pending();
+                self.restart_trend();
                 self.reported.clear();
-                self.compression = None;
-                self.low_confirmation = LowConfirmation::default();
                 assessment.fault = Some(FaultKind::ClockJump);
                 assessment.fault_confidence = 0.9;
                 raw.push(fault_finding(
@@ -351,7 +349,7 @@ impl PatientMonitor {
             // STUCK_MODEL_MIN_RUN_MS of repeats (flat glucose read in 0.1 mmol/L
             // steps repeats for a few readings); the fixed 20-minute rule
             // always does, so the detector finds at least what the rule finds.
-            let (repeats, run_ms) = self.repeated_run(mg_dl as f32);
+            let (repeats, run_ms) = self.cgm.repeated_run();
             if best.is_some_and(|(kind, _, _)| kind == FaultKind::Stuck)
                 && run_ms < STUCK_MODEL_MIN_RUN_MS
             {
@@ -543,30 +541,20 @@ impl PatientMonitor {
         Some(values[values.len() / 2])
     }
 
-    /// Readings before the newest with the same value, and the minutes they span.
-    fn repeated_run(&self, mg_dl: f32) -> (usize, i64) {
-        let Some(now) = self.cgm.last() else {
-            return (0, 0);
-        };
-        let mut repeats = 0;
-        let mut since = now.at_ms;
-        for p in self.cgm.points().rev().skip(1) {
-            if p.mg_dl != mg_dl {
-                break;
-            }
-            repeats += 1;
-            since = p.at_ms;
-        }
-        (repeats, now.at_ms - since)
-    }
-
     /// Forgets what belonged to the previous sensor. The combination's
     /// running errors are the patient's and stay.
     fn start_new_sensor(&mut self) {
         self.cgm.clear();
+        self.drift = None;
+        self.restart_trend();
+    }
+
+    /// What depends on the trend before now: pending forecasts (their truth
+    /// times are void), a compression episode, predicted-low confirmations.
+    /// Used when the clock went back and when a new sensor starts.
+    fn restart_trend(&mut self) {
         self.combiner.forget_pending();
         self.compression = None;
-        self.drift = None;
         self.low_confirmation = LowConfirmation::default();
     }
 

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use crate::combine::{COMPONENTS, CombinationSettings, HORIZONS_MIN};
+use crate::combine::{COMPONENTS, CombinationSettings, HORIZONS_MIN, rmse_of};
 use crate::data::{Dataset, Source, sensor_changes};
 use crate::error::MlError;
 use crate::eval::{self, Report};
@@ -89,11 +89,6 @@ pub fn error_moments(data: &Dataset, models: &Arc<Models>) -> Result<Moments, Ml
         ));
     }
     Ok([0, 1].map(|h| sums[h].map(|row| row.map(|s| (s / counts[h] as f64) as f32))))
-}
-
-/// RMSE of each component per horizon, from the moments' diagonals.
-pub fn rmse_of(moments: &Moments) -> [[f32; COMPONENTS]; 2] {
-    moments.map(|m| std::array::from_fn(|k| m[k][k].max(0.0).sqrt()))
 }
 
 fn shared<T>(

@@ -20,29 +20,25 @@ fn python() -> PathBuf {
     venv
 }
 
+/// Runs the data generator for the first `patients` of `split` into `out`.
+fn generate(split: &str, days: &str, patients: &str, seed: &str, out: &Path) {
+    let generator = Path::new(env!("CARGO_MANIFEST_DIR")).join("training/generate.py");
+    let status = Command::new(python())
+        .arg(&generator)
+        .args(["--split", split, "--days", days, "--patients", patients])
+        .args(["--seed", seed, "--out"])
+        .arg(out)
+        .status()
+        .expect("the generator starts (run scripts/bootstrap.sh)");
+    assert!(status.success(), "generator failed: {status}");
+}
+
 #[test]
 fn generated_held_out_patients_evaluate_into_the_table() {
     let dir = std::env::temp_dir().join(format!("glyco-ml-pipeline-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let csv = dir.join("eval-small.csv");
-    let generator = Path::new(env!("CARGO_MANIFEST_DIR")).join("training/generate.py");
-    let status = Command::new(python())
-        .arg(&generator)
-        .args([
-            "--split",
-            "eval",
-            "--days",
-            "0.75",
-            "--patients",
-            "2",
-            "--seed",
-            "11",
-            "--out",
-        ])
-        .arg(&csv)
-        .status()
-        .expect("the generator starts (run scripts/bootstrap.sh)");
-    assert!(status.success(), "generator failed: {status}");
+    generate("eval", "0.75", "2", "11", &csv);
     let text = std::fs::read_to_string(&csv).expect("generated CSV");
     assert!(text.starts_with("subject_id,timestamp,glucose_mg_dl,fault,source,sensor_session\n"));
     assert!(text.lines().count() > 300, "too few readings");
@@ -120,24 +116,7 @@ fn tuning_on_validation_patients_writes_loadable_settings() {
         .expect("copy models");
     }
     let csv = dir.join("validation-small.csv");
-    let generator = Path::new(env!("CARGO_MANIFEST_DIR")).join("training/generate.py");
-    let status = Command::new(python())
-        .arg(&generator)
-        .args([
-            "--split",
-            "validation",
-            "--days",
-            "1",
-            "--patients",
-            "1",
-            "--seed",
-            "5",
-            "--out",
-        ])
-        .arg(&csv)
-        .status()
-        .expect("the generator starts");
-    assert!(status.success());
+    generate("validation", "1", "1", "5", &csv);
     let before = std::fs::read(models.join("detector.json")).expect("read");
     let run = |dry: bool| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_glyco-ml"));

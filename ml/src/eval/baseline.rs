@@ -21,16 +21,8 @@ pub fn fault(history: &CgmHistory) -> Option<FaultKind> {
     if jump >= 25.0 && jump / minutes > 4.0 {
         return Some(FaultKind::Spike);
     }
-    let mut same = 0;
-    let mut since = now.at_ms;
-    for p in history.points().rev().skip(1) {
-        if p.mg_dl != now.mg_dl {
-            break;
-        }
-        same += 1;
-        since = p.at_ms;
-    }
-    if same >= 2 && now.at_ms - since >= 20 * MINUTE_MS {
+    let (same, run_ms) = history.repeated_run();
+    if same >= 2 && run_ms >= 20 * MINUTE_MS {
         return Some(FaultKind::Stuck);
     }
     let max_30 = history
