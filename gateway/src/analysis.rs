@@ -72,9 +72,19 @@ impl Analysis {
         now: UnixMillis,
         time_unknown: bool,
     ) -> Vec<FindingRecord> {
+        self.inner.lock().readings_analysed += 1;
+        self.record_findings(findings, now, time_unknown)
+    }
+
+    /// Counts and keeps findings (for status), returning their records.
+    fn record_findings(
+        &self,
+        findings: &[DeviceFinding],
+        now: UnixMillis,
+        time_unknown: bool,
+    ) -> Vec<FindingRecord> {
         let mut records = Vec::with_capacity(findings.len());
         let mut inner = self.inner.lock();
-        inner.readings_analysed += 1;
         let mut counts = self.counts.lock();
         for DeviceFinding { device, finding } in findings {
             let severity = format!("{:?}", finding.severity).to_lowercase();
@@ -283,13 +293,29 @@ impl FindingsLog {
 pub async fn run(
     mut monitors: Monitors,
     mut stored: broadcast::Receiver<Reading>,
+    mut behaviour: tokio::sync::mpsc::Receiver<Vec<DeviceFinding>>,
     analysis: Analysis,
     mut log: Option<FindingsLog>,
     shutdown: CancellationToken,
 ) {
+    let mut behaviour_open = true;
     loop {
         let reading = tokio::select! {
             _ = shutdown.cancelled() => return,
+            // Node-behaviour findings (logged by their stage) are counted
+            // and kept like reading findings; their time is the hub's.
+            found = behaviour.recv(), if behaviour_open => {
+                match found {
+                    Some(findings) => {
+                        let records = analysis.record_findings(&findings, now_millis(), false);
+                        if let Some(log) = &mut log {
+                            log.keep(&records).await;
+                        }
+                    }
+                    None => behaviour_open = false,
+                }
+                continue;
+            }
             r = stored.recv() => match r {
                 Ok(r) => r,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -504,9 +530,11 @@ mod tests {
         .unwrap();
         let (writer, journal_task) = store.spawn().unwrap();
         let log = FindingsLog::open(&journal, writer.clone()).unwrap();
+        let (_behaviour_tx, behaviour_rx) = tokio::sync::mpsc::channel(1);
         let task = tokio::spawn(run(
             Monitors::new(models),
             rx,
+            behaviour_rx,
             analysis.clone(),
             Some(log),
             shutdown.clone(),

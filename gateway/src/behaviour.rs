@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::journal::JournalWriter;
+use crate::nodewatch::NodeWatch;
 use crate::reading::{Transport, UnixMillis, now_millis};
 use crate::throttle::{KeyedBuckets, TokenBucket};
 
@@ -190,6 +191,8 @@ struct Suppressed {
 pub struct Behaviour {
     inner: Arc<Mutex<Inner>>,
     journal: JournalWriter,
+    /// The node-behaviour model's feed (disabled unless set).
+    watch: NodeWatch,
 }
 
 impl Behaviour {
@@ -214,7 +217,19 @@ impl Behaviour {
                 suppressed: HashMap::new(),
             })),
             journal,
+            watch: NodeWatch::disabled(),
         }
+    }
+
+    /// Feeds refusals, and through the pipeline and the gatekeeper the
+    /// devices' arrivals and sessions, to the node-behaviour stage.
+    pub fn with_watch(mut self, watch: NodeWatch) -> Self {
+        self.watch = watch;
+        self
+    }
+
+    pub fn watch(&self) -> &NodeWatch {
+        &self.watch
     }
 
     /// A refusal about a device (BLE, or MQTT after the connection is known).
@@ -237,6 +252,9 @@ impl Behaviour {
     /// source's and the hub's rate, else kept for the source's summary.
     pub fn record(&self, origin: Origin<'_>, reason: RefusalReason, detail: &str) {
         let device = origin.device.map(|d| cap_text(d, MAX_CLAIM_CHARS));
+        if let Some(device) = &device {
+            self.watch.refusal(device, reason);
+        }
         let key = match (origin.source, &device) {
             (Some(address), _) => SourceKey::Address(address),
             (None, Some(device)) => SourceKey::Device(device.clone()),

@@ -16,6 +16,7 @@ pub mod disk;
 pub mod follower;
 pub mod journal;
 pub mod mqtt;
+pub mod nodewatch;
 pub mod pipeline;
 pub mod qr;
 /// The typed reading lives in the crate shared with the clinic.

@@ -13,7 +13,9 @@ use tokio::sync::broadcast;
 
 use crate::behaviour::{Behaviour, RefusalReason};
 use crate::journal::{AppendOutcome, JournalError, JournalWriter};
+use crate::nodewatch::WireMeta;
 use crate::reading::{Reading, UnixMillis};
+use glyco_ml::behaviour::ArrivalOutcome;
 
 /// What happened to an admitted reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,11 +100,23 @@ impl Pipeline {
     }
 
     /// Stores an admitted reading; returns once it is durable (or refused).
-    pub async fn store(&self, mut reading: Reading) -> Result<Stored, JournalError> {
+    pub async fn store(&self, reading: Reading) -> Result<Stored, JournalError> {
+        self.store_with(reading, None).await
+    }
+
+    /// Stores an admitted reading that came with a wire payload (MQTT), so
+    /// the behaviour model also sees its size and shape.
+    pub async fn store_with(
+        &self,
+        mut reading: Reading,
+        wire: Option<WireMeta>,
+    ) -> Result<Stored, JournalError> {
         let appended = self.journal.append(reading.clone()).await;
         self.note_storage(&appended);
+        let watch = self.behaviour.watch();
         match appended? {
             AppendOutcome::Stored { seq, .. } => {
+                watch.arrival(&reading, ArrivalOutcome::New, wire);
                 reading.seq = seq;
                 tracing::debug!(device = %reading.device, seq, kind = reading.measurement.kind(), "stored");
                 self.latest
@@ -111,7 +125,10 @@ impl Pipeline {
                 let _ = self.stored.send(reading);
                 Ok(Stored::New { seq })
             }
-            AppendOutcome::Duplicate { .. } => Ok(Stored::Duplicate),
+            AppendOutcome::Duplicate { .. } => {
+                watch.arrival(&reading, ArrivalOutcome::Duplicate, wire);
+                Ok(Stored::Duplicate)
+            }
             AppendOutcome::Replayed { journal_seq } => {
                 self.behaviour.refuse(
                     Some(&reading.device.to_string()),

@@ -31,6 +31,9 @@ pub struct StatusReport {
     pub refusals: Vec<RefusalCount>,
     #[serde(default)]
     pub analysis: crate::analysis::AnalysisStatus,
+    /// The node-behaviour stage.
+    #[serde(default)]
+    pub node_watch: crate::nodewatch::NodeWatchStatus,
     /// Refusals counted but not journaled (the journal fell behind).
     pub refusal_events_dropped: u64,
     /// Refusals counted but not logged one by one (rate limit; summarised).

@@ -98,6 +98,10 @@ pub enum FindingKind {
     PredictedHigh,
     /// A sensor artefact; readings it covers should not drive alarms.
     SensorFault(FaultKind),
+    /// A device behaves unlike itself (floods, replays, a second source,
+    /// clock steps, silence...). Its `at_ms` is the hub's clock: behaviour
+    /// is judged by when the hub saw things, not by the device's word.
+    NodeBehaviour(crate::behaviour::BehaviourKind),
     /// Systolic at or above 180 or diastolic at or above 120 mmHg.
     HypertensiveCrisis,
     /// Systolic below 90 mmHg.
@@ -113,6 +117,7 @@ impl FindingKind {
     pub fn name(self) -> String {
         match self {
             FindingKind::SensorFault(kind) => format!("sensor_fault:{kind}"),
+            FindingKind::NodeBehaviour(kind) => format!("node_behaviour:{}", kind.name()),
             other => {
                 // Debug names are the variant names; snake_case them.
                 let mut out = String::new();
@@ -141,7 +146,8 @@ pub struct Finding {
     pub confidence: f32,
     /// One sentence for a physician, with the numbers behind the finding.
     pub explanation: String,
-    /// Timestamp of the reading that raised it (unix ms, device clock).
+    /// Timestamp of the reading that raised it (unix ms, device clock); for
+    /// node-behaviour findings, when the hub saw it (hub clock).
     pub at_ms: i64,
 }
 

@@ -7,10 +7,13 @@
 //! capillary references). The models are ONNX files trained offline
 //! (ml/training) and run with tract; the forecast the hub uses is a
 //! per-patient combination of the learned model and simple forecasters whose
-//! weights are learned on the device with candle. See docs/ML.md.
+//! weights are learned on the device. A second, separate model watches how
+//! each device talks to the hub ([`behaviour`]): floods, replays, a second
+//! source, clock steps, silence, a changed payload shape. See docs/ML.md.
 #![forbid(unsafe_code)]
 
 pub mod ar2;
+pub mod behaviour;
 #[cfg(feature = "eval")]
 pub mod bench;
 pub mod combine;
@@ -35,6 +38,7 @@ pub mod truth;
 #[cfg(feature = "eval")]
 pub mod tune;
 
+pub use behaviour::{BehaviourDetector, BehaviourKind, NodeObservation, Observed, RobustBehaviour};
 pub use combine::{CombinationSettings, Component};
 pub use error::MlError;
 pub use finding::{FaultKind, Finding, FindingKind, Severity};

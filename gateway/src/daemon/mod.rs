@@ -32,6 +32,7 @@ use crate::mqtt::logins::LoginThrottle;
 use crate::mqtt::sessions::Connected;
 use crate::mqtt::slots::ConnectionSlots;
 use crate::mqtt::{ingest, tls};
+use crate::nodewatch::{self, NodeWatch};
 use crate::pipeline::Pipeline;
 use crate::reading::now_millis;
 use crate::registry::{Registry, load_mirror};
@@ -210,7 +211,15 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
     };
     let registry = Registry::new(load_mirror(&journal)?, device_ids);
     let (writer, journal_task) = store.spawn()?;
-    let behaviour = Behaviour::new(writer.clone(), journal.event_counts()?);
+    // Node behaviour is part of the analysis: on and off with it.
+    let (watch, watch_task) = match config.analysis.enabled {
+        true => {
+            let (watch, task) = NodeWatch::new();
+            (watch, Some(task))
+        }
+        false => (NodeWatch::disabled(), None),
+    };
+    let behaviour = Behaviour::new(writer.clone(), journal.event_counts()?).with_watch(watch);
     let pipeline = Pipeline::new(
         writer.clone(),
         behaviour.clone(),
@@ -371,8 +380,24 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             true => Some(analysis::FindingsLog::open(&journal, writer.clone())?),
             false => None,
         };
+        let (behaviour_findings, behaviour_rx) = tokio::sync::mpsc::channel(256);
+        if let Some(watch_task) = watch_task {
+            let token = tasks.clone();
+            supervisor.spawn("node behaviour", async move {
+                nodewatch::run(watch_task, behaviour_findings, token).await;
+                Ok::<_, std::convert::Infallible>(())
+            });
+        }
         supervisor.spawn("analysis", async move {
-            analysis::run(monitors, stored_readings, analysis, log, token).await;
+            analysis::run(
+                monitors,
+                stored_readings,
+                behaviour_rx,
+                analysis,
+                log,
+                token,
+            )
+            .await;
             Ok::<_, std::convert::Infallible>(())
         });
     }

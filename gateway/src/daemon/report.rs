@@ -104,6 +104,7 @@ impl StatusSources {
                 listen: Vec::new(),
             },
             analysis: self.analysis.status(),
+            node_watch: behaviour.watch().status(),
             devices,
             readings_stored: self.journal.reading_count().unwrap_or_default(),
             refusals: behaviour

@@ -419,7 +419,11 @@ impl Gatekeeper {
             connect.keep_alive = max_keep_alive;
         }
 
-        let session = match self.connected.take_over(&name, HANDOVER_WAIT).await {
+        let session = match self
+            .connected
+            .take_over(&name, Some(peer.ip()), HANDOVER_WAIT)
+            .await
+        {
             Ok(session) if session.replaced.is_cancelled() => {
                 tracing::debug!("replaced by a newer connection before its turn");
                 return Ok(());
@@ -467,6 +471,8 @@ impl Gatekeeper {
         }
 
         tracing::info!("device connected");
+        let watch = self.behaviour.watch();
+        watch.session_start(&name, Some(peer.ip()), session.took_over_from);
         let result = self
             .pump(
                 stream,
@@ -480,6 +486,7 @@ impl Gatekeeper {
             )
             .await;
         drop(session);
+        watch.session_end(&name);
         tracing::info!("device disconnected");
         result
     }

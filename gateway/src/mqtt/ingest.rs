@@ -11,9 +11,11 @@ use rumqttd::local::{LinkRx, LinkTx};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::shape::shape_of;
 use super::topics::{ALL_READINGS, acks_topic, device_of_readings_topic};
 use super::wire::{Ack, AckStatus};
 use crate::admission::{Admission, Decision};
+use crate::nodewatch::WireMeta;
 use crate::pipeline::{Pipeline, Stored};
 use crate::reading::{Transport, now_millis};
 
@@ -65,6 +67,10 @@ pub async fn run(
                     continue;
                 };
                 let name = name.to_owned();
+                let wire = WireMeta {
+                    bytes: forward.publish.payload.len() as u32,
+                    shape: shape_of(&forward.publish.payload),
+                };
                 match admission.mqtt(&device, &forward.publish.payload, now_millis()) {
                     Decision::Refuse {
                         reason,
@@ -86,7 +92,7 @@ pub async fn run(
                         let acks = acks.clone();
                         tokio::spawn(async move {
                             let seq = reading.seq;
-                            let ack = match pipeline.store(reading).await {
+                            let ack = match pipeline.store_with(reading, Some(wire)).await {
                                 Ok(Stored::New { .. }) => {
                                     Some(Ack::new(Some(seq), AckStatus::Stored, None))
                                 }

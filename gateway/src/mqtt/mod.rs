@@ -8,6 +8,7 @@ pub mod gatekeeper;
 pub mod ingest;
 pub mod logins;
 pub mod sessions;
+pub mod shape;
 pub mod slots;
 pub mod tls;
 pub mod topics;

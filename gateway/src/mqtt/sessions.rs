@@ -9,6 +9,7 @@
 //! connection, and only then forwards its CONNECT.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ struct Device {
     newest: CancellationToken,
     /// Held by the session that talks to the broker.
     turn: Arc<tokio::sync::Mutex<()>>,
+    /// Where the newest session came from.
+    address: Option<IpAddr>,
 }
 
 /// A device's session: holds its turn until dropped.
@@ -37,6 +40,8 @@ pub struct Session {
     name: String,
     /// Cancelled when a newer connection of the same device takes over.
     pub replaced: CancellationToken,
+    /// `Some(address of the session taken over)` when one was open.
+    pub took_over_from: Option<Option<IpAddr>>,
     _turn: Option<OwnedMutexGuard<()>>,
 }
 
@@ -48,19 +53,27 @@ pub struct HandoverTimeout(pub Duration);
 impl Connected {
     /// Ends the device's open session, if any, and waits (at most `wait`)
     /// until it has closed, or until an even newer connection replaced this one.
-    pub async fn take_over(&self, name: &str, wait: Duration) -> Result<Session, HandoverTimeout> {
-        let (turn, replaced) = {
+    pub async fn take_over(
+        &self,
+        name: &str,
+        address: Option<IpAddr>,
+        wait: Duration,
+    ) -> Result<Session, HandoverTimeout> {
+        let (turn, replaced, took_over_from) = {
             let mut map = self.0.lock();
             let device = map.entry(name.to_owned()).or_default();
+            let took_over_from = (device.sessions > 0).then_some(device.address);
             device.newest.cancel();
             device.newest = CancellationToken::new();
             device.sessions += 1;
-            (device.turn.clone(), device.newest.clone())
+            device.address = address;
+            (device.turn.clone(), device.newest.clone(), took_over_from)
         };
         let mut session = Session {
             connected: self.clone(),
             name: name.to_owned(),
             replaced: replaced.clone(),
+            took_over_from,
             _turn: None,
         };
         tokio::select! {
@@ -101,11 +114,11 @@ mod tests {
     #[tokio::test]
     async fn a_new_session_ends_the_old_one_and_waits_for_it() {
         let connected = Connected::default();
-        let old = connected.take_over("cgm", WAIT).await.unwrap();
+        let old = connected.take_over("cgm", None, WAIT).await.unwrap();
         assert!(!old.replaced.is_cancelled());
         let newer = {
             let connected = connected.clone();
-            tokio::spawn(async move { connected.take_over("cgm", WAIT).await })
+            tokio::spawn(async move { connected.take_over("cgm", None, WAIT).await })
         };
         old.replaced.cancelled().await;
         tokio::task::yield_now().await;
@@ -121,15 +134,15 @@ mod tests {
     #[tokio::test]
     async fn a_session_waiting_its_turn_is_replaced_by_a_newer_one() {
         let connected = Connected::default();
-        let open = connected.take_over("cgm", WAIT).await.unwrap();
+        let open = connected.take_over("cgm", None, WAIT).await.unwrap();
         let waiting = {
             let connected = connected.clone();
-            tokio::spawn(async move { connected.take_over("cgm", WAIT).await })
+            tokio::spawn(async move { connected.take_over("cgm", None, WAIT).await })
         };
         tokio::task::yield_now().await;
         let newest = {
             let connected = connected.clone();
-            tokio::spawn(async move { connected.take_over("cgm", WAIT).await })
+            tokio::spawn(async move { connected.take_over("cgm", None, WAIT).await })
         };
         let waiting = waiting.await.unwrap().unwrap();
         assert!(waiting.replaced.is_cancelled(), "ends without a turn");
@@ -144,9 +157,9 @@ mod tests {
     #[tokio::test]
     async fn a_session_that_never_closes_times_the_new_one_out() {
         let connected = Connected::default();
-        let _stuck = connected.take_over("cgm", WAIT).await.unwrap();
+        let _stuck = connected.take_over("cgm", None, WAIT).await.unwrap();
         let short = Duration::from_millis(50);
-        let err = connected.take_over("cgm", short).await.unwrap_err();
+        let err = connected.take_over("cgm", None, short).await.unwrap_err();
         assert_eq!(err.0, short);
         assert_eq!(connected.names(), ["cgm"]);
     }
@@ -154,8 +167,8 @@ mod tests {
     #[tokio::test]
     async fn devices_do_not_wait_for_each_other() {
         let connected = Connected::default();
-        let _a = connected.take_over("cgm-a", WAIT).await.unwrap();
-        let b = connected.take_over("cgm-b", WAIT).await.unwrap();
+        let _a = connected.take_over("cgm-a", None, WAIT).await.unwrap();
+        let b = connected.take_over("cgm-b", None, WAIT).await.unwrap();
         assert!(!b.replaced.is_cancelled());
         assert_eq!(connected.names(), ["cgm-a", "cgm-b"]);
     }

@@ -1,0 +1,323 @@
+//! The node-behaviour stage: what each device does (arrivals and their
+//! outcome, refusals, sessions and their source address) goes to its own
+//! behaviour model (glyco-ml `RobustBehaviour`), and findings go to the
+//! analysis like reading findings: status, the journal's findings outbox,
+//! the log.
+//!
+//! Observing never waits: the ingest paths `try_send` into a bounded
+//! channel, and what does not fit is counted. Only devices the hub has
+//! admitted a reading from get a model, at most [`MAX_DEVICES`]; refusals
+//! about names it never admitted are the refusal counters' business.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use glyco_contracts::DeviceIdentity;
+use glyco_ml::behaviour::{
+    Arrival, ArrivalOutcome, BehaviourDetector, DeviceClass, NodeObservation, Observed,
+    RefusalGroup, RobustBehaviour,
+};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::analysis::DeviceFinding;
+use crate::behaviour::RefusalReason;
+use crate::reading::{Measurement, Reading, SensorFlag, now_millis};
+
+/// Devices with a behaviour model (a hub serves one patient's few devices).
+pub const MAX_DEVICES: usize = 256;
+/// Observations waiting for the stage.
+const QUEUE: usize = 8192;
+/// How often silence is looked for.
+const TICK_MS: u64 = 30_000;
+
+/// What the stage did, for the status output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeWatchStatus {
+    pub enabled: bool,
+    pub devices: usize,
+    pub observations: u64,
+    /// Observations dropped because the stage fell behind.
+    pub dropped: u64,
+    /// Observations about devices without a model (never admitted, or
+    /// over the device bound).
+    pub unmodelled: u64,
+}
+
+/// What the MQTT path knows about a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireMeta {
+    pub bytes: u32,
+    pub shape: u64,
+}
+
+#[derive(Debug)]
+enum Event {
+    Arrival {
+        device: DeviceIdentity,
+        class: DeviceClass,
+        arrival: Arrival,
+    },
+    Other {
+        device: String,
+        what: Observed,
+    },
+}
+
+/// The ingest paths' handle: cheap to clone; a disabled one does nothing.
+#[derive(Debug, Clone, Default)]
+pub struct NodeWatch {
+    tx: Option<mpsc::Sender<(i64, Event)>>,
+    status: Arc<Mutex<NodeWatchStatus>>,
+    /// Keys the hash of source addresses, so the models never hold an
+    /// address (and a hash cannot be looked up in a table of addresses).
+    salt: u64,
+}
+
+/// The receiving half, for [`run`].
+pub struct NodeWatchTask {
+    rx: mpsc::Receiver<(i64, Event)>,
+    status: Arc<Mutex<NodeWatchStatus>>,
+}
+
+impl NodeWatch {
+    /// A handle and its stage; run the stage with [`run`].
+    pub fn new() -> (Self, NodeWatchTask) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let status = Arc::new(Mutex::new(NodeWatchStatus {
+            enabled: true,
+            ..Default::default()
+        }));
+        let mut salt = [0u8; 8];
+        // A fresh salt each start is fine: sources are compared within a run.
+        let _ = getrandom::fill(&mut salt);
+        (
+            Self {
+                tx: Some(tx),
+                status: status.clone(),
+                salt: u64::from_le_bytes(salt),
+            },
+            NodeWatchTask { rx, status },
+        )
+    }
+
+    /// A handle that observes nothing (analysis off, tests).
+    pub fn disabled() -> Self {
+        Self::default()
+    }
+
+    pub fn status(&self) -> NodeWatchStatus {
+        self.status.lock().clone()
+    }
+
+    fn send(&self, event: Event) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        if tx.try_send((now_millis(), event)).is_err() {
+            self.status.lock().dropped += 1;
+        }
+    }
+
+    fn source_hash(&self, address: IpAddr) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.salt.hash(&mut hasher);
+        address.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// A reading the journal answered for.
+    pub fn arrival(&self, reading: &Reading, outcome: ArrivalOutcome, wire: Option<WireMeta>) {
+        let pause_announced = reading
+            .flags
+            .iter()
+            .any(|f| matches!(f, SensorFlag::SessionStopped | SensorFlag::SensorWarmup));
+        let arrival = Arrival {
+            outcome,
+            device_time_ms: reading.device_time,
+            bytes: wire.map(|w| w.bytes),
+            shape: wire.map_or(0, |w| w.shape),
+            value: Some(main_value(&reading.measurement)),
+            pause_announced,
+        };
+        self.send(Event::Arrival {
+            device: reading.device.clone(),
+            class: class_of(&reading.measurement),
+            arrival,
+        });
+    }
+
+    /// A refusal about a claimed device.
+    pub fn refusal(&self, device: &str, reason: RefusalReason) {
+        let group = match reason {
+            RefusalReason::BadCredentials | RefusalReason::LoginThrottled => {
+                RefusalGroup::Credentials
+            }
+            RefusalReason::InvalidPayload
+            | RefusalReason::InvalidReading
+            | RefusalReason::MalformedFrame => RefusalGroup::Payload,
+            RefusalReason::ReplayedSequence => RefusalGroup::Replay,
+            RefusalReason::OverLimit => RefusalGroup::OverLimit,
+            RefusalReason::WrongTopic | RefusalReason::ProtocolViolation => RefusalGroup::Protocol,
+            RefusalReason::Unregistered | RefusalReason::Removed => RefusalGroup::Removed,
+        };
+        self.send(Event::Other {
+            device: key_of(device),
+            what: Observed::Refusal(group),
+        });
+    }
+
+    /// A session of the device began, from `source`; `replaced` is the
+    /// address of the session it took over, if one was open.
+    pub fn session_start(
+        &self,
+        device: &str,
+        source: Option<IpAddr>,
+        replaced: Option<Option<IpAddr>>,
+    ) {
+        self.send(Event::Other {
+            device: key_of(device),
+            what: Observed::SessionStart {
+                source: source.map(|a| self.source_hash(a)),
+                replaced: replaced.map(|r| r.map(|a| self.source_hash(a))),
+            },
+        });
+    }
+
+    pub fn session_end(&self, device: &str) {
+        self.send(Event::Other {
+            device: key_of(device),
+            what: Observed::SessionEnd,
+        });
+    }
+}
+
+/// The model key of a claimed device: MQTT paths know a bare name, the
+/// pipeline and BLE the identity (`name:…`, `ble:…`).
+fn key_of(claimed: &str) -> String {
+    if claimed.starts_with("name:") || claimed.starts_with("ble:") {
+        claimed.to_owned()
+    } else {
+        format!("name:{claimed}")
+    }
+}
+
+/// The behaviour model's class for a device, from what it measures.
+pub fn class_of(measurement: &Measurement) -> DeviceClass {
+    match measurement {
+        Measurement::CgmGlucose { .. } => DeviceClass::Cgm,
+        Measurement::CapillaryGlucose { .. } => DeviceClass::Meter,
+        Measurement::BloodPressure { .. } => DeviceClass::Cuff,
+        Measurement::HeartRate { .. } => DeviceClass::HeartRate,
+        Measurement::Weight { .. } => DeviceClass::Scale,
+        Measurement::Temperature { .. } => DeviceClass::Thermometer,
+        Measurement::Spo2 { .. } => DeviceClass::Oximeter,
+    }
+}
+
+fn main_value(measurement: &Measurement) -> f32 {
+    (match *measurement {
+        Measurement::CgmGlucose { mg_dl } | Measurement::CapillaryGlucose { mg_dl } => mg_dl,
+        Measurement::BloodPressure { systolic_mmhg, .. } => systolic_mmhg,
+        Measurement::HeartRate { bpm } => bpm,
+        Measurement::Weight { kg } => kg,
+        Measurement::Temperature { celsius } => celsius,
+        Measurement::Spo2 { percent, .. } => percent,
+    }) as f32
+}
+
+struct Models {
+    by_name: HashMap<String, RobustBehaviour>,
+}
+
+impl Models {
+    fn observe(
+        &mut self,
+        name: &str,
+        create: Option<DeviceClass>,
+        observation: NodeObservation,
+    ) -> Option<Vec<glyco_ml::Finding>> {
+        if !self.by_name.contains_key(name) {
+            let class = create?;
+            if self.by_name.len() >= MAX_DEVICES {
+                return None;
+            }
+            self.by_name
+                .insert(name.to_owned(), RobustBehaviour::new(class));
+        }
+        let model = self.by_name.get_mut(name)?;
+        Some(model.observe(&observation))
+    }
+}
+
+/// Runs the stage until shutdown; findings go to `findings` (the analysis
+/// task records, logs and keeps them).
+pub async fn run(
+    task: NodeWatchTask,
+    findings: mpsc::Sender<Vec<DeviceFinding>>,
+    shutdown: CancellationToken,
+) {
+    let NodeWatchTask { mut rx, status } = task;
+    let mut models = Models {
+        by_name: HashMap::new(),
+    };
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(TICK_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut found: Vec<DeviceFinding> = Vec::new();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                let at_ms = now_millis();
+                for (name, model) in &mut models.by_name {
+                    let observation = NodeObservation { at_ms, what: Observed::Tick };
+                    found.extend(model.observe(&observation).into_iter().map(|finding| DeviceFinding {
+                        device: name.clone(),
+                        finding,
+                    }));
+                }
+            }
+            event = rx.recv() => {
+                let Some((at_ms, event)) = event else { return };
+                let (name, create, what) = match event {
+                    Event::Arrival { device, class, arrival } => (device.to_string(), Some(class), Observed::Arrival(arrival)),
+                    Event::Other { device, what } => (device, None, what),
+                };
+                let observed = models.observe(&name, create, NodeObservation { at_ms, what });
+                {
+                    let mut status = status.lock();
+                    status.observations += 1;
+                    status.devices = models.by_name.len();
+                    if observed.is_none() {
+                        status.unmodelled += 1;
+                    }
+                }
+                found.extend(observed.into_iter().flatten().map(|finding| DeviceFinding {
+                    device: name.clone(),
+                    finding,
+                }));
+            }
+        }
+        if found.is_empty() {
+            continue;
+        }
+        for DeviceFinding { device, finding } in &found {
+            tracing::warn!(
+                %device,
+                kind = %finding.kind.name(),
+                severity = ?finding.severity,
+                confidence = finding.confidence,
+                explanation = %finding.explanation,
+                "node behaviour"
+            );
+        }
+        if findings.send(found).await.is_err() {
+            return;
+        }
+    }
+}
