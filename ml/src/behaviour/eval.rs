@@ -116,7 +116,7 @@ fn run<D: BehaviourDetector>(
         |detector: &mut D, o: &NodeObservation, timings: &mut Option<&mut Vec<u64>>| {
             n += 1;
             if let Some(t) = timings.as_deref_mut()
-                && n % 16 == 0
+                && n.is_multiple_of(16)
             {
                 let started = Instant::now();
                 let out = detector.observe(o);

@@ -124,7 +124,7 @@ impl Grams {
         let key = gram
             .iter()
             .fold(0xcbf2_9ce4_8422_2325u64, |h, v| mix(h ^ (*v as u32 as u64)));
-        if key % 2 != 0 {
+        if !key.is_multiple_of(2) {
             return false;
         }
         let hit = self.bloom.contains(key);

@@ -67,7 +67,7 @@ impl Profile {
 
     /// The five devices of one hub; seeds alternate 5- and 1-minute CGMs.
     pub fn hub(seed: u64) -> [Profile; 5] {
-        let cadence_s = if seed % 2 == 0 { 300 } else { 60 };
+        let cadence_s = if seed.is_multiple_of(2) { 300 } else { 60 };
         [
             Profile::Cgm { cadence_s },
             Profile::Meter {

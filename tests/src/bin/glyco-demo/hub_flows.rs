@@ -346,7 +346,7 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
     .await?;
 
     section(
-        "13. On-hub anomaly detection: a falling CGM trace (forecasts combined per patient, the predicted low with its probability)",
+        "13. On-hub anomaly detection: a falling CGM trace (forecasts combined per patient, the predicted low with its probability), and a device that misbehaves",
     );
     let mut wifi_cgm = SimulatedDevice::connect(mqtt, "wifi-cgm", &secrets[2]).await?;
     // Two hours of 5-minute readings: steady, then falling ~1.6 mg/dL/min.
@@ -386,6 +386,39 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
         ));
     }
     wifi_cgm.disconnect().await;
+
+    // Node behaviour: each device's own normal, learned on the hub. A meter
+    // reads a few times a day; 30 fresh readings in seconds is a flood,
+    // even though every reading is valid (and every one is stored).
+    for seq in 100..130u64 {
+        let payload = sim::glucose_payload(seq, now_millis(), 104.0, "mg/dL");
+        glucometer.send_until_acked(seq, payload, 3).await?;
+    }
+    step(
+        "wifi-glucometer sends 30 valid readings within seconds (a meter reads a few times a day)",
+    );
+    let report = wait_status(&socket, "the node-behaviour finding", |r| {
+        r.analysis
+            .recent
+            .iter()
+            .any(|f| f.kind.starts_with("node_behaviour:"))
+    })
+    .await?;
+    for finding in report
+        .analysis
+        .recent
+        .iter()
+        .filter(|f| f.kind.starts_with("node_behaviour:"))
+    {
+        step(&format!(
+            "{} on {} [{}, {:.0}%] {}",
+            finding.kind,
+            finding.device,
+            finding.severity,
+            finding.confidence * 100.0,
+            finding.explanation
+        ));
+    }
 
     section("14. glyco-hub status (the paramedic's emergency access is announced)");
     wait_status(&socket, "the emergency access notice", |r| {
