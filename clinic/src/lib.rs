@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod fhir;
+pub mod inbox;
 pub mod parallel;
 pub mod physician;
 pub mod proxy;

@@ -296,6 +296,7 @@ pub async fn run(
     mut behaviour: tokio::sync::mpsc::Receiver<Vec<DeviceFinding>>,
     analysis: Analysis,
     mut log: Option<FindingsLog>,
+    alerts: crate::alerts::AlertSink,
     shutdown: CancellationToken,
 ) {
     let mut behaviour_open = true;
@@ -307,7 +308,11 @@ pub async fn run(
             found = behaviour.recv(), if behaviour_open => {
                 match found {
                     Some(findings) => {
-                        let records = analysis.record_findings(&findings, now_millis(), false);
+                        let now = now_millis();
+                        let records = analysis.record_findings(&findings, now, false);
+                        for record in &records {
+                            alerts.finding(record, now);
+                        }
                         if let Some(log) = &mut log {
                             log.keep(&records).await;
                         }
@@ -353,6 +358,9 @@ pub async fn run(
                     }
                 }
                 let records = analysis.record(&findings, now, time_unknown);
+                for record in &records {
+                    alerts.finding(record, reading.received_at);
+                }
                 if let Some(log) = &mut log {
                     log.keep(&records).await;
                 }
@@ -537,6 +545,7 @@ mod tests {
             behaviour_rx,
             analysis.clone(),
             Some(log),
+            crate::alerts::AlertSink::default(),
             shutdown.clone(),
         ));
         // 5-minute CGM readings falling 3 mg/dL/min from 160 to 55.

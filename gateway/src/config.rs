@@ -161,6 +161,7 @@ pub struct HubConfig {
     pub mqtt: MqttConfig,
     pub ble: BleConfig,
     pub analysis: AnalysisConfig,
+    pub alerts: AlertsConfig,
     pub seal: SealConfig,
     pub validation: Limits,
     pub status: StatusConfig,
@@ -274,6 +275,140 @@ impl Default for AnalysisConfig {
             enabled: true,
             models_dir: None,
         }
+    }
+}
+
+/// Who is told about findings, and when (docs/HUB.md, "Alerts").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    pub enabled: bool,
+    /// The clinic's alert inbox, `<iroh node id>@<ip:port>`; needed for
+    /// physician steps.
+    pub inbox: Option<String>,
+    /// Finding kinds that alert: names, or a prefix ending in `*`.
+    pub kinds: Vec<String>,
+    /// The least severity that alerts: `info`, `warning` or `urgent`.
+    pub min_severity: String,
+    /// The escalation ladder, first step first (`after_secs` 0).
+    pub ladder: Vec<LadderStepConfig>,
+    /// The same device and kind alert again only after this long.
+    pub dedupe_secs: u64,
+    /// How often acknowledgements are asked for while alerts are open.
+    pub ack_poll_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LadderStepConfig {
+    /// Seconds after the alert this step is added (if no one acknowledged).
+    pub after_secs: u64,
+    /// `patient` or `physician:0x…`.
+    pub to: Vec<String>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            inbox: None,
+            kinds: vec![
+                "very_low_glucose".into(),
+                "predicted_low".into(),
+                "stale_data".into(),
+                "node_behaviour:*".into(),
+            ],
+            min_severity: "warning".into(),
+            ladder: vec![LadderStepConfig {
+                after_secs: 0,
+                to: vec!["patient".into()],
+            }],
+            dedupe_secs: 1800,
+            ack_poll_ms: 1000,
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// The policy the engine runs, checked.
+    pub fn policy(&self) -> Result<crate::alerts::engine::AlertPolicy, ConfigError> {
+        use crate::alerts::engine::{AlertPolicy, Step, Target};
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.ladder.is_empty() || self.ladder.len() > 6 {
+            return invalid("alerts.ladder must have 1 to 6 steps".into());
+        }
+        if self.ladder[0].after_secs != 0 {
+            return invalid("alerts.ladder's first step must have after_secs = 0".into());
+        }
+        if self
+            .ladder
+            .windows(2)
+            .any(|w| w[1].after_secs <= w[0].after_secs)
+        {
+            return invalid("alerts.ladder's after_secs must increase".into());
+        }
+        let mut ladder = Vec::new();
+        for step in &self.ladder {
+            if step.after_secs > 7 * 86_400 || step.to.is_empty() || step.to.len() > 16 {
+                return invalid(
+                    "alerts.ladder: each step is within a week and has 1 to 16 targets".into(),
+                );
+            }
+            let targets = step
+                .to
+                .iter()
+                .map(|t| t.parse::<Target>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ConfigError::Invalid(format!("alerts.ladder: {e}")))?;
+            if self.inbox.is_none()
+                && targets
+                    .iter()
+                    .any(|t| matches!(t, Target::Physician { .. }))
+            {
+                return invalid("alerts.ladder names a physician: alerts.inbox is required".into());
+            }
+            ladder.push(Step {
+                after_ms: step.after_secs as i64 * 1000,
+                targets,
+            });
+        }
+        if !matches!(self.min_severity.as_str(), "info" | "warning" | "urgent") {
+            return invalid("alerts.min_severity is info, warning or urgent".into());
+        }
+        if self.kinds.len() > 64 || self.kinds.iter().any(|k| k.is_empty() || k.len() > 64) {
+            return invalid("alerts.kinds: at most 64 names of 1 to 64 characters".into());
+        }
+        if self.dedupe_secs > 86_400 {
+            return invalid("alerts.dedupe_secs must be at most 86400".into());
+        }
+        if !(100..=60_000).contains(&self.ack_poll_ms) {
+            return invalid("alerts.ack_poll_ms must be between 100 and 60000".into());
+        }
+        Ok(AlertPolicy {
+            kinds: self.kinds.clone(),
+            min_severity: self.min_severity.clone(),
+            ladder,
+            dedupe_ms: self.dedupe_secs as i64 * 1000,
+        })
+    }
+
+    /// The inbox's node and address, if configured.
+    pub fn inbox_peer(
+        &self,
+    ) -> Result<Option<(iroh::EndpointId, std::net::SocketAddr)>, ConfigError> {
+        let Some(text) = &self.inbox else {
+            return Ok(None);
+        };
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "alerts.inbox {text:?} is not <iroh node id>@<ip:port>"
+            ))
+        };
+        let (node, addr) = text.split_once('@').ok_or_else(bad)?;
+        Ok(Some((
+            node.parse().map_err(|_| bad())?,
+            addr.parse().map_err(|_| bad())?,
+        )))
     }
 }
 
@@ -470,6 +605,7 @@ impl Default for HubConfig {
             mqtt: MqttConfig::default(),
             ble: BleConfig::default(),
             analysis: AnalysisConfig::default(),
+            alerts: AlertsConfig::default(),
             seal: SealConfig::default(),
             validation: Limits::default(),
             status: StatusConfig::default(),
@@ -600,6 +736,14 @@ impl HubConfig {
         }
         self.limits.validate()?;
         self.seal.validate()?;
+        self.alerts.policy()?;
+        self.alerts.inbox_peer()?;
+        if self.alerts.inbox.is_some() && !self.seal.enabled {
+            return invalid(
+                "alerts.inbox needs seal.enabled (alerts leave through the seal's iroh node)"
+                    .into(),
+            );
+        }
         if !(100..=60_000).contains(&self.chain.poll_interval_ms) {
             return invalid("chain.poll_interval_ms must be between 100 and 60000".into());
         }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod alerts;
 pub mod analysis;
 pub mod behaviour;
 pub mod ble;

@@ -33,7 +33,7 @@ pub const MAX_DEVICES: usize = 256;
 /// Observations waiting for the stage.
 const QUEUE: usize = 8192;
 /// How often silence is looked for.
-const TICK_MS: u64 = 30_000;
+const TICK_MS: u64 = 5_000;
 
 /// What the stage did, for the status output.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

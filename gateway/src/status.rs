@@ -34,6 +34,9 @@ pub struct StatusReport {
     /// The node-behaviour stage.
     #[serde(default)]
     pub node_watch: crate::nodewatch::NodeWatchStatus,
+    /// Alerts: open, recent, delivery.
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertStatus,
     /// Refusals counted but not journaled (the journal fell behind).
     pub refusal_events_dropped: u64,
     /// Refusals counted but not logged one by one (rate limit; summarised).
@@ -419,6 +422,10 @@ pub enum Ask {
     /// Make (or remake, with new shares) the offline emergency kit, for
     /// `glyco-hub emergency-kit`.
     EmergencyKit(crate::seal::emergency_kit::KitRequest),
+    /// The patient acknowledges an alert (`glyco-hub alerts ack`).
+    AlertAck {
+        id: String,
+    },
 }
 
 /// The largest request read from the socket.
@@ -534,6 +541,15 @@ pub async fn query_kit(
     request: crate::seal::emergency_kit::KitRequest,
 ) -> Result<Result<crate::seal::emergency_kit::KitMade, String>, StatusError> {
     let body = ask(path, &Ask::EmergencyKit(request)).await?;
+    serde_json::from_slice(&body).map_err(|e| StatusError::BadAnswer(e.to_string()))
+}
+
+/// Asks the running daemon to record the patient's acknowledgement.
+pub async fn query_alert_ack(
+    path: &Path,
+    id: String,
+) -> Result<Result<crate::alerts::engine::AlertRecord, String>, StatusError> {
+    let body = ask(path, &Ask::AlertAck { id }).await?;
     serde_json::from_slice(&body).map_err(|e| StatusError::BadAnswer(e.to_string()))
 }
 

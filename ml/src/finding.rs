@@ -102,6 +102,9 @@ pub enum FindingKind {
     /// clock steps, silence...). Its `at_ms` is the hub's clock: behaviour
     /// is judged by when the hub saw things, not by the device's word.
     NodeBehaviour(crate::behaviour::BehaviourKind),
+    /// A device that streams missed two of its expected readings (its own
+    /// cadence): the data is stale, whatever the reason.
+    StaleData,
     /// Systolic at or above 180 or diastolic at or above 120 mmHg.
     HypertensiveCrisis,
     /// Systolic below 90 mmHg.

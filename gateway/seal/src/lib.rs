@@ -6,6 +6,7 @@
 //! neither copies the other's wire types.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod batch;
 pub mod body;
 pub mod cid;

@@ -41,6 +41,12 @@ enum LogFormat {
 }
 
 #[derive(Subcommand)]
+enum AlertsCommand {
+    /// Acknowledge an alert by its id.
+    Ack { id: String },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the hub until SIGTERM or SIGINT.
     Run,
@@ -51,6 +57,17 @@ enum Command {
     /// Show the running hub's devices, last readings, refusals and chain sync.
     Status {
         /// Print the raw JSON report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The patient's alerts: open ones and the latest acknowledged; `ack`
+    /// acknowledges one (its escalation stops).
+    Alerts {
+        #[command(subcommand)]
+        command: Option<AlertsCommand>,
+        /// Keep showing new alerts as they come (polls the hub each second).
+        #[arg(long)]
+        follow: bool,
         #[arg(long)]
         json: bool,
     },
@@ -215,7 +232,7 @@ async fn main() -> Result<()> {
             println!("config is valid");
             Ok(())
         }
-        Command::Run => run(load_config(cli.config.as_deref())?).await,
+        Command::Run => Box::pin(run(load_config(cli.config.as_deref())?)).await,
         Command::Status { json } => {
             let config = load_config(cli.config.as_deref())?;
             let report = status::query(&config.status_socket()).await?;
@@ -226,6 +243,11 @@ async fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Alerts {
+            command,
+            follow,
+            json,
+        } => alerts(load_config(cli.config.as_deref())?, command, follow, json).await,
         Command::Device(command) => device(load_config(cli.config.as_deref())?, command).await,
         Command::Consent { valid_hours } => {
             consent(load_config(cli.config.as_deref())?, valid_hours).await
@@ -441,4 +463,83 @@ async fn device(config: HubConfig, command: DeviceCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn alert_line(alert: &glyco_gateway::alerts::engine::AlertRecord) -> String {
+    let reached: Vec<String> = alert
+        .targets
+        .iter()
+        .map(|t| match (t.delivered_at_ms, &t.last_error) {
+            (Some(_), _) => format!("{} (told)", t.target),
+            (None, Some(e)) => format!("{} (not yet: {e})", t.target),
+            (None, None) => format!("{} (pending)", t.target),
+        })
+        .collect();
+    let state = match &alert.acked {
+        Some(acked) => format!("acknowledged by {}", acked.by),
+        None => format!("open, step {}", alert.step),
+    };
+    format!(
+        "{} [{}] {} on {}: {} ({state}; {}{})",
+        alert.id,
+        alert.severity,
+        alert.kind,
+        alert.device,
+        alert.explanation,
+        reached.join(", "),
+        if alert.repeats > 0 {
+            format!("; repeated {} times", alert.repeats)
+        } else {
+            String::new()
+        }
+    )
+}
+
+async fn alerts(
+    config: HubConfig,
+    command: Option<AlertsCommand>,
+    follow: bool,
+    json: bool,
+) -> Result<()> {
+    let socket = config.status_socket();
+    if let Some(AlertsCommand::Ack { id }) = command {
+        match status::query_alert_ack(&socket, id).await? {
+            Ok(record) => println!("alert {} acknowledged; its escalation stopped", record.id),
+            Err(e) => bail!("not acknowledged: {e}"),
+        }
+        return Ok(());
+    }
+    let mut shown = std::collections::HashSet::new();
+    loop {
+        let report = status::query(&socket).await?;
+        let alerts = report.alerts;
+        if !follow {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&alerts)?);
+                return Ok(());
+            }
+            if !alerts.enabled {
+                println!("alerts are off ([alerts] enabled = false, or the analysis is off)");
+            }
+            println!("OPEN ({})", alerts.open.len());
+            for alert in &alerts.open {
+                println!("  {}", alert_line(alert));
+            }
+            println!("RECENTLY ACKNOWLEDGED ({})", alerts.recent.len());
+            for alert in alerts.recent.iter().rev() {
+                println!("  {}", alert_line(alert));
+            }
+            return Ok(());
+        }
+        for alert in &alerts.open {
+            if shown.insert(alert.id.clone()) {
+                if json {
+                    println!("{}", serde_json::to_string(alert)?);
+                } else {
+                    println!("{}", alert_line(alert));
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }

@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
+use crate::alerts::delivery::Delivery;
+use crate::alerts::engine::Engine;
+use crate::alerts::{AlertSink, AlertStage, Alerts};
 use crate::analysis::{self, Analysis, Monitors, WARM_UP_MAX_READINGS};
 use crate::behaviour::Behaviour;
 use crate::ble::{BleIngest, BleStatus, DeviceClock};
@@ -373,6 +376,17 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         });
     }
     let analysis = Analysis::new(monitors.is_some());
+    // Alerts take findings, so they are on only with the analysis.
+    let alerts_on = config.alerts.enabled && monitors.is_some();
+    let (alert_sink, alert_inputs) = match alerts_on {
+        true => {
+            let (sink, rx) = AlertSink::channel();
+            (sink, Some(rx))
+        }
+        false => (AlertSink::default(), None),
+    };
+    let alerts = Alerts::new(alert_sink.clone(), alerts_on, config.alerts.inbox.clone());
+    let mut alert_endpoint: Option<iroh::Endpoint> = None;
     if let Some(monitors) = monitors {
         let (analysis, token) = (analysis.clone(), tasks.clone());
         // Findings go into the sealed batches only when there are batches.
@@ -395,6 +409,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                 behaviour_rx,
                 analysis,
                 log,
+                alert_sink,
                 token,
             )
             .await;
@@ -487,6 +502,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                         };
                         supervisor.spawn("share", sharer.run(tasks.clone()));
                     }
+                    alert_endpoint = Some(server.endpoint());
                     blob_server = Some(server);
                 }
                 Err(e) => {
@@ -495,6 +511,35 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                 }
             }
         }
+    }
+
+    if let Some(rx) = alert_inputs {
+        let delivery = match (config.alerts.inbox_peer()?, alert_endpoint) {
+            (Some(inbox), Some(endpoint)) => Some(Delivery::new(
+                endpoint,
+                inbox,
+                key.clone(),
+                patient,
+                GlycoClient::read_only(anchor_url.clone(), deployment.clone()),
+            )),
+            (Some(_), None) => {
+                tracing::error!(
+                    "alerts.inbox is set but the hub's iroh node is not running; physicians are not told"
+                );
+                None
+            }
+            _ => None,
+        };
+        let kept = crate::alerts::load(&journal)?;
+        let stage = AlertStage {
+            engine: Engine::new(config.alerts.policy()?, hub, kept),
+            writer: writer.clone(),
+            alerts: alerts.clone(),
+            delivery,
+            ack_poll: Duration::from_millis(config.alerts.ack_poll_ms),
+            rx,
+        };
+        supervisor.spawn("alerts", stage.run(tasks.clone()));
     }
 
     let seal_state_for_kit = seal_state.clone();
@@ -512,6 +557,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         ble_enabled: config.ble.enabled,
         ble: ble_status,
         analysis,
+        alerts: alerts.clone(),
         stages: supervisor.stages(),
         slots,
         logins,
@@ -525,6 +571,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
     let answer = move |ask: status::Ask| {
         let exporting = exporting.clone();
         let (signer, patient, state) = kit_maker.clone();
+        let alerts = alerts.clone();
         async move {
             let off = || "sealing is off on this hub ([seal] enabled = false)".to_owned();
             match ask {
@@ -548,6 +595,9 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                     }
                     None => Err(off()),
                 }),
+                status::Ask::AlertAck { id } => {
+                    serde_json::to_vec(&alerts.sink().patient_ack(id).await)
+                }
                 status::Ask::Status => Ok(Vec::new()),
             }
             .unwrap_or_default()

@@ -36,6 +36,7 @@ pub(super) struct StatusSources {
     pub ble_enabled: bool,
     pub ble: BleStatus,
     pub analysis: Analysis,
+    pub alerts: crate::alerts::Alerts,
     pub stages: Stages,
     pub slots: Option<Arc<ConnectionSlots>>,
     pub logins: Arc<LoginThrottle>,
@@ -105,6 +106,7 @@ impl StatusSources {
             },
             analysis: self.analysis.status(),
             node_watch: behaviour.watch().status(),
+            alerts: self.alerts.status(),
             devices,
             readings_stored: self.journal.reading_count().unwrap_or_default(),
             refusals: behaviour

@@ -62,6 +62,7 @@ const ANCHORS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("anchors")
 const REPLICATED: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("replicated_batches");
 /// Finding number -> an on-hub finding (JSON, `crate::analysis`), for batches.
 const FINDINGS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("findings");
+pub(crate) const ALERTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("alerts");
 /// Batch number -> when its local blob was pruned (JSON, `crate::seal::pruner`).
 const PRUNED: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("pruned_batches");
 
@@ -75,6 +76,8 @@ pub enum Outbox {
     Pruned,
     /// Findings, numbered from 1; batches carry them in order.
     Findings,
+    /// Alerts by number, each overwritten as it changes (docs/HUB.md).
+    Alerts,
 }
 
 impl Outbox {
@@ -85,6 +88,7 @@ impl Outbox {
             Self::Replicated => REPLICATED,
             Self::Pruned => PRUNED,
             Self::Findings => FINDINGS,
+            Self::Alerts => ALERTS,
         }
     }
 }

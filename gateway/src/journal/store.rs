@@ -106,6 +106,7 @@ impl JournalStore {
         txn.open_table(REPLICATED)?;
         txn.open_table(PRUNED)?;
         txn.open_table(FINDINGS)?;
+        txn.open_table(super::ALERTS)?;
         txn.commit()?;
         store.fill_timed_content()?;
         Ok(store)

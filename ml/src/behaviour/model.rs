@@ -171,6 +171,11 @@ pub struct RobustBehaviour {
     rssi: RobustStat,
     lookalikes: RecentCount<4>,
     grams: Option<Box<Grams>>,
+    /// The latest gaps between new readings (hub clock, ms), for the
+    /// stale-data alarm.
+    gaps: [f32; 8],
+    gap_count: usize,
+    stale_reported: bool,
     reported: Reported,
 }
 
@@ -215,6 +220,9 @@ impl RobustBehaviour {
             rssi: RobustStat::new(-70.0, 10.0, 3.0, memory, 0),
             lookalikes: RecentCount::default(),
             grams: (class == DeviceClass::Cgm).then(|| Box::new(Grams::new())),
+            gaps: [0.0; 8],
+            gap_count: 0,
+            stale_reported: false,
             reported: Reported::default(),
         }
     }
@@ -260,6 +268,21 @@ impl RobustBehaviour {
             // Meters and cuffs have no cadence to miss; a week without them is news.
             Some(last.saturating_add((7 * 24 * 60 * MINUTE_MS).max(cadence_ms * 4)))
         }
+    }
+
+    /// When a streaming device has missed two of its expected readings
+    /// (+25 %), by the median of its latest gaps: the stale-data alarm.
+    pub fn stale_after_ms(&self) -> Option<i64> {
+        let streaming =
+            self.class.streams() && (!self.class.streams_in_sessions() || self.in_session);
+        if !streaming || self.pause_announced || self.gap_count < 4 {
+            return None;
+        }
+        let mut gaps = self.gaps;
+        let filled = self.gap_count.min(gaps.len());
+        gaps[..filled].sort_by(f32::total_cmp);
+        let median = gaps[filled / 2];
+        Some(self.last_heard_ms?.saturating_add((2.25 * median) as i64))
     }
 
     fn finding(
@@ -368,6 +391,7 @@ impl RobustBehaviour {
             ArrivalOutcome::New => {}
         }
         self.arrivals = self.arrivals.saturating_add(1);
+        self.stale_reported = false;
         let learned = self.learned(at_ms);
         self.pause_announced = arrival.pause_announced;
         let previous = self.previous;
@@ -381,6 +405,11 @@ impl RobustBehaviour {
             return;
         };
         let hub_dt = at_ms.saturating_sub(previous.hub_ms) as f32;
+        // Gaps of a stream as sent (a backlog's bursts say nothing of it).
+        if fresh && hub_dt > 0.0 {
+            self.gaps[self.gap_count % 8] = hub_dt;
+            self.gap_count = self.gap_count.saturating_add(1);
+        }
         let device_dt = match (arrival.device_time_ms, previous.device_ms) {
             (Some(now), Some(before)) => Some(now.saturating_sub(before) as f32),
             _ => None,
@@ -712,6 +741,23 @@ impl RobustBehaviour {
     }
 
     fn tick(&mut self, at_ms: i64, out: &mut Vec<Finding>) {
+        if !self.stale_reported
+            && let (Some(due), Some(last)) = (self.stale_after_ms(), self.last_heard_ms)
+            && at_ms > due
+        {
+            self.stale_reported = true;
+            out.push(Finding {
+                kind: FindingKind::StaleData,
+                severity: Severity::Warning,
+                confidence: 1.0,
+                explanation: format!(
+                    "no reading for {}; this device sends about every {} (two missed)",
+                    human_seconds(at_ms.saturating_sub(last) as f32 / 1000.0),
+                    human_seconds((due - last) as f32 / 2250.0)
+                ),
+                at_ms,
+            });
+        }
         if self.silence_reported || !self.learned(at_ms) {
             return;
         }

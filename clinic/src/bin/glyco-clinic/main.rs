@@ -3,7 +3,9 @@
 //! reader, the family's emergency kit, enrolling iroh nodes on chain, and
 //! verifying a batch from its bytes to the chain.
 
+mod alerts_cmd;
 mod emergency_cmd;
+mod inbox_cmd;
 mod physician_cmd;
 mod proxy_cmd;
 
@@ -90,6 +92,25 @@ enum Command {
         /// How often kept kfrags are checked against the chain.
         #[arg(long, default_value_t = 10)]
         sweep_secs: u64,
+        #[command(flatten)]
+        chain: Chain,
+    },
+    /// Run a clinic's alert inbox: hubs deliver their patients' alerts for
+    /// the clinic's physicians (who hold a live grant), physicians follow
+    /// and acknowledge, hubs poll the acknowledgements.
+    AlertInbox {
+        /// The inbox's directory (its iroh node key and kept alerts). Enrol
+        /// its node for the clinic with `enrol-node --dir` so hubs use it.
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Physicians following at once.
+        #[arg(long, default_value_t = 1000)]
+        max_followers: usize,
+        /// Deliveries and polls worked on at once (more are answered "busy").
+        #[arg(long, default_value_t = 64)]
+        max_in_flight: usize,
         #[command(flatten)]
         chain: Chain,
     },
@@ -207,6 +228,13 @@ async fn main() -> Result<()> {
             println!("{}", node_key(&dir)?.public());
             Ok(())
         }
+        Command::AlertInbox {
+            dir,
+            listen,
+            max_followers,
+            max_in_flight,
+            chain,
+        } => inbox_cmd::run(&dir, listen, &chain, max_followers, max_in_flight).await,
         Command::EnrolNode {
             dir,
             entity_key,

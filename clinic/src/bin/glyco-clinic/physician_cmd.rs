@@ -88,6 +88,34 @@ pub enum PhysicianCommand {
         #[command(flatten)]
         chain: Chain,
     },
+    /// Show my alerts from a clinic alert inbox, each once across runs;
+    /// with --follow, stay and show new ones as they arrive.
+    Alerts {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The physician's Ethereum key file (signs the request).
+        #[arg(long)]
+        key: PathBuf,
+        /// The inbox: <iroh node id>@<ip:port>.
+        #[arg(long)]
+        inbox: HubPeer,
+        #[arg(long)]
+        follow: bool,
+        /// One JSON object per line (with `shown_at_ms`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge an alert (stops its escalation at the hub).
+    Ack {
+        /// The alert id as shown.
+        id: String,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        inbox: HubPeer,
+    },
     /// Open emergency access to a patient under their emergency policy (an
     /// active physician of an emergency service only).
     EmergencyAccess {
@@ -108,7 +136,7 @@ fn client(key: &Path, chain: &Chain) -> Result<GlycoClient> {
     ))
 }
 
-fn umbral_key(dir: &Path) -> Result<PhysicianKey> {
+pub fn umbral_key(dir: &Path) -> Result<PhysicianKey> {
     std::fs::create_dir_all(dir)?;
     Ok(PhysicianKey::load_or_create(&dir.join("physician.umbral"))?.0)
 }
@@ -176,6 +204,19 @@ pub async fn run(command: PhysicianCommand) -> Result<()> {
                 );
             }
         }
+        PhysicianCommand::Alerts {
+            dir,
+            key,
+            inbox,
+            follow,
+            json,
+        } => crate::alerts_cmd::alerts(&dir, &key, &inbox, follow, json).await?,
+        PhysicianCommand::Ack {
+            id,
+            dir,
+            key,
+            inbox,
+        } => crate::alerts_cmd::ack(&dir, &key, &inbox, &id).await?,
         PhysicianCommand::EmergencyAccess {
             key,
             patient,

@@ -1,0 +1,184 @@
+//! `glyco-clinic physician alerts|ack`: the physician's alert inbox.
+//!
+//! Each alert is shown once across runs: the inbox's sequence number of the
+//! last one shown is kept in `--dir/alerts.cursor` (written after it is
+//! printed), and the hub of each shown alert in `--dir/alerts.shown`, so an
+//! acknowledgement can name it.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use glyco_clinic::replica::{HubPeer, bind};
+use glyco_contracts::Address;
+use glyco_contracts::keys::load_key;
+use glyco_seal::alerts::{
+    self, AlertAck, FollowRequest, INBOX_ALPN, InboxFrame, InboxRequest, Signed,
+};
+
+use crate::node_key;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn cursor(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join("alerts.cursor"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn save_cursor(dir: &Path, seq: u64) -> Result<()> {
+    let path = dir.join("alerts.cursor");
+    let tmp = dir.join("alerts.cursor.tmp");
+    std::fs::write(&tmp, seq.to_string())?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn hub_of_shown(dir: &Path, id: &str) -> Option<Address> {
+    let text = std::fs::read_to_string(dir.join("alerts.shown")).ok()?;
+    text.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(id)?.trim().parse().ok())
+}
+
+async fn open(
+    dir: &Path,
+    inbox: &HubPeer,
+    request: &InboxRequest,
+) -> Result<(
+    iroh::Endpoint,
+    iroh::endpoint::Connection,
+    iroh::endpoint::RecvStream,
+)> {
+    let endpoint = bind(node_key(dir)?, "127.0.0.1:0".parse()?).await?;
+    let connection = endpoint
+        .connect(inbox.endpoint_addr(), INBOX_ALPN)
+        .await
+        .context("connecting to the alert inbox")?;
+    let (mut send, recv) = connection.open_bi().await?;
+    send.write_all(&alerts::encode(request)?).await?;
+    send.finish()?;
+    Ok((endpoint, connection, recv))
+}
+
+/// Shows the alerts after the cursor; with `follow`, then live ones.
+pub async fn alerts(
+    dir: &Path,
+    key: &Path,
+    inbox: &HubPeer,
+    follow: bool,
+    json: bool,
+) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let signer = load_key(key)?;
+    let me = signer.address();
+    let umbral = crate::physician_cmd::umbral_key(dir)?;
+    let after = cursor(dir);
+    let request = InboxRequest::Follow(Signed::sign(
+        FollowRequest {
+            physician: me,
+            after,
+            live: follow,
+            at_ms: now_ms(),
+        },
+        &signer,
+    )?);
+    let (_endpoint, connection, mut recv) = open(dir, inbox, &request).await?;
+    let mut shown = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("alerts.shown"))?;
+    let stdout = std::io::stdout();
+    while let Some(frame) = alerts::read_frame(&mut recv).await? {
+        match frame {
+            InboxFrame::Alert { seq, envelope } => {
+                if seq <= cursor(dir) {
+                    continue;
+                }
+                let body = &envelope.body;
+                let signed_by_hub = envelope.signer().is_ok_and(|s| s == body.hub);
+                if !signed_by_hub || body.recipient != me {
+                    eprintln!("alert #{seq} is not signed by its hub or not for me; skipped");
+                    save_cursor(dir, seq)?;
+                    continue;
+                }
+                let id = alerts::id_hex(&body.id);
+                let details = body.details.open(umbral.secret());
+                let shown_at_ms = now_ms();
+                let mut out = stdout.lock();
+                if json {
+                    let line = serde_json::json!({
+                        "id": id, "seq": seq, "kind": body.kind, "severity": body.severity,
+                        "patient": body.patient, "hub": body.hub, "step": body.step,
+                        "created_at_ms": body.created_at_ms,
+                        "reading_received_at_ms": body.reading_received_at_ms,
+                        "shown_at_ms": shown_at_ms,
+                        "device": details.as_ref().map(|d| d.device.clone()).ok(),
+                        "explanation": details.as_ref().map(|d| d.explanation.clone()).ok(),
+                    });
+                    writeln!(out, "{line}")?;
+                } else {
+                    let what = match &details {
+                        Ok(d) => format!("{}: {}", d.device, d.explanation),
+                        Err(e) => format!("(details unreadable: {e})"),
+                    };
+                    writeln!(
+                        out,
+                        "[{}] {} for patient {} (step {}, alert {id}): {what}",
+                        body.severity, body.kind, body.patient, body.step
+                    )?;
+                }
+                out.flush()?;
+                writeln!(shown, "{id} {}", body.hub)?;
+                save_cursor(dir, seq)?;
+            }
+            InboxFrame::CaughtUp { .. } => {
+                if !follow {
+                    break;
+                }
+            }
+            InboxFrame::Heartbeat { .. } => {}
+            InboxFrame::Recorded { .. } => {}
+            InboxFrame::Refused { reason } => bail!("the inbox refused: {reason}"),
+        }
+    }
+    connection.close(0u32.into(), b"done");
+    Ok(())
+}
+
+/// Acknowledges an alert shown before; the hub stops escalating it.
+pub async fn ack(dir: &Path, key: &Path, inbox: &HubPeer, id: &str) -> Result<()> {
+    let signer = load_key(key)?;
+    let alert = alerts::parse_id(id)?;
+    let id = alerts::id_hex(&alert);
+    let Some(hub) = hub_of_shown(dir, &id) else {
+        bail!("alert {id} was not shown here (run `physician alerts` first)");
+    };
+    let request = InboxRequest::Ack(Signed::sign(
+        AlertAck {
+            alert,
+            hub,
+            by: signer.address(),
+            at_ms: now_ms(),
+        },
+        &signer,
+    )?);
+    let (_endpoint, connection, mut recv) = open(dir, inbox, &request).await?;
+    let answer = alerts::read_frame(&mut recv).await?;
+    connection.close(0u32.into(), b"done");
+    match answer {
+        Some(InboxFrame::Recorded { already }) => {
+            println!(
+                "alert {id} acknowledged{}",
+                if already { " (already)" } else { "" }
+            );
+            Ok(())
+        }
+        Some(InboxFrame::Refused { reason }) => bail!("the inbox refused: {reason}"),
+        other => bail!("unexpected answer: {other:?}"),
+    }
+}

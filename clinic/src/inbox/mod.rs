@@ -1,0 +1,448 @@
+//! The clinic's alert inbox (`glyco-clinic alert-inbox`): hubs deliver
+//! their patients' alerts for the physicians of a clinic; physicians follow
+//! their inbox live and acknowledge; hubs poll for the acknowledgements,
+//! which stop their escalation (docs/CLINIC.md, "Alerts").
+//!
+//! Anyone may connect, so every message carries its own signature and is
+//! checked against the chain before anything is kept: a delivery must be
+//! signed by the hub, the hub must serve the patient, and the recipient must
+//! hold a live grant from the patient; a follow or an acknowledgement must
+//! be signed by the physician it names, and be fresh. Reads are bounded in
+//! size and time, followers and work in flight are capped.
+
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glyco_contracts::Address;
+use glyco_seal::alerts::{
+    self, AlertAnswer, AlertRefusal, FRESHNESS_MS, HubAlertMessage, InboxFrame, InboxRequest,
+    MAX_ACKS_PER_ANSWER, MAX_ALERT_MESSAGE_BYTES,
+};
+use iroh::endpoint::{Connection, SendStream};
+use iroh::protocol::{AcceptError, ProtocolHandler};
+use parking_lot::Mutex;
+use tokio::sync::{Semaphore, broadcast};
+
+use crate::proxy::chain_view::ChainView;
+use store::{InboxStore, Kept, StoredAlert};
+
+/// Requests one hub connection may make before it is closed.
+const REQUESTS_PER_CONNECTION: usize = 1024;
+/// How long a peer may take to send one request.
+const READ_WAIT: Duration = Duration::from_secs(20);
+/// A follower hears from the inbox at least this often.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What the inbox counts (its log and the tests).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboxCounts {
+    pub kept: u64,
+    pub duplicates: u64,
+    pub acks: u64,
+    pub refused: u64,
+}
+
+pub struct Inbox {
+    chain: ChainView,
+    store: Mutex<InboxStore>,
+    live: Mutex<HashMap<Address, broadcast::Sender<StoredAlert>>>,
+    followers: Arc<Semaphore>,
+    in_flight: Arc<Semaphore>,
+    counts: Mutex<InboxCounts>,
+}
+
+impl Inbox {
+    pub fn new(
+        chain: ChainView,
+        store: InboxStore,
+        max_followers: usize,
+        max_in_flight: usize,
+    ) -> Self {
+        Self {
+            chain,
+            store: Mutex::new(store),
+            live: Mutex::new(HashMap::new()),
+            followers: Arc::new(Semaphore::new(max_followers)),
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            counts: Mutex::new(InboxCounts::default()),
+        }
+    }
+
+    pub fn counts(&self) -> InboxCounts {
+        self.counts.lock().clone()
+    }
+
+    fn refused(&self, reason: AlertRefusal) -> AlertRefusal {
+        self.counts.lock().refused += 1;
+        tracing::info!(%reason, "refused");
+        reason
+    }
+
+    fn sender(&self, recipient: Address) -> broadcast::Sender<StoredAlert> {
+        self.live
+            .lock()
+            .entry(recipient)
+            .or_insert_with(|| broadcast::channel(256).0)
+            .clone()
+    }
+
+    /// Whether `physician` holds a live grant from `patient` (read per block).
+    async fn granted(&self, patient: Address, physician: Address) -> Result<(), AlertRefusal> {
+        match self.chain.grant(patient, physician).await {
+            Ok(Some(grant)) if grant.live => Ok(()),
+            Ok(_) => Err(AlertRefusal::NoLiveGrant),
+            Err(e) => Err(AlertRefusal::ChainUnavailable {
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    pub async fn on_hub_message(&self, message: HubAlertMessage) -> AlertAnswer {
+        match self.hub_message(message).await {
+            Ok(answer) => answer,
+            Err(reason) => AlertAnswer::Refused {
+                reason: self.refused(reason),
+            },
+        }
+    }
+
+    async fn hub_message(&self, message: HubAlertMessage) -> Result<AlertAnswer, AlertRefusal> {
+        match message {
+            HubAlertMessage::Deliver(signed) => {
+                let envelope = &signed.body;
+                let signer = signed.signer().map_err(|e| AlertRefusal::BadSignature {
+                    detail: e.to_string(),
+                })?;
+                if signer != envelope.hub {
+                    return Err(AlertRefusal::WrongSigner {
+                        expected: envelope.hub,
+                        actual: signer,
+                    });
+                }
+                if envelope.id != alerts::alert_id(envelope.hub, envelope.alert_no) {
+                    return Err(AlertRefusal::Malformed {
+                        detail: "the id is not the hub's id of that alert number".into(),
+                    });
+                }
+                match self.chain.hub_patient(envelope.hub).await {
+                    Ok(Some(patient)) if patient == envelope.patient => {}
+                    Ok(_) => {
+                        return Err(AlertRefusal::NotPatientsHub {
+                            hub: envelope.hub,
+                            patient: envelope.patient,
+                        });
+                    }
+                    Err(e) => {
+                        return Err(AlertRefusal::ChainUnavailable {
+                            detail: e.to_string(),
+                        });
+                    }
+                }
+                self.granted(envelope.patient, envelope.recipient).await?;
+                let recipient = envelope.recipient;
+                let kept = self.store.lock().keep(*signed, now_ms()).map_err(|e| {
+                    AlertRefusal::Storage {
+                        detail: e.to_string(),
+                    }
+                })?;
+                match kept {
+                    Kept::New(stored) => {
+                        self.counts.lock().kept += 1;
+                        tracing::info!(
+                            recipient = %recipient,
+                            kind = %stored.envelope.body.kind,
+                            id = %alerts::id_hex(&stored.envelope.body.id),
+                            "alert kept"
+                        );
+                        let _ = self.sender(recipient).send(*stored);
+                        Ok(AlertAnswer::Kept { already: false })
+                    }
+                    Kept::Already => {
+                        self.counts.lock().duplicates += 1;
+                        Ok(AlertAnswer::Kept { already: true })
+                    }
+                    Kept::Full => Err(AlertRefusal::Full {
+                        limit: store::MAX_ALERTS_PER_RECIPIENT,
+                    }),
+                }
+            }
+            HubAlertMessage::Poll(signed) => {
+                let signer = signed.signer().map_err(|e| AlertRefusal::BadSignature {
+                    detail: e.to_string(),
+                })?;
+                if signer != signed.body.hub {
+                    return Err(AlertRefusal::WrongSigner {
+                        expected: signed.body.hub,
+                        actual: signer,
+                    });
+                }
+                fresh(signed.body.at_ms)?;
+                let acks = self.store.lock().acks_for(
+                    signed.body.hub,
+                    signed.body.after,
+                    MAX_ACKS_PER_ANSWER,
+                );
+                Ok(AlertAnswer::Acks { acks })
+            }
+        }
+    }
+
+    /// Serves one physician request on its stream.
+    async fn on_physician_request(&self, request: InboxRequest, send: &mut SendStream) {
+        let result = match request {
+            InboxRequest::Ack(signed) => self
+                .ack(signed)
+                .map(|already| InboxFrame::Recorded { already }),
+            InboxRequest::Follow(signed) => match self.follow_check(&signed) {
+                Ok(()) => {
+                    self.follow(signed.body, send).await;
+                    return;
+                }
+                Err(reason) => Err(reason),
+            },
+        };
+        let frame = match result {
+            Ok(frame) => frame,
+            Err(reason) => InboxFrame::Refused {
+                reason: self.refused(reason),
+            },
+        };
+        if let Ok(bytes) = alerts::frame(&frame) {
+            let _ = send.write_all(&bytes).await;
+        }
+        let _ = send.finish();
+    }
+
+    fn ack(
+        &self,
+        signed: glyco_seal::alerts::Signed<alerts::AlertAck>,
+    ) -> Result<bool, AlertRefusal> {
+        let signer = signed.signer().map_err(|e| AlertRefusal::BadSignature {
+            detail: e.to_string(),
+        })?;
+        if signer != signed.body.by {
+            return Err(AlertRefusal::WrongSigner {
+                expected: signed.body.by,
+                actual: signer,
+            });
+        }
+        fresh(signed.body.at_ms)?;
+        let mut store = self.store.lock();
+        let known = store
+            .find(signed.body.by, &signed.body.alert)
+            .is_some_and(|a| a.envelope.body.hub == signed.body.hub);
+        if !known {
+            return Err(AlertRefusal::UnknownAlert);
+        }
+        let id = signed.body.alert;
+        let new = store
+            .record_ack(signed)
+            .map_err(|e| AlertRefusal::Storage {
+                detail: e.to_string(),
+            })?;
+        if new {
+            self.counts.lock().acks += 1;
+            tracing::info!(id = %alerts::id_hex(&id), "acknowledged");
+        }
+        Ok(!new)
+    }
+
+    fn follow_check(
+        &self,
+        signed: &glyco_seal::alerts::Signed<alerts::FollowRequest>,
+    ) -> Result<(), AlertRefusal> {
+        let signer = signed.signer().map_err(|e| AlertRefusal::BadSignature {
+            detail: e.to_string(),
+        })?;
+        if signer != signed.body.physician {
+            return Err(AlertRefusal::WrongSigner {
+                expected: signed.body.physician,
+                actual: signer,
+            });
+        }
+        fresh(signed.body.at_ms)
+    }
+
+    /// The backlog after `after`, then (if asked) live alerts and heartbeats
+    /// until the follower goes away.
+    async fn follow(&self, request: alerts::FollowRequest, send: &mut SendStream) {
+        let Ok(_follower) = self.followers.clone().try_acquire_owned() else {
+            if let Ok(bytes) = alerts::frame(&InboxFrame::Refused {
+                reason: self.refused(AlertRefusal::Busy),
+            }) {
+                let _ = send.write_all(&bytes).await;
+            }
+            let _ = send.finish();
+            return;
+        };
+        // Subscribed before the backlog is read, so nothing falls between.
+        let mut live = self.sender(request.physician).subscribe();
+        let backlog = self
+            .store
+            .lock()
+            .alerts_after(request.physician, request.after);
+        let mut last = request.after;
+        for stored in backlog {
+            last = stored.seq;
+            if write(send, &alert_frame(stored)).await.is_err() {
+                return;
+            }
+        }
+        if write(send, &InboxFrame::CaughtUp { seq: last })
+            .await
+            .is_err()
+            || !request.live
+        {
+            let _ = send.finish();
+            return;
+        }
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.tick().await;
+        loop {
+            let frame = tokio::select! {
+                _ = heartbeat.tick() => InboxFrame::Heartbeat { at_ms: now_ms() },
+                received = live.recv() => match received {
+                    Ok(stored) if stored.seq > last => {
+                        last = stored.seq;
+                        alert_frame(stored)
+                    }
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // Too slow for the live feed: catch up from the store.
+                        let missed = self.store.lock().alerts_after(request.physician, last);
+                        let mut failed = false;
+                        for stored in missed {
+                            last = stored.seq;
+                            failed |= write(send, &alert_frame(stored)).await.is_err();
+                        }
+                        if failed {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            };
+            if write(send, &frame).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn alert_frame(stored: StoredAlert) -> InboxFrame {
+    InboxFrame::Alert {
+        seq: stored.seq,
+        envelope: Box::new(stored.envelope),
+    }
+}
+
+async fn write(send: &mut SendStream, frame: &InboxFrame) -> Result<(), ()> {
+    let bytes = alerts::frame(frame).map_err(|_| ())?;
+    send.write_all(&bytes).await.map_err(|_| ())
+}
+
+fn fresh(at_ms: i64) -> Result<(), AlertRefusal> {
+    if (now_ms().saturating_sub(at_ms)).abs() > FRESHNESS_MS {
+        return Err(AlertRefusal::Stale { at_ms });
+    }
+    Ok(())
+}
+
+/// The hubs' side ([`alerts::ALERT_ALPN`]).
+#[derive(Clone)]
+pub struct AlertsFromHubs(pub Arc<Inbox>);
+
+/// The physicians' side ([`alerts::INBOX_ALPN`]).
+#[derive(Clone)]
+pub struct InboxForPhysicians(pub Arc<Inbox>);
+
+impl std::fmt::Debug for AlertsFromHubs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AlertsFromHubs")
+    }
+}
+
+impl std::fmt::Debug for InboxForPhysicians {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InboxForPhysicians")
+    }
+}
+
+async fn read_request<T: for<'de> serde::Deserialize<'de>>(
+    recv: &mut iroh::endpoint::RecvStream,
+) -> Result<T, AlertRefusal> {
+    match tokio::time::timeout(READ_WAIT, recv.read_to_end(MAX_ALERT_MESSAGE_BYTES)).await {
+        Err(_) => Err(AlertRefusal::Malformed {
+            detail: "the request took too long to arrive".into(),
+        }),
+        Ok(Err(e)) => Err(AlertRefusal::Malformed {
+            detail: format!("reading the request: {e}"),
+        }),
+        Ok(Ok(bytes)) => alerts::decode(&bytes).map_err(|e| AlertRefusal::Malformed {
+            detail: e.to_string(),
+        }),
+    }
+}
+
+impl ProtocolHandler for AlertsFromHubs {
+    async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
+        for _ in 0..REQUESTS_PER_CONNECTION {
+            let Ok((mut send, mut recv)) = connection.accept_bi().await else {
+                return Ok(());
+            };
+            let answer = match read_request::<HubAlertMessage>(&mut recv).await {
+                Err(reason) => AlertAnswer::Refused {
+                    reason: self.0.refused(reason),
+                },
+                Ok(message) => match self.0.in_flight.clone().try_acquire_owned() {
+                    Ok(_permit) => self.0.on_hub_message(message).await,
+                    Err(_) => AlertAnswer::Refused {
+                        reason: self.0.refused(AlertRefusal::Busy),
+                    },
+                },
+            };
+            let Ok(bytes) = alerts::encode(&answer) else {
+                return Ok(());
+            };
+            if send.write_all(&bytes).await.is_err() || send.finish().is_err() {
+                return Ok(());
+            }
+        }
+        connection.close(0u32.into(), b"request limit per connection");
+        Ok(())
+    }
+}
+
+impl ProtocolHandler for InboxForPhysicians {
+    async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
+        // One request per connection: a follow holds its stream.
+        let Ok((mut send, mut recv)) = connection.accept_bi().await else {
+            return Ok(());
+        };
+        match read_request::<InboxRequest>(&mut recv).await {
+            Ok(request) => self.0.on_physician_request(request, &mut send).await,
+            Err(reason) => {
+                let frame = InboxFrame::Refused {
+                    reason: self.0.refused(reason),
+                };
+                if let Ok(bytes) = alerts::frame(&frame) {
+                    let _ = send.write_all(&bytes).await;
+                }
+                let _ = send.finish();
+            }
+        }
+        // Let the last frames reach the peer before the connection goes.
+        let _ = tokio::time::timeout(Duration::from_secs(5), connection.closed()).await;
+        Ok(())
+    }
+}

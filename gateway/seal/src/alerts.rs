@@ -1,0 +1,464 @@
+//! Alerts from a patient's hub to the physicians of the escalation ladder,
+//! through their clinic's alert inbox node (docs/CLINIC.md, "Alerts").
+//!
+//! Two protocols over iroh:
+//! - [`ALERT_ALPN`], hub → inbox: one CBOR [`HubAlertMessage`] per
+//!   bidirectional stream, one CBOR [`AlertAnswer`]. `Deliver` hands over
+//!   an alert signed by the hub; `Poll` asks for the acknowledgements of
+//!   the hub's alerts. Acknowledgements ride back on every answer.
+//! - [`INBOX_ALPN`], physician → inbox: an [`InboxRequest`] signed by the
+//!   physician. `Follow` keeps the stream open and the inbox writes
+//!   length-prefixed CBOR [`InboxFrame`]s (backlog, then live, with
+//!   heartbeats); `Ack` is answered with one frame.
+//!
+//! What an alert says (device, values, explanation) is encrypted to the
+//! physician's umbral key registered on chain: the inbox node stores and
+//! forwards ciphertext. The envelope (kind, severity, times) is in the
+//! clear, so the inbox can order and count, and is signed by the hub.
+
+use alloy::primitives::{Address, B256, Signature, keccak256};
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use serde::{Deserialize, Serialize};
+use umbral_pre::{Capsule, PublicKey, SecretKey};
+
+/// ALPN of alert delivery and acknowledgement polls (hub → inbox).
+pub const ALERT_ALPN: &[u8] = b"glyco/alerts/1";
+/// ALPN of the physicians' inbox (physician → inbox).
+pub const INBOX_ALPN: &[u8] = b"glyco/alert-inbox/1";
+/// The largest message or frame read on either protocol.
+pub const MAX_ALERT_MESSAGE_BYTES: usize = 64 * 1024;
+/// Acknowledgements one answer carries at most.
+pub const MAX_ACKS_PER_ANSWER: usize = 256;
+/// How far a signed request's time may be from the inbox's clock.
+pub const FRESHNESS_MS: i64 = 5 * 60 * 1000;
+
+const ALERT_DOMAIN: &[u8] = b"glyco-alert/1\0";
+const POLL_DOMAIN: &[u8] = b"glyco-alert-poll/1\0";
+const ACK_DOMAIN: &[u8] = b"glyco-alert-ack/1\0";
+const FOLLOW_DOMAIN: &[u8] = b"glyco-alert-follow/1\0";
+
+/// Which signatures a body gets: one domain per message kind, so a
+/// signature made for one can never be replayed as another.
+pub trait Domain {
+    const DOMAIN: &'static [u8];
+}
+
+/// A body with an Ethereum signature over its domain and CBOR.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signed<T> {
+    pub body: T,
+    #[serde(with = "crate::batch::bytes")]
+    pub signature: Vec<u8>,
+}
+
+impl<T: Serialize + Domain> Signed<T> {
+    pub fn sign(body: T, key: &PrivateKeySigner) -> Result<Self, AlertError> {
+        let digest = digest_of(&body)?;
+        let signature = key
+            .sign_hash_sync(&digest)
+            .map_err(|e| AlertError::Sign(e.to_string()))?;
+        Ok(Self {
+            body,
+            signature: signature.as_bytes().to_vec(),
+        })
+    }
+
+    /// The address whose key signed the body.
+    pub fn signer(&self) -> Result<Address, AlertError> {
+        let signature = Signature::try_from(self.signature.as_slice())
+            .map_err(|e| AlertError::Signature(e.to_string()))?;
+        signature
+            .recover_address_from_prehash(&digest_of(&self.body)?)
+            .map_err(|e| AlertError::Signature(e.to_string()))
+    }
+
+    /// What the hub anchors as evidence of this message.
+    pub fn evidence(&self) -> Result<B256, AlertError> {
+        Ok(keccak256(encode(self)?))
+    }
+}
+
+fn digest_of<T: Serialize + Domain>(body: &T) -> Result<B256, AlertError> {
+    let mut message = T::DOMAIN.to_vec();
+    ciborium::into_writer(body, &mut message).map_err(|e| AlertError::Encode(e.to_string()))?;
+    Ok(keccak256(&message))
+}
+
+/// An alert id: the hub's address and its alert number, hashed, so a
+/// redelivery after a crash carries the same id.
+pub fn alert_id(hub: Address, alert_no: u64) -> [u8; 16] {
+    let mut message = hub.to_vec();
+    message.extend_from_slice(&alert_no.to_be_bytes());
+    let hash = keccak256(&message);
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&hash[..16]);
+    id
+}
+
+pub fn id_hex(id: &[u8; 16]) -> String {
+    alloy::hex::encode(id)
+}
+
+pub fn parse_id(text: &str) -> Result<[u8; 16], AlertError> {
+    let bytes = alloy::hex::decode(text.trim().trim_start_matches("0x"))
+        .map_err(|e| AlertError::Malformed(format!("alert id: {e}")))?;
+    bytes
+        .try_into()
+        .map_err(|_| AlertError::Malformed("an alert id is 16 bytes (32 hex digits)".into()))
+}
+
+/// The clear part of an alert and its sealed details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEnvelope {
+    pub id: [u8; 16],
+    pub hub: Address,
+    pub patient: Address,
+    pub alert_no: u64,
+    /// The physician it is for.
+    pub recipient: Address,
+    /// The ladder step that reached the recipient (0 first).
+    pub step: u8,
+    /// `predicted_low`, `node_behaviour:flood`, `stale_data`, ...
+    pub kind: String,
+    pub severity: String,
+    pub created_at_ms: i64,
+    /// When the hub received the reading behind it (latency is measured
+    /// from here).
+    pub reading_received_at_ms: i64,
+    pub details: SealedDetails,
+}
+
+impl Domain for AlertEnvelope {
+    const DOMAIN: &'static [u8] = ALERT_DOMAIN;
+}
+
+/// [`AlertDetails`] encrypted to the recipient's umbral key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealedDetails {
+    #[serde(with = "umbral_json")]
+    pub capsule: Capsule,
+    #[serde(with = "crate::batch::bytes")]
+    pub ciphertext: Vec<u8>,
+}
+
+/// What only the recipient reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertDetails {
+    pub device: String,
+    pub explanation: String,
+    pub confidence: f32,
+    /// When the finding was made (device clock for readings, hub clock for
+    /// behaviour), unix ms.
+    pub at_ms: i64,
+}
+
+impl SealedDetails {
+    pub fn seal(details: &AlertDetails, recipient: &PublicKey) -> Result<Self, AlertError> {
+        let mut plaintext = Vec::new();
+        ciborium::into_writer(details, &mut plaintext)
+            .map_err(|e| AlertError::Encode(e.to_string()))?;
+        let (capsule, ciphertext) = umbral_pre::encrypt(recipient, &plaintext)
+            .map_err(|e| AlertError::Crypto(e.to_string()))?;
+        Ok(Self {
+            capsule,
+            ciphertext: ciphertext.to_vec(),
+        })
+    }
+
+    pub fn open(&self, key: &SecretKey) -> Result<AlertDetails, AlertError> {
+        let plaintext = umbral_pre::decrypt_original(key, &self.capsule, &self.ciphertext)
+            .map_err(|e| AlertError::Crypto(e.to_string()))?;
+        ciborium::from_reader(&plaintext[..]).map_err(|e| AlertError::Malformed(e.to_string()))
+    }
+}
+
+/// The hub asks for acknowledgements of its alerts after `after`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckPoll {
+    pub hub: Address,
+    /// Acks numbered after this (the inbox's ack sequence), 0 for all.
+    pub after: u64,
+    pub at_ms: i64,
+}
+
+impl Domain for AckPoll {
+    const DOMAIN: &'static [u8] = POLL_DOMAIN;
+}
+
+/// A physician acknowledges an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertAck {
+    pub alert: [u8; 16],
+    pub hub: Address,
+    pub by: Address,
+    pub at_ms: i64,
+}
+
+impl Domain for AlertAck {
+    const DOMAIN: &'static [u8] = ACK_DOMAIN;
+}
+
+/// A physician follows their inbox from `after` (the inbox's sequence).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowRequest {
+    pub physician: Address,
+    pub after: u64,
+    /// Keep the stream open for new alerts (else: the backlog, then end).
+    pub live: bool,
+    pub at_ms: i64,
+}
+
+impl Domain for FollowRequest {
+    const DOMAIN: &'static [u8] = FOLLOW_DOMAIN;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "message", rename_all = "snake_case")]
+pub enum HubAlertMessage {
+    Deliver(Box<Signed<AlertEnvelope>>),
+    Poll(Signed<AckPoll>),
+}
+
+/// An acknowledgement as the inbox numbered it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NumberedAck {
+    pub no: u64,
+    pub ack: Signed<AlertAck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub enum AlertAnswer {
+    /// Stored (durably) for the recipient; `already`: it was there before.
+    Kept {
+        already: bool,
+    },
+    /// Acknowledgements of the hub's alerts after the poll's cursor.
+    Acks {
+        acks: Vec<NumberedAck>,
+    },
+    Refused {
+        reason: AlertRefusal,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum InboxRequest {
+    Follow(Signed<FollowRequest>),
+    Ack(Signed<AlertAck>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "frame", rename_all = "snake_case")]
+pub enum InboxFrame {
+    Alert {
+        seq: u64,
+        envelope: Box<Signed<AlertEnvelope>>,
+    },
+    /// The backlog has been sent; live alerts follow (if asked).
+    CaughtUp {
+        seq: u64,
+    },
+    Heartbeat {
+        at_ms: i64,
+    },
+    /// The acknowledgement was recorded (`already`: it was before).
+    Recorded {
+        already: bool,
+    },
+    Refused {
+        reason: AlertRefusal,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum AlertRefusal {
+    #[error("malformed: {detail}")]
+    Malformed { detail: String },
+    #[error("bad signature: {detail}")]
+    BadSignature { detail: String },
+    #[error("signed by {actual}, not {expected}")]
+    WrongSigner { expected: Address, actual: Address },
+    #[error("{hub} is not the hub of patient {patient}")]
+    NotPatientsHub { hub: Address, patient: Address },
+    #[error("the physician has no live grant from the patient")]
+    NoLiveGrant,
+    #[error("the request is stale or from the future ({at_ms})")]
+    Stale { at_ms: i64 },
+    #[error("no such alert for this physician")]
+    UnknownAlert,
+    #[error("the inbox is busy")]
+    Busy,
+    #[error("the inbox for this recipient is full ({limit} alerts)")]
+    Full { limit: usize },
+    #[error("the chain cannot be read: {detail}")]
+    ChainUnavailable { detail: String },
+    #[error("the inbox cannot store: {detail}")]
+    Storage { detail: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("encoding: {0}")]
+    Encode(String),
+    #[error("malformed: {0}")]
+    Malformed(String),
+    #[error("signing: {0}")]
+    Sign(String),
+    #[error("signature: {0}")]
+    Signature(String),
+    #[error("encryption: {0}")]
+    Crypto(String),
+    #[error("message of {0} bytes is over the limit")]
+    TooLarge(usize),
+}
+
+pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, AlertError> {
+    let mut out = Vec::new();
+    ciborium::into_writer(message, &mut out).map_err(|e| AlertError::Encode(e.to_string()))?;
+    if out.len() > MAX_ALERT_MESSAGE_BYTES {
+        return Err(AlertError::TooLarge(out.len()));
+    }
+    Ok(out)
+}
+
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, AlertError> {
+    if bytes.len() > MAX_ALERT_MESSAGE_BYTES {
+        return Err(AlertError::TooLarge(bytes.len()));
+    }
+    ciborium::from_reader(bytes).map_err(|e| AlertError::Malformed(e.to_string()))
+}
+
+/// A frame on a follow stream: a u32 big-endian length, then CBOR.
+pub fn frame(frame: &InboxFrame) -> Result<Vec<u8>, AlertError> {
+    let body = encode(frame)?;
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Reads one frame; `Ok(None)` at the end of the stream.
+pub async fn read_frame(
+    recv: &mut iroh::endpoint::RecvStream,
+) -> Result<Option<InboxFrame>, AlertError> {
+    let mut length = [0u8; 4];
+    match recv.read_exact(&mut length).await {
+        Ok(()) => {}
+        Err(iroh::endpoint::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(AlertError::Malformed(e.to_string())),
+    }
+    let length = u32::from_be_bytes(length) as usize;
+    if length > MAX_ALERT_MESSAGE_BYTES {
+        return Err(AlertError::TooLarge(length));
+    }
+    let mut body = vec![0u8; length];
+    recv.read_exact(&mut body)
+        .await
+        .map_err(|e| AlertError::Malformed(e.to_string()))?;
+    decode(&body).map(Some)
+}
+
+/// umbral's capsule reads back only from a human-readable format: it
+/// travels as its JSON text inside CBOR (as in `sharing`).
+mod umbral_json {
+    use serde::de::{DeserializeOwned, Error as _};
+    use serde::ser::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(value).map_err(S::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(key: &PublicKey) -> AlertEnvelope {
+        let details = AlertDetails {
+            device: "name:cgm-1".into(),
+            explanation: "forecast 63 mg/dL in 30 min".into(),
+            confidence: 0.7,
+            at_ms: 1,
+        };
+        AlertEnvelope {
+            id: alert_id(Address::repeat_byte(1), 7),
+            hub: Address::repeat_byte(1),
+            patient: Address::repeat_byte(2),
+            alert_no: 7,
+            recipient: Address::repeat_byte(3),
+            step: 1,
+            kind: "predicted_low".into(),
+            severity: "urgent".into(),
+            created_at_ms: 2,
+            reading_received_at_ms: 1,
+            details: SealedDetails::seal(&details, key).unwrap(),
+        }
+    }
+
+    #[test]
+    fn signed_alerts_round_trip_and_only_the_recipient_reads_them() {
+        let hub = PrivateKeySigner::random();
+        let physician = SecretKey::random();
+        let signed = Signed::sign(envelope(&physician.public_key()), &hub).unwrap();
+        let message = HubAlertMessage::Deliver(Box::new(signed.clone()));
+        let back: HubAlertMessage = decode(&encode(&message).unwrap()).unwrap();
+        let HubAlertMessage::Deliver(back) = back else {
+            panic!()
+        };
+        assert_eq!(back.signer().unwrap(), hub.address());
+        let details = back.body.details.open(&physician).unwrap();
+        assert_eq!(details.device, "name:cgm-1");
+        assert!(back.body.details.open(&SecretKey::random()).is_err());
+        // A tampered envelope no longer verifies as the hub's.
+        let mut tampered = *back;
+        tampered.body.severity = "info".into();
+        assert_ne!(tampered.signer().unwrap(), hub.address());
+    }
+
+    #[test]
+    fn a_signature_for_one_message_kind_does_not_verify_as_another() {
+        let key = PrivateKeySigner::random();
+        let ack = Signed::sign(
+            AlertAck {
+                alert: [1; 16],
+                hub: Address::repeat_byte(1),
+                by: key.address(),
+                at_ms: 5,
+            },
+            &key,
+        )
+        .unwrap();
+        // Same signature bytes on a poll body: recovers some other address.
+        let poll = Signed {
+            body: AckPoll {
+                hub: Address::repeat_byte(1),
+                after: 0,
+                at_ms: 5,
+            },
+            signature: ack.signature.clone(),
+        };
+        assert!(poll.signer().map_or(true, |a| a != key.address()));
+    }
+
+    #[test]
+    fn ids_are_stable_and_parse() {
+        let id = alert_id(Address::repeat_byte(9), 42);
+        assert_eq!(id, alert_id(Address::repeat_byte(9), 42));
+        assert_ne!(id, alert_id(Address::repeat_byte(9), 43));
+        assert_eq!(parse_id(&id_hex(&id)).unwrap(), id);
+        assert!(parse_id("zz").is_err() && parse_id("00").is_err());
+        assert!(decode::<InboxRequest>(&[0xff; 10]).is_err());
+    }
+}

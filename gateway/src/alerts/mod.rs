@@ -1,0 +1,337 @@
+//! Alerts: the findings that matter reach people, up an escalation ladder
+//! (patient → physicians), until someone they reached acknowledges.
+//!
+//! The analysis hands every finding record to the [`AlertSink`] (never
+//! waiting); the `alerts` stage runs the [`engine::Engine`], keeps every
+//! alert in the journal before acting on it (so a crash loses none and a
+//! restart redelivers under the same id), delivers physician steps to the
+//! clinic's alert inbox ([`delivery`]) and polls it for acknowledgements.
+//! The patient sees and acknowledges alerts with `glyco-hub alerts`.
+
+pub mod delivery;
+pub mod engine;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::analysis::FindingRecord;
+use crate::journal::{Journal, JournalWriter, Outbox};
+use crate::reading::now_millis;
+use delivery::Delivery;
+use engine::{AlertRecord, Engine};
+
+/// Findings waiting for the stage.
+const QUEUE: usize = 1024;
+/// Alerts read back at start (the newest; older ones are closed history).
+const RELOAD: usize = 5000;
+/// How often due steps and deliveries are looked at.
+const TICK: Duration = Duration::from_millis(200);
+
+pub enum AlertInput {
+    Finding {
+        record: FindingRecord,
+        reading_received_at_ms: i64,
+    },
+    PatientAck {
+        id: String,
+        reply: oneshot::Sender<Result<AlertRecord, String>>,
+    },
+}
+
+/// The analysis's handle; a disabled one drops everything.
+#[derive(Debug, Clone, Default)]
+pub struct AlertSink {
+    tx: Option<mpsc::Sender<AlertInput>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AlertSink {
+    pub fn channel() -> (Self, mpsc::Receiver<AlertInput>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        (
+            Self {
+                tx: Some(tx),
+                dropped: Arc::default(),
+            },
+            rx,
+        )
+    }
+
+    pub fn finding(&self, record: &FindingRecord, reading_received_at_ms: i64) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        let input = AlertInput::Finding {
+            record: record.clone(),
+            reading_received_at_ms,
+        };
+        if tx.try_send(input).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub async fn patient_ack(&self, id: String) -> Result<AlertRecord, String> {
+        let tx = self.tx.as_ref().ok_or("alerts are disabled")?;
+        let (reply, answer) = oneshot::channel();
+        tx.send(AlertInput::PatientAck { id, reply })
+            .await
+            .map_err(|_| "the alert stage is not running")?;
+        answer
+            .await
+            .map_err(|_| "the alert stage stopped".to_string())?
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// What `glyco-hub status` and `glyco-hub alerts` show.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AlertStatus {
+    pub enabled: bool,
+    pub inbox: Option<String>,
+    /// Open alerts, oldest first.
+    pub open: Vec<AlertRecord>,
+    /// The latest closed (acknowledged) alerts.
+    pub recent: Vec<AlertRecord>,
+    pub created: u64,
+    pub delivered: u64,
+    pub acknowledged: u64,
+    /// Findings not taken because the stage fell behind.
+    pub dropped_findings: u64,
+    pub last_error: Option<String>,
+}
+
+/// Shared between the stage and the status socket.
+#[derive(Debug, Clone, Default)]
+pub struct Alerts {
+    status: Arc<Mutex<AlertStatus>>,
+    sink: AlertSink,
+}
+
+impl Alerts {
+    pub fn new(sink: AlertSink, enabled: bool, inbox: Option<String>) -> Self {
+        let alerts = Self {
+            status: Arc::default(),
+            sink,
+        };
+        {
+            let mut status = alerts.status.lock();
+            status.enabled = enabled;
+            status.inbox = inbox;
+        }
+        alerts
+    }
+
+    pub fn status(&self) -> AlertStatus {
+        let mut status = self.status.lock().clone();
+        status.dropped_findings = self.sink.dropped();
+        status
+    }
+
+    pub fn sink(&self) -> &AlertSink {
+        &self.sink
+    }
+}
+
+/// The alerts kept in the journal (the newest [`RELOAD`]).
+pub fn load(journal: &Journal) -> Result<Vec<AlertRecord>, crate::journal::JournalError> {
+    let last = journal
+        .last_in::<AlertRecord>(Outbox::Alerts)?
+        .map_or(0, |(no, _)| no);
+    let from = last.saturating_sub(RELOAD as u64 - 1).max(1);
+    Ok(journal
+        .outbox_from::<AlertRecord>(Outbox::Alerts, from, RELOAD)?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect())
+}
+
+pub struct AlertStage {
+    pub engine: Engine,
+    pub writer: JournalWriter,
+    pub alerts: Alerts,
+    pub delivery: Option<Delivery>,
+    pub ack_poll: Duration,
+    pub rx: mpsc::Receiver<AlertInput>,
+}
+
+impl AlertStage {
+    /// Keeps the changed alerts in the journal (one commit) and the status.
+    async fn keep(&mut self, changed: &[AlertRecord]) {
+        if changed.is_empty() {
+            return;
+        }
+        let records = changed
+            .iter()
+            .filter_map(|r| {
+                serde_json::to_vec(r)
+                    .ok()
+                    .map(|json| (Outbox::Alerts, r.no, json))
+            })
+            .collect();
+        if let Err(e) = self.writer.put_outbox(records).await {
+            tracing::error!(error = %e, "alerts not kept in the journal");
+            self.alerts.status.lock().last_error = Some(format!("journal: {e}"));
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let mut status = self.alerts.status.lock();
+        status.open = self.engine.open().cloned().collect();
+        status.recent = self.engine.recent_closed().cloned().collect();
+    }
+
+    pub async fn run(
+        mut self,
+        shutdown: CancellationToken,
+    ) -> Result<(), std::convert::Infallible> {
+        self.publish();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_poll = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                input = self.rx.recv() => match input {
+                    None => return Ok(()),
+                    Some(input) => self.on_input(input).await,
+                },
+                _ = tick.tick() => {
+                    let escalated = self.engine.escalate(now_millis());
+                    for record in &escalated {
+                        tracing::warn!(id = %record.id, kind = %record.kind, step = record.step, "alert escalated: no acknowledgement");
+                    }
+                    self.keep(&escalated).await;
+                    // Deliveries may wait on the network: shutdown cuts them.
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = self.deliver() => {}
+                    }
+                    if last_poll.elapsed() >= self.ack_poll {
+                        last_poll = tokio::time::Instant::now();
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return Ok(()),
+                            _ = self.poll_acks() => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_input(&mut self, input: AlertInput) {
+        match input {
+            AlertInput::Finding {
+                record,
+                reading_received_at_ms,
+            } => {
+                let Some(alert) =
+                    self.engine
+                        .on_finding(&record, reading_received_at_ms, now_millis())
+                else {
+                    return;
+                };
+                if alert.repeats == 0 {
+                    self.alerts.status.lock().created += 1;
+                    tracing::warn!(
+                        id = %alert.id,
+                        device = %alert.device,
+                        kind = %alert.kind,
+                        severity = %alert.severity,
+                        explanation = %alert.explanation,
+                        "alert"
+                    );
+                }
+                self.keep(&[alert]).await;
+                // The first step's physicians are told at once, not at the next tick.
+                self.deliver().await;
+            }
+            AlertInput::PatientAck { id, reply } => {
+                let result = self
+                    .engine
+                    .acknowledge(&id, None, now_millis())
+                    .map_err(|e| e.to_string());
+                if let Ok(record) = &result {
+                    tracing::info!(id = %record.id, "alert acknowledged by the patient");
+                    self.alerts.status.lock().acknowledged += 1;
+                    self.keep(std::slice::from_ref(record)).await;
+                }
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    async fn deliver(&mut self) {
+        for (no, index, physician) in self.engine.undelivered() {
+            let Some(delivery) = self.delivery.as_mut() else {
+                return;
+            };
+            if !delivery.may_try() {
+                return;
+            }
+            let Some(record) = self.engine.get(no).cloned() else {
+                continue;
+            };
+            let step = record.targets[index].step;
+            let result = delivery.deliver(&record, step, physician).await;
+            match &result {
+                Ok(_) => {
+                    tracing::info!(id = %record.id, %physician, step, "alert delivered to the clinic inbox");
+                    let mut status = self.alerts.status.lock();
+                    status.delivered += 1;
+                    status.last_error = None;
+                }
+                Err(e) => {
+                    tracing::warn!(id = %record.id, %physician, error = %e, "alert not delivered; retrying");
+                    self.alerts.status.lock().last_error = Some(e.clone());
+                }
+            }
+            if let Some(changed) = self.engine.delivered(no, index, result) {
+                self.keep(&[changed]).await;
+            }
+        }
+    }
+
+    async fn poll_acks(&mut self) {
+        if !self.engine.awaits_physician_ack() {
+            return;
+        }
+        let Some(delivery) = &mut self.delivery else {
+            return;
+        };
+        if !delivery.may_try() {
+            return;
+        }
+        let acks = match delivery.poll_acks().await {
+            Ok(acks) => acks,
+            Err(e) => {
+                tracing::debug!(error = %e, "acknowledgements not polled");
+                return;
+            }
+        };
+        for ack in acks {
+            let id = glyco_seal::alerts::id_hex(&ack.body.alert);
+            match self
+                .engine
+                .acknowledge(&id, Some(ack.body.by), now_millis())
+            {
+                Ok(record) => {
+                    tracing::info!(%id, by = %ack.body.by, "alert acknowledged by a physician");
+                    self.alerts.status.lock().acknowledged += 1;
+                    self.keep(&[record]).await;
+                }
+                Err(e) => tracing::debug!(%id, error = %e, "acknowledgement not applied"),
+            }
+        }
+    }
+}
