@@ -296,6 +296,19 @@ pub struct AlertsConfig {
     pub dedupe_secs: u64,
     /// How often acknowledgements are asked for while alerts are open.
     pub ack_poll_ms: u64,
+    /// Webhooks a ladder step may name as `webhook:<name>`.
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// A webhook target: HTTP POST of the alert with an HMAC-SHA256 signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub name: String,
+    /// `http(s)://…`
+    pub url: String,
+    /// The HMAC secret's file (relative: in the state directory), 0600.
+    pub secret_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -325,6 +338,7 @@ impl Default for AlertsConfig {
             }],
             dedupe_secs: 1800,
             ack_poll_ms: 1000,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -383,6 +397,26 @@ impl AlertsConfig {
         }
         if !(100..=60_000).contains(&self.ack_poll_ms) {
             return invalid("alerts.ack_poll_ms must be between 100 and 60000".into());
+        }
+        if self.webhooks.len() > 8 {
+            return invalid("alerts.webhooks: at most 8".into());
+        }
+        for (i, webhook) in self.webhooks.iter().enumerate() {
+            if webhook.name.is_empty()
+                || webhook.name.len() > 32
+                || self.webhooks[..i].iter().any(|w| w.name == webhook.name)
+            {
+                return invalid(
+                    "alerts.webhooks: names are 1 to 32 characters and distinct".into(),
+                );
+            }
+            let url: Result<reqwest::Url, _> = webhook.url.parse();
+            if !url.is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+                return invalid(format!(
+                    "alerts.webhooks: {:?} is not an http(s) URL",
+                    webhook.url
+                ));
+            }
         }
         Ok(AlertPolicy {
             kinds: self.kinds.clone(),

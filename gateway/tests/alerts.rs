@@ -12,239 +12,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use glyco_contracts::testkit::accounts::*;
-use glyco_contracts::{B256, DataKinds, Expiry, GrantScope};
 use glyco_gateway::alerts::engine::AlertRecord;
-use glyco_gateway::config::LadderStepConfig;
+use glyco_gateway::config::{LadderStepConfig, WebhookConfig};
 use glyco_gateway::sim::{self, SimulatedDevice};
-use support::clinic::{ClinicProcess, clinic, clinic_bin};
-use support::{Hub, HubWorld, free_udp_port, now_ms, write_key};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use support::alerts::{alert_world, follow, next_alert};
+use support::clinic::clinic;
+use support::{Hub, HubWorld, now_ms};
 use tokio::sync::mpsc;
-
-struct AlertWorld {
-    world: HubWorld,
-    inbox_dir: PathBuf,
-    inbox_port: u16,
-    inbox_node: String,
-}
-
-impl AlertWorld {
-    fn path(&self, name: &str) -> PathBuf {
-        self.world.dir.path().join(name)
-    }
-
-    fn chain_args(&self) -> Vec<String> {
-        vec![
-            "--rpc".into(),
-            self.world.config.chain.rpc_url.clone(),
-            "--deployment".into(),
-            self.world
-                .config
-                .chain
-                .deployment_file
-                .to_string_lossy()
-                .into_owned(),
-        ]
-    }
-
-    fn key_file(&self, account: u32) -> String {
-        let path = self.path(&format!("{account}.key"));
-        if !path.exists() {
-            write_key(&path, &self.world.consortium.signer(account));
-        }
-        path.to_string_lossy().into_owned()
-    }
-
-    async fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let mut all: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-        all.extend(self.chain_args());
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        clinic(&refs).await
-    }
-
-    async fn start_inbox(&self) -> ClinicProcess {
-        let mut args = vec![
-            "alert-inbox".to_owned(),
-            "--dir".into(),
-            self.inbox_dir.to_string_lossy().into_owned(),
-            "--listen".into(),
-            format!("127.0.0.1:{}", self.inbox_port),
-        ];
-        args.extend(self.chain_args());
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let inbox =
-            ClinicProcess::start(&refs, self.path(&format!("inbox-{}.log", now_ms()))).await;
-        assert!(
-            inbox.first_line.starts_with("alert inbox node "),
-            "{}",
-            inbox.first_line
-        );
-        inbox
-    }
-
-    fn inbox_arg(&self) -> String {
-        format!("{}@127.0.0.1:{}", self.inbox_node, self.inbox_port)
-    }
-
-    /// A physician's machine with its umbral key published on chain.
-    async fn physician(&self, account: u32) -> PathBuf {
-        let dir = self.path(&format!("physician-{account}"));
-        let d = dir.to_str().unwrap();
-        let (ok, _, err) = clinic(&["physician", "init", "--dir", d]).await;
-        assert!(ok, "{err}");
-        let key = self.key_file(account);
-        let (ok, _, err) = self
-            .run(&["physician", "publish-key", "--dir", d, "--key", &key])
-            .await;
-        assert!(ok, "{err}");
-        dir
-    }
-
-    async fn grant(&self, account: u32) {
-        self.world
-            .client(PATIENT)
-            .grant(
-                self.world.consortium.address(account),
-                B256::repeat_byte(0x51 + account as u8),
-                GrantScope {
-                    kinds: DataKinds::GLUCOSE,
-                    data_from: 0,
-                    data_until: None,
-                },
-                Expiry::after(Duration::from_secs(3600)),
-            )
-            .await
-            .unwrap();
-    }
-
-    /// `physician alerts --json` once (no follow): the JSON lines.
-    async fn alerts_once(&self, account: u32, dir: &Path) -> Vec<serde_json::Value> {
-        let key = self.key_file(account);
-        let inbox = self.inbox_arg();
-        let (ok, out, err) = clinic(&[
-            "physician",
-            "alerts",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--key",
-            &key,
-            "--inbox",
-            &inbox,
-            "--json",
-        ])
-        .await;
-        assert!(ok, "{err}");
-        out.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-/// `physician alerts --follow --json` as a child; its lines arrive on the channel.
-fn follow(
-    w: &AlertWorld,
-    account: u32,
-    dir: &Path,
-) -> (Child, mpsc::UnboundedReceiver<serde_json::Value>) {
-    let key = w.key_file(account);
-    let mut child = Command::new(clinic_bin())
-        .args([
-            "physician",
-            "alerts",
-            "--follow",
-            "--json",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--key",
-            &key,
-        ])
-        .args(["--inbox", &w.inbox_arg()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(w.path(&format!("follow-{}.log", now_ms()))).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Ok(value) = serde_json::from_str(&line) {
-                let _ = tx.send(value);
-            }
-        }
-    });
-    (child, rx)
-}
-
-async fn next_alert(
-    rx: &mut mpsc::UnboundedReceiver<serde_json::Value>,
-    what: &str,
-) -> serde_json::Value {
-    tokio::time::timeout(Duration::from_secs(60), rx.recv())
-        .await
-        .unwrap_or_else(|_| panic!("no alert line for {what} within a minute"))
-        .unwrap_or_else(|| panic!("the follower ended before {what}"))
-}
-
-async fn alert_world() -> AlertWorld {
-    let mut world = HubWorld::new().await;
-    let hub_port = free_udp_port();
-    world.edit_config(|c| {
-        c.seal.iroh_listen = format!("127.0.0.1:{hub_port}").parse().unwrap();
-        c.limits.max_publishes_per_second = 1000;
-    });
-    world
-        .consortium
-        .enrol_physician(LOCUM, HOSPITAL)
-        .await
-        .unwrap();
-    let inbox_dir = world.dir.path().join("inbox");
-    let mut w = AlertWorld {
-        world,
-        inbox_dir,
-        inbox_port: free_udp_port(),
-        inbox_node: String::new(),
-    };
-    let hospital = w.key_file(HOSPITAL);
-    let (ok, out, err) = w
-        .run(&[
-            "enrol-node",
-            "--dir",
-            w.inbox_dir.to_str().unwrap(),
-            "--entity-key",
-            &hospital,
-        ])
-        .await;
-    assert!(ok, "{err}");
-    w.inbox_node = out.split_whitespace().nth(2).unwrap().to_owned();
-    let (inbox, doctor, locum) = (
-        w.inbox_arg(),
-        w.world.consortium.address(PHYSICIAN),
-        w.world.consortium.address(LOCUM),
-    );
-    w.world.edit_config(|c| {
-        c.alerts.inbox = Some(inbox);
-        c.alerts.ack_poll_ms = 300;
-        c.alerts.ladder = vec![
-            LadderStepConfig {
-                after_secs: 0,
-                to: vec!["patient".into(), format!("physician:{doctor:#x}")],
-            },
-            LadderStepConfig {
-                after_secs: 4,
-                to: vec![format!("physician:{locum:#x}")],
-            },
-        ];
-    });
-    w
-}
 
 /// Two hours of 5-minute CGM readings ending now: steady, then falling.
 async fn falling_trace(hub: &Hub, secret: &str) {
@@ -431,9 +208,122 @@ async fn a_predicted_low_reaches_the_physician_climbs_the_ladder_and_stops_at_an
     assert_eq!(hub.terminate().await.code(), Some(0));
 }
 
+/// One HTTP request as the webhook receiver saw it.
+struct Posted {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Posted {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// A webhook receiver: answers 500 to the first request, 200 after.
+async fn webhook_receiver() -> (u16, mpsc::UnboundedReceiver<Posted>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut served = 0;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head_end, length) = loop {
+                let Ok(n) = stream.read(&mut chunk).await else {
+                    break (0, 0);
+                };
+                if n == 0 {
+                    break (0, 0);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    break (i + 4, length);
+                }
+            };
+            while buf.len() < head_end + length {
+                let Ok(n) = stream.read(&mut chunk).await else {
+                    break;
+                };
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+            let headers = head
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .collect();
+            let _ = tx.send(Posted {
+                headers,
+                body: buf[head_end..].to_vec(),
+            });
+            served += 1;
+            let status = if served == 1 {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let answer =
+                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    (port, rx)
+}
+
+/// HMAC-SHA256 by Python's hmac module (an implementation not ours).
+fn python_hmac(secret: &str, message: &[u8]) -> String {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import hmac,hashlib,sys; print(hmac.new(sys.argv[1].encode(), sys.stdin.buffer.read(), hashlib.sha256).hexdigest())",
+            secret,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(message)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 #[tokio::test]
-async fn a_quiet_cgm_raises_a_stale_data_alert_that_the_patient_acknowledges() {
-    let world = HubWorld::new().await;
+async fn a_quiet_cgm_raises_a_stale_data_alert_for_the_patient_and_a_signed_webhook() {
+    let mut world = HubWorld::new().await;
+    let (port, mut posts) = webhook_receiver().await;
+    let hook_secret = "a-pager-secret-of-some-length";
+    std::fs::create_dir_all(&world.config.state_dir).unwrap();
+    std::fs::write(world.config.state_dir.join("pager.secret"), hook_secret).unwrap();
+    world.edit_config(|c| {
+        c.alerts.webhooks = vec![WebhookConfig {
+            name: "pager".into(),
+            url: format!("http://127.0.0.1:{port}/hook"),
+            secret_file: "pager.secret".into(),
+        }];
+        c.alerts.ladder = vec![LadderStepConfig {
+            after_secs: 0,
+            to: vec!["patient".into(), "webhook:pager".into()],
+        }];
+    });
     let secret = world.register("cgm-quiet", "cgm").await;
     let hub = world.start_hub().await;
     hub.wait_registered("cgm-quiet").await;
@@ -467,9 +357,48 @@ async fn a_quiet_cgm_raises_a_stale_data_alert_that_the_patient_acknowledges() {
         alert.explanation
     );
     assert!(
-        alert.targets.iter().all(|t| t.delivered_at_ms.is_some()),
+        alert.targets[0].delivered_at_ms.is_some(),
         "the patient is told at once"
     );
+    // The webhook: refused once (500), then delivered; signed, and the
+    // signature checks with Python's HMAC.
+    let first = tokio::time::timeout(Duration::from_secs(30), posts.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(30), posts.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    for post in [&first, &second] {
+        assert_eq!(post.header("x-glyco-alert-id"), alert.id);
+        let mut signed = post.header("x-glyco-timestamp").as_bytes().to_vec();
+        signed.push(b'.');
+        signed.extend_from_slice(&post.body);
+        assert_eq!(
+            post.header("x-glyco-signature"),
+            format!("sha256={}", python_hmac(hook_secret, &signed))
+        );
+        let body: serde_json::Value = serde_json::from_slice(&post.body).unwrap();
+        assert_eq!(body["kind"], "stale_data");
+    }
+    let delivered = hub
+        .wait_for("the webhook delivered", |r| {
+            r.alerts.open.iter().any(|a| {
+                a.kind == "stale_data" && a.targets.iter().all(|t| t.delivered_at_ms.is_some())
+            })
+        })
+        .await;
+    let hook = &delivered
+        .alerts
+        .open
+        .iter()
+        .find(|a| a.kind == "stale_data")
+        .unwrap()
+        .targets[1];
+    assert_eq!(hook.attempts, 2, "one refusal, one delivery");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(posts.try_recv().is_err(), "delivered, so not posted again");
     let shown = world.hub_cli(&["alerts"]).await;
     let text = String::from_utf8_lossy(&shown.stdout);
     assert!(

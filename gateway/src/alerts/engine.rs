@@ -17,13 +17,15 @@ pub const MAX_OPEN: usize = 1000;
 const RECENT_CLOSED: usize = 50;
 
 /// Who an alert step reaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "to", rename_all = "snake_case")]
 pub enum Target {
     /// Shown by `glyco-hub alerts` (and the hub's own log).
     Patient,
     /// Delivered to the physician through the clinic's alert inbox.
     Physician { address: Address },
+    /// Posted to a configured webhook (a paging system, a caregiver's app).
+    Webhook { name: String },
 }
 
 impl std::fmt::Display for Target {
@@ -31,6 +33,7 @@ impl std::fmt::Display for Target {
         match self {
             Target::Patient => f.write_str("patient"),
             Target::Physician { address } => write!(f, "physician:{address}"),
+            Target::Webhook { name } => write!(f, "webhook:{name}"),
         }
     }
 }
@@ -45,8 +48,13 @@ impl std::str::FromStr for Target {
                 .parse()
                 .map(|address| Target::Physician { address })
                 .map_err(|e| format!("{text:?}: {e}")),
+            Some(("webhook", name)) if !name.is_empty() && name.len() <= 32 => {
+                Ok(Target::Webhook {
+                    name: name.to_owned(),
+                })
+            }
             _ => Err(format!(
-                "{text:?}: a target is \"patient\" or \"physician:0x…\""
+                "{text:?}: a target is \"patient\", \"physician:0x…\" or \"webhook:<name>\""
             )),
         }
     }
@@ -201,7 +209,7 @@ impl Engine {
             s.targets
                 .iter()
                 .map(|target| TargetState {
-                    target: *target,
+                    target: target.clone(),
                     step: step as u8,
                     // The patient's list is the hub's own: shown at once.
                     delivered_at_ms: None,
@@ -352,20 +360,16 @@ impl Engine {
         Ok(record)
     }
 
-    /// Physician deliveries still to make: (alert no, target index).
-    pub fn undelivered(&self) -> Vec<(u64, usize, Address)> {
+    /// Deliveries still to make (physicians, webhooks): (alert no, target
+    /// index, target).
+    pub fn undelivered(&self) -> Vec<(u64, usize, Target)> {
         self.open
             .values()
             .flat_map(|r| {
-                r.targets
-                    .iter()
-                    .enumerate()
-                    .filter_map(move |(i, t)| match t.target {
-                        Target::Physician { address } if t.delivered_at_ms.is_none() => {
-                            Some((r.no, i, address))
-                        }
-                        _ => None,
-                    })
+                r.targets.iter().enumerate().filter_map(move |(i, t)| {
+                    (t.delivered_at_ms.is_none() && t.target != Target::Patient)
+                        .then(|| (r.no, i, t.target.clone()))
+                })
             })
             .collect()
     }
@@ -504,7 +508,16 @@ mod tests {
         assert!(engine.escalate(59_999).is_empty());
         let up = engine.escalate(60_000);
         assert_eq!(up[0].step, 1);
-        assert_eq!(engine.undelivered(), vec![(1, 1, physician(1))]);
+        assert_eq!(
+            engine.undelivered(),
+            vec![(
+                1,
+                1,
+                Target::Physician {
+                    address: physician(1)
+                }
+            )]
+        );
         assert_eq!(
             engine.acknowledge(&alert.id, Some(physician(1)), 61_000),
             Err(AckError::NotARecipient),
@@ -598,6 +611,13 @@ mod tests {
             }
         );
         assert!("nurse".parse::<Target>().is_err());
+        assert_eq!(
+            "webhook:pager".parse::<Target>().unwrap(),
+            Target::Webhook {
+                name: "pager".into()
+            }
+        );
+        assert!("webhook:".parse::<Target>().is_err());
         assert!("physician:0x12".parse::<Target>().is_err());
     }
 }

@@ -10,10 +10,12 @@
 
 pub mod delivery;
 pub mod engine;
+pub mod webhook;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -24,7 +26,8 @@ use crate::analysis::FindingRecord;
 use crate::journal::{Journal, JournalWriter, Outbox};
 use crate::reading::now_millis;
 use delivery::Delivery;
-use engine::{AlertRecord, Engine};
+use engine::{AlertRecord, Engine, Target};
+use webhook::Webhook;
 
 /// Findings waiting for the stage.
 const QUEUE: usize = 1024;
@@ -142,6 +145,43 @@ impl Alerts {
     }
 }
 
+/// The configured webhooks with their secrets (read before the daemon
+/// touches any state; a relative secret file is in the state directory).
+pub fn load_webhooks(
+    config: &crate::config::HubConfig,
+) -> Result<HashMap<String, WebhookTarget>, crate::config::ConfigError> {
+    let mut webhooks = HashMap::new();
+    for w in &config.alerts.webhooks {
+        let path = if w.secret_file.is_absolute() {
+            w.secret_file.clone()
+        } else {
+            config.state_dir.join(&w.secret_file)
+        };
+        let secret = std::fs::read(&path).map_err(|e| {
+            crate::config::ConfigError::Invalid(format!(
+                "alerts.webhooks {}: secret file {}: {e}",
+                w.name,
+                path.display()
+            ))
+        })?;
+        let secret = secret.trim_ascii().to_vec();
+        if secret.len() < 16 {
+            return Err(crate::config::ConfigError::Invalid(format!(
+                "alerts.webhooks {}: the secret must be at least 16 bytes",
+                w.name
+            )));
+        }
+        let url = w.url.parse().map_err(|e| {
+            crate::config::ConfigError::Invalid(format!("alerts.webhooks {}: {e}", w.name))
+        })?;
+        webhooks.insert(
+            w.name.clone(),
+            WebhookTarget::new(Webhook::new(w.name.clone(), url, secret)),
+        );
+    }
+    Ok(webhooks)
+}
+
 /// The alerts kept in the journal (the newest [`RELOAD`]).
 pub fn load(journal: &Journal) -> Result<Vec<AlertRecord>, crate::journal::JournalError> {
     let last = journal
@@ -155,11 +195,58 @@ pub fn load(journal: &Journal) -> Result<Vec<AlertRecord>, crate::journal::Journ
         .collect())
 }
 
+/// A webhook and when it may be tried again after failing.
+pub struct WebhookTarget {
+    pub webhook: Webhook,
+    retry: Option<(Instant, Duration)>,
+}
+
+impl WebhookTarget {
+    pub fn new(webhook: Webhook) -> Self {
+        Self {
+            webhook,
+            retry: None,
+        }
+    }
+
+    fn may_try(&self) -> bool {
+        self.retry.is_none_or(|(at, _)| Instant::now() >= at)
+    }
+
+    async fn post(
+        &mut self,
+        http: &reqwest::Client,
+        record: &AlertRecord,
+        step: u8,
+        hub: glyco_contracts::Address,
+        patient: glyco_contracts::Address,
+    ) -> Result<i64, String> {
+        let result = self
+            .webhook
+            .post(http, record, step, hub, patient, now_millis())
+            .await;
+        match &result {
+            Ok(()) => self.retry = None,
+            Err(_) => {
+                let wait = self.retry.map_or(Duration::from_millis(500), |(_, w)| {
+                    (w * 2).min(Duration::from_secs(60))
+                });
+                self.retry = Some((Instant::now() + wait, wait));
+            }
+        }
+        result.map(|()| now_millis())
+    }
+}
+
 pub struct AlertStage {
     pub engine: Engine,
     pub writer: JournalWriter,
     pub alerts: Alerts,
     pub delivery: Option<Delivery>,
+    pub webhooks: HashMap<String, WebhookTarget>,
+    pub http: reqwest::Client,
+    pub hub: glyco_contracts::Address,
+    pub patient: glyco_contracts::Address,
     pub ack_poll: Duration,
     pub rx: mpsc::Receiver<AlertInput>,
 }
@@ -272,27 +359,43 @@ impl AlertStage {
     }
 
     async fn deliver(&mut self) {
-        for (no, index, physician) in self.engine.undelivered() {
-            let Some(delivery) = self.delivery.as_mut() else {
-                return;
-            };
-            if !delivery.may_try() {
-                return;
-            }
+        for (no, index, target) in self.engine.undelivered() {
             let Some(record) = self.engine.get(no).cloned() else {
                 continue;
             };
             let step = record.targets[index].step;
-            let result = delivery.deliver(&record, step, physician).await;
+            let result = match &target {
+                Target::Physician { address } => {
+                    let Some(delivery) = self.delivery.as_mut() else {
+                        continue;
+                    };
+                    if !delivery.may_try() {
+                        continue;
+                    }
+                    delivery.deliver(&record, step, *address).await
+                }
+                Target::Webhook { name } => {
+                    let Some(webhook) = self.webhooks.get_mut(name) else {
+                        continue;
+                    };
+                    if !webhook.may_try() {
+                        continue;
+                    }
+                    webhook
+                        .post(&self.http, &record, step, self.hub, self.patient)
+                        .await
+                }
+                Target::Patient => continue,
+            };
             match &result {
                 Ok(_) => {
-                    tracing::info!(id = %record.id, %physician, step, "alert delivered to the clinic inbox");
+                    tracing::info!(id = %record.id, %target, step, "alert delivered");
                     let mut status = self.alerts.status.lock();
                     status.delivered += 1;
                     status.last_error = None;
                 }
                 Err(e) => {
-                    tracing::warn!(id = %record.id, %physician, error = %e, "alert not delivered; retrying");
+                    tracing::warn!(id = %record.id, %target, error = %e, "alert not delivered; retrying");
                     self.alerts.status.lock().last_error = Some(e.clone());
                 }
             }

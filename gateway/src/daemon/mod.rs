@@ -173,6 +173,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         }
     }
     let ble_sessions = config.ble.sessions()?;
+    let webhooks = crate::alerts::load_webhooks(&config)?;
     // Models load before any state is touched: a broken model set stops the
     // daemon at once instead of failing on the first reading.
     let models = if config.analysis.enabled {
@@ -536,6 +537,10 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             writer: writer.clone(),
             alerts: alerts.clone(),
             delivery,
+            webhooks,
+            http: reqwest::Client::new(),
+            hub,
+            patient,
             ack_poll: Duration::from_millis(config.alerts.ack_poll_ms),
             rx,
         };

@@ -2,6 +2,7 @@
 //! the consortium set up, and the real `glyco-hub` binary as a process.
 #![allow(dead_code)]
 
+pub mod alerts;
 pub mod clinic;
 pub mod raw;
 pub mod rpc_proxy;
