@@ -366,10 +366,11 @@ impl Engine {
         self.open
             .values()
             .flat_map(|r| {
-                r.targets.iter().enumerate().filter_map(move |(i, t)| {
-                    (t.delivered_at_ms.is_none() && t.target != Target::Patient)
-                        .then(|| (r.no, i, t.target.clone()))
-                })
+                r.targets
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| t.delivered_at_ms.is_none() && t.target != Target::Patient)
+                    .map(move |(i, t)| (r.no, i, t.target.clone()))
             })
             .collect()
     }
