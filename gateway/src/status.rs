@@ -426,6 +426,11 @@ pub enum Ask {
     AlertAck {
         id: String,
     },
+    /// The patient snoozes new alerts of a kind (`glyco-hub alerts snooze`).
+    AlertSnooze {
+        kind: String,
+        minutes: u32,
+    },
 }
 
 /// The largest request read from the socket.
@@ -550,6 +555,16 @@ pub async fn query_alert_ack(
     id: String,
 ) -> Result<Result<crate::alerts::engine::AlertRecord, String>, StatusError> {
     let body = ask(path, &Ask::AlertAck { id }).await?;
+    serde_json::from_slice(&body).map_err(|e| StatusError::BadAnswer(e.to_string()))
+}
+
+/// Asks the running daemon to snooze new alerts of a kind.
+pub async fn query_alert_snooze(
+    path: &Path,
+    kind: String,
+    minutes: u32,
+) -> Result<Result<Option<i64>, String>, StatusError> {
+    let body = ask(path, &Ask::AlertSnooze { kind, minutes }).await?;
     serde_json::from_slice(&body).map_err(|e| StatusError::BadAnswer(e.to_string()))
 }
 

@@ -427,6 +427,48 @@ async fn a_quiet_cgm_raises_a_stale_data_alert_for_the_patient_and_a_signed_webh
     );
     let again = world.hub_cli(&["alerts", "ack", &alert.id]).await;
     assert!(!again.status.success(), "an acknowledged alert is closed");
+    // Snooze: a kind held for an hour, kept; a severe low never.
+    let never = world
+        .hub_cli(&[
+            "alerts",
+            "snooze",
+            "--kind",
+            "very_low_glucose",
+            "--minutes",
+            "60",
+        ])
+        .await;
+    assert!(!never.status.success());
+    let snoozed = world
+        .hub_cli(&[
+            "alerts",
+            "snooze",
+            "--kind",
+            "stale_data",
+            "--minutes",
+            "60",
+        ])
+        .await;
+    assert!(
+        snoozed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&snoozed.stderr)
+    );
+    assert!(
+        hub.status()
+            .await
+            .unwrap()
+            .alerts
+            .snoozed
+            .contains_key("stale_data")
+    );
     drop(cgm);
+    assert_eq!(hub.terminate().await.code(), Some(0));
+    let hub = world.start_hub().await;
+    let report = hub.wait_for("the hub back", |r| r.alerts.enabled).await;
+    assert!(
+        report.alerts.snoozed.contains_key("stale_data"),
+        "kept across a restart"
+    );
     assert_eq!(hub.terminate().await.code(), Some(0));
 }

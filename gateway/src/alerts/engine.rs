@@ -13,6 +13,11 @@ use crate::analysis::FindingRecord;
 
 /// Alerts open at once; beyond, the oldest non-urgent one is closed.
 pub const MAX_OPEN: usize = 1000;
+/// The longest snooze, and how many kinds may be snoozed at once.
+pub const MAX_SNOOZE_MS: i64 = 24 * 3_600_000;
+const MAX_SNOOZED: usize = 32;
+/// Never snoozed: a level-2 low is always told.
+pub const NEVER_SNOOZED: [&str; 1] = ["very_low_glucose"];
 /// Closed alerts kept for the status output.
 const RECENT_CLOSED: usize = 50;
 
@@ -157,6 +162,8 @@ pub struct Engine {
     closed: VecDeque<AlertRecord>,
     next_no: u64,
     last_by_key: HashMap<(String, String), (u64, i64)>,
+    /// Kind → snoozed until (hub ms).
+    snoozed: BTreeMap<String, i64>,
 }
 
 impl Engine {
@@ -169,6 +176,7 @@ impl Engine {
             closed: VecDeque::new(),
             next_no: 1,
             last_by_key: HashMap::new(),
+            snoozed: BTreeMap::new(),
         };
         for record in kept {
             engine.next_no = engine.next_no.max(record.no + 1);
@@ -238,6 +246,13 @@ impl Engine {
         if finding.late || !self.policy.alerts_on(&finding.kind, &finding.severity) {
             return None;
         }
+        if self
+            .snoozed
+            .get(&finding.kind)
+            .is_some_and(|until| now_ms < *until)
+        {
+            return None;
+        }
         let key = (finding.device.clone(), finding.kind.clone());
         if let Some((no, created)) = self.last_by_key.get(&key)
             && now_ms.saturating_sub(*created) < self.policy.dedupe_ms
@@ -291,6 +306,43 @@ impl Engine {
         self.last_by_key.insert(key, (no, now_ms));
         self.open.insert(no, record.clone());
         Some(record)
+    }
+
+    /// Snoozes new alerts of `kind` for `minutes` (0 lifts it). Alerts
+    /// already open are not affected.
+    pub fn snooze(&mut self, kind: &str, minutes: u32, now_ms: i64) -> Result<Option<i64>, String> {
+        if NEVER_SNOOZED.contains(&kind) {
+            return Err(format!("{kind} is never snoozed"));
+        }
+        let duration = i64::from(minutes) * 60_000;
+        if duration > MAX_SNOOZE_MS {
+            return Err("a snooze lasts at most 24 hours".into());
+        }
+        self.snoozed.retain(|_, until| *until > now_ms);
+        if duration == 0 {
+            self.snoozed.remove(kind);
+            return Ok(None);
+        }
+        if !self.snoozed.contains_key(kind) && self.snoozed.len() >= MAX_SNOOZED {
+            return Err(format!("at most {MAX_SNOOZED} kinds are snoozed at once"));
+        }
+        let until = now_ms.saturating_add(duration);
+        self.snoozed.insert(kind.to_owned(), until);
+        Ok(Some(until))
+    }
+
+    /// Snoozes in force: kind → until.
+    pub fn snoozes(&self) -> &BTreeMap<String, i64> {
+        &self.snoozed
+    }
+
+    /// Restores snoozes kept across a restart.
+    pub fn restore_snoozes(&mut self, snoozes: BTreeMap<String, i64>) {
+        self.snoozed = snoozes
+            .into_iter()
+            .filter(|(kind, _)| !NEVER_SNOOZED.contains(&kind.as_str()))
+            .take(MAX_SNOOZED)
+            .collect();
     }
 
     /// Steps whose time has come; returns the escalated alerts.
@@ -599,6 +651,25 @@ mod tests {
             engine.on_finding(&f, 0, i).unwrap();
         }
         assert_eq!(engine.open().count(), MAX_OPEN);
+    }
+
+    #[test]
+    fn a_snooze_holds_new_alerts_of_its_kind_for_its_time_but_never_a_severe_low() {
+        let mut engine = Engine::new(policy(), physician(9), Vec::new());
+        assert!(engine.snooze("very_low_glucose", 60, 0).is_err());
+        assert!(engine.snooze("predicted_low", 25 * 60, 0).is_err());
+        assert_eq!(engine.snooze("predicted_low", 60, 0), Ok(Some(3_600_000)));
+        assert!(
+            engine
+                .on_finding(&finding("predicted_low", "urgent"), 0, 1000)
+                .is_none()
+        );
+        assert!(
+            engine
+                .on_finding(&finding("predicted_low", "urgent"), 0, 3_600_000)
+                .is_some()
+        );
+        assert_eq!(engine.snooze("predicted_low", 0, 0), Ok(None));
     }
 
     #[test]

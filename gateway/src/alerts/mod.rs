@@ -45,7 +45,15 @@ pub enum AlertInput {
         id: String,
         reply: oneshot::Sender<Result<AlertRecord, String>>,
     },
+    Snooze {
+        kind: String,
+        minutes: u32,
+        reply: oneshot::Sender<Result<Option<i64>, String>>,
+    },
 }
+
+/// Where snoozes are kept in the journal's META.
+pub const SNOOZE_META: &str = "alert_snoozes";
 
 /// The analysis's handle; a disabled one drops everything.
 #[derive(Debug, Clone, Default)]
@@ -90,6 +98,21 @@ impl AlertSink {
             .map_err(|_| "the alert stage stopped".to_string())?
     }
 
+    pub async fn snooze(&self, kind: String, minutes: u32) -> Result<Option<i64>, String> {
+        let tx = self.tx.as_ref().ok_or("alerts are disabled")?;
+        let (reply, answer) = oneshot::channel();
+        tx.send(AlertInput::Snooze {
+            kind,
+            minutes,
+            reply,
+        })
+        .await
+        .map_err(|_| "the alert stage is not running")?;
+        answer
+            .await
+            .map_err(|_| "the alert stage stopped".to_string())?
+    }
+
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -111,6 +134,8 @@ pub struct AlertStatus {
     /// Findings not taken because the stage fell behind.
     pub dropped_findings: u64,
     pub last_error: Option<String>,
+    /// Snoozed kinds and until when (hub ms).
+    pub snoozed: std::collections::BTreeMap<String, i64>,
 }
 
 /// Shared between the stage and the status socket.
@@ -276,6 +301,7 @@ impl AlertStage {
         let mut status = self.alerts.status.lock();
         status.open = self.engine.open().cloned().collect();
         status.recent = self.engine.recent_closed().cloned().collect();
+        status.snoozed = self.engine.snoozes().clone();
     }
 
     pub async fn run(
@@ -352,6 +378,22 @@ impl AlertStage {
                     tracing::info!(id = %record.id, "alert acknowledged by the patient");
                     self.alerts.status.lock().acknowledged += 1;
                     self.keep(std::slice::from_ref(record)).await;
+                }
+                let _ = reply.send(result);
+            }
+            AlertInput::Snooze {
+                kind,
+                minutes,
+                reply,
+            } => {
+                let result = self.engine.snooze(&kind, minutes, now_millis());
+                if result.is_ok() {
+                    tracing::info!(%kind, minutes, "alerts snoozed by the patient");
+                    let kept = serde_json::to_vec(self.engine.snoozes()).unwrap_or_default();
+                    if let Err(e) = self.writer.save_meta(SNOOZE_META, kept).await {
+                        tracing::warn!(error = %e, "snooze not kept in the journal");
+                    }
+                    self.publish();
                 }
                 let _ = reply.send(result);
             }

@@ -44,6 +44,14 @@ enum LogFormat {
 enum AlertsCommand {
     /// Acknowledge an alert by its id.
     Ack { id: String },
+    /// Hold new alerts of a kind for a while (at most 24 h; 0 lifts it).
+    /// Alerts already open go on; very_low_glucose is never snoozed.
+    Snooze {
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        minutes: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -502,12 +510,25 @@ async fn alerts(
     json: bool,
 ) -> Result<()> {
     let socket = config.status_socket();
-    if let Some(AlertsCommand::Ack { id }) = command {
-        match status::query_alert_ack(&socket, id).await? {
-            Ok(record) => println!("alert {} acknowledged; its escalation stopped", record.id),
-            Err(e) => bail!("not acknowledged: {e}"),
+    match command {
+        Some(AlertsCommand::Ack { id }) => {
+            match status::query_alert_ack(&socket, id).await? {
+                Ok(record) => println!("alert {} acknowledged; its escalation stopped", record.id),
+                Err(e) => bail!("not acknowledged: {e}"),
+            }
+            return Ok(());
         }
-        return Ok(());
+        Some(AlertsCommand::Snooze { kind, minutes }) => {
+            match status::query_alert_snooze(&socket, kind.clone(), minutes).await? {
+                Ok(Some(until)) => {
+                    println!("new {kind} alerts snoozed for {minutes} min (until {until} ms)")
+                }
+                Ok(None) => println!("{kind} alerts are no longer snoozed"),
+                Err(e) => bail!("not snoozed: {e}"),
+            }
+            return Ok(());
+        }
+        None => {}
     }
     let mut shown = std::collections::HashSet::new();
     loop {

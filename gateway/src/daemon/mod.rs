@@ -532,8 +532,12 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             _ => None,
         };
         let kept = crate::alerts::load(&journal)?;
+        let mut engine = Engine::new(config.alerts.policy()?, hub, kept);
+        if let Some(snoozes) = journal.meta(crate::alerts::SNOOZE_META)? {
+            engine.restore_snoozes(serde_json::from_slice(&snoozes).unwrap_or_default());
+        }
         let stage = AlertStage {
-            engine: Engine::new(config.alerts.policy()?, hub, kept),
+            engine,
             writer: writer.clone(),
             alerts: alerts.clone(),
             delivery,
@@ -602,6 +606,9 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                 }),
                 status::Ask::AlertAck { id } => {
                     serde_json::to_vec(&alerts.sink().patient_ack(id).await)
+                }
+                status::Ask::AlertSnooze { kind, minutes } => {
+                    serde_json::to_vec(&alerts.sink().snooze(kind, minutes).await)
                 }
                 status::Ask::Status => Ok(Vec::new()),
             }
