@@ -93,6 +93,7 @@ fn seal_day(
                 version: BODY_VERSION,
                 readings,
                 findings: Vec::new(),
+                quarantined: Vec::new(),
             };
             let header = BatchHeader {
                 patient,

@@ -297,6 +297,7 @@ pub async fn run(
     analysis: Analysis,
     mut log: Option<FindingsLog>,
     alerts: crate::alerts::AlertSink,
+    quarantine: crate::quarantine::Quarantine,
     shutdown: CancellationToken,
 ) {
     let mut behaviour_open = true;
@@ -358,8 +359,11 @@ pub async fn run(
                     }
                 }
                 let records = analysis.record(&findings, now, time_unknown);
-                for record in &records {
-                    alerts.finding(record, reading.received_at);
+                // A quarantined device's readings alert no one.
+                if !quarantine.is_quarantined(&reading.device.to_string()) {
+                    for record in &records {
+                        alerts.finding(record, reading.received_at);
+                    }
                 }
                 if let Some(log) = &mut log {
                     log.keep(&records).await;
@@ -546,6 +550,7 @@ mod tests {
             analysis.clone(),
             Some(log),
             crate::alerts::AlertSink::default(),
+            crate::quarantine::Quarantine::default(),
             shutdown.clone(),
         ));
         // 5-minute CGM readings falling 3 mg/dL/min from 160 to 55.

@@ -161,6 +161,7 @@ pub struct HubConfig {
     pub mqtt: MqttConfig,
     pub ble: BleConfig,
     pub analysis: AnalysisConfig,
+    pub behaviour: BehaviourConfig,
     pub alerts: AlertsConfig,
     pub seal: SealConfig,
     pub validation: Limits,
@@ -274,6 +275,49 @@ impl Default for AnalysisConfig {
         Self {
             enabled: true,
             models_dir: None,
+        }
+    }
+}
+
+/// What the hub does with a node-behaviour finding (docs/HUB.md, "Node
+/// behaviour").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BehaviourConfig {
+    /// `report` (findings only) or `quarantine` (also mark the device's
+    /// readings and keep them from alerts until the patient releases it).
+    pub policy: String,
+    /// The least severity that quarantines: `warning` or `urgent`.
+    pub quarantine_on: String,
+}
+
+impl Default for BehaviourConfig {
+    fn default() -> Self {
+        Self {
+            policy: "report".into(),
+            quarantine_on: "urgent".into(),
+        }
+    }
+}
+
+impl BehaviourConfig {
+    /// The severity that quarantines, if the policy quarantines.
+    pub fn quarantine_at(&self) -> Result<Option<glyco_ml::Severity>, ConfigError> {
+        let severity = match self.quarantine_on.as_str() {
+            "urgent" => glyco_ml::Severity::Urgent,
+            "warning" => glyco_ml::Severity::Warning,
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "behaviour.quarantine_on is warning or urgent, not {other:?}"
+                )));
+            }
+        };
+        match self.policy.as_str() {
+            "report" => Ok(None),
+            "quarantine" => Ok(Some(severity)),
+            other => Err(ConfigError::Invalid(format!(
+                "behaviour.policy is report or quarantine, not {other:?}"
+            ))),
         }
     }
 }
@@ -639,6 +683,7 @@ impl Default for HubConfig {
             mqtt: MqttConfig::default(),
             ble: BleConfig::default(),
             analysis: AnalysisConfig::default(),
+            behaviour: BehaviourConfig::default(),
             alerts: AlertsConfig::default(),
             seal: SealConfig::default(),
             validation: Limits::default(),
@@ -772,6 +817,7 @@ impl HubConfig {
         self.seal.validate()?;
         self.alerts.policy()?;
         self.alerts.inbox_peer()?;
+        self.behaviour.quarantine_at()?;
         if self.alerts.inbox.is_some() && !self.seal.enabled {
             return invalid(
                 "alerts.inbox needs seal.enabled (alerts leave through the seal's iroh node)"

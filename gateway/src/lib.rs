@@ -20,6 +20,7 @@ pub mod mqtt;
 pub mod nodewatch;
 pub mod pipeline;
 pub mod qr;
+pub mod quarantine;
 /// The typed reading lives in the crate shared with the clinic.
 pub use glyco_seal::reading;
 pub mod registry;

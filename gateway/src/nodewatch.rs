@@ -255,11 +255,46 @@ impl Models {
     }
 }
 
+/// With `behaviour.policy = "quarantine"`: what puts a device there.
+pub struct QuarantinePolicy {
+    pub quarantine: crate::quarantine::Quarantine,
+    pub at_least: glyco_ml::Severity,
+    pub journal: crate::journal::Journal,
+    pub writer: crate::journal::JournalWriter,
+}
+
+impl QuarantinePolicy {
+    async fn consider(&self, found: &[DeviceFinding]) {
+        for DeviceFinding { device, finding } in found {
+            let behaviour = matches!(finding.kind, glyco_ml::FindingKind::NodeBehaviour(_));
+            if !behaviour || finding.severity < self.at_least {
+                continue;
+            }
+            let from = self.journal.last_journal_seq().unwrap_or(0) + 1;
+            let kind = finding.kind.name();
+            if self
+                .quarantine
+                .begin(device, &kind, &finding.explanation, now_millis(), from)
+            {
+                tracing::warn!(%device, %kind, from_journal_seq = from, "device in quarantine: its readings are kept and marked, and alert no one, until the patient releases it");
+                if let Err(e) = self
+                    .writer
+                    .save_meta(crate::quarantine::META_KEY, self.quarantine.to_json())
+                    .await
+                {
+                    tracing::error!(error = %e, "quarantine not kept in the journal");
+                }
+            }
+        }
+    }
+}
+
 /// Runs the stage until shutdown; findings go to `findings` (the analysis
 /// task records, logs and keeps them).
 pub async fn run(
     task: NodeWatchTask,
     findings: mpsc::Sender<Vec<DeviceFinding>>,
+    quarantine: Option<QuarantinePolicy>,
     shutdown: CancellationToken,
 ) {
     let NodeWatchTask { mut rx, status } = task;
@@ -315,6 +350,9 @@ pub async fn run(
                 explanation = %finding.explanation,
                 "node behaviour"
             );
+        }
+        if let Some(policy) = &quarantine {
+            policy.consider(&found).await;
         }
         if findings.send(found).await.is_err() {
             return;

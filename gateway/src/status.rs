@@ -37,6 +37,9 @@ pub struct StatusReport {
     /// Alerts: open, recent, delivery.
     #[serde(default)]
     pub alerts: crate::alerts::AlertStatus,
+    /// Devices in quarantine (open entries) and the latest released.
+    #[serde(default)]
+    pub quarantine: Vec<crate::quarantine::QuarantineEntry>,
     /// Refusals counted but not journaled (the journal fell behind).
     pub refusal_events_dropped: u64,
     /// Refusals counted but not logged one by one (rate limit; summarised).
@@ -426,6 +429,11 @@ pub enum Ask {
     AlertAck {
         id: String,
     },
+    /// The patient releases a device from quarantine (`glyco-hub device
+    /// release`): "it is mine and fine".
+    Release {
+        device: String,
+    },
     /// The patient snoozes new alerts of a kind (`glyco-hub alerts snooze`).
     AlertSnooze {
         kind: String,
@@ -565,6 +573,15 @@ pub async fn query_alert_snooze(
     minutes: u32,
 ) -> Result<Result<Option<i64>, String>, StatusError> {
     let body = ask(path, &Ask::AlertSnooze { kind, minutes }).await?;
+    serde_json::from_slice(&body).map_err(|e| StatusError::BadAnswer(e.to_string()))
+}
+
+/// Asks the running daemon to release a device from quarantine.
+pub async fn query_release(
+    path: &Path,
+    device: String,
+) -> Result<Result<crate::quarantine::QuarantineEntry, String>, StatusError> {
+    let body = ask(path, &Ask::Release { device }).await?;
     serde_json::from_slice(&body).map_err(|e| StatusError::BadAnswer(e.to_string()))
 }
 

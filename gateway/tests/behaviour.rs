@@ -158,3 +158,124 @@ async fn a_flood_a_second_address_and_a_clock_jump_are_flagged_as_node_behaviour
     );
     assert_eq!(hub.terminate().await.code(), Some(0));
 }
+
+#[tokio::test]
+async fn with_the_quarantine_policy_a_stolen_credential_quarantines_the_device_until_released() {
+    use glyco_gateway::seal::body::BatchBody;
+    use glyco_gateway::seal::export::BatchSelector;
+    use glyco_seal::{PatientKey, SealedBatch};
+
+    let mut world = HubWorld::new().await;
+    world.edit_config(|c| {
+        c.behaviour.policy = "quarantine".into();
+        c.seal.max_batch_wait_secs = 1;
+    });
+    let secret = world.register("cgm-q", "cgm").await;
+    let hub = world.start_hub().await;
+    hub.wait_registered("cgm-q").await;
+    let mut cgm = SimulatedDevice::connect(hub.mqtt, "cgm-q", &secret)
+        .await
+        .unwrap();
+    for seq in 1..=3 {
+        let ack = cgm
+            .send_until_acked(seq, sim::cgm_payload(seq, now_ms(), 120.0), 5)
+            .await
+            .unwrap();
+        assert!(sim::is_final(&ack), "{ack:?}");
+    }
+    let thief: IpAddr = "127.0.0.2".parse().unwrap();
+    let answer = raw::try_login(thief, hub.mqtt, "cgm-q", &secret, Duration::from_secs(10)).await;
+    assert_eq!(answer, Answer::ConnAck(0));
+    let quarantined = hub
+        .wait_for("the device in quarantine", |r| {
+            r.quarantine
+                .iter()
+                .any(|q| q.device == "name:cgm-q" && q.is_open())
+        })
+        .await;
+    let entry = &quarantined.quarantine[0];
+    assert_eq!(entry.kind, "node_behaviour:second_source");
+    assert_eq!(entry.from_journal_seq, 4);
+    drop(cgm);
+
+    // Its readings are still stored and acknowledged (a very low one too),
+    // but they alert no one while it is quarantined.
+    let mut cgm = SimulatedDevice::connect(hub.mqtt, "cgm-q", &secret)
+        .await
+        .unwrap();
+    let ack = cgm
+        .send_until_acked(4, sim::cgm_payload(4, now_ms(), 48.0), 5)
+        .await
+        .unwrap();
+    assert_eq!(ack.status, glyco_gateway::mqtt::wire::AckStatus::Stored);
+    let report = hub
+        .wait_for("the low reading analysed", |r| {
+            r.analysis
+                .recent
+                .iter()
+                .any(|f| f.kind == "very_low_glucose")
+        })
+        .await;
+    assert!(
+        !report
+            .alerts
+            .open
+            .iter()
+            .any(|a| a.kind == "very_low_glucose"),
+        "{:?}",
+        report.alerts.open
+    );
+    assert!(
+        report
+            .alerts
+            .open
+            .iter()
+            .any(|a| a.kind == "node_behaviour:second_source"),
+        "the behaviour itself alerts the patient"
+    );
+
+    // The patient releases it; the mark stays on what came meanwhile.
+    let released = world
+        .hub_cli(&["device", "release", "--name", "cgm-q"])
+        .await;
+    assert!(
+        released.status.success(),
+        "{}",
+        String::from_utf8_lossy(&released.stderr)
+    );
+    let after = hub.status().await.unwrap();
+    assert!(after.quarantine.iter().all(|q| !q.is_open()));
+    let ack = cgm
+        .send_until_acked(5, sim::cgm_payload(5, now_ms(), 121.0), 5)
+        .await
+        .unwrap();
+    assert!(sim::is_final(&ack));
+    hub.wait_for("every reading sealed", |r| {
+        r.seal.readings_unsealed == 0 && r.seal.readings_sealed == 5
+    })
+    .await;
+    let key = PatientKey::load(&world.config.patient_key_path()).unwrap();
+    let mut quarantined_seqs = Vec::new();
+    for reading in [1u64, 5] {
+        let export = glyco_gateway::status::query_batch(
+            &world.config.status_socket(),
+            BatchSelector::Reading(reading),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let blob = alloy::hex::decode(export.blob_hex.unwrap()).unwrap();
+        let batch = SealedBatch::from_bytes(&blob).unwrap();
+        let body = BatchBody::from_bytes(&batch.open(key.secret()).unwrap()).unwrap();
+        quarantined_seqs.extend(body.quarantined);
+    }
+    quarantined_seqs.sort_unstable();
+    quarantined_seqs.dedup();
+    assert_eq!(
+        quarantined_seqs,
+        vec![4],
+        "only the reading from the quarantine is marked"
+    );
+    drop(cgm);
+    assert_eq!(hub.terminate().await.code(), Some(0));
+}

@@ -98,6 +98,7 @@ fn print_a_documented_batch() {
         version: BODY_VERSION,
         readings,
         findings: vec![],
+        quarantined: Vec::new(),
     }
     .to_bytes()
     .unwrap();

@@ -48,6 +48,11 @@ pub struct BatchBody {
     /// batch's readings, a late one about the previous batch's).
     #[serde(default)]
     pub findings: Vec<FindingRecord>,
+    /// Journal numbers of this batch's readings that came from a device in
+    /// quarantine (a node-behaviour finding; docs/HUB.md): kept, but not to
+    /// be trusted without a look.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

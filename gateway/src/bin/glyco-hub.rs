@@ -148,6 +148,12 @@ enum DeviceCommand {
         #[command(flatten)]
         identity: IdentityArgs,
     },
+    /// Release a device from quarantine: it is yours and fine (its readings
+    /// alert again and are no longer marked).
+    Release {
+        #[command(flatten)]
+        identity: IdentityArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -256,6 +262,9 @@ async fn main() -> Result<()> {
             follow,
             json,
         } => alerts(load_config(cli.config.as_deref())?, command, follow, json).await,
+        Command::Device(DeviceCommand::Release { identity }) => {
+            release(load_config(cli.config.as_deref())?, identity).await
+        }
         Command::Device(command) => device(load_config(cli.config.as_deref())?, command).await,
         Command::Consent { valid_hours } => {
             consent(load_config(cli.config.as_deref())?, valid_hours).await
@@ -455,6 +464,7 @@ async fn device(config: HubConfig, command: DeviceCommand) -> Result<()> {
                 println!("MQTT username: {name}\nMQTT password (shown once): {secret}");
             }
         }
+        DeviceCommand::Release { identity } => return release(config, identity).await,
         DeviceCommand::Remove { identity } => {
             let identity = identity.identity()?;
             let tx = client
@@ -562,5 +572,22 @@ async fn alerts(
             }
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// `glyco-hub device release`: over the status socket, no chain needed.
+async fn release(config: HubConfig, identity: IdentityArgs) -> Result<()> {
+    let device = identity.identity()?.to_string();
+    match status::query_release(&config.status_socket(), device).await? {
+        Ok(entry) => {
+            println!(
+                "{} released from quarantine (its readings from journal #{} to #{} stay marked)",
+                entry.device,
+                entry.from_journal_seq,
+                entry.until_journal_seq.unwrap_or(entry.from_journal_seq)
+            );
+            Ok(())
+        }
+        Err(e) => bail!("not released: {e}"),
     }
 }

@@ -37,6 +37,7 @@ use crate::mqtt::slots::ConnectionSlots;
 use crate::mqtt::{ingest, tls};
 use crate::nodewatch::{self, NodeWatch};
 use crate::pipeline::Pipeline;
+use crate::quarantine::Quarantine;
 use crate::reading::now_millis;
 use crate::registry::{Registry, load_mirror};
 use crate::seal::SealState;
@@ -224,6 +225,10 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         false => (NodeWatch::disabled(), None),
     };
     let behaviour = Behaviour::new(writer.clone(), journal.event_counts()?).with_watch(watch);
+    let quarantine = Quarantine::from_entries(match journal.meta(crate::quarantine::META_KEY)? {
+        Some(json) => serde_json::from_slice(&json).unwrap_or_default(),
+        None => Vec::new(),
+    });
     let pipeline = Pipeline::new(
         writer.clone(),
         behaviour.clone(),
@@ -396,10 +401,21 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             false => None,
         };
         let (behaviour_findings, behaviour_rx) = tokio::sync::mpsc::channel(256);
+        let quarantine_for_analysis = quarantine.clone();
         if let Some(watch_task) = watch_task {
             let token = tasks.clone();
+            let policy =
+                config
+                    .behaviour
+                    .quarantine_at()?
+                    .map(|at_least| nodewatch::QuarantinePolicy {
+                        quarantine: quarantine.clone(),
+                        at_least,
+                        journal: journal.clone(),
+                        writer: writer.clone(),
+                    });
             supervisor.spawn("node behaviour", async move {
-                nodewatch::run(watch_task, behaviour_findings, token).await;
+                nodewatch::run(watch_task, behaviour_findings, policy, token).await;
                 Ok::<_, std::convert::Infallible>(())
             });
         }
@@ -411,6 +427,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                 analysis,
                 log,
                 alert_sink,
+                quarantine_for_analysis,
                 token,
             )
             .await;
@@ -442,6 +459,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             max_readings: config.seal.max_batch_readings as usize,
             max_wait: Duration::from_secs(config.seal.max_batch_wait_secs),
             state: seal_state.clone(),
+            quarantine: quarantine.clone(),
         };
         supervisor.spawn("seal", sealer.run(tasks.clone()));
         let anchorer = Anchorer {
@@ -567,6 +585,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         ble: ble_status,
         analysis,
         alerts: alerts.clone(),
+        quarantine: quarantine.clone(),
         stages: supervisor.stages(),
         slots,
         logins,
@@ -577,10 +596,12 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         .as_ref()
         .map(|(key, blobs)| (journal.clone(), blobs.clone(), key.clone()));
     let kit_maker = (key.clone(), patient, seal_state_for_kit);
+    let releasing = (quarantine.clone(), journal.clone(), writer.clone());
     let answer = move |ask: status::Ask| {
         let exporting = exporting.clone();
         let (signer, patient, state) = kit_maker.clone();
         let alerts = alerts.clone();
+        let (quarantine, release_journal, release_writer) = releasing.clone();
         async move {
             let off = || "sealing is off on this hub ([seal] enabled = false)".to_owned();
             match ask {
@@ -607,6 +628,20 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                 status::Ask::AlertAck { id } => {
                     serde_json::to_vec(&alerts.sink().patient_ack(id).await)
                 }
+                status::Ask::Release { device } => serde_json::to_vec(&{
+                    let last = release_journal.last_journal_seq().unwrap_or(0);
+                    let released = quarantine.release(&device, now_millis(), last);
+                    if released.is_ok() {
+                        tracing::info!(%device, "the patient released the device from quarantine");
+                        if let Err(e) = release_writer
+                            .save_meta(crate::quarantine::META_KEY, quarantine.to_json())
+                            .await
+                        {
+                            tracing::error!(error = %e, "release not kept in the journal");
+                        }
+                    }
+                    released
+                }),
                 status::Ask::AlertSnooze { kind, minutes } => {
                     serde_json::to_vec(&alerts.sink().snooze(kind, minutes).await)
                 }

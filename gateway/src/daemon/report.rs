@@ -37,6 +37,7 @@ pub(super) struct StatusSources {
     pub ble: BleStatus,
     pub analysis: Analysis,
     pub alerts: crate::alerts::Alerts,
+    pub quarantine: crate::quarantine::Quarantine,
     pub stages: Stages,
     pub slots: Option<Arc<ConnectionSlots>>,
     pub logins: Arc<LoginThrottle>,
@@ -107,6 +108,7 @@ impl StatusSources {
             analysis: self.analysis.status(),
             node_watch: behaviour.watch().status(),
             alerts: self.alerts.status(),
+            quarantine: self.quarantine.entries(),
             devices,
             readings_stored: self.journal.reading_count().unwrap_or_default(),
             refusals: behaviour

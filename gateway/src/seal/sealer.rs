@@ -51,6 +51,8 @@ pub struct Sealer {
     pub max_readings: usize,
     pub max_wait: Duration,
     pub state: SealState,
+    /// Which readings came from a device in quarantine.
+    pub quarantine: crate::quarantine::Quarantine,
 }
 
 impl Sealer {
@@ -174,8 +176,14 @@ impl Sealer {
             kinds: kinds.bits(),
             sealed_at_ms: now_millis(),
         };
+        let quarantined = readings
+            .iter()
+            .filter(|(seq, r)| self.quarantine.covers(&r.device.to_string(), *seq))
+            .map(|(seq, _)| *seq)
+            .collect();
         let body = BatchBody {
             version: BODY_VERSION,
+            quarantined,
             readings,
             findings: findings.into_iter().map(|(_, f)| f).collect(),
         }
