@@ -101,6 +101,7 @@ async fn main() {
         max_readings: 500,
         max_wait: Duration::from_secs(60),
         state: state.clone(),
+        quarantine: Default::default(),
     };
     let seal_started = Instant::now();
     // Every batch is full (500) but the last; its wait is skipped by

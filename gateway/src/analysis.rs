@@ -289,17 +289,31 @@ impl FindingsLog {
     }
 }
 
+/// What the analysis stage takes in and hands on.
+pub struct AnalysisStage {
+    pub monitors: Monitors,
+    /// Every newly stored reading.
+    pub stored: broadcast::Receiver<Reading>,
+    /// Findings of the node-behaviour stage.
+    pub behaviour: tokio::sync::mpsc::Receiver<Vec<DeviceFinding>>,
+    pub analysis: Analysis,
+    /// The findings outbox for sealed batches (with sealing on).
+    pub log: Option<FindingsLog>,
+    pub alerts: crate::alerts::AlertSink,
+    pub quarantine: crate::quarantine::Quarantine,
+}
+
 /// Analyses stored readings until shutdown.
-pub async fn run(
-    mut monitors: Monitors,
-    mut stored: broadcast::Receiver<Reading>,
-    mut behaviour: tokio::sync::mpsc::Receiver<Vec<DeviceFinding>>,
-    analysis: Analysis,
-    mut log: Option<FindingsLog>,
-    alerts: crate::alerts::AlertSink,
-    quarantine: crate::quarantine::Quarantine,
-    shutdown: CancellationToken,
-) {
+pub async fn run(stage: AnalysisStage, shutdown: CancellationToken) {
+    let AnalysisStage {
+        mut monitors,
+        mut stored,
+        mut behaviour,
+        analysis,
+        mut log,
+        alerts,
+        quarantine,
+    } = stage;
     let mut behaviour_open = true;
     loop {
         let reading = tokio::select! {
@@ -544,13 +558,15 @@ mod tests {
         let log = FindingsLog::open(&journal, writer.clone()).unwrap();
         let (_behaviour_tx, behaviour_rx) = tokio::sync::mpsc::channel(1);
         let task = tokio::spawn(run(
-            Monitors::new(models),
-            rx,
-            behaviour_rx,
-            analysis.clone(),
-            Some(log),
-            crate::alerts::AlertSink::default(),
-            crate::quarantine::Quarantine::default(),
+            AnalysisStage {
+                monitors: Monitors::new(models),
+                stored: rx,
+                behaviour: behaviour_rx,
+                analysis: analysis.clone(),
+                log: Some(log),
+                alerts: crate::alerts::AlertSink::default(),
+                quarantine: crate::quarantine::Quarantine::default(),
+            },
             shutdown.clone(),
         ));
         // 5-minute CGM readings falling 3 mg/dL/min from 160 to 55.

@@ -420,17 +420,16 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             });
         }
         supervisor.spawn("analysis", async move {
-            analysis::run(
+            let stage = analysis::AnalysisStage {
                 monitors,
-                stored_readings,
-                behaviour_rx,
+                stored: stored_readings,
+                behaviour: behaviour_rx,
                 analysis,
                 log,
-                alert_sink,
-                quarantine_for_analysis,
-                token,
-            )
-            .await;
+                alerts: alert_sink,
+                quarantine: quarantine_for_analysis,
+            };
+            analysis::run(stage, token).await;
             Ok::<_, std::convert::Infallible>(())
         });
     }
