@@ -106,6 +106,7 @@ fn seal_day(
                 window_end_ms: last,
                 kinds: DataKinds::GLUCOSE.bits(),
                 sealed_at_ms: last + 60_000,
+                evidence: Vec::new(),
             };
             let sealed =
                 SealedBatch::seal(header, &body.to_bytes().unwrap(), key.public(), hub).unwrap();

@@ -294,6 +294,59 @@ impl StatusReport {
                 );
             }
         }
+        let watch = &self.node_watch;
+        if watch.enabled {
+            let _ = writeln!(
+                out,
+                "\nnode behaviour\n  {} devices modelled, {} observations{}",
+                watch.devices,
+                watch.observations,
+                if watch.dropped > 0 {
+                    format!(", {} dropped while behind", watch.dropped)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        let quarantined: Vec<_> = self.quarantine.iter().filter(|q| q.is_open()).collect();
+        if !quarantined.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nQUARANTINED (readings kept and marked; glyco-hub device release)"
+            );
+            for q in quarantined {
+                let _ = writeln!(
+                    out,
+                    "  {} since {} ({}: {})",
+                    q.device,
+                    format_time(q.since_ms),
+                    q.kind,
+                    q.explanation
+                );
+            }
+        }
+        let alerts = &self.alerts;
+        if alerts.enabled {
+            let _ = writeln!(
+                out,
+                "\nalerts\n  {} open, {} made, {} delivered, {} acknowledged{}",
+                alerts.open.len(),
+                alerts.created,
+                alerts.delivered,
+                alerts.acknowledged,
+                alerts
+                    .last_error
+                    .as_ref()
+                    .map_or(String::new(), |e| format!("; last delivery error: {e}"))
+            );
+            for a in alerts.open.iter().rev().take(5) {
+                let _ = writeln!(
+                    out,
+                    "  {} [{}] {} on {} (step {}): {}",
+                    a.id, a.severity, a.kind, a.device, a.step, a.explanation
+                );
+            }
+        }
         out
     }
 }

@@ -124,6 +124,14 @@ async fn a_predicted_low_reaches_the_physician_climbs_the_ladder_and_stops_at_an
     ])
     .await;
     assert!(ok && out.contains("acknowledged"), "{out}{err}");
+    let ack_evidence = out
+        .split("evidence ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches(')')
+        .to_owned();
+    let alert_evidence = alert["evidence"].as_str().unwrap().to_owned();
     let closed = hub
         .wait_for("the acknowledgement at the hub", |r| {
             alert_by_id(&r.alerts.recent, &id).is_some_and(|a| a.acked.is_some())
@@ -204,6 +212,35 @@ async fn a_predicted_low_reaches_the_physician_climbs_the_ladder_and_stops_at_an
     assert!(
         w.alerts_once(PHYSICIAN, &doctor).await.is_empty(),
         "shown once across runs"
+    );
+
+    // Evidence: the delivered alert's and the acknowledgement's digests are
+    // in the headers of later sealed batches, in the clear.
+    let sealed = hub
+        .wait_for("every reading sealed", |r| {
+            r.seal.readings_unsealed == 0 && r.seal.batches_sealed > 0
+        })
+        .await;
+    let mut evidence = Vec::new();
+    for batch in 1..=sealed.seal.batches_sealed {
+        let export = glyco_gateway::status::query_batch(
+            &w.world.config.status_socket(),
+            glyco_gateway::seal::export::BatchSelector::Number(batch),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let blob = alloy::hex::decode(export.blob_hex.unwrap()).unwrap();
+        let batch = glyco_seal::SealedBatch::from_bytes(&blob).unwrap();
+        evidence.extend(batch.header.evidence.iter().map(|d| d.to_string()));
+    }
+    assert!(
+        evidence.contains(&alert_evidence),
+        "{alert_evidence} not in {evidence:?}"
+    );
+    assert!(
+        evidence.contains(&ack_evidence),
+        "{ack_evidence} not in {evidence:?}"
     );
     assert_eq!(hub.terminate().await.code(), Some(0));
 }

@@ -93,6 +93,7 @@ fn print_a_documented_batch() {
         window_end_ms: readings[1].1.device_time.unwrap(),
         kinds: 1,
         sealed_at_ms: 1_767_571_860_000,
+        evidence: Vec::new(),
     };
     let body = BatchBody {
         version: BODY_VERSION,

@@ -64,6 +64,12 @@ pub struct BatchHeader {
     pub kinds: u16,
     /// When the hub sealed it, Unix ms.
     pub sealed_at_ms: i64,
+    /// Evidence of alerts delivered and acknowledgements received since
+    /// the previous batch: keccak256 of each signed message's CBOR, in the
+    /// clear, so a clinic holding the message proves with this batch's
+    /// anchor who was told what, and when (docs/BATCH.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<alloy::primitives::B256>,
 }
 
 /// A sealed, signed batch.
@@ -211,6 +217,7 @@ mod tests {
             window_end_ms: 1_767_571_500_000,
             kinds: 1,
             sealed_at_ms: 1_767_571_560_000,
+            evidence: Vec::new(),
         }
     }
 

@@ -454,6 +454,7 @@ mod tests {
             window_end_ms: 0,
             kinds: 1,
             sealed_at_ms: 0,
+            evidence: Vec::new(),
         };
         SealedBatch::seal(header, text, patient.public(), &hub).unwrap()
     }

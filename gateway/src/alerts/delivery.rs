@@ -184,13 +184,14 @@ impl Delivery {
         Err("unreachable".into())
     }
 
-    /// Delivers `record` to `physician`; the time it was kept, or why not.
+    /// Delivers `record` to `physician`: when it was kept and the evidence
+    /// digest of the signed envelope, or why not.
     pub async fn deliver(
         &mut self,
         record: &AlertRecord,
         step: u8,
         physician: Address,
-    ) -> Result<i64, String> {
+    ) -> Result<(i64, B256), String> {
         let result = self.try_deliver(record, step, physician).await;
         match &result {
             Ok(_) => self.retry = None,
@@ -204,7 +205,7 @@ impl Delivery {
         record: &AlertRecord,
         step: u8,
         physician: Address,
-    ) -> Result<i64, String> {
+    ) -> Result<(i64, B256), String> {
         self.check_inbox_serves(physician).await?;
         let key = public_key_from_bytes(&self.physician_key(physician).await?)
             .map_err(|e| e.to_string())?;
@@ -229,11 +230,12 @@ impl Delivery {
             details: SealedDetails::seal(&details, &key).map_err(|e| e.to_string())?,
         };
         let signed = Signed::sign(envelope, &self.hub).map_err(|e| e.to_string())?;
+        let evidence = signed.evidence().map_err(|e| e.to_string())?;
         match self
             .exchange(&HubAlertMessage::Deliver(Box::new(signed)))
             .await?
         {
-            AlertAnswer::Kept { .. } => Ok(now_ms()),
+            AlertAnswer::Kept { .. } => Ok((now_ms(), evidence)),
             AlertAnswer::Refused { reason } => Err(format!("the inbox refused: {reason}")),
             other => Err(format!("unexpected answer: {other:?}")),
         }

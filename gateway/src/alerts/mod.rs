@@ -52,6 +52,21 @@ pub enum AlertInput {
     },
 }
 
+/// One piece of evidence for the next sealed batch's header: the digest
+/// (keccak256 of the signed message's CBOR) of an alert the inbox kept or
+/// an acknowledgement the hub accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceRecord {
+    pub digest: glyco_contracts::B256,
+    /// `alert` or `ack`.
+    pub what: String,
+    /// The alert's id.
+    pub alert: String,
+    /// The physician told, or who acknowledged.
+    pub party: String,
+    pub at_ms: i64,
+}
+
 /// Where snoozes are kept in the journal's META.
 pub const SNOOZE_META: &str = "alert_snoozes";
 
@@ -272,11 +287,41 @@ pub struct AlertStage {
     pub http: reqwest::Client,
     pub hub: glyco_contracts::Address,
     pub patient: glyco_contracts::Address,
+    /// The next evidence record's number.
+    pub evidence_next: u64,
     pub ack_poll: Duration,
     pub rx: mpsc::Receiver<AlertInput>,
 }
 
 impl AlertStage {
+    /// Keeps a digest for the next sealed batch's header.
+    async fn keep_evidence(
+        &mut self,
+        digest: glyco_contracts::B256,
+        what: &str,
+        alert: &str,
+        party: String,
+    ) {
+        let record = EvidenceRecord {
+            digest,
+            what: what.to_owned(),
+            alert: alert.to_owned(),
+            party,
+            at_ms: now_millis(),
+        };
+        let Ok(json) = serde_json::to_vec(&record) else {
+            return;
+        };
+        match self
+            .writer
+            .put_outbox(vec![(Outbox::Evidence, self.evidence_next, json)])
+            .await
+        {
+            Ok(()) => self.evidence_next += 1,
+            Err(e) => tracing::warn!(error = %e, "evidence not kept for the sealed batches"),
+        }
+    }
+
     /// Keeps the changed alerts in the journal (one commit) and the status.
     async fn keep(&mut self, changed: &[AlertRecord]) {
         if changed.is_empty() {
@@ -414,7 +459,14 @@ impl AlertStage {
                     if !delivery.may_try() {
                         continue;
                     }
-                    delivery.deliver(&record, step, *address).await
+                    match delivery.deliver(&record, step, *address).await {
+                        Ok((at, digest)) => {
+                            self.keep_evidence(digest, "alert", &record.id, address.to_string())
+                                .await;
+                            Ok(at)
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
                 Target::Webhook { name } => {
                     let Some(webhook) = self.webhooks.get_mut(name) else {
@@ -472,6 +524,10 @@ impl AlertStage {
             {
                 Ok(record) => {
                     tracing::info!(%id, by = %ack.body.by, "alert acknowledged by a physician");
+                    if let Ok(digest) = ack.evidence() {
+                        self.keep_evidence(digest, "ack", &id, ack.body.by.to_string())
+                            .await;
+                    }
                     self.alerts.status.lock().acknowledged += 1;
                     self.keep(&[record]).await;
                 }

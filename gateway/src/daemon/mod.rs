@@ -562,6 +562,9 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             http: reqwest::Client::new(),
             hub,
             patient,
+            evidence_next: journal
+                .last_in::<crate::alerts::EvidenceRecord>(crate::journal::Outbox::Evidence)?
+                .map_or(1, |(no, _)| no + 1),
             ack_poll: Duration::from_millis(config.alerts.ack_poll_ms),
             rx,
         };

@@ -63,6 +63,7 @@ const REPLICATED: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("replic
 /// Finding number -> an on-hub finding (JSON, `crate::analysis`), for batches.
 const FINDINGS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("findings");
 pub(crate) const ALERTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("alerts");
+pub(crate) const EVIDENCE: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("evidence");
 /// Batch number -> when its local blob was pruned (JSON, `crate::seal::pruner`).
 const PRUNED: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("pruned_batches");
 
@@ -78,6 +79,9 @@ pub enum Outbox {
     Findings,
     /// Alerts by number, each overwritten as it changes (docs/HUB.md).
     Alerts,
+    /// Digests of alerts delivered and acknowledgements received, numbered
+    /// from 1; batches carry them in order.
+    Evidence,
 }
 
 impl Outbox {
@@ -89,6 +93,7 @@ impl Outbox {
             Self::Pruned => PRUNED,
             Self::Findings => FINDINGS,
             Self::Alerts => ALERTS,
+            Self::Evidence => EVIDENCE,
         }
     }
 }

@@ -107,6 +107,7 @@ impl JournalStore {
         txn.open_table(PRUNED)?;
         txn.open_table(FINDINGS)?;
         txn.open_table(super::ALERTS)?;
+        txn.open_table(super::EVIDENCE)?;
         txn.commit()?;
         store.fill_timed_content()?;
         Ok(store)

@@ -26,6 +26,10 @@ pub struct BatchRecord {
     /// ones (each finding in exactly one batch).
     #[serde(default)]
     pub findings_through: u64,
+    /// The hub's evidence records up to this number are in this batch's
+    /// header or earlier ones.
+    #[serde(default)]
+    pub evidence_through: u64,
 }
 
 /// Where a batch sits under an anchored root.

@@ -26,6 +26,9 @@ use crate::reading::{Reading, now_millis};
 const POLL: Duration = Duration::from_millis(250);
 /// Findings carried by one batch at most (the rest ride with the next).
 const MAX_FINDINGS: usize = 2_000;
+/// Evidence digests one batch header carries at most (the rest ride in the
+/// next batches).
+const MAX_EVIDENCE: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
@@ -95,13 +98,14 @@ impl Sealer {
     /// Seals one batch if one is due; returns whether it did.
     pub async fn step(&self) -> Result<bool, SealError> {
         let last = self.journal.last_in::<BatchRecord>(Outbox::Sealed)?;
-        let (batch_no, from, findings_from) = match &last {
+        let (batch_no, from, findings_from, evidence_from) = match &last {
             Some((no, record)) => (
                 no + 1,
                 record.last_journal_seq + 1,
                 record.findings_through + 1,
+                record.evidence_through + 1,
             ),
-            None => (1, 1, 1),
+            None => (1, 1, 1, 1),
         };
         let pending = self.journal.readings_from(from, self.max_readings)?;
         let newest = self.journal.last_journal_seq()?;
@@ -128,8 +132,19 @@ impl Sealer {
             findings_from,
             MAX_FINDINGS,
         )?;
+        // So do the digests of alerts and acknowledgements since then.
+        let evidence = self.journal.outbox_from::<crate::alerts::EvidenceRecord>(
+            Outbox::Evidence,
+            evidence_from,
+            MAX_EVIDENCE,
+        )?;
         let record = self
-            .seal(batch_no, pending, findings, findings_from - 1)
+            .seal(
+                batch_no,
+                pending,
+                (findings, findings_from - 1),
+                (evidence, evidence_from - 1),
+            )
             .await?;
         self.writer
             .put_outbox(vec![(
@@ -152,10 +167,11 @@ impl Sealer {
         &self,
         batch_no: u64,
         readings: Vec<(u64, Reading)>,
-        findings: Vec<(u64, FindingRecord)>,
-        findings_before: u64,
+        (findings, findings_before): (Vec<(u64, FindingRecord)>, u64),
+        (evidence, evidence_before): (Vec<(u64, crate::alerts::EvidenceRecord)>, u64),
     ) -> Result<BatchRecord, SealError> {
         let findings_through = findings.last().map_or(findings_before, |(no, _)| *no);
+        let evidence_through = evidence.last().map_or(evidence_before, |(no, _)| *no);
         let first_journal_seq = readings.first().map_or(0, |(seq, _)| *seq);
         let last_journal_seq = readings.last().map_or(0, |(seq, _)| *seq);
         let times = readings.iter().map(|(_, r)| reading_time(r));
@@ -175,6 +191,7 @@ impl Sealer {
             window_end_ms,
             kinds: kinds.bits(),
             sealed_at_ms: now_millis(),
+            evidence: evidence.into_iter().map(|(_, e)| e.digest).collect(),
         };
         let quarantined = readings
             .iter()
@@ -210,6 +227,7 @@ impl Sealer {
             sealed_at: header.sealed_at_ms,
             anchor: None,
             findings_through,
+            evidence_through,
         })
     }
 }

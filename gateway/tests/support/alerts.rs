@@ -220,6 +220,7 @@ pub async fn alert_world() -> AlertWorld {
     w.world.edit_config(|c| {
         c.alerts.inbox = Some(inbox);
         c.alerts.ack_poll_ms = 300;
+        c.seal.max_batch_wait_secs = 1;
         c.alerts.ladder = vec![
             LadderStepConfig {
                 after_secs: 0,

@@ -117,6 +117,8 @@ pub async fn alerts(
                         "created_at_ms": body.created_at_ms,
                         "reading_received_at_ms": body.reading_received_at_ms,
                         "shown_at_ms": shown_at_ms,
+                        // What the hub anchors for this alert (docs/BATCH.md).
+                        "evidence": envelope.evidence().ok().map(|d| d.to_string()),
                         "device": details.as_ref().map(|d| d.device.clone()).ok(),
                         "explanation": details.as_ref().map(|d| d.explanation.clone()).ok(),
                     });
@@ -158,7 +160,7 @@ pub async fn ack(dir: &Path, key: &Path, inbox: &HubPeer, id: &str) -> Result<()
     let Some(hub) = hub_of_shown(dir, &id) else {
         bail!("alert {id} was not shown here (run `physician alerts` first)");
     };
-    let request = InboxRequest::Ack(Signed::sign(
+    let signed = Signed::sign(
         AlertAck {
             alert,
             hub,
@@ -166,14 +168,16 @@ pub async fn ack(dir: &Path, key: &Path, inbox: &HubPeer, id: &str) -> Result<()
             at_ms: now_ms(),
         },
         &signer,
-    )?);
+    )?;
+    let evidence = signed.evidence()?;
+    let request = InboxRequest::Ack(signed);
     let (_endpoint, connection, mut recv) = open(dir, inbox, &request).await?;
     let answer = alerts::read_frame(&mut recv).await?;
     connection.close(0u32.into(), b"done");
     match answer {
         Some(InboxFrame::Recorded { already }) => {
             println!(
-                "alert {id} acknowledged{}",
+                "alert {id} acknowledged{} (evidence {evidence})",
                 if already { " (already)" } else { "" }
             );
             Ok(())

@@ -25,10 +25,13 @@ use crate::seal_flows::{clinic, start_replica, write_key};
 /// A dev account with nothing else to do in the demo: the second proxy.
 const THIRD_PROXY: u32 = 17;
 
-/// The proxies, running; their `<address>@<ip:port>` for configs and CLIs.
+/// The proxies and the alert inbox, running; the proxies'
+/// `<address>@<ip:port>` and the inbox's `<node id>@<ip:port>` for configs
+/// and CLIs.
 pub struct Proxies {
     children: Vec<Child>,
     pub args: Vec<String>,
+    pub inbox: String,
 }
 
 fn chain_args(dir: &Path, world: &ChainWorld) -> Vec<String> {
@@ -59,6 +62,7 @@ pub async fn start_proxies(dir: &Path, world: &ChainWorld) -> Result<Proxies> {
     let mut proxies = Proxies {
         children: Vec::new(),
         args: Vec::new(),
+        inbox: String::new(),
     };
     for account in [SECOND_PROXY, THIRD_PROXY] {
         let proxy_dir = dir.join(format!("proxy-{account}"));
@@ -107,6 +111,51 @@ pub async fn start_proxies(dir: &Path, world: &ChainWorld) -> Result<Proxies> {
             .args
             .push(format!("{:#x}@127.0.0.1:{port}", address(account)));
     }
+    // St Luke's alert inbox: its node enrolled for the hospital, so hubs
+    // deliver to it; it keeps alerts only for physicians with a live grant.
+    let inbox_dir = dir.join("alert-inbox");
+    let mut args = strings(&["enrol-node", "--dir"]);
+    args.push(inbox_dir.to_string_lossy().into_owned());
+    args.push("--entity-key".into());
+    let hospital_key = dir.join("hospital.key");
+    write_key(&hospital_key, HOSPITAL)?;
+    args.push(hospital_key.to_string_lossy().into_owned());
+    args.extend(chain_args(dir, world));
+    let (ok, _, err) = run_clinic(&args).await?;
+    if !ok {
+        bail!("enrolling the alert inbox: {err}");
+    }
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut args = strings(&["alert-inbox", "--dir"]);
+    args.push(inbox_dir.to_string_lossy().into_owned());
+    args.push("--listen".into());
+    args.push(format!("127.0.0.1:{port}"));
+    args.extend(chain_args(dir, world));
+    let mut child = Command::new(sibling_binary("glyco-clinic")?)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("alert-inbox.log"))?)
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().context("inbox stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .context("the alert inbox did not start")??
+        .context("the alert inbox exited")?;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let node = line
+        .split_whitespace()
+        .nth(3)
+        .context("the inbox's node id")?
+        .to_owned();
+    step(&format!(
+        "glyco-clinic alert-inbox (St Luke's, node enrolled on chain): {line}"
+    ));
+    proxies.inbox = format!("{node}@127.0.0.1:{port}");
+    proxies.children.push(child);
     Ok(proxies)
 }
 
@@ -237,6 +286,66 @@ pub async fn run(
     }
     step("glyco-clinic physician read --replica … --proxy P1 --proxy P2 --threshold 2 --fhir …:");
     indent(&out);
+
+    // The alerts of section 13 waited at the hub: the inbox refused them
+    // while the physician had no grant. Now they arrive, sealed to the
+    // physician's umbral key.
+    let report = wait_status(&socket, "the alerts delivered to the physician", |r| {
+        r.alerts.open.iter().chain(&r.alerts.recent).any(|a| {
+            a.kind == "predicted_low" && a.targets.iter().all(|t| t.delivered_at_ms.is_some())
+        })
+    })
+    .await?;
+    let mut args = strings(&["physician", "alerts", "--dir"]);
+    args.push(machine.to_string_lossy().into_owned());
+    args.push("--key".into());
+    args.push(key.to_string_lossy().into_owned());
+    args.push("--inbox".into());
+    args.push(proxies.inbox.clone());
+    let (ok, out, err) = run_clinic(&args).await?;
+    if !ok {
+        bail!("physician alerts: {err}");
+    }
+    step(
+        "the alerts of section 13 waited at the hub until the grant; glyco-clinic physician alerts --inbox …:",
+    );
+    indent(&out);
+    if let Some(alert) = report
+        .alerts
+        .open
+        .iter()
+        .find(|a| a.kind == "predicted_low")
+    {
+        let mut args = strings(&["physician", "ack", &alert.id, "--dir"]);
+        args.push(machine.to_string_lossy().into_owned());
+        args.push("--key".into());
+        args.push(key.to_string_lossy().into_owned());
+        args.push("--inbox".into());
+        args.push(proxies.inbox.clone());
+        let (ok, out, err) = run_clinic(&args).await?;
+        if !ok {
+            bail!("physician ack: {err}");
+        }
+        step(&format!(
+            "glyco-clinic physician ack {}: {}",
+            alert.id,
+            out.trim()
+        ));
+        let acked = wait_status(&socket, "the acknowledgement at the hub", |r| {
+            r.alerts
+                .recent
+                .iter()
+                .any(|a| a.id == alert.id && a.acked.is_some())
+        })
+        .await?;
+        if let Some(a) = acked.alerts.recent.iter().find(|a| a.id == alert.id) {
+            step(&format!(
+                "the hub polled the inbox: alert {} acknowledged by {}; no further step",
+                a.id,
+                a.acked.as_ref().map_or("", |x| x.by.as_str())
+            ));
+        }
+    }
     let log = world
         .client(PATIENT)
         .access_log_of(address(PATIENT), 0)

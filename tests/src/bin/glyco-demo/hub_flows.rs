@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use glyco_ble::testing::{MockBluez, frames};
 use glyco_contracts::keys::{DEV_MNEMONIC, dev_account};
-use glyco_contracts::testkit::accounts::{HUB, PATIENT};
+use glyco_contracts::testkit::accounts::{HUB, PATIENT, PHYSICIAN};
 use glyco_gateway::config::HubConfig;
 use glyco_gateway::credentials::CredentialsFile;
 use glyco_gateway::mqtt::wire::AckStatus;
@@ -137,6 +137,15 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
     config.seal.proxies = proxies.args.clone();
     config.seal.proxy_threshold = 2;
     config.seal.share_poll_secs = 1;
+    // Alerts: the patient at once, the physician through St Luke's inbox.
+    config.alerts.inbox = Some(proxies.inbox.clone());
+    config.alerts.ladder = vec![glyco_gateway::config::LadderStepConfig {
+        after_secs: 0,
+        to: vec![
+            "patient".into(),
+            format!("physician:{:#x}", crate::chain_flows::address(PHYSICIAN)),
+        ],
+    }];
     std::fs::write(&config_path, toml::to_string(&config)?)?;
     let mut secrets = Vec::new();
     for (name, kind) in [
@@ -418,6 +427,17 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
             finding.confidence * 100.0,
             finding.explanation
         ));
+    }
+
+    // Alerts: the patient sees them at once; the physician's wait for a grant.
+    wait_status(&socket, "the alerts", |r| {
+        r.alerts.open.iter().any(|a| a.kind == "predicted_low")
+    })
+    .await?;
+    let alerts = hub_cli(&config_path, &["alerts"]).await?;
+    step("glyco-hub alerts (the patient's list; physicians are told through the clinic's inbox):");
+    for line in alerts.lines() {
+        println!("      {line}");
     }
 
     section("14. glyco-hub status (the paramedic's emergency access is announced)");
