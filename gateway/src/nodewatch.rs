@@ -233,6 +233,10 @@ fn main_value(measurement: &Measurement) -> f32 {
 
 struct Models {
     by_name: HashMap<String, RobustBehaviour>,
+    /// A session that began before the device's first reading since the
+    /// hub started (its class is not known yet): replayed into the model
+    /// when the reading comes.
+    pending_sessions: HashMap<String, NodeObservation>,
 }
 
 impl Models {
@@ -243,12 +247,23 @@ impl Models {
         observation: NodeObservation,
     ) -> Option<Vec<glyco_ml::Finding>> {
         if !self.by_name.contains_key(name) {
-            let class = create?;
+            let Some(class) = create else {
+                if matches!(observation.what, Observed::SessionStart { .. })
+                    && self.pending_sessions.len() < MAX_DEVICES
+                {
+                    self.pending_sessions.insert(name.to_owned(), observation);
+                    return Some(Vec::new());
+                }
+                return None;
+            };
             if self.by_name.len() >= MAX_DEVICES {
                 return None;
             }
-            self.by_name
-                .insert(name.to_owned(), RobustBehaviour::new(class));
+            let mut model = RobustBehaviour::new(class);
+            if let Some(session) = self.pending_sessions.remove(name) {
+                let _ = model.observe(&session);
+            }
+            self.by_name.insert(name.to_owned(), model);
         }
         let model = self.by_name.get_mut(name)?;
         Some(model.observe(&observation))
@@ -300,6 +315,7 @@ pub async fn run(
     let NodeWatchTask { mut rx, status } = task;
     let mut models = Models {
         by_name: HashMap::new(),
+        pending_sessions: HashMap::new(),
     };
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(TICK_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -189,10 +189,18 @@ impl BleIngest {
             BleEvent::Connected { identity } => {
                 tracing::info!(device = %identity, "BLE device connected");
                 self.status.set_connected(identity.address, true);
+                // A BLE link has no source address: sessions count, not places.
+                let device = identity_of(&identity).to_string();
+                self.pipeline
+                    .behaviour()
+                    .watch()
+                    .session_start(&device, None, None);
             }
             BleEvent::Disconnected { identity, reason } => {
                 tracing::info!(device = %identity, ?reason, "BLE device disconnected");
                 self.status.set_connected(identity.address, false);
+                let device = identity_of(&identity).to_string();
+                self.pipeline.behaviour().watch().session_end(&device);
             }
             BleEvent::Measurement {
                 identity,

@@ -44,7 +44,7 @@ async fn main() -> Result<()> {
         .anvil
         .unwrap_or_else(glyco_contracts::testkit::workspace_anvil);
     let world = Box::pin(chain_flows::run(&cli.dir, anvil)).await?;
-    hub_flows::run(&cli.dir, &world).await?;
+    Box::pin(hub_flows::run(&cli.dir, &world)).await?;
     narrate::done();
     Ok(())
 }
