@@ -174,7 +174,11 @@ fn ble_readings_reach_the_journal_and_a_restart_fetches_only_new_records() {
         // The BLE devices' sessions and readings reach their behaviour
         // models (the unregistered meter's refusal has none).
         assert!(report.node_watch.devices >= 2, "{:?}", report.node_watch);
-        assert!(report.node_watch.observations >= 9, "{:?}", report.node_watch);
+        assert!(
+            report.node_watch.observations >= 9,
+            "{:?}",
+            report.node_watch
+        );
         assert!(
             !report
                 .analysis

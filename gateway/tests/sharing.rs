@@ -27,7 +27,7 @@ use glyco_seal::sharing::{
     BatchClaim, ProxyRefusal, REENCRYPT_ALPN, ReencryptAnswer, ReencryptRequest,
 };
 use support::clinic::{ClinicProcess, clinic};
-use support::{HubWorld, free_udp_port, now_ms, write_key};
+use support::{HubWorld, free_udp_port, now_ms};
 
 struct Clinic {
     world: HubWorld,
@@ -50,32 +50,15 @@ impl Clinic {
     }
 
     fn chain_args(&self) -> Vec<String> {
-        vec![
-            "--rpc".into(),
-            self.world.config.chain.rpc_url.clone(),
-            "--deployment".into(),
-            self.world
-                .config
-                .chain
-                .deployment_file
-                .to_string_lossy()
-                .into_owned(),
-        ]
+        support::clinic::chain_args(&self.world)
     }
 
     fn key_file(&self, account: u32) -> String {
-        let path = self.keys.join(format!("{account}.key"));
-        if !path.exists() {
-            write_key(&path, &self.world.consortium.signer(account));
-        }
-        path.to_string_lossy().into_owned()
+        support::clinic::key_file(&self.world, &self.keys, account)
     }
 
     async fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let mut all: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-        all.extend(self.chain_args());
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        clinic(&refs).await
+        support::clinic::clinic_on_chain(&self.world, args).await
     }
 
     /// Enrols `account` as a proxy of the hospital with the iroh node in
@@ -135,15 +118,7 @@ impl Clinic {
     /// A physician's machine: umbral key made and published on chain.
     async fn physician(&self, account: u32) -> PathBuf {
         let dir = self.path(&format!("physician-{account}"));
-        let d = dir.to_str().unwrap();
-        let (ok, _, err) = clinic(&["physician", "init", "--dir", d]).await;
-        assert!(ok, "{err}");
-        let key = self.key_file(account);
-        let (ok, _, err) = self
-            .run(&["physician", "publish-key", "--dir", d, "--key", &key])
-            .await;
-        assert!(ok, "{err}");
-        dir
+        support::clinic::physician_machine(&self.world, dir, &self.keys, account).await
     }
 
     /// `physician read` from the replica through `proxies`.

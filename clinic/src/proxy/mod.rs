@@ -148,7 +148,7 @@ impl Proxy {
     }
 
     /// The hub that signed `signed` serves `patient` on chain.
-    async fn check_hub<T: serde::Serialize>(
+    async fn check_hub<T: serde::Serialize + glyco_seal::signed::Domain>(
         &self,
         signed: &HubSigned<T>,
         hub: Address,

@@ -16,10 +16,11 @@
 //! forwards ciphertext. The envelope (kind, severity, times) is in the
 //! clear, so the inbox can order and count, and is signed by the hub.
 
-use alloy::primitives::{Address, B256, Signature, keccak256};
-use alloy::signers::SignerSync;
-use alloy::signers::local::PrivateKeySigner;
+use alloy::primitives::{Address, keccak256};
 use serde::{Deserialize, Serialize};
+
+use crate::signed::umbral_json;
+pub use crate::signed::{Domain, SignError, Signed};
 use umbral_pre::{Capsule, PublicKey, SecretKey};
 
 /// ALPN of alert delivery and acknowledgement polls (hub → inbox).
@@ -37,53 +38,6 @@ const ALERT_DOMAIN: &[u8] = b"glyco-alert/1\0";
 const POLL_DOMAIN: &[u8] = b"glyco-alert-poll/1\0";
 const ACK_DOMAIN: &[u8] = b"glyco-alert-ack/1\0";
 const FOLLOW_DOMAIN: &[u8] = b"glyco-alert-follow/1\0";
-
-/// Which signatures a body gets: one domain per message kind, so a
-/// signature made for one can never be replayed as another.
-pub trait Domain {
-    const DOMAIN: &'static [u8];
-}
-
-/// A body with an Ethereum signature over its domain and CBOR.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Signed<T> {
-    pub body: T,
-    #[serde(with = "crate::batch::bytes")]
-    pub signature: Vec<u8>,
-}
-
-impl<T: Serialize + Domain> Signed<T> {
-    pub fn sign(body: T, key: &PrivateKeySigner) -> Result<Self, AlertError> {
-        let digest = digest_of(&body)?;
-        let signature = key
-            .sign_hash_sync(&digest)
-            .map_err(|e| AlertError::Sign(e.to_string()))?;
-        Ok(Self {
-            body,
-            signature: signature.as_bytes().to_vec(),
-        })
-    }
-
-    /// The address whose key signed the body.
-    pub fn signer(&self) -> Result<Address, AlertError> {
-        let signature = Signature::try_from(self.signature.as_slice())
-            .map_err(|e| AlertError::Signature(e.to_string()))?;
-        signature
-            .recover_address_from_prehash(&digest_of(&self.body)?)
-            .map_err(|e| AlertError::Signature(e.to_string()))
-    }
-
-    /// What the hub anchors as evidence of this message.
-    pub fn evidence(&self) -> Result<B256, AlertError> {
-        Ok(keccak256(encode(self)?))
-    }
-}
-
-fn digest_of<T: Serialize + Domain>(body: &T) -> Result<B256, AlertError> {
-    let mut message = T::DOMAIN.to_vec();
-    ciborium::into_writer(body, &mut message).map_err(|e| AlertError::Encode(e.to_string()))?;
-    Ok(keccak256(&message))
-}
 
 /// An alert id: the hub's address and its alert number, hashed, so a
 /// redelivery after a crash carries the same id.
@@ -316,6 +270,16 @@ pub enum AlertError {
     TooLarge(usize),
 }
 
+impl From<SignError> for AlertError {
+    fn from(e: SignError) -> Self {
+        match e {
+            SignError::Encode(e) => Self::Encode(e),
+            SignError::Sign(e) => Self::Sign(e),
+            SignError::Signature(e) => Self::Signature(e),
+        }
+    }
+}
+
 pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, AlertError> {
     let mut out = Vec::new();
     ciborium::into_writer(message, &mut out).map_err(|e| AlertError::Encode(e.to_string()))?;
@@ -361,29 +325,10 @@ pub async fn read_frame(
     decode(&body).map(Some)
 }
 
-/// umbral's capsule reads back only from a human-readable format: it
-/// travels as its JSON text inside CBOR (as in `sharing`).
-mod umbral_json {
-    use serde::de::{DeserializeOwned, Error as _};
-    use serde::ser::Error as _;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<T: Serialize, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
-        let text = serde_json::to_string(value).map_err(S::Error::custom)?;
-        s.serialize_str(&text)
-    }
-
-    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<T, D::Error> {
-        let text = String::deserialize(d)?;
-        serde_json::from_str(&text).map_err(D::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloy::signers::local::PrivateKeySigner;
 
     fn envelope(key: &PublicKey) -> AlertEnvelope {
         let details = AlertDetails {

@@ -17,6 +17,7 @@ pub mod merkle;
 pub mod reading;
 pub mod replication;
 pub mod sharing;
+pub mod signed;
 pub mod verify;
 
 pub use batch::{BatchError, BatchHeader, SealedBatch};

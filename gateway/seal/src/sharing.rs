@@ -17,9 +17,7 @@
 //! The crypto steps each party runs live here too, so the hub, the proxy
 //! and the physician share one definition of them.
 
-use alloy::primitives::{Address, B256, Signature, keccak256};
-use alloy::signers::SignerSync;
-use alloy::signers::local::PrivateKeySigner;
+use alloy::primitives::{Address, B256};
 use glyco_contracts::SignedAccessRequest;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -27,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use umbral_pre::{Capsule, CapsuleFrag, KeyFrag, PublicKey, VerifiedCapsuleFrag, VerifiedKeyFrag};
 
 use crate::keys::{PatientKey, PhysicianKey, public_key_from_bytes};
+use crate::signed::{Domain, SignError, Signed, umbral_json};
 use crate::{InclusionProof, SealedBatch};
 
 /// ALPN of kfrag delivery (hub → proxy).
@@ -75,40 +74,16 @@ pub struct KfragDrop {
     pub proxy: Address,
 }
 
-/// A message with the hub's Ethereum signature over its CBOR.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HubSigned<T> {
-    pub body: T,
-    #[serde(with = "crate::batch::bytes")]
-    pub signature: Vec<u8>,
+/// A kfrag message with the hub's Ethereum signature (domain
+/// `glyco-kfrags/1`).
+pub type HubSigned<T> = Signed<T>;
+
+impl Domain for KfragDelivery {
+    const DOMAIN: &'static [u8] = HUB_SIGNING_DOMAIN;
 }
 
-impl<T: Serialize> HubSigned<T> {
-    pub fn sign(body: T, hub: &PrivateKeySigner) -> Result<Self, SharingError> {
-        let digest = hub_digest(&body)?;
-        let signature = hub
-            .sign_hash_sync(&digest)
-            .map_err(|e| SharingError::Sign(e.to_string()))?;
-        Ok(Self {
-            body,
-            signature: signature.as_bytes().to_vec(),
-        })
-    }
-
-    /// The address whose key signed the body.
-    pub fn signer(&self) -> Result<Address, SharingError> {
-        let signature = Signature::try_from(self.signature.as_slice())
-            .map_err(|e| SharingError::Signature(e.to_string()))?;
-        signature
-            .recover_address_from_prehash(&hub_digest(&self.body)?)
-            .map_err(|e| SharingError::Signature(e.to_string()))
-    }
-}
-
-fn hub_digest<T: Serialize>(body: &T) -> Result<B256, SharingError> {
-    let mut message = HUB_SIGNING_DOMAIN.to_vec();
-    ciborium::into_writer(body, &mut message).map_err(|e| SharingError::Encode(e.to_string()))?;
-    Ok(keccak256(&message))
+impl Domain for KfragDrop {
+    const DOMAIN: &'static [u8] = HUB_SIGNING_DOMAIN;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -252,24 +227,13 @@ pub enum SharingError {
     Key(#[from] crate::KeyError),
 }
 
-/// umbral's types read their points back only from a human-readable format
-/// (hex strings), while CBOR writes them as byte strings: they travel as
-/// their JSON form inside a CBOR text string.
-mod umbral_json {
-    use serde::de::{DeserializeOwned, Error as _};
-    use serde::ser::Error as _;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<T: Serialize, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
-        let text = serde_json::to_string(value).map_err(S::Error::custom)?;
-        s.serialize_str(&text)
-    }
-
-    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<T, D::Error> {
-        let text = String::deserialize(d)?;
-        serde_json::from_str(&text).map_err(D::Error::custom)
+impl From<SignError> for SharingError {
+    fn from(e: SignError) -> Self {
+        match e {
+            SignError::Encode(e) => Self::Encode(e),
+            SignError::Sign(e) => Self::Sign(e),
+            SignError::Signature(e) => Self::Signature(e),
+        }
     }
 }
 
@@ -433,6 +397,7 @@ pub fn open_reencrypted(
 mod tests {
     use super::*;
     use crate::BatchHeader;
+    use alloy::signers::local::PrivateKeySigner;
 
     fn keys() -> (tempfile::TempDir, PatientKey, PhysicianKey) {
         let dir = tempfile::tempdir().unwrap();
@@ -560,6 +525,24 @@ mod tests {
             Err(SharingError::CfragInvalid { index: 0, .. })
         ));
         drop(dir);
+    }
+
+    /// Pins the kfrag messages' signing digest: hubs and proxies of
+    /// different versions must agree on it.
+    #[test]
+    fn the_kfrag_signature_is_pinned() {
+        let hub = PrivateKeySigner::from_bytes(&B256::repeat_byte(7)).unwrap();
+        let drop = KfragDrop {
+            patient: Address::repeat_byte(1),
+            hub: hub.address(),
+            grant_id: 3,
+            proxy: Address::repeat_byte(4),
+        };
+        let signed = HubSigned::sign(drop, &hub).unwrap();
+        assert_eq!(
+            alloy::hex::encode(&signed.signature),
+            "778b165f3adae819394076e9d871689887d4d2adbcdf5d17dccc3b91b9dd282f6245ce5f5fd41b64fdbd5413570a400764f18778d28bcc8d62de1df7c18778da1b"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use super::clinic::{ClinicProcess, clinic, clinic_bin};
-use super::{HubWorld, free_udp_port, now_ms, write_key};
+use super::{HubWorld, free_udp_port, now_ms};
 
 pub struct AlertWorld {
     pub world: HubWorld,
@@ -28,32 +28,15 @@ impl AlertWorld {
     }
 
     pub fn chain_args(&self) -> Vec<String> {
-        vec![
-            "--rpc".into(),
-            self.world.config.chain.rpc_url.clone(),
-            "--deployment".into(),
-            self.world
-                .config
-                .chain
-                .deployment_file
-                .to_string_lossy()
-                .into_owned(),
-        ]
+        super::clinic::chain_args(&self.world)
     }
 
     pub fn key_file(&self, account: u32) -> String {
-        let path = self.path(&format!("{account}.key"));
-        if !path.exists() {
-            write_key(&path, &self.world.consortium.signer(account));
-        }
-        path.to_string_lossy().into_owned()
+        super::clinic::key_file(&self.world, self.world.dir.path(), account)
     }
 
     pub async fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let mut all: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-        all.extend(self.chain_args());
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        clinic(&refs).await
+        super::clinic::clinic_on_chain(&self.world, args).await
     }
 
     pub async fn start_inbox(&self) -> ClinicProcess {
@@ -83,15 +66,7 @@ impl AlertWorld {
     /// A physician's machine with its umbral key published on chain.
     pub async fn physician(&self, account: u32) -> PathBuf {
         let dir = self.path(&format!("physician-{account}"));
-        let d = dir.to_str().unwrap();
-        let (ok, _, err) = clinic(&["physician", "init", "--dir", d]).await;
-        assert!(ok, "{err}");
-        let key = self.key_file(account);
-        let (ok, _, err) = self
-            .run(&["physician", "publish-key", "--dir", d, "--key", &key])
-            .await;
-        assert!(ok, "{err}");
-        dir
+        super::clinic::physician_machine(&self.world, dir, self.world.dir.path(), account).await
     }
 
     pub async fn grant(&self, account: u32) {

@@ -67,3 +67,55 @@ pub async fn clinic(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `--rpc` and `--deployment` of the world's chain, for `glyco-clinic`.
+pub fn chain_args(world: &super::HubWorld) -> Vec<String> {
+    vec![
+        "--rpc".into(),
+        world.config.chain.rpc_url.clone(),
+        "--deployment".into(),
+        world
+            .config
+            .chain
+            .deployment_file
+            .to_string_lossy()
+            .into_owned(),
+    ]
+}
+
+/// The dev account's key written (once) into `dir`, as a path argument.
+pub fn key_file(world: &super::HubWorld, dir: &Path, account: u32) -> String {
+    let path = dir.join(format!("{account}.key"));
+    if !path.exists() {
+        super::write_key(&path, &world.consortium.signer(account));
+    }
+    path.to_string_lossy().into_owned()
+}
+
+/// A `glyco-clinic` command with the world's chain arguments appended.
+pub async fn clinic_on_chain(world: &super::HubWorld, args: &[&str]) -> (bool, String, String) {
+    let mut all: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    all.extend(chain_args(world));
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    clinic(&refs).await
+}
+
+/// A physician's machine in `dir`: umbral key made and published on chain.
+pub async fn physician_machine(
+    world: &super::HubWorld,
+    dir: PathBuf,
+    keys: &Path,
+    account: u32,
+) -> PathBuf {
+    let d = dir.to_str().unwrap();
+    let (ok, _, err) = clinic(&["physician", "init", "--dir", d]).await;
+    assert!(ok, "{err}");
+    let key = key_file(world, keys, account);
+    let (ok, _, err) = clinic_on_chain(
+        world,
+        &["physician", "publish-key", "--dir", d, "--key", &key],
+    )
+    .await;
+    assert!(ok, "{err}");
+    dir
+}

@@ -57,6 +57,25 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// Starts a long-running `glyco-clinic` command; returns it and the
+/// address line it prints first.
+async fn spawn_clinic(args: &[String], log: &Path, what: &str) -> Result<(Child, String)> {
+    let mut child = Command::new(sibling_binary("glyco-clinic")?)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log)?)
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .with_context(|| format!("the {what} did not start"))??
+        .with_context(|| format!("the {what} exited"))?;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, line))
+}
+
 /// Enrols two proxies of St Luke's with their iroh nodes and starts them.
 pub async fn start_proxies(dir: &Path, world: &ChainWorld) -> Result<Proxies> {
     let mut proxies = Proxies {
@@ -88,21 +107,8 @@ pub async fn start_proxies(dir: &Path, world: &ChainWorld) -> Result<Proxies> {
         args.push("--listen".into());
         args.push(format!("127.0.0.1:{port}"));
         args.extend(chain_args(dir, world));
-        let mut child = Command::new(sibling_binary("glyco-clinic")?)
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(
-                dir.join(format!("proxy-{account}.log")),
-            )?)
-            .kill_on_drop(true)
-            .spawn()?;
-        let stdout = child.stdout.take().context("proxy stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .context("the proxy did not start")??
-            .context("the proxy exited")?;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (child, line) =
+            spawn_clinic(&args, &dir.join(format!("proxy-{account}.log")), "proxy").await?;
         step(&format!(
             "glyco-clinic proxy (enrolled by St Luke's with its iroh node): {line}"
         ));
@@ -133,19 +139,7 @@ pub async fn start_proxies(dir: &Path, world: &ChainWorld) -> Result<Proxies> {
     args.push("--listen".into());
     args.push(format!("127.0.0.1:{port}"));
     args.extend(chain_args(dir, world));
-    let mut child = Command::new(sibling_binary("glyco-clinic")?)
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("alert-inbox.log"))?)
-        .kill_on_drop(true)
-        .spawn()?;
-    let stdout = child.stdout.take().context("inbox stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .context("the alert inbox did not start")??
-        .context("the alert inbox exited")?;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (child, line) = spawn_clinic(&args, &dir.join("alert-inbox.log"), "alert inbox").await?;
     let node = line
         .split_whitespace()
         .nth(3)
