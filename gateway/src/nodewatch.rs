@@ -67,6 +67,11 @@ enum Event {
         device: String,
         what: Observed,
     },
+    /// A bonded BLE identity of this class, not registered, sent a reading.
+    Lookalike {
+        class: DeviceClass,
+        rssi: Option<i16>,
+    },
 }
 
 /// The ingest paths' handle: cheap to clone; a disabled one does nothing.
@@ -189,6 +194,21 @@ impl NodeWatch {
         });
     }
 
+    /// A bonded but unregistered BLE identity sent a reading of `class`:
+    /// news for the registered BLE devices of that class (a device back
+    /// under a new identity, or an impostor).
+    pub fn lookalike(&self, class: DeviceClass, rssi: Option<i16>) {
+        self.send(Event::Lookalike { class, rssi });
+    }
+
+    /// A BLE device heard at `dbm`.
+    pub fn rssi(&self, device: &str, dbm: i16) {
+        self.send(Event::Other {
+            device: key_of(device),
+            what: Observed::Rssi(dbm),
+        });
+    }
+
     pub fn session_end(&self, device: &str) {
         self.send(Event::Other {
             device: key_of(device),
@@ -240,6 +260,59 @@ struct Models {
 }
 
 impl Models {
+    /// One event into the models it concerns; their findings.
+    fn take(
+        &mut self,
+        at_ms: i64,
+        event: Event,
+        status: &Mutex<NodeWatchStatus>,
+    ) -> Vec<DeviceFinding> {
+        let (name, create, what) = match event {
+            Event::Arrival {
+                device,
+                class,
+                arrival,
+            } => (device.to_string(), Some(class), Observed::Arrival(arrival)),
+            Event::Other { device, what } => (device, None, what),
+            Event::Lookalike { class, rssi } => {
+                status.lock().observations += 1;
+                let observation = NodeObservation {
+                    at_ms,
+                    what: Observed::Lookalike { rssi },
+                };
+                let mut found = Vec::new();
+                for (name, model) in &mut self.by_name {
+                    if name.starts_with("ble:") && model.class() == class {
+                        found.extend(model.observe(&observation).into_iter().map(|finding| {
+                            DeviceFinding {
+                                device: name.clone(),
+                                finding,
+                            }
+                        }));
+                    }
+                }
+                return found;
+            }
+        };
+        let observed = self.observe(&name, create, NodeObservation { at_ms, what });
+        {
+            let mut status = status.lock();
+            status.observations += 1;
+            status.devices = self.by_name.len();
+            if observed.is_none() {
+                status.unmodelled += 1;
+            }
+        }
+        observed
+            .into_iter()
+            .flatten()
+            .map(|finding| DeviceFinding {
+                device: name.clone(),
+                finding,
+            })
+            .collect()
+    }
+
     fn observe(
         &mut self,
         name: &str,
@@ -335,23 +408,7 @@ pub async fn run(
             }
             event = rx.recv() => {
                 let Some((at_ms, event)) = event else { return };
-                let (name, create, what) = match event {
-                    Event::Arrival { device, class, arrival } => (device.to_string(), Some(class), Observed::Arrival(arrival)),
-                    Event::Other { device, what } => (device, None, what),
-                };
-                let observed = models.observe(&name, create, NodeObservation { at_ms, what });
-                {
-                    let mut status = status.lock();
-                    status.observations += 1;
-                    status.devices = models.by_name.len();
-                    if observed.is_none() {
-                        status.unmodelled += 1;
-                    }
-                }
-                found.extend(observed.into_iter().flatten().map(|finding| DeviceFinding {
-                    device: name.clone(),
-                    finding,
-                }));
+                found.extend(models.take(at_ms, event, &status));
             }
         }
         if found.is_empty() {
@@ -373,5 +430,59 @@ pub async fn run(
         if findings.send(found).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reading::{SeqOrigin, Transport};
+
+    fn meter_reading(device: &DeviceIdentity) -> Reading {
+        Reading {
+            device: device.clone(),
+            transport: Transport::Ble,
+            seq: 1,
+            seq_origin: SeqOrigin::Device,
+            device_time: Some(now_millis()),
+            received_at: now_millis(),
+            measurement: Measurement::CapillaryGlucose { mg_dl: 110.0 },
+            reported_unit: "mg/dL".into(),
+            flags: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bonded_stranger_reaches_the_registered_ble_devices_of_its_kind_only() {
+        let (watch, task) = NodeWatch::new();
+        let (tx, mut rx) = mpsc::channel(16);
+        let shutdown = CancellationToken::new();
+        let stage = tokio::spawn(run(task, tx, None, shutdown.clone()));
+        let meter = DeviceIdentity::Ble([0xC0, 0x26, 0xDA, 1, 2, 3]);
+        watch.session_start(&meter.to_string(), None, None);
+        watch.arrival(&meter_reading(&meter), ArrivalOutcome::New, None);
+        watch.session_end(&meter.to_string());
+        // Another kind's stranger is none of the meter's business.
+        for _ in 0..3 {
+            watch.lookalike(DeviceClass::Cuff, None);
+        }
+        // Three readings from a bonded, unregistered meter while ours is away.
+        for _ in 0..3 {
+            watch.lookalike(DeviceClass::Meter, None);
+        }
+        let found = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a finding")
+            .expect("the stage runs");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].device, meter.to_string());
+        assert_eq!(
+            found[0].finding.kind.name(),
+            "node_behaviour:identity_change"
+        );
+        let status = watch.status();
+        assert_eq!((status.devices, status.unmodelled), (1, 0), "{status:?}");
+        shutdown.cancel();
+        stage.await.unwrap();
     }
 }

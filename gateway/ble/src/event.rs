@@ -57,6 +57,14 @@ pub enum BleEvent {
         /// The device.
         identity: Identity,
     },
+    /// The adapter hears the connected device at this strength (at most
+    /// one a minute per session; the hub's behaviour model learns it).
+    SignalStrength {
+        /// The device.
+        identity: Identity,
+        /// Received signal strength, dBm.
+        dbm: i16,
+    },
     /// Notifications/indications are on for these characteristics.
     Subscribed {
         /// The device.
@@ -167,6 +175,7 @@ impl BleEvent {
             Connecting { identity, .. }
             | ConnectFailed { identity, .. }
             | Connected { identity }
+            | SignalStrength { identity, .. }
             | Subscribed { identity, .. }
             | CgmSession { identity, .. }
             | Disconnected { identity, .. }

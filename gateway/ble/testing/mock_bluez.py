@@ -395,6 +395,11 @@ class Control(dbus.service.Object):
         if not reachable:
             drop_connection(str(device))
 
+    @dbus.service.method(CONTROL_IFACE, in_signature='on', out_signature='')
+    def SetRssi(self, device, dbm):
+        '''The adapter heard the device at this strength (Device1.RSSI).'''
+        set_props(mockobject.objects[str(device)], DEVICE_IFACE, {'RSSI': dbus.Int16(dbm)})
+
     @dbus.service.method(CONTROL_IFACE, in_signature='o', out_signature='u')
     def ConnectAttempts(self, device):
         return STORE.devices[str(device)].connect_attempts

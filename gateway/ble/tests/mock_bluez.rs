@@ -522,12 +522,31 @@ fn a_truncated_frame_is_a_parse_error_and_the_session_goes_on() {
         ));
         assert_eq!(frame, cut);
 
+        // The adapter hears the meter: one signal-strength event, then
+        // nothing more within the minute.
+        mock.set_rssi(&meter.device, -61).expect("rssi");
+        let dbm = hub
+            .until("the signal strength", |e| match e {
+                BleEvent::SignalStrength { identity, dbm } if *identity == id => Some(*dbm),
+                _ => None,
+            })
+            .await;
+        assert_eq!(dbm, -61);
+        mock.set_rssi(&meter.device, -70).expect("rssi");
+
         // Same connection, next frame fine.
         assert!(mock.notify(&meter.measurement, &full).expect("notify"));
         assert_eq!(glucose_sequence(&hub.measurement(id).await), 9);
         let counters = hub.counters.snapshot();
         let (_, seen) = hub.stop().await;
         assert_eq!(counters.parse_errors, 1);
+        assert_eq!(
+            seen.iter()
+                .filter(|e| matches!(e, BleEvent::SignalStrength { .. }))
+                .count(),
+            1,
+            "at most one a minute"
+        );
         assert_eq!(
             seen.iter()
                 .filter(|e| matches!(e, BleEvent::Connected { .. }))

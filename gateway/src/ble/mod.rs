@@ -196,6 +196,10 @@ impl BleIngest {
                     .watch()
                     .session_start(&device, None, None);
             }
+            BleEvent::SignalStrength { identity, dbm } => {
+                let device = identity_of(&identity).to_string();
+                self.pipeline.behaviour().watch().rssi(&device, dbm);
+            }
             BleEvent::Disconnected { identity, reason } => {
                 tracing::info!(device = %identity, ?reason, "BLE device disconnected");
                 self.status.set_connected(identity.address, false);
@@ -330,8 +334,12 @@ impl BleIngest {
             }
         };
         for (index, reading) in readings.into_iter().enumerate() {
+            let class = crate::nodewatch::class_of(&reading.measurement);
             match self.admission.reading(reading, now_millis()) {
                 Decision::Refuse { reason, detail, .. } => {
+                    if reason == RefusalReason::Unregistered {
+                        behaviour.watch().lookalike(class, None);
+                    }
                     behaviour.refuse(Some(&name), Transport::Ble, reason, detail);
                     // Registration can change; the content cannot.
                     if !matches!(reason, RefusalReason::Unregistered | RefusalReason::Removed)

@@ -332,7 +332,8 @@ impl RobustBehaviour {
         let limit = self.flood_limit(at_ms);
         if count > limit {
             let explanation = format!(
-                "{count:.0} messages in about a minute; over {limit:.0} is a flood for this device"
+                "{:.0} messages in about a minute; over {limit:.0} is a flood for this device",
+                count.ceil()
             );
             self.finding(
                 BehaviourKind::Flood,

@@ -275,6 +275,8 @@ async fn connection(
         }
     }
     let since = Instant::now();
+    // Signal strength goes to the hub at most once a minute per session.
+    let mut rssi_reported: Option<Instant> = None;
     tracing::info!(%identity, "connected");
     // A record the hub did not store (it was in flight when the link went,
     // or refused because the meter was not registered yet) must get
@@ -404,6 +406,12 @@ async fn connection(
                     drain(ctx, identity, memory, &mut streams).await?;
                     return Ok(Outcome::Ended { reason: DisconnectReason::LinkLost, lasted: since.elapsed() });
                 }
+                Some(DeviceEvent::PropertyChanged(DeviceProperty::Rssi(dbm))) => {
+                    if rssi_reported.is_none_or(|at| at.elapsed() >= RSSI_EVERY) {
+                        rssi_reported = Some(Instant::now());
+                        ctx.emit(BleEvent::SignalStrength { identity, dbm }).await?;
+                    }
+                }
                 Some(_) => {}
                 None => {
                     drain(ctx, identity, memory, &mut streams).await?;
@@ -511,6 +519,8 @@ async fn drain(
 /// Waiting that moment lets the reported reason be the real one.
 /// (Longer than the supervisor's grace for device removals.)
 const SETTLE: Duration = Duration::from_secs(1);
+/// The least time between two signal-strength events of one session.
+const RSSI_EVERY: Duration = Duration::from_secs(60);
 
 async fn settle(
     ctx: &Ctx,

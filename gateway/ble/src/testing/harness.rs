@@ -459,6 +459,11 @@ impl MockBluez {
         self.call("SetReachable", (Self::path(&device.path)?, reachable))
     }
 
+    /// The device is heard at `dbm` (a Device1.RSSI property change).
+    pub fn set_rssi(&self, device: &MockDevice, dbm: i16) -> Result<(), HarnessError> {
+        self.call("SetRssi", (Self::path(&device.path)?, dbm))
+    }
+
     /// How many times Device1.Connect was called.
     pub fn connect_attempts(&self, device: &MockDevice) -> Result<u32, HarnessError> {
         let (n,): (u32,) = self.call("ConnectAttempts", (Self::path(&device.path)?,))?;
