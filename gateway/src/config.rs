@@ -470,6 +470,25 @@ impl AlertsConfig {
         })
     }
 
+    /// This config with a signed policy's kinds, severity, ladder and
+    /// de-duplication (inbox, webhooks and polling stay the hub's).
+    pub fn with_policy(&self, doc: &glyco_seal::alerts::AlertPolicyDoc) -> Self {
+        Self {
+            kinds: doc.kinds.clone(),
+            min_severity: doc.min_severity.clone(),
+            ladder: doc
+                .ladder
+                .iter()
+                .map(|(after_secs, to)| LadderStepConfig {
+                    after_secs: *after_secs,
+                    to: to.clone(),
+                })
+                .collect(),
+            dedupe_secs: doc.dedupe_secs,
+            ..self.clone()
+        }
+    }
+
     /// The inbox's node and address, if configured.
     pub fn inbox_peer(
         &self,

@@ -482,6 +482,8 @@ pub enum Ask {
     AlertAck {
         id: String,
     },
+    /// A signed alert policy for this hub (`glyco-hub alerts policy`).
+    AlertPolicy(Box<glyco_seal::alerts::Signed<glyco_seal::alerts::AlertPolicyDoc>>),
     /// The patient releases a device from quarantine (`glyco-hub device
     /// release`): "it is mine and fine".
     Release {
@@ -495,7 +497,7 @@ pub enum Ask {
 }
 
 /// The largest request read from the socket.
-const MAX_ASK_BYTES: u64 = 4096;
+const MAX_ASK_BYTES: u64 = 16 * 1024;
 /// How long a client may take to send its request.
 const ASK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long an answer may take to write (a batch can be megabytes).
@@ -626,6 +628,15 @@ pub async fn query_alert_snooze(
     minutes: u32,
 ) -> Result<Result<Option<i64>, String>, StatusError> {
     let body = ask(path, &Ask::AlertSnooze { kind, minutes }).await?;
+    serde_json::from_slice(&body).map_err(|e| StatusError::BadAnswer(e.to_string()))
+}
+
+/// Hands the running daemon a signed alert policy; the version in force.
+pub async fn query_alert_policy(
+    path: &Path,
+    signed: glyco_seal::alerts::Signed<glyco_seal::alerts::AlertPolicyDoc>,
+) -> Result<Result<u64, String>, StatusError> {
+    let body = ask(path, &Ask::AlertPolicy(Box::new(signed))).await?;
     serde_json::from_slice(&body).map_err(|e| StatusError::BadAnswer(e.to_string()))
 }
 

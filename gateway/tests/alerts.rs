@@ -507,5 +507,103 @@ async fn a_quiet_cgm_raises_a_stale_data_alert_for_the_patient_and_a_signed_webh
         report.alerts.snoozed.contains_key("stale_data"),
         "kept across a restart"
     );
+
+    // Signed alert policies: the patient's, then a granted physician's; a
+    // stranger's, an ungranted physician's and a replayed version are refused.
+    let keys = world.dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let key = |account| support::clinic::key_file(&world, &keys, account);
+    let policy = world.dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"kinds":["stale_data","very_low_glucose"],"min_severity":"warning","ladder":[[0,["patient"]]],"dedupe_secs":60}"#,
+    )
+    .unwrap();
+    let p = policy.to_str().unwrap();
+    let stranger = world
+        .hub_cli(&["alerts", "policy", "--file", p, "--key", &key(STRANGER)])
+        .await;
+    assert!(!stranger.status.success());
+    assert!(
+        String::from_utf8_lossy(&stranger.stderr).contains("neither acts for the patient"),
+        "{}",
+        String::from_utf8_lossy(&stranger.stderr)
+    );
+    let by_patient = world
+        .hub_cli(&["alerts", "policy", "--file", p, "--key", &key(PATIENT)])
+        .await;
+    assert!(
+        by_patient.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_patient.stderr)
+    );
+    let patient_key = world.consortium.address(PATIENT);
+    assert_eq!(
+        hub.status().await.unwrap().alerts.policy,
+        Some((1, patient_key))
+    );
+    let signed = world.dir.path().join("signed-policy.json");
+    let sign = |version: &'static str| {
+        let (key, signed) = (key(PHYSICIAN), signed.clone());
+        let (patient, hub_address) = (
+            format!("{:#x}", world.patient()),
+            format!("{:#x}", report.hub),
+        );
+        let policy = policy.clone();
+        async move {
+            let (ok, _, err) = support::clinic::clinic(&[
+                "physician",
+                "sign-alert-policy",
+                "--file",
+                policy.to_str().unwrap(),
+                "--key",
+                &key,
+                "--patient",
+                &patient,
+                "--hub",
+                &hub_address,
+                "--version",
+                version,
+                "--out",
+                signed.to_str().unwrap(),
+            ])
+            .await;
+            assert!(ok, "{err}");
+        }
+    };
+    sign("2").await;
+    let s = signed.to_str().unwrap();
+    let ungranted = world.hub_cli(&["alerts", "policy", "--signed", s]).await;
+    assert!(!ungranted.status.success(), "no grant yet");
+    world
+        .client(PATIENT)
+        .grant(
+            world.consortium.address(PHYSICIAN),
+            glyco_contracts::B256::repeat_byte(0x77),
+            glyco_contracts::GrantScope {
+                kinds: glyco_contracts::DataKinds::GLUCOSE,
+                data_from: 0,
+                data_until: None,
+            },
+            glyco_contracts::Expiry::after(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+    let granted = world.hub_cli(&["alerts", "policy", "--signed", s]).await;
+    assert!(
+        granted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&granted.stderr)
+    );
+    let replayed = world.hub_cli(&["alerts", "policy", "--signed", s]).await;
+    assert!(!replayed.status.success(), "the same version again");
+    assert_eq!(hub.terminate().await.code(), Some(0));
+    let hub = world.start_hub().await;
+    let report = hub.wait_for("the hub back", |r| r.alerts.enabled).await;
+    assert_eq!(
+        report.alerts.policy,
+        Some((2, world.consortium.address(PHYSICIAN))),
+        "kept across a restart"
+    );
     assert_eq!(hub.terminate().await.code(), Some(0));
 }

@@ -35,6 +35,7 @@ pub const MAX_ACKS_PER_ANSWER: usize = 256;
 pub const FRESHNESS_MS: i64 = 5 * 60 * 1000;
 
 const ALERT_DOMAIN: &[u8] = b"glyco-alert/1\0";
+const POLICY_DOMAIN: &[u8] = b"glyco-alert-policy/1\0";
 const POLL_DOMAIN: &[u8] = b"glyco-alert-poll/1\0";
 const ACK_DOMAIN: &[u8] = b"glyco-alert-ack/1\0";
 const FOLLOW_DOMAIN: &[u8] = b"glyco-alert-follow/1\0";
@@ -125,6 +126,28 @@ impl SealedDetails {
             .map_err(|e| AlertError::Crypto(e.to_string()))?;
         ciborium::from_reader(&plaintext[..]).map_err(|e| AlertError::Malformed(e.to_string()))
     }
+}
+
+/// Who is alerted about what, and when: set by the patient (or whoever
+/// acts for them) or by a physician with a live grant, signed, for one hub.
+/// A version replaces the hub's current policy only if it is higher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertPolicyDoc {
+    pub patient: Address,
+    pub hub: Address,
+    pub version: u64,
+    /// Finding kinds that alert: names, or a prefix ending in `*`.
+    pub kinds: Vec<String>,
+    /// `info`, `warning` or `urgent`.
+    pub min_severity: String,
+    /// Steps: seconds after the alert, and targets (`patient`,
+    /// `physician:0x…`, `webhook:<name>`).
+    pub ladder: Vec<(u64, Vec<String>)>,
+    pub dedupe_secs: u64,
+}
+
+impl Domain for AlertPolicyDoc {
+    const DOMAIN: &'static [u8] = POLICY_DOMAIN;
 }
 
 /// The hub asks for acknowledgements of its alerts after `after`.

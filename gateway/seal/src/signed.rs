@@ -24,7 +24,7 @@ pub enum SignError {
 }
 
 /// A body with an Ethereum signature over `keccak256(domain ‖ CBOR(body))`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signed<T> {
     pub body: T,
     #[serde(with = "crate::batch::bytes")]

@@ -27,6 +27,7 @@ use crate::journal::{Journal, JournalWriter, Outbox};
 use crate::reading::now_millis;
 use delivery::Delivery;
 use engine::{AlertRecord, Engine, Target};
+use glyco_seal::alerts::{AlertPolicyDoc, Signed};
 use webhook::Webhook;
 
 /// Findings waiting for the stage.
@@ -50,6 +51,24 @@ pub enum AlertInput {
         minutes: u32,
         reply: oneshot::Sender<Result<Option<i64>, String>>,
     },
+    /// A signed policy, already checked, replaces the current one.
+    SetPolicy {
+        policy: engine::AlertPolicy,
+        signed: Box<Signed<AlertPolicyDoc>>,
+        signer: glyco_contracts::Address,
+        reply: oneshot::Sender<Result<u64, String>>,
+    },
+}
+
+/// Where the signed alert policy in force is kept in the journal's META.
+pub const POLICY_META: &str = "alert_policy";
+
+/// The policy in force, if a signed one replaced the config's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyInForce {
+    pub version: u64,
+    pub signer: glyco_contracts::Address,
+    pub signed: Signed<AlertPolicyDoc>,
 }
 
 /// One piece of evidence for the next sealed batch's header: the digest
@@ -113,6 +132,27 @@ impl AlertSink {
             .map_err(|_| "the alert stage stopped".to_string())?
     }
 
+    pub async fn set_policy(
+        &self,
+        policy: engine::AlertPolicy,
+        signed: Signed<AlertPolicyDoc>,
+        signer: glyco_contracts::Address,
+    ) -> Result<u64, String> {
+        let tx = self.tx.as_ref().ok_or("alerts are disabled")?;
+        let (reply, answer) = oneshot::channel();
+        tx.send(AlertInput::SetPolicy {
+            policy,
+            signed: Box::new(signed),
+            signer,
+            reply,
+        })
+        .await
+        .map_err(|_| "the alert stage is not running")?;
+        answer
+            .await
+            .map_err(|_| "the alert stage stopped".to_string())?
+    }
+
     pub async fn snooze(&self, kind: String, minutes: u32) -> Result<Option<i64>, String> {
         let tx = self.tx.as_ref().ok_or("alerts are disabled")?;
         let (reply, answer) = oneshot::channel();
@@ -151,6 +191,9 @@ pub struct AlertStatus {
     pub last_error: Option<String>,
     /// Snoozed kinds and until when (hub ms).
     pub snoozed: std::collections::BTreeMap<String, i64>,
+    /// The signed policy in force (version, signer), if any replaced the
+    /// config's.
+    pub policy: Option<(u64, glyco_contracts::Address)>,
 }
 
 /// Shared between the stage and the status socket.
@@ -182,6 +225,16 @@ impl Alerts {
 
     pub fn sink(&self) -> &AlertSink {
         &self.sink
+    }
+
+    /// The version of the signed policy in force (0: the config's).
+    pub fn policy_version(&self) -> u64 {
+        self.status.lock().policy.map_or(0, |(v, _)| v)
+    }
+
+    /// Shows a signed policy restored at start.
+    pub fn restored_policy(&self, version: u64, signer: glyco_contracts::Address) {
+        self.status.lock().policy = Some((version, signer));
     }
 }
 
@@ -220,6 +273,40 @@ pub fn load_webhooks(
         );
     }
     Ok(webhooks)
+}
+
+/// Checks a signed policy for this hub: signed by someone who acts for
+/// the patient or by a physician with a live grant from them (asked on
+/// chain), for this patient and hub; returns the signer.
+pub async fn check_policy(
+    signed: &Signed<AlertPolicyDoc>,
+    hub: glyco_contracts::Address,
+    patient: glyco_contracts::Address,
+    chain: &glyco_contracts::GlycoClient,
+) -> Result<glyco_contracts::Address, String> {
+    let doc = &signed.body;
+    if doc.hub != hub || doc.patient != patient {
+        return Err(format!(
+            "the policy is for hub {} and patient {}, not this hub's",
+            doc.hub, doc.patient
+        ));
+    }
+    let signer = signed.signer().map_err(|e| e.to_string())?;
+    let chain_error = |e: glyco_contracts::ChainError| format!("the chain cannot be read: {e}");
+    if chain.acts_for(signer, patient).await.map_err(chain_error)? {
+        return Ok(signer);
+    }
+    if let Some(grant) = chain
+        .current_grant(patient, signer)
+        .await
+        .map_err(chain_error)?
+        && chain.is_grant_live(grant.id).await.map_err(chain_error)?
+    {
+        return Ok(signer);
+    }
+    Err(format!(
+        "{signer} neither acts for the patient nor holds a live grant from them"
+    ))
 }
 
 /// The alerts kept in the journal (the newest [`RELOAD`]).
@@ -425,6 +512,35 @@ impl AlertStage {
                     self.keep(std::slice::from_ref(record)).await;
                 }
                 let _ = reply.send(result);
+            }
+            AlertInput::SetPolicy {
+                policy,
+                signed,
+                signer,
+                reply,
+            } => {
+                let version = signed.body.version;
+                if version <= self.alerts.policy_version() {
+                    let _ = reply.send(Err(format!(
+                        "version {version} is not newer than the policy in force ({})",
+                        self.alerts.policy_version()
+                    )));
+                    return;
+                }
+                let kept = PolicyInForce {
+                    version,
+                    signer,
+                    signed: *signed,
+                };
+                let json = serde_json::to_vec(&kept).unwrap_or_default();
+                if let Err(e) = self.writer.save_meta(POLICY_META, json).await {
+                    let _ = reply.send(Err(format!("the policy could not be kept: {e}")));
+                    return;
+                }
+                self.engine.policy = policy;
+                self.alerts.status.lock().policy = Some((version, signer));
+                tracing::info!(version, %signer, "a signed alert policy is in force");
+                let _ = reply.send(Ok(version));
             }
             AlertInput::Snooze {
                 kind,

@@ -44,6 +44,20 @@ enum LogFormat {
 enum AlertsCommand {
     /// Acknowledge an alert by its id.
     Ack { id: String },
+    /// Put a signed alert policy in force (kinds, severity, ladder,
+    /// de-duplication). `--file` (JSON: kinds, min_severity, ladder as
+    /// [[after_secs, ["patient", "physician:0x…"]], …], dedupe_secs) is
+    /// signed here with `--key` (the patient's, or whoever acts for them);
+    /// `--signed` hands over one a physician signed
+    /// (`glyco-clinic physician sign-alert-policy`).
+    Policy {
+        #[arg(long, requires = "key", conflicts_with = "signed")]
+        file: Option<PathBuf>,
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[arg(long)]
+        signed: Option<PathBuf>,
+    },
     /// Hold new alerts of a kind for a while (at most 24 h; 0 lifts it).
     /// Alerts already open go on; very_low_glucose is never snoozed.
     Snooze {
@@ -525,6 +539,42 @@ async fn alerts(
             match status::query_alert_ack(&socket, id).await? {
                 Ok(record) => println!("alert {} acknowledged; its escalation stopped", record.id),
                 Err(e) => bail!("not acknowledged: {e}"),
+            }
+            return Ok(());
+        }
+        Some(AlertsCommand::Policy { file, key, signed }) => {
+            let signed = match (file, key, signed) {
+                (Some(file), Some(key), None) => {
+                    #[derive(serde::Deserialize)]
+                    struct Wanted {
+                        kinds: Vec<String>,
+                        min_severity: String,
+                        ladder: Vec<(u64, Vec<String>)>,
+                        dedupe_secs: u64,
+                    }
+                    let wanted: Wanted = serde_json::from_slice(&std::fs::read(&file)?)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    let report = status::query(&socket).await?;
+                    let patient = report.patient.context("the hub serves no patient")?;
+                    let version = report.alerts.policy.map_or(0, |(v, _)| v) + 1;
+                    let doc = glyco_seal::alerts::AlertPolicyDoc {
+                        patient,
+                        hub: report.hub,
+                        version,
+                        kinds: wanted.kinds,
+                        min_severity: wanted.min_severity,
+                        ladder: wanted.ladder,
+                        dedupe_secs: wanted.dedupe_secs,
+                    };
+                    glyco_seal::alerts::Signed::sign(doc, &glyco_contracts::keys::load_key(&key)?)?
+                }
+                (None, None, Some(signed)) => serde_json::from_slice(&std::fs::read(&signed)?)
+                    .with_context(|| format!("reading {}", signed.display()))?,
+                _ => bail!("give --file with --key, or --signed"),
+            };
+            match status::query_alert_policy(&socket, signed).await? {
+                Ok(version) => println!("alert policy version {version} in force"),
+                Err(e) => bail!("policy refused: {e}"),
             }
             return Ok(());
         }

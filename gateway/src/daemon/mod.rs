@@ -549,7 +549,28 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             _ => None,
         };
         let kept = crate::alerts::load(&journal)?;
-        let mut engine = Engine::new(config.alerts.policy()?, hub, kept);
+        let mut policy = config.alerts.policy()?;
+        if let Some(json) = journal.meta(crate::alerts::POLICY_META)? {
+            match serde_json::from_slice::<crate::alerts::PolicyInForce>(&json)
+                .map_err(|e| e.to_string())
+                .and_then(|kept| {
+                    let signed_policy = config
+                        .alerts
+                        .with_policy(&kept.signed.body)
+                        .policy()
+                        .map_err(|e| e.to_string())?;
+                    Ok((kept, signed_policy))
+                }) {
+                Ok((kept, signed_policy)) => {
+                    policy = signed_policy;
+                    alerts.restored_policy(kept.version, kept.signer);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the kept signed alert policy no longer applies; the config's is in force")
+                }
+            }
+        }
+        let mut engine = Engine::new(policy, hub, kept);
         if let Some(snoozes) = journal.meta(crate::alerts::SNOOZE_META)? {
             engine.restore_snoozes(serde_json::from_slice(&snoozes).unwrap_or_default());
         }
@@ -599,11 +620,16 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         .map(|(key, blobs)| (journal.clone(), blobs.clone(), key.clone()));
     let kit_maker = (key.clone(), patient, seal_state_for_kit);
     let releasing = (quarantine.clone(), journal.clone(), writer.clone());
+    let policing = (
+        config.alerts.clone(),
+        GlycoClient::read_only(anchor_url.clone(), deployment.clone()),
+    );
     let answer = move |ask: status::Ask| {
         let exporting = exporting.clone();
         let (signer, patient, state) = kit_maker.clone();
         let alerts = alerts.clone();
         let (quarantine, release_journal, release_writer) = releasing.clone();
+        let (alerts_config, chain) = policing.clone();
         async move {
             let off = || "sealing is off on this hub ([seal] enabled = false)".to_owned();
             match ask {
@@ -644,6 +670,18 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                     }
                     released
                 }),
+                status::Ask::AlertPolicy(signed) => serde_json::to_vec(
+                    &async {
+                        let signer =
+                            crate::alerts::check_policy(&signed, hub, patient, &chain).await?;
+                        let policy = alerts_config
+                            .with_policy(&signed.body)
+                            .policy()
+                            .map_err(|e| e.to_string())?;
+                        alerts.sink().set_policy(policy, *signed, signer).await
+                    }
+                    .await,
+                ),
                 status::Ask::AlertSnooze { kind, minutes } => {
                     serde_json::to_vec(&alerts.sink().snooze(kind, minutes).await)
                 }

@@ -186,3 +186,40 @@ pub async fn ack(dir: &Path, key: &Path, inbox: &HubPeer, id: &str) -> Result<()
         other => bail!("unexpected answer: {other:?}"),
     }
 }
+
+/// Signs an alert policy for a patient's hub and writes it as JSON.
+pub fn sign_policy(
+    file: &Path,
+    key: &Path,
+    patient: Address,
+    hub: Address,
+    version: u64,
+    out: &Path,
+) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Wanted {
+        kinds: Vec<String>,
+        min_severity: String,
+        ladder: Vec<(u64, Vec<String>)>,
+        dedupe_secs: u64,
+    }
+    let wanted: Wanted = serde_json::from_slice(&std::fs::read(file)?)
+        .with_context(|| format!("reading {}", file.display()))?;
+    let doc = alerts::AlertPolicyDoc {
+        patient,
+        hub,
+        version,
+        kinds: wanted.kinds,
+        min_severity: wanted.min_severity,
+        ladder: wanted.ladder,
+        dedupe_secs: wanted.dedupe_secs,
+    };
+    let signed = Signed::sign(doc, &load_key(key)?)?;
+    std::fs::write(out, serde_json::to_vec_pretty(&signed)?)?;
+    println!(
+        "alert policy version {version} signed by {}: {}",
+        signed.signer()?,
+        out.display()
+    );
+    Ok(())
+}

@@ -105,6 +105,25 @@ pub enum PhysicianCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Sign an alert policy for a patient's hub (the patient hands it to
+    /// the hub: `glyco-hub alerts policy --signed`). The hub takes it only
+    /// from a physician with a live grant from the patient, and only with
+    /// a version above the one in force.
+    SignAlertPolicy {
+        /// JSON: kinds, min_severity, ladder, dedupe_secs.
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        patient: Address,
+        #[arg(long)]
+        hub: Address,
+        #[arg(long)]
+        version: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Acknowledge an alert (stops its escalation at the hub).
     Ack {
         /// The alert id as shown.
@@ -211,6 +230,14 @@ pub async fn run(command: PhysicianCommand) -> Result<()> {
             follow,
             json,
         } => crate::alerts_cmd::alerts(&dir, &key, &inbox, follow, json).await?,
+        PhysicianCommand::SignAlertPolicy {
+            file,
+            key,
+            patient,
+            hub,
+            version,
+            out,
+        } => crate::alerts_cmd::sign_policy(&file, &key, patient, hub, version, &out)?,
         PhysicianCommand::Ack {
             id,
             dir,
