@@ -150,6 +150,31 @@ impl Domain for AlertPolicyDoc {
     const DOMAIN: &'static [u8] = POLICY_DOMAIN;
 }
 
+/// A policy file as people write it (JSON): the policy without the patient,
+/// hub and version it is signed for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    pub kinds: Vec<String>,
+    pub min_severity: String,
+    pub ladder: Vec<(u64, Vec<String>)>,
+    pub dedupe_secs: u64,
+}
+
+impl PolicyFile {
+    pub fn into_doc(self, patient: Address, hub: Address, version: u64) -> AlertPolicyDoc {
+        AlertPolicyDoc {
+            patient,
+            hub,
+            version,
+            kinds: self.kinds,
+            min_severity: self.min_severity,
+            ladder: self.ladder,
+            dedupe_secs: self.dedupe_secs,
+        }
+    }
+}
+
 /// The hub asks for acknowledgements of its alerts after `after`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AckPoll {

@@ -545,27 +545,13 @@ async fn alerts(
         Some(AlertsCommand::Policy { file, key, signed }) => {
             let signed = match (file, key, signed) {
                 (Some(file), Some(key), None) => {
-                    #[derive(serde::Deserialize)]
-                    struct Wanted {
-                        kinds: Vec<String>,
-                        min_severity: String,
-                        ladder: Vec<(u64, Vec<String>)>,
-                        dedupe_secs: u64,
-                    }
-                    let wanted: Wanted = serde_json::from_slice(&std::fs::read(&file)?)
-                        .with_context(|| format!("reading {}", file.display()))?;
+                    let wanted: glyco_seal::alerts::PolicyFile =
+                        serde_json::from_slice(&std::fs::read(&file)?)
+                            .with_context(|| format!("reading {}", file.display()))?;
                     let report = status::query(&socket).await?;
                     let patient = report.patient.context("the hub serves no patient")?;
                     let version = report.alerts.policy.map_or(0, |(v, _)| v) + 1;
-                    let doc = glyco_seal::alerts::AlertPolicyDoc {
-                        patient,
-                        hub: report.hub,
-                        version,
-                        kinds: wanted.kinds,
-                        min_severity: wanted.min_severity,
-                        ladder: wanted.ladder,
-                        dedupe_secs: wanted.dedupe_secs,
-                    };
+                    let doc = wanted.into_doc(patient, report.hub, version);
                     glyco_seal::alerts::Signed::sign(doc, &glyco_contracts::keys::load_key(&key)?)?
                 }
                 (None, None, Some(signed)) => serde_json::from_slice(&std::fs::read(&signed)?)

@@ -196,24 +196,9 @@ pub fn sign_policy(
     version: u64,
     out: &Path,
 ) -> Result<()> {
-    #[derive(serde::Deserialize)]
-    struct Wanted {
-        kinds: Vec<String>,
-        min_severity: String,
-        ladder: Vec<(u64, Vec<String>)>,
-        dedupe_secs: u64,
-    }
-    let wanted: Wanted = serde_json::from_slice(&std::fs::read(file)?)
+    let wanted: alerts::PolicyFile = serde_json::from_slice(&std::fs::read(file)?)
         .with_context(|| format!("reading {}", file.display()))?;
-    let doc = alerts::AlertPolicyDoc {
-        patient,
-        hub,
-        version,
-        kinds: wanted.kinds,
-        min_severity: wanted.min_severity,
-        ladder: wanted.ladder,
-        dedupe_secs: wanted.dedupe_secs,
-    };
+    let doc = wanted.into_doc(patient, hub, version);
     let signed = Signed::sign(doc, &load_key(key)?)?;
     std::fs::write(out, serde_json::to_vec_pretty(&signed)?)?;
     println!(
