@@ -35,12 +35,23 @@ const REQUESTS_PER_CONNECTION: usize = 1024;
 const READ_WAIT: Duration = Duration::from_secs(20);
 /// A follower hears from the inbox at least this often.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// Live feeds kept; beyond, those nobody follows are dropped.
+const MAX_LIVE_FEEDS: usize = 10_000;
+/// Signed physician requests remembered, so one cannot be replayed while fresh.
+const REMEMBERED_REQUESTS: usize = 100_000;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
+
+/// Digests of recent signed requests: a set to look up, a queue to forget
+/// the oldest.
+type SeenRequests = (
+    std::collections::HashSet<[u8; 32]>,
+    std::collections::VecDeque<[u8; 32]>,
+);
 
 /// What the inbox counts (its log and the tests).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,6 +66,8 @@ pub struct Inbox {
     chain: ChainView,
     store: Mutex<InboxStore>,
     live: Mutex<HashMap<Address, broadcast::Sender<StoredAlert>>>,
+    /// Digests of the signed follows and acks seen lately (replay guard).
+    seen: Mutex<SeenRequests>,
     followers: Arc<Semaphore>,
     in_flight: Arc<Semaphore>,
     counts: Mutex<InboxCounts>,
@@ -71,6 +84,7 @@ impl Inbox {
             chain,
             store: Mutex::new(store),
             live: Mutex::new(HashMap::new()),
+            seen: Mutex::default(),
             followers: Arc::new(Semaphore::new(max_followers)),
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             counts: Mutex::new(InboxCounts::default()),
@@ -87,10 +101,29 @@ impl Inbox {
         reason
     }
 
+    /// Refuses a signed request seen before (within the remembered ones):
+    /// a follow or an ack cannot be replayed by someone who saw it.
+    fn first_time(&self, signature: &[u8]) -> Result<(), AlertRefusal> {
+        let digest = *blake3::hash(signature).as_bytes();
+        let mut seen = self.seen.lock();
+        if !seen.0.insert(digest) {
+            return Err(AlertRefusal::Stale { at_ms: now_ms() });
+        }
+        seen.1.push_back(digest);
+        if seen.1.len() > REMEMBERED_REQUESTS
+            && let Some(old) = seen.1.pop_front()
+        {
+            seen.0.remove(&old);
+        }
+        Ok(())
+    }
+
     fn sender(&self, recipient: Address) -> broadcast::Sender<StoredAlert> {
-        self.live
-            .lock()
-            .entry(recipient)
+        let mut live = self.live.lock();
+        if live.len() >= MAX_LIVE_FEEDS && !live.contains_key(&recipient) {
+            live.retain(|_, feed| feed.receiver_count() > 0);
+        }
+        live.entry(recipient)
             .or_insert_with(|| broadcast::channel(256).0)
             .clone()
     }
@@ -236,6 +269,7 @@ impl Inbox {
             });
         }
         fresh(signed.body.at_ms)?;
+        self.first_time(&signed.signature)?;
         let mut store = self.store.lock();
         let known = store
             .find(signed.body.by, &signed.body.alert)
@@ -269,7 +303,8 @@ impl Inbox {
                 actual: signer,
             });
         }
-        fresh(signed.body.at_ms)
+        fresh(signed.body.at_ms)?;
+        self.first_time(&signed.signature)
     }
 
     /// The backlog after `after`, then (if asked) live alerts and heartbeats
