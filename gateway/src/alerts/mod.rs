@@ -121,15 +121,23 @@ impl AlertSink {
         }
     }
 
-    pub async fn patient_ack(&self, id: String) -> Result<AlertRecord, String> {
+    /// Sends the stage a request and waits for its answer.
+    async fn ask<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<T, String>>) -> AlertInput,
+    ) -> Result<T, String> {
         let tx = self.tx.as_ref().ok_or("alerts are disabled")?;
         let (reply, answer) = oneshot::channel();
-        tx.send(AlertInput::PatientAck { id, reply })
+        tx.send(request(reply))
             .await
             .map_err(|_| "the alert stage is not running")?;
         answer
             .await
             .map_err(|_| "the alert stage stopped".to_string())?
+    }
+
+    pub async fn patient_ack(&self, id: String) -> Result<AlertRecord, String> {
+        self.ask(|reply| AlertInput::PatientAck { id, reply }).await
     }
 
     pub async fn set_policy(
@@ -138,34 +146,22 @@ impl AlertSink {
         signed: Signed<AlertPolicyDoc>,
         signer: glyco_contracts::Address,
     ) -> Result<u64, String> {
-        let tx = self.tx.as_ref().ok_or("alerts are disabled")?;
-        let (reply, answer) = oneshot::channel();
-        tx.send(AlertInput::SetPolicy {
+        self.ask(|reply| AlertInput::SetPolicy {
             policy,
             signed: Box::new(signed),
             signer,
             reply,
         })
         .await
-        .map_err(|_| "the alert stage is not running")?;
-        answer
-            .await
-            .map_err(|_| "the alert stage stopped".to_string())?
     }
 
     pub async fn snooze(&self, kind: String, minutes: u32) -> Result<Option<i64>, String> {
-        let tx = self.tx.as_ref().ok_or("alerts are disabled")?;
-        let (reply, answer) = oneshot::channel();
-        tx.send(AlertInput::Snooze {
+        self.ask(|reply| AlertInput::Snooze {
             kind,
             minutes,
             reply,
         })
         .await
-        .map_err(|_| "the alert stage is not running")?;
-        answer
-            .await
-            .map_err(|_| "the alert stage stopped".to_string())?
     }
 
     pub fn dropped(&self) -> u64 {

@@ -78,6 +78,7 @@ pub async fn alerts(
     let me = signer.address();
     let umbral = crate::physician_cmd::umbral_key(dir)?;
     let after = cursor(dir);
+    let mut shown_through = after;
     let request = InboxRequest::Follow(Signed::sign(
         FollowRequest {
             physician: me,
@@ -96,7 +97,7 @@ pub async fn alerts(
     while let Some(frame) = alerts::read_frame(&mut recv).await? {
         match frame {
             InboxFrame::Alert { seq, envelope } => {
-                if seq <= cursor(dir) {
+                if seq <= shown_through {
                     continue;
                 }
                 let body = &envelope.body;
@@ -104,6 +105,7 @@ pub async fn alerts(
                 if !signed_by_hub || body.recipient != me {
                     eprintln!("alert #{seq} is not signed by its hub or not for me; skipped");
                     save_cursor(dir, seq)?;
+                    shown_through = seq;
                     continue;
                 }
                 let id = alerts::id_hex(&body.id);
@@ -137,6 +139,7 @@ pub async fn alerts(
                 out.flush()?;
                 writeln!(shown, "{id} {}", body.hub)?;
                 save_cursor(dir, seq)?;
+                shown_through = seq;
             }
             InboxFrame::CaughtUp { .. } => {
                 if !follow {
