@@ -330,6 +330,10 @@ pub struct AlertsConfig {
     /// The clinic's alert inbox, `<iroh node id>@<ip:port>`; needed for
     /// physician steps.
     pub inbox: Option<String>,
+    /// More inboxes (another clinic's, an emergency service's), same form.
+    /// Each physician or emergency target goes to the inbox whose node the
+    /// chain enrols for the target's entity.
+    pub inboxes: Vec<String>,
     /// Finding kinds that alert: names, or a prefix ending in `*`.
     pub kinds: Vec<String>,
     /// The least severity that alerts: `info`, `warning` or `urgent`.
@@ -360,7 +364,8 @@ pub struct WebhookConfig {
 pub struct LadderStepConfig {
     /// Seconds after the alert this step is added (if no one acknowledged).
     pub after_secs: u64,
-    /// `patient` or `physician:0x…`.
+    /// `patient`, `physician:0x…`, `webhook:<name>` or `emergency:0x…`
+    /// (an emergency service's entity address; urgent alerts only).
     pub to: Vec<String>,
 }
 
@@ -369,6 +374,7 @@ impl Default for AlertsConfig {
         Self {
             enabled: true,
             inbox: None,
+            inboxes: Vec::new(),
             kinds: vec![
                 "very_low_glucose".into(),
                 "predicted_low".into(),
@@ -419,11 +425,15 @@ impl AlertsConfig {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| ConfigError::Invalid(format!("alerts.ladder: {e}")))?;
             if self.inbox.is_none()
+                && self.inboxes.is_empty()
                 && targets
                     .iter()
-                    .any(|t| matches!(t, Target::Physician { .. }))
+                    .any(|t| matches!(t, Target::Physician { .. } | Target::Emergency { .. }))
             {
-                return invalid("alerts.ladder names a physician: alerts.inbox is required".into());
+                return invalid(
+                    "alerts.ladder names a physician or an emergency service: alerts.inbox (or alerts.inboxes) is required"
+                        .into(),
+                );
             }
             ladder.push(Step {
                 after_ms: step.after_secs as i64 * 1000,
@@ -489,23 +499,38 @@ impl AlertsConfig {
         }
     }
 
-    /// The inbox's node and address, if configured.
-    pub fn inbox_peer(
+    /// Every configured inbox (`inbox` first), as written.
+    pub fn all_inboxes(&self) -> Vec<String> {
+        self.inbox.iter().chain(&self.inboxes).cloned().collect()
+    }
+
+    /// The inboxes' nodes and addresses, checked: at most 8, distinct nodes.
+    pub fn inbox_peers(
         &self,
-    ) -> Result<Option<(iroh::EndpointId, std::net::SocketAddr)>, ConfigError> {
-        let Some(text) = &self.inbox else {
-            return Ok(None);
-        };
-        let bad = || {
-            ConfigError::Invalid(format!(
-                "alerts.inbox {text:?} is not <iroh node id>@<ip:port>"
-            ))
-        };
-        let (node, addr) = text.split_once('@').ok_or_else(bad)?;
-        Ok(Some((
-            node.parse().map_err(|_| bad())?,
-            addr.parse().map_err(|_| bad())?,
-        )))
+    ) -> Result<Vec<(iroh::EndpointId, std::net::SocketAddr)>, ConfigError> {
+        let texts = self.all_inboxes();
+        if texts.len() > 8 {
+            return Err(ConfigError::Invalid(
+                "alerts: at most 8 inboxes in all".into(),
+            ));
+        }
+        let mut peers: Vec<(iroh::EndpointId, std::net::SocketAddr)> = Vec::new();
+        for text in &texts {
+            let bad = || {
+                ConfigError::Invalid(format!(
+                    "alerts inbox {text:?} is not <iroh node id>@<ip:port>"
+                ))
+            };
+            let (node, addr) = text.split_once('@').ok_or_else(bad)?;
+            let node: iroh::EndpointId = node.parse().map_err(|_| bad())?;
+            if peers.iter().any(|(n, _)| *n == node) {
+                return Err(ConfigError::Invalid(format!(
+                    "alerts: inbox node {node} is named twice"
+                )));
+            }
+            peers.push((node, addr.parse().map_err(|_| bad())?));
+        }
+        Ok(peers)
     }
 }
 
@@ -835,9 +860,9 @@ impl HubConfig {
         self.limits.validate()?;
         self.seal.validate()?;
         self.alerts.policy()?;
-        self.alerts.inbox_peer()?;
+        let inboxes = self.alerts.inbox_peers()?;
         self.behaviour.quarantine_at()?;
-        if self.alerts.inbox.is_some() && !self.seal.enabled {
+        if !inboxes.is_empty() && !self.seal.enabled {
             return invalid(
                 "alerts.inbox needs seal.enabled (alerts leave through the seal's iroh node)"
                     .into(),
@@ -940,7 +965,15 @@ mod tests {
 
     #[test]
     fn invalid_values_are_refused_with_the_key_named() {
-        let cases: [(&str, &str); 15] = [
+        let node = "9f8ddb6eb1b9f3c3df85ea5e8b7e8f3a1c4e6c2f3b2a1d0e9f8a7b6c5d4e3f2a";
+        let twice =
+            format!("[alerts]\ninbox = \"{node}@127.0.0.1:1\"\ninboxes = [\"{node}@127.0.0.1:2\"]");
+        let cases: [(&str, &str); 17] = [
+            (
+                "[[alerts.ladder]]\nafter_secs = 0\nto = [\"emergency:0x0000000000000000000000000000000000000001\"]",
+                "alerts.inbox (or alerts.inboxes) is required",
+            ),
+            (&twice, "named twice"),
             ("[ble]\nallow = [\"not-an-address\"]", "ble.allow"),
             (
                 "[ble]\ncgm_status_warning_first = [\"zz\"]",

@@ -8,28 +8,38 @@
 //! them; the first physician's acknowledgement stops it. With the inbox
 //! down and the hub SIGKILLed, a new alert waits in the hub's journal and is
 //! delivered after both restart, and shown once. A CGM that goes quiet
-//! raises a stale-data alert for the patient, who acknowledges it.
+//! raises a stale-data alert for the patient, who acknowledges it. An
+//! urgent low that no one acknowledges reaches the emergency service's
+//! duty physician through its own inbox, once the patient's emergency
+//! policy on chain consents, and that physician's acknowledgement stops it.
 
 mod support;
 
 use std::time::Duration;
 
 use glyco_contracts::testkit::accounts::*;
+use glyco_contracts::{DataKinds, EmergencyPolicy, EntityKind};
 use glyco_gateway::alerts::engine::AlertRecord;
 use glyco_gateway::config::{LadderStepConfig, WebhookConfig};
 use glyco_gateway::sim::{self, SimulatedDevice};
-use support::alerts::{alert_world, follow, next_alert};
+use support::alerts::{alert_world, follow, follow_at, next_alert};
 use support::clinic::clinic;
 use support::{Hub, HubWorld, now_ms};
 use tokio::sync::mpsc;
 
 /// Two hours of 5-minute CGM readings ending now: steady, then falling.
+const FALLING: [u16; 25] = [
+    148, 151, 149, 152, 150, 147, 150, 149, 151, 148, 150, 149, 146, 143, 139, 134, 128, 121, 113,
+    105, 97, 89, 81, 74, 68,
+];
+
 async fn falling_trace(hub: &Hub, secret: &str) {
-    let trace = [
-        148, 151, 149, 152, 150, 147, 150, 149, 151, 148, 150, 149, 146, 143, 139, 134, 128, 121,
-        113, 105, 97, 89, 81, 74, 68,
-    ];
-    let mut cgm = SimulatedDevice::connect(hub.mqtt, "cgm-alert", secret)
+    send_trace(hub, "cgm-alert", secret, &FALLING).await;
+}
+
+/// 5-minute CGM readings from `device`, the last one now.
+async fn send_trace(hub: &Hub, device: &str, secret: &str, trace: &[u16]) {
+    let mut cgm = SimulatedDevice::connect(hub.mqtt, device, secret)
         .await
         .unwrap();
     let start = now_ms() - (trace.len() as i64 - 1) * 300_000;
@@ -605,5 +615,220 @@ async fn a_quiet_cgm_raises_a_stale_data_alert_for_the_patient_and_a_signed_webh
         Some((2, world.consortium.address(PHYSICIAN))),
         "kept across a restart"
     );
+    assert_eq!(hub.terminate().await.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_low_no_one_acknowledges_reaches_the_emergency_service_on_duty_with_consent() {
+    let mut w = alert_world().await;
+    let consortium = &w.world.consortium;
+    consortium
+        .enrol_entity(
+            EMERGENCY_SERVICE,
+            EntityKind::EmergencyService,
+            "City Ambulance",
+        )
+        .await
+        .unwrap();
+    consortium
+        .enrol_physician(PARAMEDIC, EMERGENCY_SERVICE)
+        .await
+        .unwrap();
+    let service = consortium.address(EMERGENCY_SERVICE);
+    // The ambulance service's own inbox, enrolled for it on chain; its duty
+    // roster also names the hospital's locum, whom the chain does not
+    // confirm as the service's.
+    let er_dir = w.path("er-inbox");
+    let service_key = w.key_file(EMERGENCY_SERVICE);
+    let (ok, out, err) = w
+        .run(&[
+            "enrol-node",
+            "--dir",
+            er_dir.to_str().unwrap(),
+            "--entity-key",
+            &service_key,
+        ])
+        .await;
+    assert!(ok, "{err}");
+    let er_inbox = format!(
+        "{}@127.0.0.1:{}",
+        out.split_whitespace().nth(2).unwrap(),
+        support::free_udp_port()
+    );
+    let roster = w.path("duty.txt");
+    std::fs::write(
+        &roster,
+        format!(
+            "# tonight\n{:#x}\n{:#x}\n",
+            consortium.address(LOCUM),
+            consortium.address(PARAMEDIC)
+        ),
+    )
+    .unwrap();
+    let doctor_address = consortium.address(PHYSICIAN);
+    let er = er_inbox.clone();
+    w.world.edit_config(|c| {
+        c.alerts.inboxes = vec![er];
+        c.alerts.ladder = vec![
+            LadderStepConfig {
+                after_secs: 0,
+                to: vec!["patient".into(), format!("physician:{doctor_address:#x}")],
+            },
+            LadderStepConfig {
+                after_secs: 3,
+                to: vec![format!("emergency:{service:#x}")],
+            },
+        ];
+    });
+    let consortium = &w.world.consortium;
+    let medic = w.physician(PARAMEDIC).await;
+    let locum = w.physician(LOCUM).await;
+    w.grant(PHYSICIAN).await;
+    let secret = w.world.register("cgm-er", "cgm").await;
+    let _inbox = w.start_inbox().await;
+    let er_port: u16 = er_inbox.rsplit(':').next().unwrap().parse().unwrap();
+    let _er = w
+        .start_inbox_at(
+            &er_dir,
+            er_port,
+            &["--duty-roster", roster.to_str().unwrap()],
+        )
+        .await;
+    let hub = w.world.start_hub().await;
+    hub.wait_registered("cgm-er").await;
+    let (_medic_follow, mut medic_lines) = follow_at(&w, PARAMEDIC, &medic, &er_inbox);
+
+    // The fall goes on to 48 mg/dL: a predicted low (a warning) and a very
+    // low glucose (urgent). No one acknowledges.
+    let mut trace = FALLING[3..].to_vec();
+    trace.extend([62, 55, 48]);
+    send_trace(&hub, "cgm-er", &secret, &trace).await;
+    let open_alert = |r: &glyco_gateway::status::StatusReport, kind: &str| {
+        r.alerts.open.iter().find(|a| a.kind == kind).cloned()
+    };
+    let waiting = hub
+        .wait_for("the urgent low held back for want of consent", |r| {
+            open_alert(r, "very_low_glucose").is_some_and(|a| {
+                a.step == 1
+                    && a.targets.iter().any(|t| {
+                        t.last_error
+                            .as_deref()
+                            .is_some_and(|e| e.contains("emergency policy is not enabled"))
+                    })
+            })
+        })
+        .await;
+    let urgent = open_alert(&waiting, "very_low_glucose").unwrap();
+    let warning = hub
+        .wait_for("the predicted low at its last step", |r| {
+            open_alert(r, "predicted_low").is_some_and(|a| a.step == 1)
+        })
+        .await;
+    assert!(
+        open_alert(&warning, "predicted_low")
+            .unwrap()
+            .targets
+            .iter()
+            .all(|t| !t.target.to_string().starts_with("emergency:")),
+        "a warning never reaches an emergency service"
+    );
+
+    // The patient enables their emergency policy on chain: now the service's
+    // duty physician is told, the locum is not.
+    w.world
+        .client(PATIENT)
+        .set_emergency_policy(EmergencyPolicy {
+            kinds: DataKinds::GLUCOSE,
+            max_duration_secs: 3600,
+            lookback_secs: 86_400,
+            enabled: true,
+        })
+        .await
+        .unwrap();
+    let told = hub
+        .wait_for("the emergency service told", |r| {
+            alert_by_id(&r.alerts.open, &urgent.id).is_some_and(|a| {
+                a.targets
+                    .iter()
+                    .any(|t| t.step == 1 && t.delivered_at_ms.is_some())
+            })
+        })
+        .await;
+    let step = alert_by_id(&told.alerts.open, &urgent.id)
+        .unwrap()
+        .targets
+        .iter()
+        .find(|t| t.step == 1)
+        .unwrap()
+        .clone();
+    assert_eq!(step.reached, vec![consortium.address(PARAMEDIC)]);
+    let shown = next_alert(&mut medic_lines, "the emergency alert").await;
+    assert_eq!(shown["id"], urgent.id.as_str(), "{shown}");
+    assert_eq!(shown["kind"], "very_low_glucose");
+    assert_eq!(shown["emergency"], format!("{service:#x}"));
+    assert_eq!(shown["device"], "name:cgm-er", "decrypted by the paramedic");
+    assert!(
+        w.alerts_once_at(LOCUM, &locum, &er_inbox).await.is_empty(),
+        "not the service's physician: nothing for the locum"
+    );
+
+    // The paramedic acknowledges at the service's inbox: the hub closes it.
+    let key = w.key_file(PARAMEDIC);
+    let (ok, out, err) = clinic(&[
+        "physician",
+        "ack",
+        &urgent.id,
+        "--dir",
+        medic.to_str().unwrap(),
+        "--key",
+        &key,
+        "--inbox",
+        &er_inbox,
+    ])
+    .await;
+    assert!(ok && out.contains("acknowledged"), "{out}{err}");
+    let closed = hub
+        .wait_for("the paramedic's acknowledgement at the hub", |r| {
+            alert_by_id(&r.alerts.recent, &urgent.id).is_some_and(|a| a.acked.is_some())
+        })
+        .await;
+    assert_eq!(
+        alert_by_id(&closed.alerts.recent, &urgent.id)
+            .unwrap()
+            .acked
+            .as_ref()
+            .unwrap()
+            .by,
+        consortium.address(PARAMEDIC).to_string()
+    );
+    // Only the urgent alert ever reached the service.
+    let at_service: Vec<String> = w
+        .alerts_once_at(PARAMEDIC, &medic, &er_inbox)
+        .await
+        .iter()
+        .map(|a| a["kind"].to_string())
+        .collect();
+    assert!(at_service.is_empty(), "shown once: {at_service:?}");
+
+    // The paramedic asks for the patient's emergency data: the patient's
+    // policy opens a time-limited grant, and the hub shows it.
+    let patient = format!("{:#x}", w.world.patient());
+    let (ok, out, err) = w
+        .run(&[
+            "physician",
+            "emergency-access",
+            "--key",
+            &key,
+            "--patient",
+            &patient,
+        ])
+        .await;
+    assert!(ok, "{out}{err}");
+    hub.wait_for("the patient told of the emergency access", |r| {
+        r.emergency_accesses
+            .iter()
+            .any(|e| e.physician == w.world.consortium.address(PARAMEDIC))
+    })
+    .await;
     assert_eq!(hub.terminate().await.code(), Some(0));
 }

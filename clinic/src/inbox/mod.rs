@@ -9,7 +9,14 @@
 //! hold a live grant from the patient; a follow or an acknowledgement must
 //! be signed by the physician it names, and be fresh. Reads are bounded in
 //! size and time, followers and work in flight are capped.
+//!
+//! An emergency service's inbox also keeps a duty roster ([`roster`]): a
+//! hub whose patient enabled an emergency policy on chain asks who is on
+//! duty, and delivers to each; such a delivery needs no grant, but the
+//! patient's emergency policy and the recipient's place in the service on
+//! chain.
 
+pub mod roster;
 pub mod store;
 
 use std::collections::HashMap;
@@ -27,6 +34,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Semaphore, broadcast};
 
 use crate::proxy::chain_view::ChainView;
+use roster::DutyRoster;
 use store::{InboxStore, Kept, StoredAlert};
 
 /// Requests one hub connection may make before it is closed.
@@ -60,6 +68,7 @@ pub struct InboxCounts {
     pub duplicates: u64,
     pub acks: u64,
     pub refused: u64,
+    pub rosters: u64,
 }
 
 pub struct Inbox {
@@ -71,6 +80,8 @@ pub struct Inbox {
     followers: Arc<Semaphore>,
     in_flight: Arc<Semaphore>,
     counts: Mutex<InboxCounts>,
+    /// An emergency service's duty roster, if this inbox serves one.
+    duty: Option<DutyRoster>,
 }
 
 impl Inbox {
@@ -88,7 +99,14 @@ impl Inbox {
             followers: Arc::new(Semaphore::new(max_followers)),
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             counts: Mutex::new(InboxCounts::default()),
+            duty: None,
         }
+    }
+
+    /// This inbox names `duty` to hubs asking for an emergency service.
+    pub fn with_duty_roster(mut self, duty: DutyRoster) -> Self {
+        self.duty = Some(duty);
+        self
     }
 
     pub fn counts(&self) -> InboxCounts {
@@ -139,6 +157,79 @@ impl Inbox {
         }
     }
 
+    /// Whether the patient's emergency policy is enabled on chain.
+    async fn emergency_consent(&self, patient: Address) -> Result<(), AlertRefusal> {
+        match self.chain.emergency_consent(patient).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AlertRefusal::NoEmergencyConsent),
+            Err(e) => Err(AlertRefusal::ChainUnavailable {
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// Whether `physician` is an active physician of emergency service `entity`.
+    async fn on_duty_for(&self, physician: Address, entity: Address) -> Result<bool, AlertRefusal> {
+        self.chain
+            .emergency_service_of(physician)
+            .await
+            .map(|service| service == Some(entity))
+            .map_err(|e| AlertRefusal::ChainUnavailable {
+                detail: e.to_string(),
+            })
+    }
+
+    /// The hub's patient, if the chain says the hub serves one.
+    async fn patient_of_hub(&self, hub: Address) -> Result<Option<Address>, AlertRefusal> {
+        self.chain
+            .hub_patient(hub)
+            .await
+            .map_err(|e| AlertRefusal::ChainUnavailable {
+                detail: e.to_string(),
+            })
+    }
+
+    /// The duty roster for `entity`, to a hub whose patient consented:
+    /// only the names the chain confirms.
+    async fn roster(
+        &self,
+        signed: glyco_seal::alerts::Signed<alerts::RosterRequest>,
+    ) -> Result<AlertAnswer, AlertRefusal> {
+        let request = &signed.body;
+        let signer = signed.signer().map_err(|e| AlertRefusal::BadSignature {
+            detail: e.to_string(),
+        })?;
+        if signer != request.hub {
+            return Err(AlertRefusal::WrongSigner {
+                expected: request.hub,
+                actual: signer,
+            });
+        }
+        fresh(request.at_ms)?;
+        let Some(patient) = self.patient_of_hub(request.hub).await? else {
+            return Err(AlertRefusal::NotPatientsHub {
+                hub: request.hub,
+                patient: Address::ZERO,
+            });
+        };
+        self.emergency_consent(patient).await?;
+        let duty = self.duty.as_ref().ok_or(AlertRefusal::NoRoster {
+            entity: request.entity,
+        })?;
+        let named = duty.read().map_err(|e| AlertRefusal::Storage {
+            detail: e.to_string(),
+        })?;
+        let mut physicians = Vec::new();
+        for physician in named {
+            if self.on_duty_for(physician, request.entity).await? {
+                physicians.push(physician);
+            }
+        }
+        self.counts.lock().rosters += 1;
+        tracing::info!(hub = %request.hub, entity = %request.entity, on_duty = physicians.len(), "duty roster given");
+        Ok(AlertAnswer::Roster { physicians })
+    }
+
     pub async fn on_hub_message(&self, message: HubAlertMessage) -> AlertAnswer {
         match self.hub_message(message).await {
             Ok(answer) => answer,
@@ -166,21 +257,26 @@ impl Inbox {
                         detail: "the id is not the hub's id of that alert number".into(),
                     });
                 }
-                match self.chain.hub_patient(envelope.hub).await {
-                    Ok(Some(patient)) if patient == envelope.patient => {}
-                    Ok(_) => {
-                        return Err(AlertRefusal::NotPatientsHub {
-                            hub: envelope.hub,
-                            patient: envelope.patient,
-                        });
-                    }
-                    Err(e) => {
-                        return Err(AlertRefusal::ChainUnavailable {
-                            detail: e.to_string(),
-                        });
-                    }
+                if self.patient_of_hub(envelope.hub).await? != Some(envelope.patient) {
+                    return Err(AlertRefusal::NotPatientsHub {
+                        hub: envelope.hub,
+                        patient: envelope.patient,
+                    });
                 }
-                self.granted(envelope.patient, envelope.recipient).await?;
+                match envelope.emergency {
+                    // The emergency step: the patient's emergency policy is
+                    // the consent, the service's membership the recipient's.
+                    Some(entity) => {
+                        self.emergency_consent(envelope.patient).await?;
+                        if !self.on_duty_for(envelope.recipient, entity).await? {
+                            return Err(AlertRefusal::NotOnDuty {
+                                physician: envelope.recipient,
+                                entity,
+                            });
+                        }
+                    }
+                    None => self.granted(envelope.patient, envelope.recipient).await?,
+                }
                 let recipient = envelope.recipient;
                 let kept = self.store.lock().keep(*signed, now_ms()).map_err(|e| {
                     AlertRefusal::Storage {
@@ -226,6 +322,7 @@ impl Inbox {
                 );
                 Ok(AlertAnswer::Acks { acks })
             }
+            HubAlertMessage::Roster(signed) => self.roster(signed).await,
         }
     }
 

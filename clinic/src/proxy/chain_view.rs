@@ -61,6 +61,8 @@ pub struct ChainView {
     hub_patients: PerBlock<Address, Option<Address>>,
     patient_keys: PerBlock<Address, Option<Vec<u8>>>,
     physician_keys: PerBlock<Address, Option<Vec<u8>>>,
+    emergency_consents: PerBlock<Address, bool>,
+    emergency_services: PerBlock<Address, Option<Address>>,
     anchors: Mutex<HashMap<(Address, B256), AnchorRecord>>,
 }
 
@@ -73,6 +75,8 @@ impl ChainView {
             hub_patients: PerBlock::new(),
             patient_keys: PerBlock::new(),
             physician_keys: PerBlock::new(),
+            emergency_consents: PerBlock::new(),
+            emergency_services: PerBlock::new(),
             anchors: Mutex::new(HashMap::new()),
         }
     }
@@ -133,6 +137,33 @@ impl ChainView {
         self.physician_keys
             .get(block, physician, || {
                 self.client.physician_pre_key(physician)
+            })
+            .await
+    }
+
+    /// Whether the patient's emergency policy is enabled: their consent to
+    /// emergency services being told and reading under it.
+    pub async fn emergency_consent(&self, patient: Address) -> Result<bool, ChainError> {
+        let block = self.head().await?;
+        self.emergency_consents
+            .get(block, patient, || async {
+                Ok(self.client.emergency_policy_of(patient).await?.enabled)
+            })
+            .await
+    }
+
+    /// The emergency service `physician` is an active physician of, if any.
+    pub async fn emergency_service_of(
+        &self,
+        physician: Address,
+    ) -> Result<Option<Address>, ChainError> {
+        let block = self.head().await?;
+        self.emergency_services
+            .get(block, physician, || async {
+                if !self.client.is_emergency_physician(physician).await? {
+                    return Ok(None);
+                }
+                Ok(Some(self.client.physician_of(physician).await?.entity))
             })
             .await
     }

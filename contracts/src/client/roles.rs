@@ -286,6 +286,16 @@ impl GlycoClient {
         .await
     }
 
+    /// An active physician of an active emergency service.
+    pub async fn is_emergency_physician(&self, account: Address) -> Result<bool, ChainError> {
+        self.view(
+            "isEmergencyPhysician",
+            Contract::Roles,
+            self.roles.isEmergencyPhysician(account),
+        )
+        .await
+    }
+
     pub async fn is_active_hospital(&self, account: Address) -> Result<bool, ChainError> {
         self.view(
             "isActiveHospital",

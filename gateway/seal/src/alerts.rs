@@ -15,6 +15,13 @@
 //! physician's umbral key registered on chain: the inbox node stores and
 //! forwards ciphertext. The envelope (kind, severity, times) is in the
 //! clear, so the inbox can order and count, and is signed by the hub.
+//!
+//! The emergency step: the hub asks an emergency service's inbox for its
+//! duty roster (`Roster`, signed by the hub), checks each name on chain,
+//! and delivers one envelope per duty physician with `emergency` set to the
+//! service. The inbox keeps it only if the patient's emergency policy is
+//! enabled on chain (the patient's consent) and the recipient is an active
+//! physician of that service.
 
 use alloy::primitives::{Address, keccak256};
 use serde::{Deserialize, Serialize};
@@ -39,6 +46,9 @@ const POLICY_DOMAIN: &[u8] = b"glyco-alert-policy/1\0";
 const POLL_DOMAIN: &[u8] = b"glyco-alert-poll/1\0";
 const ACK_DOMAIN: &[u8] = b"glyco-alert-ack/1\0";
 const FOLLOW_DOMAIN: &[u8] = b"glyco-alert-follow/1\0";
+const ROSTER_DOMAIN: &[u8] = b"glyco-alert-roster/1\0";
+/// Duty physicians one roster names at most.
+pub const MAX_DUTY_ROSTER: usize = 32;
 
 /// An alert id: the hub's address and its alert number, hashed, so a
 /// redelivery after a crash carries the same id.
@@ -82,6 +92,11 @@ pub struct AlertEnvelope {
     /// from here).
     pub reading_received_at_ms: i64,
     pub details: SealedDetails,
+    /// The emergency service the recipient is on duty for, when the alert
+    /// reached them through the ladder's emergency step (no grant needed:
+    /// the patient's emergency policy on chain is the consent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<Address>,
 }
 
 impl Domain for AlertEnvelope {
@@ -215,11 +230,25 @@ impl Domain for FollowRequest {
     const DOMAIN: &'static [u8] = FOLLOW_DOMAIN;
 }
 
+/// A hub asks an emergency service's inbox who is on duty for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterRequest {
+    pub hub: Address,
+    /// The emergency service (its entity address on chain).
+    pub entity: Address,
+    pub at_ms: i64,
+}
+
+impl Domain for RosterRequest {
+    const DOMAIN: &'static [u8] = ROSTER_DOMAIN;
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "message", rename_all = "snake_case")]
 pub enum HubAlertMessage {
     Deliver(Box<Signed<AlertEnvelope>>),
     Poll(Signed<AckPoll>),
+    Roster(Signed<RosterRequest>),
 }
 
 /// An acknowledgement as the inbox numbered it.
@@ -239,6 +268,11 @@ pub enum AlertAnswer {
     /// Acknowledgements of the hub's alerts after the poll's cursor.
     Acks {
         acks: Vec<NumberedAck>,
+    },
+    /// The duty physicians of the asked emergency service, as the inbox
+    /// knows them (the hub checks each on chain).
+    Roster {
+        physicians: Vec<Address>,
     },
     Refused {
         reason: AlertRefusal,
@@ -288,6 +322,12 @@ pub enum AlertRefusal {
     NotPatientsHub { hub: Address, patient: Address },
     #[error("the physician has no live grant from the patient")]
     NoLiveGrant,
+    #[error("the patient's emergency policy is not enabled on chain")]
+    NoEmergencyConsent,
+    #[error("{physician} is not an active physician of emergency service {entity}")]
+    NotOnDuty { physician: Address, entity: Address },
+    #[error("this inbox keeps no duty roster for {entity}")]
+    NoRoster { entity: Address },
     #[error("the request is stale or from the future ({at_ms})")]
     Stale { at_ms: i64 },
     #[error("no such alert for this physician")]
@@ -397,6 +437,7 @@ mod tests {
             created_at_ms: 2,
             reading_received_at_ms: 1,
             details: SealedDetails::seal(&details, key).unwrap(),
+            emergency: None,
         }
     }
 
@@ -443,6 +484,33 @@ mod tests {
             signature: ack.signature.clone(),
         };
         assert!(poll.signer().map_or(true, |a| a != key.address()));
+    }
+
+    #[test]
+    fn the_emergency_service_is_signed_and_absent_from_ordinary_envelopes() {
+        let hub = PrivateKeySigner::random();
+        let key = SecretKey::random().public_key();
+        let ordinary = encode(&envelope(&key)).unwrap();
+        let as_value: ciborium::Value = ciborium::from_reader(&ordinary[..]).unwrap();
+        let keys: Vec<String> = as_value
+            .as_map()
+            .unwrap()
+            .iter()
+            .filter_map(|(k, _)| k.as_text().map(str::to_owned))
+            .collect();
+        assert!(!keys.contains(&"emergency".to_owned()), "{keys:?}");
+        let mut emergency = envelope(&key);
+        emergency.emergency = Some(Address::repeat_byte(7));
+        let signed = Signed::sign(emergency, &hub).unwrap();
+        let back: Signed<AlertEnvelope> = decode(&encode(&signed).unwrap()).unwrap();
+        assert_eq!(back.body.emergency, Some(Address::repeat_byte(7)));
+        let mut moved = back.clone();
+        moved.body.emergency = Some(Address::repeat_byte(8));
+        assert_ne!(
+            moved.signer().unwrap(),
+            hub.address(),
+            "the service is signed"
+        );
     }
 
     #[test]

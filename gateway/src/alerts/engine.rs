@@ -18,6 +18,10 @@ pub const MAX_SNOOZE_MS: i64 = 24 * 3_600_000;
 const MAX_SNOOZED: usize = 32;
 /// Never snoozed: a level-2 low is always told.
 pub const NEVER_SNOOZED: [&str; 1] = ["very_low_glucose"];
+/// The only findings an emergency service is told of (when urgent): a
+/// level-2 low, the papers' emergency. A misbehaving device or a forecast
+/// is for the patient and their physicians, not an ambulance.
+pub const EMERGENCY_KINDS: [&str; 1] = ["very_low_glucose"];
 /// Closed alerts kept for the status output.
 const RECENT_CLOSED: usize = 50;
 
@@ -31,6 +35,10 @@ pub enum Target {
     Physician { address: Address },
     /// Posted to a configured webhook (a paging system, a caregiver's app).
     Webhook { name: String },
+    /// The duty physicians of an emergency service enrolled on chain, through
+    /// its inbox; urgent lows only ([`EMERGENCY_KINDS`]), and only with the
+    /// patient's emergency policy enabled on chain.
+    Emergency { entity: Address },
 }
 
 impl std::fmt::Display for Target {
@@ -39,6 +47,7 @@ impl std::fmt::Display for Target {
             Target::Patient => f.write_str("patient"),
             Target::Physician { address } => write!(f, "physician:{address}"),
             Target::Webhook { name } => write!(f, "webhook:{name}"),
+            Target::Emergency { entity } => write!(f, "emergency:{entity}"),
         }
     }
 }
@@ -53,13 +62,17 @@ impl std::str::FromStr for Target {
                 .parse()
                 .map(|address| Target::Physician { address })
                 .map_err(|e| format!("{text:?}: {e}")),
+            Some(("emergency", entity)) => entity
+                .parse()
+                .map(|entity| Target::Emergency { entity })
+                .map_err(|e| format!("{text:?}: {e}")),
             Some(("webhook", name)) if !name.is_empty() && name.len() <= 32 => {
                 Ok(Target::Webhook {
                     name: name.to_owned(),
                 })
             }
             _ => Err(format!(
-                "{text:?}: a target is \"patient\", \"physician:0x…\" or \"webhook:<name>\""
+                "{text:?}: a target is \"patient\", \"physician:0x…\", \"webhook:<name>\" or \"emergency:0x…\""
             )),
         }
     }
@@ -111,6 +124,21 @@ pub struct TargetState {
     /// Why the last attempt failed (it is tried again).
     pub last_error: Option<String>,
     pub attempts: u32,
+    /// The physicians the delivery reached (an emergency step's duty
+    /// physicians); any of them may acknowledge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reached: Vec<Address>,
+}
+
+impl TargetState {
+    fn reached(&self, physician: Address) -> bool {
+        self.delivered_at_ms.is_some()
+            && match self.target {
+                Target::Physician { address } => address == physician,
+                Target::Emergency { .. } => self.reached.contains(&physician),
+                _ => false,
+            }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -212,10 +240,14 @@ impl Engine {
         self.open.get(&no)
     }
 
-    fn step_targets(&self, step: usize) -> Vec<TargetState> {
+    /// The targets `step` adds for an alert of `kind` and `severity`: an
+    /// emergency service is told of urgent lows only.
+    fn step_targets(&self, step: usize, kind: &str, severity: &str) -> Vec<TargetState> {
+        let emergency = severity == "urgent" && EMERGENCY_KINDS.contains(&kind);
         self.policy.ladder.get(step).map_or_else(Vec::new, |s| {
             s.targets
                 .iter()
+                .filter(|t| emergency || !matches!(t, Target::Emergency { .. }))
                 .map(|target| TargetState {
                     target: target.clone(),
                     step: step as u8,
@@ -223,6 +255,7 @@ impl Engine {
                     delivered_at_ms: None,
                     last_error: None,
                     attempts: 0,
+                    reached: Vec::new(),
                 })
                 .collect()
         })
@@ -280,7 +313,7 @@ impl Engine {
         }
         let no = self.next_no;
         self.next_no += 1;
-        let mut targets = self.step_targets(0);
+        let mut targets = self.step_targets(0, &finding.kind, &finding.severity);
         for target in &mut targets {
             if target.target == Target::Patient {
                 target.delivered_at_ms = Some(now_ms);
@@ -357,7 +390,8 @@ impl Engine {
         for no in due {
             let step = self.open[&no].step as usize + 1;
             let created = self.open[&no].created_at_ms;
-            let mut added = self.step_targets(step);
+            let record = &self.open[&no];
+            let mut added = self.step_targets(step, &record.kind, &record.severity);
             for target in &mut added {
                 if target.target == Target::Patient {
                     target.delivered_at_ms = Some(now_ms);
@@ -395,9 +429,7 @@ impl Engine {
             .map(|r| r.no)
             .ok_or(AckError::NotOpen)?;
         if let Some(physician) = by {
-            let reached = self.open[&no].targets.iter().any(|t| {
-                t.target == Target::Physician { address: physician } && t.delivered_at_ms.is_some()
-            });
+            let reached = self.open[&no].targets.iter().any(|t| t.reached(physician));
             if !reached {
                 return Err(AckError::NotARecipient);
             }
@@ -427,20 +459,22 @@ impl Engine {
             .collect()
     }
 
-    /// Records a delivery attempt; returns the changed alert.
+    /// Records a delivery attempt: when it was delivered and the
+    /// physicians it reached, or why not. Returns the changed alert.
     pub fn delivered(
         &mut self,
         no: u64,
         index: usize,
-        result: Result<i64, String>,
+        result: Result<(i64, Vec<Address>), String>,
     ) -> Option<AlertRecord> {
         let record = self.open.get_mut(&no)?;
         let target = record.targets.get_mut(index)?;
         target.attempts += 1;
         match result {
-            Ok(at) => {
+            Ok((at, reached)) => {
                 target.delivered_at_ms = Some(at);
                 target.last_error = None;
+                target.reached = reached;
             }
             Err(e) => target.last_error = Some(e),
         }
@@ -451,7 +485,10 @@ impl Engine {
     pub fn awaits_physician_ack(&self) -> bool {
         self.open.values().any(|r| {
             r.targets.iter().any(|t| {
-                matches!(t.target, Target::Physician { .. }) && t.delivered_at_ms.is_some()
+                matches!(
+                    t.target,
+                    Target::Physician { .. } | Target::Emergency { .. }
+                ) && t.delivered_at_ms.is_some()
             })
         })
     }
@@ -577,7 +614,7 @@ mod tests {
             "not delivered yet"
         );
         engine.delivered(1, 1, Err("inbox down".into()));
-        engine.delivered(1, 1, Ok(62_000));
+        engine.delivered(1, 1, Ok((62_000, vec![physician(1)])));
         assert!(engine.awaits_physician_ack());
         assert_eq!(
             engine.acknowledge(&alert.id, Some(physician(2)), 63_000),
@@ -596,6 +633,71 @@ mod tests {
             engine.acknowledge(&alert.id, None, 0),
             Err(AckError::NotOpen)
         );
+    }
+
+    #[test]
+    fn the_emergency_step_takes_urgent_lows_and_any_duty_physician_may_acknowledge() {
+        let service = physician(7);
+        let mut policy = policy();
+        policy.ladder[2]
+            .targets
+            .push(Target::Emergency { entity: service });
+        policy.kinds.push("very_low_glucose".into());
+        let mut engine = Engine::new(policy, physician(9), Vec::new());
+        let urgent = engine
+            .on_finding(&finding("very_low_glucose", "urgent"), 0, 0)
+            .unwrap();
+        let warning = engine
+            .on_finding(&finding("predicted_low", "warning"), 0, 0)
+            .unwrap();
+        let mut flood = finding("node_behaviour:flood", "urgent");
+        flood.device = "name:meter".into();
+        let flood = engine.on_finding(&flood, 0, 0).unwrap();
+        engine.escalate(60_000);
+        let last = engine.escalate(180_000);
+        let targets_of = |id: &str| {
+            last.iter()
+                .find(|r| r.id == id)
+                .unwrap()
+                .targets
+                .iter()
+                .map(|t| t.target.clone())
+                .collect::<Vec<_>>()
+        };
+        assert!(targets_of(&urgent.id).contains(&Target::Emergency { entity: service }));
+        assert!(
+            !targets_of(&warning.id).contains(&Target::Emergency { entity: service }),
+            "a warning never reaches an emergency service"
+        );
+        assert!(
+            !targets_of(&flood.id).contains(&Target::Emergency { entity: service }),
+            "nor does a misbehaving device, however urgent"
+        );
+        let index = last
+            .iter()
+            .find(|r| r.id == urgent.id)
+            .unwrap()
+            .targets
+            .iter()
+            .position(|t| t.target == Target::Emergency { entity: service })
+            .unwrap();
+        let (medic, other_medic) = (physician(5), physician(6));
+        engine.delivered(urgent.no, index, Ok((190_000, vec![medic, other_medic])));
+        assert_eq!(
+            engine.acknowledge(&urgent.id, Some(physician(4)), 191_000),
+            Err(AckError::NotARecipient),
+            "not on the roster it reached"
+        );
+        let acked = engine
+            .acknowledge(&urgent.id, Some(other_medic), 191_000)
+            .unwrap();
+        assert_eq!(acked.acked.unwrap().by, other_medic.to_string());
+        let text = format!("emergency:{service}");
+        assert_eq!(
+            text.parse::<Target>().unwrap(),
+            Target::Emergency { entity: service }
+        );
+        assert_eq!(Target::Emergency { entity: service }.to_string(), text);
     }
 
     #[test]

@@ -174,7 +174,8 @@ impl AlertSink {
 #[serde(default)]
 pub struct AlertStatus {
     pub enabled: bool,
-    pub inbox: Option<String>,
+    /// The alert inboxes configured (`<node>@<address>`).
+    pub inboxes: Vec<String>,
     /// Open alerts, oldest first.
     pub open: Vec<AlertRecord>,
     /// The latest closed (acknowledged) alerts.
@@ -200,7 +201,7 @@ pub struct Alerts {
 }
 
 impl Alerts {
-    pub fn new(sink: AlertSink, enabled: bool, inbox: Option<String>) -> Self {
+    pub fn new(sink: AlertSink, enabled: bool, inboxes: Vec<String>) -> Self {
         let alerts = Self {
             status: Arc::default(),
             sink,
@@ -208,7 +209,7 @@ impl Alerts {
         {
             let mut status = alerts.status.lock();
             status.enabled = enabled;
-            status.inbox = inbox;
+            status.inboxes = inboxes;
         }
         alerts
     }
@@ -564,18 +565,26 @@ impl AlertStage {
             };
             let step = record.targets[index].step;
             let result = match &target {
-                Target::Physician { address } => {
+                Target::Physician { .. } | Target::Emergency { .. } => {
                     let Some(delivery) = self.delivery.as_mut() else {
                         continue;
                     };
-                    if !delivery.may_try() {
+                    if !delivery.may_try(&target) {
                         continue;
                     }
-                    match delivery.deliver(&record, step, *address).await {
-                        Ok((at, digest)) => {
-                            self.keep_evidence(digest, "alert", &record.id, address.to_string())
+                    match delivery.deliver(&record, step, &target).await {
+                        Ok(delivered) => {
+                            for (physician, digest) in &delivered.reached {
+                                self.keep_evidence(
+                                    *digest,
+                                    "alert",
+                                    &record.id,
+                                    physician.to_string(),
+                                )
                                 .await;
-                            Ok(at)
+                            }
+                            let reached = delivered.reached.iter().map(|(p, _)| *p).collect();
+                            Ok((delivered.at_ms, reached))
                         }
                         Err(e) => Err(e),
                     }
@@ -590,6 +599,7 @@ impl AlertStage {
                     webhook
                         .post(&self.http, &record, step, self.hub, self.patient)
                         .await
+                        .map(|at| (at, Vec::new()))
                 }
                 Target::Patient => continue,
             };
@@ -618,16 +628,7 @@ impl AlertStage {
         let Some(delivery) = &mut self.delivery else {
             return;
         };
-        if !delivery.may_try() {
-            return;
-        }
-        let acks = match delivery.poll_acks().await {
-            Ok(acks) => acks,
-            Err(e) => {
-                tracing::debug!(error = %e, "acknowledgements not polled");
-                return;
-            }
-        };
+        let acks = delivery.poll_acks().await;
         for ack in acks {
             let id = glyco_seal::alerts::id_hex(&ack.body.alert);
             match self

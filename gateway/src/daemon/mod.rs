@@ -391,7 +391,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         }
         false => (AlertSink::default(), None),
     };
-    let alerts = Alerts::new(alert_sink.clone(), alerts_on, config.alerts.inbox.clone());
+    let alerts = Alerts::new(alert_sink.clone(), alerts_on, config.alerts.all_inboxes());
     let mut alert_endpoint: Option<iroh::Endpoint> = None;
     if let Some(monitors) = monitors {
         let (analysis, token) = (analysis.clone(), tasks.clone());
@@ -532,15 +532,16 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
     }
 
     if let Some(rx) = alert_inputs {
-        let delivery = match (config.alerts.inbox_peer()?, alert_endpoint) {
-            (Some(inbox), Some(endpoint)) => Some(Delivery::new(
+        let inboxes = config.alerts.inbox_peers()?;
+        let delivery = match (inboxes.is_empty(), alert_endpoint) {
+            (false, Some(endpoint)) => Some(Delivery::new(
                 endpoint,
-                inbox,
+                inboxes,
                 key.clone(),
                 patient,
                 GlycoClient::read_only(anchor_url.clone(), deployment.clone()),
             )),
-            (Some(_), None) => {
+            (false, None) => {
                 tracing::error!(
                     "alerts.inbox is set but the hub's iroh node is not running; physicians are not told"
                 );

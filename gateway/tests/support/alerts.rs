@@ -40,13 +40,20 @@ impl AlertWorld {
     }
 
     pub async fn start_inbox(&self) -> ClinicProcess {
+        self.start_inbox_at(&self.inbox_dir, self.inbox_port, &[])
+            .await
+    }
+
+    /// An alert inbox in `dir` on `port`, with `extra` arguments.
+    pub async fn start_inbox_at(&self, dir: &Path, port: u16, extra: &[&str]) -> ClinicProcess {
         let mut args = vec![
             "alert-inbox".to_owned(),
             "--dir".into(),
-            self.inbox_dir.to_string_lossy().into_owned(),
+            dir.to_string_lossy().into_owned(),
             "--listen".into(),
-            format!("127.0.0.1:{}", self.inbox_port),
+            format!("127.0.0.1:{port}"),
         ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         args.extend(self.chain_args());
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let inbox =
@@ -88,8 +95,17 @@ impl AlertWorld {
 
     /// `physician alerts --json` once (no follow): the JSON lines.
     pub async fn alerts_once(&self, account: u32, dir: &Path) -> Vec<serde_json::Value> {
+        self.alerts_once_at(account, dir, &self.inbox_arg()).await
+    }
+
+    /// The same, from the inbox `<node>@<address>`.
+    pub async fn alerts_once_at(
+        &self,
+        account: u32,
+        dir: &Path,
+        inbox: &str,
+    ) -> Vec<serde_json::Value> {
         let key = self.key_file(account);
-        let inbox = self.inbox_arg();
         let (ok, out, err) = clinic(&[
             "physician",
             "alerts",
@@ -98,7 +114,7 @@ impl AlertWorld {
             "--key",
             &key,
             "--inbox",
-            &inbox,
+            inbox,
             "--json",
         ])
         .await;
@@ -115,6 +131,16 @@ pub fn follow(
     account: u32,
     dir: &Path,
 ) -> (Child, mpsc::UnboundedReceiver<serde_json::Value>) {
+    follow_at(w, account, dir, &w.inbox_arg())
+}
+
+/// The same, on the inbox `<node>@<address>`.
+pub fn follow_at(
+    w: &AlertWorld,
+    account: u32,
+    dir: &Path,
+    inbox: &str,
+) -> (Child, mpsc::UnboundedReceiver<serde_json::Value>) {
     let key = w.key_file(account);
     let mut child = Command::new(clinic_bin())
         .args([
@@ -127,7 +153,7 @@ pub fn follow(
             "--key",
             &key,
         ])
-        .args(["--inbox", &w.inbox_arg()])
+        .args(["--inbox", inbox])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(w.path(&format!("follow-{}.log", now_ms()))).unwrap())

@@ -123,6 +123,7 @@ pub async fn alerts(
                         "evidence": envelope.evidence().ok().map(|d| d.to_string()),
                         "device": details.as_ref().map(|d| d.device.clone()).ok(),
                         "explanation": details.as_ref().map(|d| d.explanation.clone()).ok(),
+                        "emergency": body.emergency,
                     });
                     writeln!(out, "{line}")?;
                 } else {
@@ -135,6 +136,14 @@ pub async fn alerts(
                         "[{}] {} for patient {} (step {}, alert {id}): {what}",
                         body.severity, body.kind, body.patient, body.step
                     )?;
+                    if let Some(service) = body.emergency {
+                        writeln!(
+                            out,
+                            "  EMERGENCY: no one up the ladder acknowledged; you are on duty for {service}.\n  \
+                             Read the patient's emergency data: glyco-clinic physician emergency-access --patient {}",
+                            body.patient
+                        )?;
+                    }
                 }
                 out.flush()?;
                 writeln!(shown, "{id} {}", body.hub)?;

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use glyco_clinic::inbox::roster::DutyRoster;
 use glyco_clinic::inbox::store::InboxStore;
 use glyco_clinic::inbox::{AlertsFromHubs, Inbox, InboxForPhysicians};
 use glyco_clinic::proxy::chain_view::ChainView;
@@ -19,16 +20,22 @@ pub async fn run(
     dir: &Path,
     listen: SocketAddr,
     chain: &Chain,
-    max_followers: usize,
-    max_in_flight: usize,
+    (max_followers, max_in_flight): (usize, usize),
+    duty_roster: Option<&Path>,
 ) -> Result<()> {
+    // Checked before anything is opened or bound.
+    let duty = duty_roster.map(DutyRoster::open).transpose()?;
     let store = InboxStore::open(&dir.join("inbox")).context("opening the inbox store")?;
-    let inbox = Arc::new(Inbox::new(
+    let mut inbox = Inbox::new(
         ChainView::new(chain.read_only()?),
         store,
         max_followers,
         max_in_flight,
-    ));
+    );
+    if let Some(duty) = duty {
+        inbox = inbox.with_duty_roster(duty);
+    }
+    let inbox = Arc::new(inbox);
     let endpoint = bind(node_key(dir)?, listen).await?;
     let router = Router::builder(endpoint.clone())
         .accept(ALERT_ALPN, AlertsFromHubs(inbox.clone()))

@@ -111,6 +111,11 @@ enum Command {
         /// Deliveries and polls worked on at once (more are answered "busy").
         #[arg(long, default_value_t = 64)]
         max_in_flight: usize,
+        /// For an emergency service: the file naming its duty physicians,
+        /// one address per line, read again at every request. Hubs whose
+        /// alerts climb to the emergency step ask it who to tell.
+        #[arg(long)]
+        duty_roster: Option<PathBuf>,
         #[command(flatten)]
         chain: Chain,
     },
@@ -233,8 +238,18 @@ async fn main() -> Result<()> {
             listen,
             max_followers,
             max_in_flight,
+            duty_roster,
             chain,
-        } => inbox_cmd::run(&dir, listen, &chain, max_followers, max_in_flight).await,
+        } => {
+            inbox_cmd::run(
+                &dir,
+                listen,
+                &chain,
+                (max_followers, max_in_flight),
+                duty_roster.as_deref(),
+            )
+            .await
+        }
         Command::EnrolNode {
             dir,
             entity_key,

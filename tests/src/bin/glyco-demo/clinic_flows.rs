@@ -11,7 +11,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use glyco_contracts::testkit::accounts::{HOSPITAL, PARAMEDIC, PATIENT, PHYSICIAN, SECOND_PROXY};
+use glyco_contracts::testkit::accounts::{
+    EMERGENCY_SERVICE, HOSPITAL, PARAMEDIC, PATIENT, PHYSICIAN, SECOND_PROXY,
+};
 use glyco_contracts::{B256, DataKinds, EmergencyPolicy, Expiry, GrantScope, Role};
 use glyco_gateway::config::HubConfig;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -25,13 +27,16 @@ use crate::seal_flows::{clinic, start_replica, write_key};
 /// A dev account with nothing else to do in the demo: the second proxy.
 const THIRD_PROXY: u32 = 17;
 
-/// The proxies and the alert inbox, running; the proxies'
-/// `<address>@<ip:port>` and the inbox's `<node id>@<ip:port>` for configs
+/// The proxies and the alert inboxes, running; the proxies'
+/// `<address>@<ip:port>` and the inboxes' `<node id>@<ip:port>` for configs
 /// and CLIs.
 pub struct Proxies {
     children: Vec<Child>,
     pub args: Vec<String>,
+    /// St Luke's.
     pub inbox: String,
+    /// City Ambulance's, with its duty roster.
+    pub emergency_inbox: String,
 }
 
 fn chain_args(dir: &Path, world: &ChainWorld) -> Vec<String> {
@@ -82,6 +87,7 @@ pub async fn start_proxies(dir: &Path, world: &ChainWorld) -> Result<Proxies> {
         children: Vec::new(),
         args: Vec::new(),
         inbox: String::new(),
+        emergency_inbox: String::new(),
     };
     for account in [SECOND_PROXY, THIRD_PROXY] {
         let proxy_dir = dir.join(format!("proxy-{account}"));
@@ -119,17 +125,55 @@ pub async fn start_proxies(dir: &Path, world: &ChainWorld) -> Result<Proxies> {
     }
     // St Luke's alert inbox: its node enrolled for the hospital, so hubs
     // deliver to it; it keeps alerts only for physicians with a live grant.
-    let inbox_dir = dir.join("alert-inbox");
+    let (child, inbox) = start_inbox(dir, world, "alert-inbox", HOSPITAL, None).await?;
+    step(&format!(
+        "glyco-clinic alert-inbox (St Luke's, node enrolled on chain): {inbox}"
+    ));
+    proxies.inbox = inbox;
+    proxies.children.push(child);
+    // City Ambulance's inbox: it names its duty paramedic to hubs whose
+    // patient consented (an emergency policy on chain).
+    let roster = dir.join("ambulance-duty.txt");
+    std::fs::write(
+        &roster,
+        format!("# on duty tonight\n{:#x}\n", address(PARAMEDIC)),
+    )?;
+    let (child, inbox) = start_inbox(
+        dir,
+        world,
+        "ambulance-inbox",
+        EMERGENCY_SERVICE,
+        Some(&roster),
+    )
+    .await?;
+    step(&format!(
+        "glyco-clinic alert-inbox --duty-roster (City Ambulance, node enrolled on chain): {inbox}"
+    ));
+    proxies.emergency_inbox = inbox;
+    proxies.children.push(child);
+    Ok(proxies)
+}
+
+/// An alert inbox in `dir/name`, its node enrolled for `entity`: the
+/// process and its `<node id>@<ip:port>`.
+async fn start_inbox(
+    dir: &Path,
+    world: &ChainWorld,
+    name: &str,
+    entity: u32,
+    duty_roster: Option<&Path>,
+) -> Result<(Child, String)> {
+    let inbox_dir = dir.join(name);
     let mut args = strings(&["enrol-node", "--dir"]);
     args.push(inbox_dir.to_string_lossy().into_owned());
     args.push("--entity-key".into());
-    let hospital_key = dir.join("hospital.key");
-    write_key(&hospital_key, HOSPITAL)?;
-    args.push(hospital_key.to_string_lossy().into_owned());
+    let entity_key = dir.join(format!("entity-{entity}.key"));
+    write_key(&entity_key, entity)?;
+    args.push(entity_key.to_string_lossy().into_owned());
     args.extend(chain_args(dir, world));
     let (ok, _, err) = run_clinic(&args).await?;
     if !ok {
-        bail!("enrolling the alert inbox: {err}");
+        bail!("enrolling the alert inbox {name}: {err}");
     }
     let port = std::net::UdpSocket::bind("127.0.0.1:0")?
         .local_addr()?
@@ -138,19 +182,19 @@ pub async fn start_proxies(dir: &Path, world: &ChainWorld) -> Result<Proxies> {
     args.push(inbox_dir.to_string_lossy().into_owned());
     args.push("--listen".into());
     args.push(format!("127.0.0.1:{port}"));
+    if let Some(roster) = duty_roster {
+        args.push("--duty-roster".into());
+        args.push(roster.to_string_lossy().into_owned());
+    }
     args.extend(chain_args(dir, world));
-    let (child, line) = spawn_clinic(&args, &dir.join("alert-inbox.log"), "alert inbox").await?;
+    let (child, line) =
+        spawn_clinic(&args, &dir.join(format!("{name}.log")), "alert inbox").await?;
     let node = line
         .split_whitespace()
         .nth(3)
         .context("the inbox's node id")?
         .to_owned();
-    step(&format!(
-        "glyco-clinic alert-inbox (St Luke's, node enrolled on chain): {line}"
-    ));
-    proxies.inbox = format!("{node}@127.0.0.1:{port}");
-    proxies.children.push(child);
-    Ok(proxies)
+    Ok((child, format!("{node}@127.0.0.1:{port}")))
 }
 
 /// A physician's machine: umbral key made there and published on chain.
@@ -358,7 +402,9 @@ pub async fn run(
         );
     }
 
-    section("17. Emergency access: read inside the window, refused after it");
+    section(
+        "17. Emergency: the urgent low no one acknowledged reaches the ambulance's duty paramedic, who reads inside the window, refused after it",
+    );
     world.client(PATIENT).revoke(address(PARAMEDIC)).await?;
     world
         .client(PATIENT)
@@ -375,6 +421,57 @@ pub async fn run(
         "the patient's emergency policy for the demo: glucose and blood pressure of the last day, for 20 seconds",
     );
     let (medic, medic_key) = physician_machine(dir, world, PARAMEDIC).await?;
+    // The level-2 low of section 13 climbed the ladder: 30 s without an
+    // acknowledgement, the hub asked City Ambulance's inbox who is on duty
+    // (the patient's emergency policy on chain is the consent) and it waited
+    // for the paramedic's umbral key, published just now.
+    let told = wait_status(&socket, "the urgent low at the ambulance", |r| {
+        r.alerts.open.iter().any(|a| {
+            a.kind == "very_low_glucose"
+                && a.targets.iter().any(|t| {
+                    t.target.to_string().starts_with("emergency:") && t.delivered_at_ms.is_some()
+                })
+        })
+    })
+    .await?;
+    let mut args = strings(&["physician", "alerts", "--dir"]);
+    args.push(medic.to_string_lossy().into_owned());
+    args.push("--key".into());
+    args.push(medic_key.to_string_lossy().into_owned());
+    args.push("--inbox".into());
+    args.push(proxies.emergency_inbox.clone());
+    let (ok, out, err) = run_clinic(&args).await?;
+    if !ok {
+        bail!("the paramedic's alerts: {err}");
+    }
+    step("glyco-clinic physician alerts --inbox <City Ambulance's inbox> (the paramedic on duty):");
+    indent(&out);
+    if let Some(alert) = told
+        .alerts
+        .open
+        .iter()
+        .find(|a| a.kind == "very_low_glucose")
+    {
+        let mut args = strings(&["physician", "ack", &alert.id, "--dir"]);
+        args.push(medic.to_string_lossy().into_owned());
+        args.push("--key".into());
+        args.push(medic_key.to_string_lossy().into_owned());
+        args.push("--inbox".into());
+        args.push(proxies.emergency_inbox.clone());
+        let (ok, out, err) = run_clinic(&args).await?;
+        if !ok {
+            bail!("the paramedic's ack: {err}");
+        }
+        step(&format!("the paramedic acknowledges: {}", out.trim()));
+        wait_status(&socket, "the paramedic's acknowledgement at the hub", |r| {
+            r.alerts
+                .recent
+                .iter()
+                .any(|a| a.id == alert.id && a.acked.is_some())
+        })
+        .await?;
+        step("the hub polled the ambulance's inbox: the urgent low is closed");
+    }
     let mut args = strings(&["physician", "emergency-access", "--key"]);
     args.push(medic_key.to_string_lossy().into_owned());
     args.push("--patient".into());

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use glyco_ble::testing::{MockBluez, frames};
 use glyco_contracts::keys::{DEV_MNEMONIC, dev_account};
-use glyco_contracts::testkit::accounts::{HUB, PATIENT, PHYSICIAN};
+use glyco_contracts::testkit::accounts::{EMERGENCY_SERVICE, HUB, PATIENT, PHYSICIAN};
 use glyco_gateway::config::HubConfig;
 use glyco_gateway::credentials::CredentialsFile;
 use glyco_gateway::mqtt::wire::AckStatus;
@@ -137,15 +137,27 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
     config.seal.proxies = proxies.args.clone();
     config.seal.proxy_threshold = 2;
     config.seal.share_poll_secs = 1;
-    // Alerts: the patient at once, the physician through St Luke's inbox.
+    // Alerts: the patient at once, the physician through St Luke's inbox;
+    // an urgent low no one acknowledged within 30 s reaches City
+    // Ambulance's duty paramedic through its own inbox.
     config.alerts.inbox = Some(proxies.inbox.clone());
-    config.alerts.ladder = vec![glyco_gateway::config::LadderStepConfig {
-        after_secs: 0,
-        to: vec![
-            "patient".into(),
-            format!("physician:{:#x}", crate::chain_flows::address(PHYSICIAN)),
-        ],
-    }];
+    config.alerts.inboxes = vec![proxies.emergency_inbox.clone()];
+    config.alerts.ladder = vec![
+        glyco_gateway::config::LadderStepConfig {
+            after_secs: 0,
+            to: vec![
+                "patient".into(),
+                format!("physician:{:#x}", crate::chain_flows::address(PHYSICIAN)),
+            ],
+        },
+        glyco_gateway::config::LadderStepConfig {
+            after_secs: 30,
+            to: vec![format!(
+                "emergency:{:#x}",
+                crate::chain_flows::address(EMERGENCY_SERVICE)
+            )],
+        },
+    ];
     std::fs::write(&config_path, toml::to_string(&config)?)?;
     let mut secrets = Vec::new();
     for (name, kind) in [
@@ -358,10 +370,11 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
         "13. On-hub anomaly detection: a falling CGM trace (forecasts combined per patient, the predicted low with its probability), and a device that misbehaves",
     );
     let mut wifi_cgm = SimulatedDevice::connect(mqtt, "wifi-cgm", &secrets[2]).await?;
-    // Two hours of 5-minute readings: steady, then falling ~1.6 mg/dL/min.
+    // Two hours of 5-minute readings: steady, then falling ~1.5 mg/dL/min
+    // down to a level-2 low.
     let trace = [
         148, 151, 149, 152, 150, 147, 150, 149, 151, 148, 150, 149, 146, 143, 139, 134, 128, 121,
-        113, 105, 97, 89, 81, 74, 68,
+        113, 105, 97, 89, 81, 74, 68, 62, 55, 48,
     ];
     let start = now_millis() - (trace.len() as i64 - 1) * 300_000;
     for (i, mg_dl) in trace.iter().enumerate() {
@@ -370,7 +383,7 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
         wifi_cgm.send_until_acked(seq, payload, 3).await?;
     }
     step(&format!(
-        "wifi-cgm sent {} readings, 5 minutes apart, falling from 150 to 68 mg/dL",
+        "wifi-cgm sent {} readings, 5 minutes apart, falling from 150 to 48 mg/dL",
         trace.len()
     ));
     let report = wait_status(&socket, "the findings", |r| {
