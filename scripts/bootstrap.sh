@@ -11,8 +11,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # Debian packages: libdbus for bluer, a private D-Bus and python3-dbusmock for
 # the mock BlueZ, mosquitto clients as the independent MQTT peer, openssl for
 # the TLS test's throwaway certificate, zbar-tools to read the family's
-# emergency-share QR codes back.
-debian_packages=(pkg-config libdbus-1-dev dbus-daemon python3-dbusmock mosquitto-clients openssl zbar-tools)
+# emergency-share QR codes back, chromium for the web app's browser tests.
+debian_packages=(pkg-config libdbus-1-dev dbus-daemon python3-dbusmock mosquitto-clients openssl zbar-tools chromium)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -43,13 +43,15 @@ if [ -f "$requirements" ]; then
   fi
 fi
 
-# Independent checkers the tests run (FHIR validation): their own venv.
+# Independent checkers the tests run (FHIR validation, AGP figures, a
+# Nightscout client, Playwright driving chromium): their own venv, every
+# package pinned in the file, none resolved.
 requirements=tests/python/requirements.txt
 venv=tests/python/.venv
 if ! cmp -s "$requirements" "$venv/.glyco-requirements" 2>/dev/null; then
   echo "bootstrap: installing pinned Python checkers into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$requirements"
   cp "$requirements" "$venv/.glyco-requirements"
 fi
 

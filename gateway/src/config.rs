@@ -121,6 +121,20 @@ max_age_days = 366
 # Unix socket where `glyco-hub status` asks the running daemon, relative to state_dir.
 socket = "hub.sock"
 
+[web]
+# The patient's web app and the Nightscout API (docs/WEB.md).
+enabled = true
+# Loopback by default; "0.0.0.0:8080" serves the home network.
+listen = "127.0.0.1:8080"
+# Serve only peers on a local network (loopback, RFC 1918, link-local, ULA).
+lan_only = true
+# The PIN's argon2id hash (`glyco-hub web set-pin`) and the Nightscout API
+# secret and read token (`glyco-hub web api-secret`), relative to state_dir.
+pin_file = "web-pin"
+nightscout_file = "nightscout.json"
+# IANA time zone for the report's time of day; empty: the system's.
+time_zone = ""
+
 [limits]
 # Device connections in all, and from one network address. The hub raises its
 # file-descriptor limit at start and lowers max_connections to what it allows
@@ -167,6 +181,43 @@ pub struct HubConfig {
     pub validation: Limits,
     pub status: StatusConfig,
     pub limits: LimitsConfig,
+    pub web: WebConfig,
+}
+
+/// The web app (docs/WEB.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    pub lan_only: bool,
+    pub pin_file: PathBuf,
+    pub nightscout_file: PathBuf,
+    pub time_zone: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            lan_only: true,
+            pin_file: PathBuf::from("web-pin"),
+            nightscout_file: PathBuf::from("nightscout.json"),
+            time_zone: String::new(),
+        }
+    }
+}
+
+impl WebConfig {
+    /// The report's time zone: the configured one, else the system's.
+    pub fn time_zone(&self) -> Result<jiff::tz::TimeZone, ConfigError> {
+        if self.time_zone.is_empty() {
+            return Ok(jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC));
+        }
+        jiff::tz::TimeZone::get(&self.time_zone)
+            .map_err(|e| ConfigError::Invalid(format!("web.time_zone {:?}: {e}", self.time_zone)))
+    }
 }
 
 /// Every bound the hub keeps, with safe defaults (docs/HUB.md).
@@ -733,6 +784,7 @@ impl Default for HubConfig {
             validation: Limits::default(),
             status: StatusConfig::default(),
             limits: LimitsConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -861,6 +913,7 @@ impl HubConfig {
         self.seal.validate()?;
         self.alerts.policy()?;
         let inboxes = self.alerts.inbox_peers()?;
+        self.web.time_zone()?;
         self.behaviour.quarantine_at()?;
         if !inboxes.is_empty() && !self.seal.enabled {
             return invalid(
@@ -931,6 +984,14 @@ impl HubConfig {
 
     pub fn status_socket(&self) -> PathBuf {
         self.in_state_dir(&self.status.socket)
+    }
+
+    pub fn web_pin_path(&self) -> PathBuf {
+        self.in_state_dir(&self.web.pin_file)
+    }
+
+    pub fn nightscout_path(&self) -> PathBuf {
+        self.in_state_dir(&self.web.nightscout_file)
     }
 }
 

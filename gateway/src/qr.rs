@@ -13,9 +13,33 @@ pub enum QrError {
     Png(String),
 }
 
+fn encode(text: &str) -> Result<qrcode::QrCode, QrError> {
+    qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|e| QrError::Encode(e.to_string()))
+}
+
+/// The code as an SVG image (one unit a module, quiet zone included), for
+/// the web app: one path, no script, no external reference.
+pub fn svg(text: &str) -> Result<String, QrError> {
+    let code = encode(text)?;
+    let width = code.width();
+    let colors = code.to_colors();
+    let side = width + 2 * QUIET;
+    let mut path = String::new();
+    for y in 0..width {
+        for x in 0..width {
+            if colors[y * width + x] == qrcode::Color::Dark {
+                path.push_str(&format!("M{} {}h1v1h-1z", x + QUIET, y + QUIET));
+            }
+        }
+    }
+    Ok(format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {side} {side}" shape-rendering="crispEdges" role="img" aria-label="QR code"><rect width="{side}" height="{side}" fill="#fff"/><path d="{path}" fill="#000"/></svg>"##
+    ))
+}
+
 pub fn png(text: &str) -> Result<Vec<u8>, QrError> {
-    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
-        .map_err(|e| QrError::Encode(e.to_string()))?;
+    let code = encode(text)?;
     let width = code.width();
     let colors = code.to_colors();
     let side = (width + 2 * QUIET) * SCALE;

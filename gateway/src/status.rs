@@ -61,6 +61,9 @@ pub struct StatusReport {
     /// Whether the journal takes readings.
     #[serde(default)]
     pub storage: crate::pipeline::StorageStatus,
+    /// The web app.
+    #[serde(default)]
+    pub web: crate::web::WebStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,13 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use glyco_contracts::bindings::Devices::DevicesErrors;
 use glyco_contracts::keys::load_or_create_key;
-use glyco_contracts::{
-    ChainError, Deployment, DeviceIdentity, DeviceKind, GlycoClient, Refusal, UnixSeconds,
-};
+use glyco_contracts::{Deployment, DeviceIdentity, DeviceKind, GlycoClient, UnixSeconds};
 use glyco_gateway::config::{DEFAULT_CONFIG_TOML, HubConfig};
-use glyco_gateway::credentials::CredentialsFile;
+use glyco_gateway::device_admin::DeviceAdmin;
 use glyco_gateway::seal::export::BatchSelector;
 use glyco_gateway::{daemon, status};
 use tokio_util::sync::CancellationToken;
@@ -38,6 +35,16 @@ struct Cli {
 enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Subcommand)]
+enum WebCommand {
+    /// Set the patient's PIN (6 to 12 digits, read from stdin); stored as an
+    /// argon2id hash, 0600. Sessions of the old PIN end at the next restart.
+    SetPin,
+    /// Make a new Nightscout API secret and read token (the old ones stop
+    /// working at the next restart) and print them once.
+    ApiSecret,
 }
 
 #[derive(Subcommand)]
@@ -97,6 +104,9 @@ enum Command {
     /// key: the patient must have delegated device registration to the hub).
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// The web app's credentials (docs/WEB.md).
+    #[command(subcommand)]
+    Web(WebCommand),
     /// Print the hub's signed consent to serve the configured patient (JSON):
     /// the patient submits it on chain to authorise this hub.
     Consent {
@@ -280,6 +290,7 @@ async fn main() -> Result<()> {
             release(load_config(cli.config.as_deref())?, identity).await
         }
         Command::Device(command) => device(load_config(cli.config.as_deref())?, command).await,
+        Command::Web(command) => web(load_config(cli.config.as_deref())?, command),
         Command::Consent { valid_hours } => {
             consent(load_config(cli.config.as_deref())?, valid_hours).await
         }
@@ -444,54 +455,54 @@ async fn run(config: HubConfig) -> Result<()> {
     Ok(())
 }
 
-/// Says plainly what a refusal for lack of device power means.
-fn explain(e: ChainError) -> anyhow::Error {
-    if let Some(Refusal::Devices(DevicesErrors::NotAllowedForPatient(_))) = e.refusal() {
-        anyhow::anyhow!(
-            "{e}\nthe patient has not delegated device registration to this hub: the patient \
-             registers the device, or gives the hub that power (Roles.setHubDevicePower)"
-        )
-    } else {
-        e.into()
-    }
-}
-
 async fn device(config: HubConfig, command: DeviceCommand) -> Result<()> {
     let (client, patient, deployment) = hub_client(&config)?;
-    let ids = daemon::load_device_id_key(&config, &deployment)?;
-    let credentials_path = config.credentials_path();
+    let admin = DeviceAdmin {
+        client,
+        patient,
+        ids: daemon::load_device_id_key(&config, &deployment)?,
+        credentials_path: config.credentials_path(),
+    };
     match command {
         DeviceCommand::Add { identity, kind } => {
             let identity = identity.identity()?;
-            let tx = client
-                .add_device(patient, ids.id_of(&identity), kind.into())
-                .await
-                .map_err(explain)?;
+            let added = admin.add(&identity, kind.into()).await?;
             println!(
                 "registered {identity} for patient {patient}: tx {} (gas {})",
-                tx.hash, tx.gas_used
+                added.tx.hash, added.tx.gas_used
             );
-            if let DeviceIdentity::Name(name) = &identity {
-                let mut file = CredentialsFile::load(&credentials_path)?;
-                let secret = file.provision(name)?;
-                file.save(&credentials_path)?;
+            if let (DeviceIdentity::Name(name), Some(secret)) = (&identity, added.mqtt_secret) {
                 println!("MQTT username: {name}\nMQTT password (shown once): {secret}");
             }
         }
         DeviceCommand::Release { identity } => return release(config, identity).await,
         DeviceCommand::Remove { identity } => {
             let identity = identity.identity()?;
-            let tx = client
-                .remove_device(patient, ids.id_of(&identity))
-                .await
-                .map_err(explain)?;
+            let tx = admin.remove(&identity).await?;
             println!("removed {identity}: tx {} (gas {})", tx.hash, tx.gas_used);
-            if let DeviceIdentity::Name(name) = &identity {
-                let mut file = CredentialsFile::load(&credentials_path)?;
-                if file.revoke(name) {
-                    file.save(&credentials_path)?;
-                }
-            }
+        }
+    }
+    Ok(())
+}
+
+fn web(config: HubConfig, command: WebCommand) -> Result<()> {
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("creating {}", config.state_dir.display()))?;
+    match command {
+        WebCommand::SetPin => {
+            let mut pin = String::new();
+            std::io::stdin().read_line(&mut pin)?;
+            glyco_gateway::web::auth::set_pin(&config.web_pin_path(), pin.trim())?;
+            println!("PIN set for the web app");
+        }
+        WebCommand::ApiSecret => {
+            let secrets = glyco_gateway::web::nightscout::NightscoutSecrets::create(
+                &config.nightscout_path(),
+            )?;
+            println!(
+                "Nightscout API secret (shown once): {}\nread token: {}\n(restart the hub to use them)",
+                secrets.secret, secrets.token
+            );
         }
     }
     Ok(())

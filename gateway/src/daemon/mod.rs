@@ -214,7 +214,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
     } else {
         None
     };
-    let registry = Registry::new(load_mirror(&journal)?, device_ids);
+    let registry = Registry::new(load_mirror(&journal)?, device_ids.clone());
     let (writer, journal_task) = store.spawn()?;
     // Node behaviour is part of the analysis: on and off with it.
     let (watch, watch_task) = match config.analysis.enabled {
@@ -594,7 +594,9 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
     }
 
     let seal_state_for_kit = seal_state.clone();
-    let sources = StatusSources {
+    let web_status = Arc::new(parking_lot::Mutex::new(crate::web::WebStatus::default()));
+    let mqtt_port = mqtt_state.listen.first().map(|a| a.port());
+    let sources = Arc::new(StatusSources {
         hub,
         started_at: now_millis(),
         rpc_url: config.chain.rpc_url.clone(),
@@ -615,7 +617,28 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         logins,
         descriptor_limit,
         seal: seal_state,
-    };
+        web: web_status.clone(),
+    });
+    let web_sources = sources.clone();
+    let web = crate::web::start(
+        &config,
+        crate::web::WebParts {
+            journal: journal.clone(),
+            writer: writer.clone(),
+            report: Box::new(move || web_sources.report()),
+            alerts: alerts.sink().clone(),
+            devices: Some(crate::device_admin::DeviceAdmin {
+                client: GlycoClient::new(anchor_url.clone(), key.clone(), deployment.clone()),
+                patient,
+                ids: device_ids,
+                credentials_path: config.credentials_path(),
+            }),
+            mqtt_port,
+            status: web_status,
+        },
+        tasks.clone(),
+    )
+    .await;
     let exporting = sealing
         .as_ref()
         .map(|(key, blobs)| (journal.clone(), blobs.clone(), key.clone()));
@@ -706,6 +729,9 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
     tasks.cancel();
     if let Some(server) = blob_server {
         server.close().await;
+    }
+    if let Some(web) = web {
+        let _ = web.await;
     }
     // Every stage drains: the gatekeeper waits for its connections, ingest
     // for the readings it is storing, BLE for its sessions.

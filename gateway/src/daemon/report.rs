@@ -43,6 +43,7 @@ pub(super) struct StatusSources {
     pub logins: Arc<LoginThrottle>,
     pub descriptor_limit: u64,
     pub seal: crate::seal::SealState,
+    pub web: Arc<parking_lot::Mutex<crate::web::WebStatus>>,
 }
 
 impl StatusSources {
@@ -125,6 +126,7 @@ impl StatusSources {
             emergency_accesses: mirror.emergency_accesses.clone(),
             seal: self.seal.snapshot(),
             storage: self.pipeline.storage(),
+            web: self.web.lock().clone(),
             stages: self
                 .stages
                 .snapshot()

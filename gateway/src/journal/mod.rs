@@ -288,6 +288,21 @@ impl Journal {
         Ok(out)
     }
 
+    /// Readings newest first (by arrival), each handed to `visit` until it
+    /// returns false.
+    pub fn scan_newest(&self, mut visit: impl FnMut(&Reading) -> bool) -> Result<(), JournalError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(READINGS)?;
+        for entry in table.iter()?.rev() {
+            let (_, v) = entry?;
+            let reading: Reading = serde_json::from_slice(v.value())?;
+            if !visit(&reading) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// The newest `limit` readings, oldest first.
     pub fn recent_readings(&self, limit: usize) -> Result<Vec<Reading>, JournalError> {
         self.newest(READINGS, limit)

@@ -97,6 +97,7 @@ impl HubWorld {
         // Loopback, and a port of its own: tests run side by side.
         config.seal.iroh_listen = "127.0.0.1:0".parse().unwrap();
         config.ble.enabled = false;
+        config.web.listen = "127.0.0.1:0".parse().unwrap();
         let config_path = dir.path().join("hub.toml");
         std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
         Self {

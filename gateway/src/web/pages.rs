@@ -1,0 +1,715 @@
+//! The patient's pages: Now, Devices, Report, Hub, and signing in.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::{Form, async_trait};
+use glyco_contracts::{DeviceIdentity, DeviceKind};
+use glyco_report::html as report_html;
+use glyco_seal::reading::GlucoseUnit;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use serde::Deserialize;
+
+use super::auth::{self, SESSION_COOKIE, same_secret};
+use super::glucose::{cgm_points, newest_sgvs};
+use super::{SETTINGS_META, WebState};
+use crate::reading::now_millis;
+
+/// The signed-in patient's session, from its cookie; pages without one
+/// send the browser to the sign-in page.
+pub struct Patient {
+    token: String,
+    csrf: String,
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+#[async_trait]
+impl FromRequestParts<Arc<WebState>> for Patient {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        web: &Arc<WebState>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = cookie(&parts.headers, SESSION_COOKIE);
+        match token.and_then(|t| web.sessions.get(&t).map(|s| (t, s))) {
+            Some((token, session)) => Ok(Patient {
+                token,
+                csrf: session.csrf,
+            }),
+            None => Err(Redirect::to("/login").into_response()),
+        }
+    }
+}
+
+/// A form refused: not from this hub's own page.
+#[derive(Debug)]
+pub struct CsrfRefusal;
+
+impl IntoResponse for CsrfRefusal {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::FORBIDDEN,
+            "refused: this form did not come from this hub's own page (CSRF)",
+        )
+            .into_response()
+    }
+}
+
+/// A form's CSRF token must be the session's, and the request must come
+/// from the hub's own origin (the browser's `Origin`, else `Referer`).
+fn check_form(
+    web: &WebState,
+    patient: &Patient,
+    csrf: &str,
+    headers: &HeaderMap,
+) -> Result<(), CsrfRefusal> {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .and_then(|v| v.to_str().ok());
+    let same_origin = match (host, origin) {
+        (Some(host), Some(origin)) => origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .map(|rest| rest.split('/').next().unwrap_or_default())
+            .is_some_and(|origin_host| origin_host.eq_ignore_ascii_case(host)),
+        _ => false,
+    };
+    if !same_origin || !same_secret(csrf, &patient.csrf) {
+        web.status.lock().counts.csrf_refused += 1;
+        return Err(CsrfRefusal);
+    }
+    Ok(())
+}
+
+fn layout(title: &str, patient: Option<&Patient>, body: Markup) -> Html<String> {
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · glyco hub" }
+                link rel="stylesheet" href="/style.css";
+            }
+            body {
+                header.no-print {
+                    strong.brand { "glyco hub" }
+                    @if let Some(patient) = patient {
+                        nav {
+                            a href="/" { "Now" }
+                            a href="/devices" { "Devices" }
+                            a href="/report" { "Report" }
+                            a href="/hub" { "Hub" }
+                        }
+                        form.signout method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(patient.csrf);
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    };
+    Html(page.into_string())
+}
+
+fn unit(web: &WebState) -> GlucoseUnit {
+    web.settings.lock().unit
+}
+
+fn age(ms: i64) -> String {
+    let secs = (now_millis() - ms).max(0) / 1000;
+    match secs {
+        0..=59 => format!("{secs} s ago"),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => format!("{} h {} min ago", secs / 3600, secs % 3600 / 60),
+        _ => format!("{} days ago", secs / 86_400),
+    }
+}
+
+fn local_time(web: &WebState, ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| {
+            t.to_zoned(web.time_zone.clone())
+                .strftime("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+pub async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        format!("{STYLE}{}", report_html::STYLE),
+    )
+        .into_response()
+}
+
+// ---- signing in -------------------------------------------------------------
+
+pub async fn login_form(State(web): State<Arc<WebState>>) -> Html<String> {
+    login_page(&web, None)
+}
+
+fn login_page(web: &WebState, message: Option<&str>) -> Html<String> {
+    let pin_set = auth::load_pin(&web.pin_path).ok().flatten().is_some();
+    layout(
+        "Sign in",
+        None,
+        html! {
+            h1 { "Sign in" }
+            @if let Some(message) = message { p.notice role="alert" { (message) } }
+            @if pin_set {
+                form.login method="post" action="/login" {
+                    label { "PIN " input type="password" name="pin" inputmode="numeric" autocomplete="current-password" required; }
+                    button type="submit" { "Sign in" }
+                }
+            } @else {
+                p.notice { "No PIN is set on this hub yet: it is set at enrolment (glyco-hub web set-pin)." }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    pin: String,
+}
+
+pub async fn login(
+    State(web): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if let Err(wait) = web.login_throttle.check(peer.ip()) {
+        let message = format!(
+            "Too many wrong PINs. Try again in {} s.",
+            wait.as_secs() + 1
+        );
+        let mut response = login_page(&web, Some(&message)).into_response();
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        return response;
+    }
+    let stored = auth::load_pin(&web.pin_path).ok().flatten();
+    let pin = form.pin;
+    let good = match stored {
+        Some(stored) => tokio::task::spawn_blocking(move || auth::verify_pin(&stored, &pin))
+            .await
+            .unwrap_or(false),
+        None => false,
+    };
+    if !good {
+        web.login_throttle.failed(peer.ip());
+        web.status.lock().counts.pin_refused += 1;
+        web.actions
+            .record(&web.writer, peer.ip(), "sign-in refused (wrong PIN)".into())
+            .await;
+        let mut response = login_page(&web, Some("Wrong PIN.")).into_response();
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return response;
+    }
+    web.login_throttle.succeeded(peer.ip());
+    web.status.lock().counts.signed_in += 1;
+    let (token, _) = web.sessions.create();
+    web.actions
+        .record(&web.writer, peer.ip(), "signed in".into())
+        .await;
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        auth::ABSOLUTE_MS / 1000
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+pub async fn logout(
+    State(web): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    patient: Patient,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(r) = check_form(&web, &patient, &form.csrf, &headers) {
+        return r.into_response();
+    }
+    web.sessions.end(&patient.token);
+    web.actions
+        .record(&web.writer, peer.ip(), "signed out".into())
+        .await;
+    let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    ([(header::SET_COOKIE, expired)], Redirect::to("/login")).into_response()
+}
+
+// ---- Now ----------------------------------------------------------------------
+
+pub async fn now(State(web): State<Arc<WebState>>, patient: Patient) -> Html<String> {
+    let report = (web.report)();
+    let unit = unit(&web);
+    let now = now_millis();
+    let journal = web.journal.clone();
+    let latest = tokio::task::spawn_blocking(move || {
+        newest_sgvs(&journal, 1, now - 3_600_000, now + 60_000)
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .and_then(|mut v| v.pop());
+    layout(
+        "Now",
+        Some(&patient),
+        html! {
+            h1 { "Now" }
+            section.latest {
+                @match &latest {
+                    Some(sgv) => {
+                        p.glucose {
+                            span.value { (report_html::glucose(sgv.mg_dl, unit)) }
+                            " " span.unit { (unit.as_str()) }
+                            " " span.trend title=(sgv.trend.name()) { (sgv.trend.arrow()) }
+                        }
+                        p.age { (sgv.device) " · " (age(sgv.at_ms)) }
+                    }
+                    None => p.notice { "No CGM reading in the last hour." },
+                }
+            }
+            h2 { "Alerts" }
+            @if report.alerts.open.is_empty() {
+                p { "No open alerts." }
+            }
+            ul.alerts {
+                @for alert in &report.alerts.open {
+                    li class=(format!("alert {}", alert.severity)) {
+                        strong { (alert.kind) } " on " (alert.device) ": " (alert.explanation)
+                        " (" (age(alert.created_at_ms)) ", step " (alert.step) ")"
+                        form.inline method="post" action="/alerts/ack" {
+                            input type="hidden" name="csrf" value=(patient.csrf);
+                            input type="hidden" name="id" value=(alert.id);
+                            button type="submit" { "Acknowledge" }
+                        }
+                    }
+                }
+            }
+            h2 { "Devices" }
+            table.devices {
+                tr { th { "Device" } th { "Latest" } th { "When" } }
+                @for device in report.devices.iter().filter(|d| d.last_reading.is_some()) {
+                    @if let Some(reading) = &device.last_reading {
+                        tr {
+                            td { (device.identity.as_deref().unwrap_or("?")) }
+                            td { (reading.measurement.display_value()) }
+                            td { (age(reading.measured_at())) }
+                        }
+                    }
+                }
+            }
+            h2 { "Recent findings" }
+            ul.findings {
+                @for finding in report.analysis.recent.iter().rev().take(10) {
+                    li { strong { (finding.kind) } " [" (finding.severity) "] " (finding.device) ": " (finding.explanation) }
+                }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct AckForm {
+    csrf: String,
+    id: String,
+}
+
+pub async fn ack_alert(
+    State(web): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    patient: Patient,
+    headers: HeaderMap,
+    Form(form): Form<AckForm>,
+) -> Response {
+    if let Err(r) = check_form(&web, &patient, &form.csrf, &headers) {
+        return r.into_response();
+    }
+    match web.alerts.patient_ack(form.id.clone()).await {
+        Ok(record) => {
+            web.actions
+                .record(
+                    &web.writer,
+                    peer.ip(),
+                    format!("acknowledged alert {} ({})", record.id, record.kind),
+                )
+                .await;
+            Redirect::to("/").into_response()
+        }
+        Err(e) => (StatusCode::CONFLICT, format!("not acknowledged: {e}")).into_response(),
+    }
+}
+
+// ---- Devices --------------------------------------------------------------------
+
+const KINDS: [(&str, DeviceKind); 8] = [
+    ("cgm", DeviceKind::Cgm),
+    ("glucometer", DeviceKind::Glucometer),
+    ("blood-pressure", DeviceKind::BloodPressure),
+    ("heart-rate", DeviceKind::HeartRate),
+    ("weight", DeviceKind::Weight),
+    ("thermometer", DeviceKind::Thermometer),
+    ("pulse-oximeter", DeviceKind::PulseOximeter),
+    ("other", DeviceKind::Other),
+];
+
+pub async fn devices(State(web): State<Arc<WebState>>, patient: Patient) -> Html<String> {
+    devices_page(&web, &patient, None)
+}
+
+fn devices_page(web: &WebState, patient: &Patient, added: Option<Markup>) -> Html<String> {
+    let report = (web.report)();
+    let findings = |identity: &str| {
+        report
+            .analysis
+            .recent
+            .iter()
+            .filter(|f| f.device == identity && f.kind.starts_with("node_behaviour:"))
+            .count()
+    };
+    layout(
+        "Devices",
+        Some(patient),
+        html! {
+            h1 { "Devices" }
+            @if let Some(added) = added { (added) }
+            table.devices {
+                tr { th { "Device" } th { "Kind" } th { "On chain" } th { "Connected" } th { "Last reading" } th { "Behaviour findings" } th {} }
+                @for device in &report.devices {
+                    @let identity = device.identity.clone().unwrap_or_else(|| device.device_id.to_string());
+                    tr {
+                        td { (identity) }
+                        td { (device.kind.map(|k| format!("{k:?}")).unwrap_or_default()) }
+                        td { (format!("{:?}", device.standing)) }
+                        td { @if device.connected { "yes" } @else { "no" } }
+                        td { (device.last_reading.as_ref().map(|r| age(r.received_at)).unwrap_or_else(|| "never".into())) }
+                        td { (findings(&identity)) }
+                        td {
+                            @if device.identity.is_some() && web.devices.is_some() {
+                                form.inline method="post" action="/devices/remove" {
+                                    input type="hidden" name="csrf" value=(patient.csrf);
+                                    input type="hidden" name="identity" value=(identity);
+                                    button type="submit" { "Remove" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            p { "Refusals: " @for r in &report.refusals { (format!("{:?} {:?}: {}; ", r.transport, r.reason, r.count)) } }
+            h2 { "Add a Wi-Fi (MQTT) device" }
+            @if web.devices.is_some() {
+                form.add method="post" action="/devices" {
+                    input type="hidden" name="csrf" value=(patient.csrf);
+                    label { "Name " input type="text" name="name" required pattern="[A-Za-z0-9._-]{1,64}" maxlength="64"; }
+                    label { "Kind " select name="kind" { @for (value, _) in KINDS { option value=(value) { (value) } } } }
+                    button type="submit" { "Register on chain" }
+                }
+            } @else {
+                p.notice { "This hub has no chain client: devices are added with glyco-hub device add." }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct AddDeviceForm {
+    csrf: String,
+    name: String,
+    kind: String,
+}
+
+pub async fn add_device(
+    State(web): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    patient: Patient,
+    headers: HeaderMap,
+    Form(form): Form<AddDeviceForm>,
+) -> Response {
+    if let Err(r) = check_form(&web, &patient, &form.csrf, &headers) {
+        return r.into_response();
+    }
+    let Some(admin) = &web.devices else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no chain client").into_response();
+    };
+    let identity = match DeviceIdentity::name(form.name.trim()) {
+        Ok(identity) => identity,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("not a device name: {e}")).into_response();
+        }
+    };
+    let Some((_, kind)) = KINDS.iter().find(|(value, _)| *value == form.kind) else {
+        return (StatusCode::BAD_REQUEST, "unknown device kind").into_response();
+    };
+    match admin.add(&identity, *kind).await {
+        Ok(added) => {
+            web.actions
+                .record(
+                    &web.writer,
+                    peer.ip(),
+                    format!(
+                        "registered {identity} ({}) on chain: tx {}",
+                        form.kind, added.tx.hash
+                    ),
+                )
+                .await;
+            let host = headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(|h| h.rsplit_once(':').map_or(h, |(host, _)| host).to_owned())
+                .unwrap_or_else(|| "hub".into());
+            let name = form.name.trim();
+            let shown = added.mqtt_secret.map(|secret| {
+                let broker = format!("mqtt://{host}:{}", web.mqtt_port.unwrap_or(1883));
+                let provisioning = serde_json::json!({
+                    "broker": broker,
+                    "username": name,
+                    "password": secret,
+                    "publish": format!("glyco/v1/readings/{name}"),
+                    "acks": format!("glyco/v1/acks/{name}"),
+                })
+                .to_string();
+                let qr = crate::qr::svg(&provisioning).unwrap_or_default();
+                html! {
+                    section.added {
+                        h2 { "Registered: " (name) }
+                        p { "On chain in transaction " code { (added.tx.hash) } "." }
+                        p.notice { "The password is shown once, now. Enter it in the device, or let it scan the code." }
+                        dl {
+                            dt { "Broker" } dd { code { (broker) } }
+                            dt { "Username" } dd { code.username { (name) } }
+                            dt { "Password" } dd { code.password { (secret) } }
+                            dt { "Publishes to" } dd { code { "glyco/v1/readings/" (name) } }
+                        }
+                        div.qr { (PreEscaped(qr)) }
+                    }
+                }
+            });
+            let mut response = devices_page(&web, &patient, shown).into_response();
+            response.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
+            response
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("not registered: {e}")).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RemoveDeviceForm {
+    csrf: String,
+    identity: String,
+}
+
+pub async fn remove_device(
+    State(web): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    patient: Patient,
+    headers: HeaderMap,
+    Form(form): Form<RemoveDeviceForm>,
+) -> Response {
+    if let Err(r) = check_form(&web, &patient, &form.csrf, &headers) {
+        return r.into_response();
+    }
+    let Some(admin) = &web.devices else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no chain client").into_response();
+    };
+    let identity: DeviceIdentity = match form.identity.parse() {
+        Ok(identity) => identity,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("not a device: {e}")).into_response(),
+    };
+    match admin.remove(&identity).await {
+        Ok(tx) => {
+            web.actions
+                .record(
+                    &web.writer,
+                    peer.ip(),
+                    format!("removed {identity} on chain: tx {}", tx.hash),
+                )
+                .await;
+            Redirect::to("/devices").into_response()
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("not removed: {e}")).into_response(),
+    }
+}
+
+// ---- Report -----------------------------------------------------------------------
+
+#[derive(Deserialize)]
+pub struct ReportQuery {
+    days: Option<u32>,
+}
+
+pub async fn report(
+    State(web): State<Arc<WebState>>,
+    patient: Patient,
+    Query(query): Query<ReportQuery>,
+) -> Response {
+    let days = query
+        .days
+        .unwrap_or(14)
+        .clamp(1, glyco_report::agp::MAX_DAYS);
+    let unit = unit(&web);
+    let now = now_millis();
+    let journal = web.journal.clone();
+    let tz = web.time_zone.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let from = now - (i64::from(days) + 1) * 86_400_000;
+        let points = cgm_points(&journal, from, now)?;
+        let options = glyco_report::AgpOptions {
+            days,
+            bin_minutes: 15,
+            time_zone: tz,
+        };
+        Ok::<_, crate::journal::JournalError>(glyco_report::agp(&points, now, &options))
+    })
+    .await;
+    let agp = match built {
+        Ok(Ok(Ok(agp))) => agp,
+        Ok(Ok(Err(e))) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        Ok(Err(e)) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("journal: {e}")).into_response();
+        }
+        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "the report failed").into_response(),
+    };
+    layout(
+        "Report",
+        Some(&patient),
+        html! {
+            form.units.no-print method="post" action="/settings" {
+                input type="hidden" name="csrf" value=(patient.csrf);
+                "Units: "
+                @for option in [GlucoseUnit::MgPerDl, GlucoseUnit::MmolPerL] {
+                    button type="submit" name="unit" value=(option.as_str()) disabled[option == unit] { (option.as_str()) }
+                }
+                " · Print from your browser for a one-page report."
+            }
+            (report_html::report(&agp, unit, &format!("Glucose report, {days} days")))
+        },
+    )
+    .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct SettingsForm {
+    csrf: String,
+    unit: String,
+}
+
+pub async fn settings(
+    State(web): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    patient: Patient,
+    headers: HeaderMap,
+    Form(form): Form<SettingsForm>,
+) -> Response {
+    if let Err(r) = check_form(&web, &patient, &form.csrf, &headers) {
+        return r.into_response();
+    }
+    let unit = match form.unit.as_str() {
+        "mg/dL" => GlucoseUnit::MgPerDl,
+        "mmol/L" => GlucoseUnit::MmolPerL,
+        _ => return (StatusCode::BAD_REQUEST, "the unit is mg/dL or mmol/L").into_response(),
+    };
+    let json = {
+        let mut settings = web.settings.lock();
+        settings.unit = unit;
+        serde_json::to_vec(&*settings).unwrap_or_default()
+    };
+    if let Err(e) = web.writer.save_meta(SETTINGS_META, json).await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not kept: {e}")).into_response();
+    }
+    web.actions
+        .record(
+            &web.writer,
+            peer.ip(),
+            format!("glucose unit set to {}", unit.as_str()),
+        )
+        .await;
+    Redirect::to("/report").into_response()
+}
+
+// ---- Hub -------------------------------------------------------------------------
+
+pub async fn hub(State(web): State<Arc<WebState>>, patient: Patient) -> Html<String> {
+    let r = (web.report)();
+    let seal = &r.seal;
+    layout(
+        "Hub",
+        Some(&patient),
+        html! {
+            h1 { "Hub" }
+            table.hub {
+                tr { th { "Version" } td { (env!("CARGO_PKG_VERSION")) } }
+                tr { th { "Hub address" } td { code { (r.hub) } } }
+                tr { th { "Patient" } td { code { (r.patient.map(|p| p.to_string()).unwrap_or_default()) } } }
+                tr { th { "Running since" } td { (local_time(&web, r.started_at)) } }
+                tr { th { "Chain" } td {
+                    @if r.chain.reachable { "reachable" } @else { "unreachable" }
+                    " · synced to block " (r.chain.synced_block.map(|b| b.to_string()).unwrap_or("-".into()))
+                    " of " (r.chain.head.map(|b| b.to_string()).unwrap_or("-".into()))
+                    @if let Some(e) = &r.chain.last_error { " · " (e) }
+                } }
+                tr { th { "Readings stored" } td { (r.readings_stored) } }
+                tr { th { "Sealing" } td {
+                    (seal.readings_sealed) " readings in " (seal.batches_sealed) " batches; "
+                    (seal.readings_unsealed) " waiting"
+                    @if let Some(e) = &seal.seal_error { " · " (e) }
+                } }
+                tr { th { "Anchoring" } td {
+                    (seal.batches_anchored) " batches anchored in " (seal.anchors) " anchors"
+                    @if let Some(e) = &seal.anchor_error { " · " (e) }
+                } }
+                tr { th { "Replication" } td { (seal.batches_replicated) " batches confirmed by a clinic replica; " (seal.batches_pruned) " pruned here" } }
+                tr { th { "MQTT" } td { (r.mqtt.state) } }
+                tr { th { "Bluetooth" } td { (r.ble.state) } }
+            }
+            h2 { "Recent actions on this app" }
+            ul.actions {
+                @for action in web.actions.newest(20) {
+                    li { (local_time(&web, action.at_ms)) " · " (action.from) " · " (action.what) }
+                }
+            }
+        },
+    )
+}
+
+/// The app's own stylesheet (the report's follows it).
+const STYLE: &str = r#"
+body{font:16px/1.45 system-ui,sans-serif;margin:0;color:#1b1b1b;background:#fafafa}
+header{display:flex;gap:1.5em;align-items:center;padding:.6em 1.2em;background:#123a6b;color:#fff}
+header a{color:#fff;margin-right:1em;text-decoration:none}header .brand{margin-right:1em}
+header form.signout{margin-left:auto}
+main{padding:1em 1.2em;max-width:1100px}
+table{border-collapse:collapse}td,th{padding:.25em .6em;border-bottom:1px solid #e4e4e4;text-align:left}
+.glucose{font-size:3.2em;margin:.2em 0}.glucose .unit{font-size:.35em;color:#555}.age{color:#555}
+li.alert.urgent{color:#8b1a10}form.inline{display:inline;margin-left:.6em}
+form.login label,form.add label{display:block;margin:.4em 0}
+.qr svg{width:220px;height:220px}code.password{font-size:1.1em;background:#fff4d6;padding:.1em .3em}
+"#;
