@@ -15,7 +15,7 @@ pub struct GlucoseSummary {
     pub mean_mg_dl: f64,
     /// Glucose management indicator, % (3.31 + 0.02392 × mean mg/dL).
     pub gmi_percent: f64,
-    /// Coefficient of variation, % (≤ 36 % is considered stable).
+    /// Coefficient of variation, % (sample SD / mean; ≤ 36 % is stable).
     pub cv_percent: f64,
     /// Shares of readings, %: < 54, 54–69, 70–180, 181–250, > 250 mg/dL.
     pub very_low: f64,
@@ -27,7 +27,8 @@ pub struct GlucoseSummary {
     pub low_episodes: usize,
 }
 
-/// The summary of the glucose readings among `readings` (`None` if none).
+/// The summary of the glucose readings among `readings` (`None` if none):
+/// the consensus metrics from `glyco-report`, the same as the hub's report.
 pub fn glucose_summary(readings: &[Reading]) -> Option<GlucoseSummary> {
     let mut points: Vec<(i64, f64)> = readings
         .iter()
@@ -38,15 +39,8 @@ pub fn glucose_summary(readings: &[Reading]) -> Option<GlucoseSummary> {
             _ => None,
         })
         .collect();
-    if points.is_empty() {
-        return None;
-    }
     points.sort_by_key(|p| p.0);
-    let n = points.len() as f64;
-    let mean = points.iter().map(|p| p.1).sum::<f64>() / n;
-    let variance = points.iter().map(|p| (p.1 - mean).powi(2)).sum::<f64>() / n;
-    let share =
-        |f: &dyn Fn(f64) -> bool| 100.0 * points.iter().filter(|p| f(p.1)).count() as f64 / n;
+    let metrics = glyco_report::glucose_metrics(points.iter().map(|p| p.1))?;
     let mut low_episodes = 0;
     let mut run_start: Option<i64> = None;
     let mut counted = false;
@@ -62,18 +56,19 @@ pub fn glucose_summary(readings: &[Reading]) -> Option<GlucoseSummary> {
             counted = false;
         }
     }
+    let r = metrics.ranges;
     Some(GlucoseSummary {
-        readings: points.len(),
+        readings: metrics.readings,
         from_ms: points[0].0,
         to_ms: points[points.len() - 1].0,
-        mean_mg_dl: mean,
-        gmi_percent: 3.31 + 0.02392 * mean,
-        cv_percent: 100.0 * variance.sqrt() / mean,
-        very_low: share(&|g| g < 54.0),
-        low: share(&|g| (54.0..70.0).contains(&g)),
-        in_range: share(&|g| (70.0..=180.0).contains(&g)),
-        high: share(&|g| g > 180.0 && g <= 250.0),
-        very_high: share(&|g| g > 250.0),
+        mean_mg_dl: metrics.mean_mg_dl,
+        gmi_percent: metrics.gmi_percent,
+        cv_percent: metrics.cv_percent,
+        very_low: r.very_low,
+        low: r.low,
+        in_range: r.in_range,
+        high: r.high,
+        very_high: r.very_high,
         low_episodes,
     })
 }

@@ -134,6 +134,10 @@ pin_file = "web-pin"
 nightscout_file = "nightscout.json"
 # IANA time zone for the report's time of day; empty: the system's.
 time_zone = ""
+# The patient's Ethereum key, if the patient keeps it on the hub (0600): the
+# Sharing page then grants, revokes and sets the emergency policy with it.
+# Empty: the page only shows what the chain says.
+patient_key_file = ""
 
 [limits]
 # Device connections in all, and from one network address. The hub raises its
@@ -194,6 +198,7 @@ pub struct WebConfig {
     pub pin_file: PathBuf,
     pub nightscout_file: PathBuf,
     pub time_zone: String,
+    pub patient_key_file: PathBuf,
 }
 
 impl Default for WebConfig {
@@ -205,6 +210,7 @@ impl Default for WebConfig {
             pin_file: PathBuf::from("web-pin"),
             nightscout_file: PathBuf::from("nightscout.json"),
             time_zone: String::new(),
+            patient_key_file: PathBuf::new(),
         }
     }
 }
@@ -992,6 +998,12 @@ impl HubConfig {
 
     pub fn nightscout_path(&self) -> PathBuf {
         self.in_state_dir(&self.web.nightscout_file)
+    }
+
+    /// The patient's key kept on the hub, if configured.
+    pub fn web_patient_key_path(&self) -> Option<PathBuf> {
+        (!self.web.patient_key_file.as_os_str().is_empty())
+            .then(|| self.in_state_dir(&self.web.patient_key_file))
     }
 }
 

@@ -161,6 +161,51 @@ impl SimulatedDevice {
         Err(SimError::NoAck { seq, attempts })
     }
 
+    /// Sends many readings without waiting for each ack (a device catching
+    /// up on its backlog): publishes them all, then resends those without a
+    /// final ack, up to `attempts` rounds.
+    pub async fn send_all_acked(
+        &mut self,
+        readings: Vec<(u64, Vec<u8>)>,
+        attempts: u32,
+    ) -> Result<(), SimError> {
+        // A window of readings in flight at once: the ack channel is bounded,
+        // so acks are read while the rest are sent.
+        const WINDOW: usize = 64;
+        for chunk in readings.chunks(WINDOW) {
+            let mut waiting: std::collections::BTreeMap<u64, &Vec<u8>> =
+                chunk.iter().map(|(seq, payload)| (*seq, payload)).collect();
+            for _ in 0..attempts {
+                for payload in waiting.values() {
+                    self.publish((*payload).clone()).await?;
+                }
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+                while !waiting.is_empty() {
+                    match tokio::time::timeout_at(deadline, self.acks.recv()).await {
+                        Ok(Some(ack)) => {
+                            if is_final(&ack)
+                                && let Some(seq) = ack.seq
+                            {
+                                waiting.remove(&seq);
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+                if waiting.is_empty() {
+                    break;
+                }
+            }
+            if let Some(seq) = waiting.keys().next() {
+                return Err(SimError::NoAck {
+                    seq: *seq,
+                    attempts,
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub async fn disconnect(self) {
         let _ = self.client.disconnect().await;
     }

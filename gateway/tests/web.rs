@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use glyco_contracts::testkit::accounts::{PATIENT, PHYSICIAN};
 use glyco_gateway::sim::{self, SimulatedDevice};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
@@ -145,7 +146,13 @@ async fn stream_cgm(hub: &Hub, secret: &str, values: &[f64]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_patient_signs_in_and_follower_apps_read_through_the_nightscout_api() {
-    let world = HubWorld::new().await;
+    let mut world = HubWorld::new().await;
+    // The patient keeps their key on the hub: the Sharing page may sign.
+    support::write_key(
+        &world.config.state_dir.join("patient.key"),
+        &world.consortium.signer(PATIENT),
+    );
+    world.edit_config(|c| c.web.patient_key_file = "patient.key".into());
     hub_cli(&world, &["web", "set-pin"], &format!("{PIN}\n")).await;
     let printed = hub_cli(&world, &["web", "api-secret"], "").await;
     let api_secret = printed
@@ -270,6 +277,89 @@ async fn the_patient_signs_in_and_follower_apps_read_through_the_nightscout_api(
     let in_mmol = browser.get("/report").await.text().await.unwrap();
     assert!(in_mmol.contains("3.9–10.0 mmol/L"), "{in_mmol}");
 
+    // Sharing: grant the physician glucose for 30 days, then revoke; turn
+    // the emergency policy on. Each is the patient's transaction on chain.
+    let doctor = world.consortium.address(PHYSICIAN);
+    let sharing = browser.get("/sharing").await.text().await.unwrap();
+    assert!(sharing.contains("No one has read your data."), "{sharing}");
+    assert!(sharing.contains("Off: no emergency service"));
+    let doctor_text = format!("{doctor:#x}");
+    let granted = browser
+        .post(
+            "/sharing/grant",
+            &[
+                ("physician", &doctor_text),
+                ("kind_glucose", "on"),
+                ("days", "30"),
+                ("from_days", "90"),
+                ("csrf", &token),
+            ],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(
+        granted.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        granted.text().await.unwrap()
+    );
+    let grant = world
+        .client(PATIENT)
+        .current_grant(world.patient(), doctor)
+        .await
+        .unwrap()
+        .expect("granted on chain");
+    assert_eq!(grant.scope.kinds, glyco_contracts::DataKinds::GLUCOSE);
+    let listed = browser.get("/sharing").await.text().await.unwrap();
+    assert!(
+        listed.contains("(St Luke&#39;s)") || listed.contains("(St Luke's)"),
+        "{listed}"
+    );
+    assert!(listed.contains(">live<"));
+    let revoked = browser
+        .post(
+            "/sharing/revoke",
+            &[("physician", &doctor_text), ("csrf", &token)],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    assert!(
+        !world
+            .client(PATIENT)
+            .can_read(world.patient(), doctor)
+            .await
+            .unwrap()
+    );
+    let forged = browser
+        .post(
+            "/sharing/revoke",
+            &[("physician", &doctor_text), ("csrf", "x")],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let policy = browser
+        .post(
+            "/sharing/emergency",
+            &[
+                ("kind_glucose", "on"),
+                ("hours", "6"),
+                ("lookback_days", "7"),
+                ("enabled", "on"),
+                ("csrf", &token),
+            ],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(policy.status(), StatusCode::SEE_OTHER);
+    let on_chain = world
+        .client(PATIENT)
+        .emergency_policy_of(world.patient())
+        .await
+        .unwrap();
+    assert!(on_chain.enabled && on_chain.max_duration_secs == 6 * 3600);
+
     // The Hub page lists what was done here.
     let hub_page = browser.get("/hub").await.text().await.unwrap();
     assert!(
@@ -277,6 +367,10 @@ async fn the_patient_signs_in_and_follower_apps_read_through_the_nightscout_api(
         "{hub_page}"
     );
     assert!(hub_page.contains("sign-in refused (wrong PIN)"));
+    assert!(
+        hub_page.contains(&format!("revoked {doctor}")),
+        "{hub_page}"
+    );
 
     // Signing out ends the session.
     let out = browser

@@ -2,9 +2,10 @@
 //! consensus metrics, the share of time the CGM was active, percentile bands
 //! by time of day, and one trace per day (docs/REPORT.md).
 //!
-//! The window is whole local days: today so far and the `days − 1` before
-//! it, so the daily traces fill a grid. Time of day is the patient's local
-//! time (the hub's time zone), daylight saving included.
+//! The window is the last `days` × 24 hours up to now; the daily traces are
+//! the local dates it touches (the first and the last partly). Time of day
+//! is the patient's local time (the hub's time zone), daylight saving
+//! included.
 
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -89,7 +90,8 @@ pub struct AgpReport {
     pub enough_data: bool,
     /// Bins with readings, by time of day.
     pub bands: Vec<Band>,
-    /// Oldest day first, `days` of them (days without data have no points).
+    /// Oldest day first, every local date in the window (days without data
+    /// have no points).
     pub daily: Vec<DayTrace>,
 }
 
@@ -106,15 +108,10 @@ pub fn agp(points: &[CgmPoint], now_ms: i64, options: &AgpOptions) -> Result<Agp
         return Err(AgpError::Bin(options.bin_minutes));
     }
     let tz = &options.time_zone;
+    let from_ms = now_ms - i64::from(options.days) * 86_400_000;
+    let first_day = timestamp(from_ms)?.to_zoned(tz.clone()).date();
     let today = timestamp(now_ms)?.to_zoned(tz.clone()).date();
-    let first_day = today
-        .checked_sub(jiff::Span::new().days(i64::from(options.days) - 1))
-        .map_err(|_| AgpError::Time(now_ms))?;
-    let from_ms = first_day
-        .to_zoned(tz.clone())
-        .map_err(|_| AgpError::Time(now_ms))?
-        .timestamp()
-        .as_millisecond();
+    let dates = (days_between(first_day, today) + 1).max(1) as usize;
 
     let mut inside: Vec<CgmPoint> = points
         .iter()
@@ -136,7 +133,7 @@ pub fn agp(points: &[CgmPoint], now_ms: i64, options: &AgpOptions) -> Result<Agp
 
     let bins = (1440 / options.bin_minutes) as usize;
     let mut by_bin: Vec<Vec<f64>> = vec![Vec::new(); bins];
-    let mut by_day: Vec<Vec<(u32, f64)>> = vec![Vec::new(); options.days as usize];
+    let mut by_day: Vec<Vec<(u32, f64)>> = vec![Vec::new(); dates];
     for p in &inside {
         let local = timestamp(p.at_ms)?.to_zoned(tz.clone());
         let minute = local.hour() as u32 * 60 + local.minute() as u32;
@@ -235,10 +232,10 @@ mod tests {
     }
 
     #[test]
-    fn fourteen_whole_days_of_one_minute_data_are_all_there() {
-        let from = NOW - 13 * DAY - 12 * 60 * MINUTE; // local (UTC) midnight 13 days ago
+    fn fourteen_days_of_one_minute_data_are_all_there() {
+        let from = NOW - 14 * DAY;
         let points = every(1, from, NOW, |_| 120.0);
-        assert_eq!(points.len() as i64, (NOW - from) / MINUTE + 1);
+        assert_eq!(points.len() as i64, 14 * 1440 + 1);
         let report = agp(&points, NOW, &AgpOptions::default()).unwrap();
         assert_eq!(report.from_ms, from);
         assert_eq!(report.sensor_interval_minutes, 1);
@@ -248,10 +245,12 @@ mod tests {
             report.cgm_active_percent
         );
         assert!(report.enough_data);
-        assert_eq!(report.daily.len(), 14);
-        assert_eq!(report.daily[0].date, "2026-11-17");
-        assert_eq!(report.daily[13].date, "2026-11-30");
-        assert_eq!(report.daily[0].points.len(), 1440);
+        // Noon to noon: 15 dates, the first and the last half.
+        assert_eq!(report.daily.len(), 15);
+        assert_eq!(report.daily[0].date, "2026-11-16");
+        assert_eq!(report.daily[14].date, "2026-11-30");
+        assert_eq!(report.daily[0].points.len(), 720);
+        assert_eq!(report.daily[1].points.len(), 1440);
         assert_eq!(report.bands.len(), 96);
         assert_eq!(report.metrics.unwrap().readings, points.len());
     }
@@ -274,19 +273,19 @@ mod tests {
             assert_eq!(band.p50, hour * 10.0 + 40.0, "bin {}", band.minute);
             assert_eq!(band.p5, band.p95);
         }
-        assert!(report.from_ms > NOW - 14 * DAY, "older points are out");
+        assert_eq!(report.from_ms, NOW - 14 * DAY, "older points are out");
     }
 
     #[test]
     fn gaps_lower_the_active_share_and_warn_under_seventy_percent() {
-        let from = NOW - 13 * DAY - 12 * 60 * MINUTE;
-        // Data only on the first 9 days of 14 (plus today's half): ~64 %.
+        let from = NOW - 14 * DAY;
+        // Data only on the first 9 days of 14: ~64 %.
         let points = every(5, from, from + 9 * DAY, |_| 100.0);
         let report = agp(&points, NOW, &AgpOptions::default()).unwrap();
         assert_eq!(report.sensor_interval_minutes, 5);
-        assert!((report.cgm_active_percent - 100.0 * 9.0 / 13.5).abs() < 0.1);
+        assert!((report.cgm_active_percent - 100.0 * 9.0 / 14.0).abs() < 0.1);
         assert!(!report.enough_data);
-        assert!(report.daily[12].points.is_empty());
+        assert!(report.daily[13].points.is_empty());
     }
 
     #[test]

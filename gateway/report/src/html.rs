@@ -149,8 +149,8 @@ fn y_of(mg_dl: f64) -> f64 {
 }
 
 fn x_of(minute: f64) -> f64 {
-    // Plot area: x 50 (00:00) to 710 (24:00).
-    50.0 + minute / 1440.0 * 660.0
+    // Plot area: x 50 (00:00) to 690 (24:00), room for the last label.
+    50.0 + minute / 1440.0 * 640.0
 }
 
 fn polyline(points: impl Iterator<Item = (f64, f64)>) -> String {
@@ -186,9 +186,9 @@ pub fn profile_chart(report: &AgpReport, unit: GlucoseUnit) -> Markup {
     let median = polyline(report.bands.iter().map(|b| (centre(b.minute), y_of(b.p50))));
     html! {
         svg.profile viewBox="0 0 720 300" role="img" aria-label="ambulatory glucose profile" {
-            rect.target x="50" y=(format!("{:.1}", y_of(180.0))) width="660" height=(format!("{:.1}", y_of(70.0) - y_of(180.0))) {}
+            rect.target x="50" y=(format!("{:.1}", y_of(180.0))) width="640" height=(format!("{:.1}", y_of(70.0) - y_of(180.0))) {}
             @for limit_mg_dl in [54.0, 70.0, 180.0, 250.0] {
-                line.limit x1="50" x2="710" y1=(format!("{:.1}", y_of(limit_mg_dl))) y2=(format!("{:.1}", y_of(limit_mg_dl))) {}
+                line.limit x1="50" x2="690" y1=(format!("{:.1}", y_of(limit_mg_dl))) y2=(format!("{:.1}", y_of(limit_mg_dl))) {}
                 text.axis x="44" y=(format!("{:.1}", y_of(limit_mg_dl) + 4.0)) text-anchor="end" { (limit(limit_mg_dl, unit)) }
             }
             @for hour in (0..=24).step_by(3) {

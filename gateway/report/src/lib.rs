@@ -5,6 +5,7 @@
 pub mod agp;
 pub mod html;
 pub mod metrics;
+pub mod synthetic;
 
 pub use agp::{AgpError, AgpOptions, AgpReport, CgmPoint, agp};
 pub use metrics::{GlucoseMetrics, TimeInRanges, glucose_metrics};

@@ -12,51 +12,8 @@ const DAY: i64 = 1440 * MINUTE;
 /// 2026-11-30T12:00:00Z
 const NOW: i64 = 1_796_040_000_000;
 
-/// A deterministic day-shaped trace with meals, nights, lows and noise,
-/// as integer mg/dL (what CGMs report), one reading a minute, with gaps.
 fn trace() -> Vec<CgmPoint> {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut noise = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % 2001) as f64 / 100.0 - 10.0
-    };
-    let from = NOW - 14 * DAY;
-    let mut points = Vec::new();
-    let mut t = from;
-    while t <= NOW {
-        let minute = ((t % DAY) / MINUTE) as f64;
-        let day = (t - from) / DAY;
-        // A two-hour sensor gap every third day.
-        if day % 3 == 1 && (600.0..720.0).contains(&minute) {
-            t += MINUTE;
-            continue;
-        }
-        let meals: f64 = [480.0, 780.0, 1140.0]
-            .iter()
-            .map(|m| {
-                let since = minute - m;
-                if (0.0..240.0).contains(&since) {
-                    110.0 * (since / 240.0 * std::f64::consts::PI).sin()
-                } else {
-                    0.0
-                }
-            })
-            .sum();
-        let night_low = if day % 4 == 0 && (120.0..200.0).contains(&minute) {
-            -75.0
-        } else {
-            0.0
-        };
-        let value = (125.0 + meals + night_low + 15.0 * (day as f64).sin() + noise()).round();
-        points.push(CgmPoint {
-            at_ms: t,
-            mg_dl: value.clamp(40.0, 400.0),
-        });
-        t += MINUTE;
-    }
-    points
+    glyco_report::synthetic::cgm_trace(NOW - 14 * DAY, NOW, 1, 0x9e37_79b9_7f4a_7c15, true)
 }
 
 #[test]

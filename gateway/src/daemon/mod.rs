@@ -634,6 +634,18 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                 credentials_path: config.credentials_path(),
             }),
             mqtt_port,
+            sharing: Some(crate::web::sharing::SharingChain {
+                patient,
+                reader: GlycoClient::read_only(anchor_url.clone(), deployment.clone()),
+                patient_key: match config.web_patient_key_path() {
+                    Some(path) => Some(GlycoClient::new(
+                        anchor_url.clone(),
+                        glyco_contracts::keys::load_key(&path)?,
+                        deployment.clone(),
+                    )),
+                    None => None,
+                },
+            }),
             status: web_status,
         },
         tasks.clone(),

@@ -14,6 +14,7 @@ pub mod glucose;
 pub mod lan;
 pub mod nightscout;
 pub mod pages;
+pub mod sharing;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -87,6 +88,8 @@ pub struct WebState {
     pub devices: Option<DeviceAdmin>,
     /// Where MQTT devices connect (shown with new credentials).
     pub mqtt_port: Option<u16>,
+    /// Grants, the emergency policy and the access log on chain.
+    pub sharing: Option<sharing::SharingChain>,
     pub pin_path: PathBuf,
     pub sessions: auth::Sessions,
     pub login_throttle: auth::LoginThrottle,
@@ -108,6 +111,10 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/alerts/ack", post(pages::ack_alert))
         .route("/devices", get(pages::devices).post(pages::add_device))
         .route("/devices/remove", post(pages::remove_device))
+        .route("/sharing", get(sharing::sharing))
+        .route("/sharing/grant", post(sharing::grant))
+        .route("/sharing/revoke", post(sharing::revoke))
+        .route("/sharing/emergency", post(sharing::emergency))
         .route("/report", get(pages::report))
         .route("/hub", get(pages::hub))
         .route("/settings", post(pages::settings))
@@ -165,6 +172,7 @@ pub struct WebParts {
     pub alerts: AlertSink,
     pub devices: Option<DeviceAdmin>,
     pub mqtt_port: Option<u16>,
+    pub sharing: Option<sharing::SharingChain>,
     pub status: Arc<Mutex<WebStatus>>,
 }
 
@@ -224,6 +232,7 @@ pub async fn start(
         alerts: parts.alerts,
         devices: parts.devices,
         mqtt_port: parts.mqtt_port,
+        sharing: parts.sharing,
         pin_path: config.web_pin_path(),
         sessions: auth::Sessions::default(),
         login_throttle: auth::LoginThrottle::default(),

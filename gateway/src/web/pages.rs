@@ -23,7 +23,7 @@ use crate::reading::now_millis;
 /// send the browser to the sign-in page.
 pub struct Patient {
     token: String,
-    csrf: String,
+    pub(super) csrf: String,
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -72,7 +72,7 @@ impl IntoResponse for CsrfRefusal {
 
 /// A form's CSRF token must be the session's, and the request must come
 /// from the hub's own origin (the browser's `Origin`, else `Referer`).
-fn check_form(
+pub(super) fn check_form(
     web: &WebState,
     patient: &Patient,
     csrf: &str,
@@ -98,7 +98,7 @@ fn check_form(
     Ok(())
 }
 
-fn layout(title: &str, patient: Option<&Patient>, body: Markup) -> Html<String> {
+pub(super) fn layout(title: &str, patient: Option<&Patient>, body: Markup) -> Html<String> {
     let page = html! {
         (DOCTYPE)
         html lang="en" {
@@ -115,6 +115,7 @@ fn layout(title: &str, patient: Option<&Patient>, body: Markup) -> Html<String> 
                         nav {
                             a href="/" { "Now" }
                             a href="/devices" { "Devices" }
+                            a href="/sharing" { "Sharing" }
                             a href="/report" { "Report" }
                             a href="/hub" { "Hub" }
                         }
@@ -145,7 +146,7 @@ fn age(ms: i64) -> String {
     }
 }
 
-fn local_time(web: &WebState, ms: i64) -> String {
+pub(super) fn local_time(web: &WebState, ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| {
             t.to_zoned(web.time_zone.clone())
@@ -398,6 +399,8 @@ fn devices_page(web: &WebState, patient: &Patient, added: Option<Markup>) -> Htm
         html! {
             h1 { "Devices" }
             @if let Some(added) = added { (added) }
+            h2 { "Your devices" }
+            p.hint { "A device registered here appears once the hub's copy of the chain has the change, within seconds." }
             table.devices {
                 tr { th { "Device" } th { "Kind" } th { "On chain" } th { "Connected" } th { "Last reading" } th { "Behaviour findings" } th {} }
                 @for device in &report.devices {
@@ -710,6 +713,8 @@ main{padding:1em 1.2em;max-width:1100px}
 table{border-collapse:collapse}td,th{padding:.25em .6em;border-bottom:1px solid #e4e4e4;text-align:left}
 .glucose{font-size:3.2em;margin:.2em 0}.glucose .unit{font-size:.35em;color:#555}.age{color:#555}
 li.alert.urgent{color:#8b1a10}form.inline{display:inline;margin-left:.6em}
-form.login label,form.add label{display:block;margin:.4em 0}
+form.login label,form.add label,form.grant label,form.emergency label{display:block;margin:.4em 0}
+form label.check{display:inline-block;margin:.2em 1em .2em 0}fieldset{border:1px solid #ddd;margin:.4em 0}
+tr.ended{color:#777}
 .qr svg{width:220px;height:220px}code.password{font-size:1.1em;background:#fff4d6;padding:.1em .3em}
 "#;

@@ -67,6 +67,10 @@ fn write_hub_config(dir: &Path, world: &ChainWorld) -> Result<(PathBuf, HubConfi
     config.chain.poll_interval_ms = 500;
     config.mqtt.listen = vec!["127.0.0.1:0".parse()?];
     config.ble.enabled = true;
+    // The web app on loopback, a free port unless GLYCO_DEMO_WEB names one.
+    config.web.listen = std::env::var("GLYCO_DEMO_WEB")
+        .unwrap_or_else(|_| "127.0.0.1:0".into())
+        .parse()?;
     // Short windows so the demo shows batches sealed and anchored quickly;
     // the replica finds the hub's iroh endpoint on a fixed loopback port.
     config.seal.max_batch_wait_secs = 3;
@@ -128,7 +132,7 @@ async fn stop(mut hub: Child) -> Result<()> {
     Ok(())
 }
 
-pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
+pub async fn run(dir: &Path, world: &ChainWorld, keep_serving: bool) -> Result<()> {
     section("10. The hub: MQTT devices registered through the hub, Bluetooth devices bonded");
     let (config_path, mut config) = write_hub_config(dir, world)?;
     // The hospital's two re-encryption proxies; the hub shares each grant's
@@ -159,6 +163,7 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
         },
     ];
     std::fs::write(&config_path, toml::to_string(&config)?)?;
+    let web_secrets = crate::web_flows::provision(&config)?;
     let mut secrets = Vec::new();
     for (name, kind) in [
         ("wifi-glucometer", "glucometer"),
@@ -465,5 +470,10 @@ pub async fn run(dir: &Path, world: &ChainWorld) -> Result<()> {
     cuff.disconnect().await;
     crate::seal_flows::run(dir, world, &config_path, &config).await?;
     crate::clinic_flows::run(dir, world, &config_path, &config, proxies).await?;
+    Box::pin(crate::web_flows::run(&socket, &web_secrets)).await?;
+    if keep_serving {
+        step("the hub keeps serving; Ctrl-C stops it");
+        tokio::signal::ctrl_c().await?;
+    }
     stop(hub).await
 }

@@ -6,6 +6,7 @@ mod clinic_flows;
 mod hub_flows;
 mod narrate;
 mod seal_flows;
+mod web_flows;
 
 use std::path::PathBuf;
 
@@ -25,6 +26,9 @@ struct Cli {
     /// The anvil binary (defaults to $GLYCO_ANVIL, then tools/node_modules/.bin/anvil).
     #[arg(long)]
     anvil: Option<PathBuf>,
+    /// After the walk, keep the hub serving its web app until Ctrl-C.
+    #[arg(long)]
+    keep_serving: bool,
 }
 
 #[tokio::main]
@@ -44,7 +48,7 @@ async fn main() -> Result<()> {
         .anvil
         .unwrap_or_else(glyco_contracts::testkit::workspace_anvil);
     let world = Box::pin(chain_flows::run(&cli.dir, anvil)).await?;
-    Box::pin(hub_flows::run(&cli.dir, &world)).await?;
+    Box::pin(hub_flows::run(&cli.dir, &world, cli.keep_serving)).await?;
     narrate::done();
     Ok(())
 }

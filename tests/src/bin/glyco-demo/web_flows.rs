@@ -1,0 +1,125 @@
+//! Section 19: the patient's web app and the Nightscout API, on the hub the
+//! demo has been running: signed in with the PIN, the Now page and the AGP
+//! report read back, and the newest entries as a Nightscout follower app
+//! reads them.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use glyco_gateway::config::HubConfig;
+use glyco_gateway::web::nightscout::NightscoutSecrets;
+
+use crate::hub_flows::wait_status;
+use crate::narrate::{section, step};
+
+/// The demo's PIN (the patient would choose one at enrolment).
+pub const DEMO_PIN: &str = "246810";
+
+/// The PIN and the Nightscout secrets, before the hub starts.
+pub fn provision(config: &HubConfig) -> Result<NightscoutSecrets> {
+    glyco_gateway::web::auth::set_pin(&config.web_pin_path(), DEMO_PIN)?;
+    Ok(NightscoutSecrets::create(&config.nightscout_path())?)
+}
+
+/// The text between `start` and the next `<`, after `marker`.
+fn text_after(page: &str, marker: &str) -> String {
+    page.split(marker)
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap_or("?")
+        .to_owned()
+}
+
+pub async fn run(socket: &Path, secrets: &NightscoutSecrets) -> Result<String> {
+    section("19. The patient's web app and the Nightscout API");
+    let report = wait_status(socket, "the web app", |r| r.web.listen.is_some()).await?;
+    let base = format!("http://{}", report.web.listen.context("listen")?);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let login = http
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("pin={DEMO_PIN}"))
+        .send()
+        .await?;
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .context("no session: the PIN was refused")?
+        .to_owned();
+    step(&format!(
+        "signed in at {base}/login with the PIN (argon2id on the hub, throttled)"
+    ));
+    let now = http
+        .get(format!("{base}/"))
+        .header("cookie", &cookie)
+        .send()
+        .await?
+        .text()
+        .await?;
+    step(&format!(
+        "Now: latest CGM value {} {} {}",
+        text_after(&now, "<span class=\"value\">"),
+        text_after(&now, "<span class=\"unit\">"),
+        text_after(&now, "<span class=\"trend\" title=\""),
+    ));
+    let page = http
+        .get(format!("{base}/report"))
+        .header("cookie", &cookie)
+        .send()
+        .await?
+        .text()
+        .await?;
+    if !page.contains("Glucose report, 14 days") {
+        bail!("the report page did not render");
+    }
+    step(&format!(
+        "Report (14-day AGP): {} readings, mean {} , GMI {}, CV {}; {} KB of HTML with inline SVG",
+        text_after(&page, "<th>Readings</th><td>"),
+        text_after(&page, "<th>Mean glucose</th><td>"),
+        text_after(&page, "<th>GMI</th><td>"),
+        text_after(&page, "<th>Coefficient of variation</th><td>"),
+        page.len() / 1000
+    ));
+    let sha1 = {
+        use sha1::Digest;
+        hex::encode(sha1::Sha1::digest(secrets.secret.as_bytes()))
+    };
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(
+        &http
+            .get(format!("{base}/api/v1/entries/sgv.json?count=3"))
+            .header("api-secret", sha1)
+            .send()
+            .await?
+            .bytes()
+            .await?,
+    )?;
+    step(
+        "Nightscout API (GET /api/v1/entries/sgv.json?count=3, API-SECRET = SHA-1 of the secret):",
+    );
+    for e in &entries {
+        println!(
+            "      {} sgv {} delta {} {}",
+            e["dateString"].as_str().unwrap_or("?"),
+            e["sgv"],
+            e["delta"],
+            e["direction"].as_str().unwrap_or("?")
+        );
+    }
+    let refused = http
+        .get(format!("{base}/api/v1/entries.json"))
+        .send()
+        .await?
+        .status();
+    step(&format!("without the secret: {refused}"));
+    step(&format!(
+        "open {base}/ in a browser (PIN {DEMO_PIN}); Nightscout followers: URL {base}, API secret {}",
+        secrets.secret
+    ));
+    Ok(base)
+}
