@@ -742,8 +742,15 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
     if let Some(server) = blob_server {
         server.close().await;
     }
-    if let Some(web) = web {
-        let _ = web.await;
+    // The web app finishes the requests it is serving; a client that holds
+    // its connection does not hold up the hub's stop.
+    if let Some(mut web) = web
+        && tokio::time::timeout(Duration::from_secs(5), &mut web)
+            .await
+            .is_err()
+    {
+        tracing::warn!("the web app's connections did not close within 5 s; closed");
+        web.abort();
     }
     // Every stage drains: the gatekeeper waits for its connections, ingest
     // for the readings it is storing, BLE for its sessions.

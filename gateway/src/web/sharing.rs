@@ -439,11 +439,6 @@ pub async fn emergency(
     }
 }
 
-/// Plain-words rendering used by the tests.
-pub fn describe_kinds(kinds: DataKinds) -> String {
-    kinds_words(kinds)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,10 +446,10 @@ mod tests {
     #[test]
     fn kinds_read_as_words_and_come_from_checkboxes() {
         assert_eq!(
-            describe_kinds(DataKinds::GLUCOSE | DataKinds::FINDINGS),
+            kinds_words(DataKinds::GLUCOSE | DataKinds::FINDINGS),
             "glucose, findings"
         );
-        assert_eq!(describe_kinds(DataKinds::NONE), "nothing");
+        assert_eq!(kinds_words(DataKinds::NONE), "nothing");
         let fields = HashMap::from([
             ("kind_glucose".to_owned(), "on".to_owned()),
             ("kind_weight".to_owned(), "on".to_owned()),

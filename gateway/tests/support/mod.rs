@@ -321,10 +321,13 @@ impl Hub {
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .expect("hub exits after SIGTERM")
-            .unwrap()
+        match tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await {
+            Ok(status) => status.unwrap(),
+            Err(_) => panic!(
+                "the hub did not exit within 20 s of SIGTERM; its log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            ),
+        }
     }
 
     /// SIGKILL: the hub gets no chance to clean up.
