@@ -96,6 +96,11 @@ async fn the_web_app_works_in_a_real_browser() {
     assert_eq!(seen["qr"], "glyco/v1/readings/cgm-browser");
     assert_eq!(seen["ended_session_refused"], true);
     assert_eq!(seen["granted_and_revoked"], true);
+    assert_eq!(seen["family_shares"], 3);
+    assert!(
+        hub.status().await.unwrap().seal.emergency_kit.is_some(),
+        "the kit the page made is listed for the replicas"
+    );
     let physician = world.consortium.address(PHYSICIAN);
     let grant = world
         .client(PATIENT)

@@ -14,6 +14,7 @@ pages go to the screenshot dir. Prints one JSON line of what it saw.
 import json
 import subprocess
 import sys
+import tempfile
 import time
 
 from playwright.sync_api import sync_playwright
@@ -28,6 +29,9 @@ def expect(condition, message):
 
 def main(base, pin, mqtt_port, shots, physician):
     seen = {}
+    # QR crops carry secrets (a device password, a family share): they go to
+    # a private temporary directory, never with the screenshots.
+    crops = tempfile.mkdtemp()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         context = browser.new_context(viewport={"width": 1200, "height": 900})
@@ -51,10 +55,10 @@ def main(base, pin, mqtt_port, shots, physician):
         page.click("text=Register on chain")
         page.wait_for_selector("code.password", timeout=30000)
         password = page.inner_text("code.password").strip()
-        page.locator(".qr svg").screenshot(path=f"{shots}/device-qr.png")
+        page.locator(".qr svg").screenshot(path=f"{crops}/device-qr.png")
         page.screenshot(path=f"{shots}/devices-added.png", full_page=True)
         decoded = subprocess.run(
-            ["zbarimg", "--quiet", "--raw", f"{shots}/device-qr.png"],
+            ["zbarimg", "--quiet", "--raw", f"{crops}/device-qr.png"],
             capture_output=True,
             text=True,
             check=True,
@@ -128,6 +132,22 @@ def main(base, pin, mqtt_port, shots, physician):
         expect(page.locator("table.grants tr.live").count() == 0, "the grant is still live")
         expect("revoked" in page.inner_text("table.grants"), "not shown as revoked")
         seen["granted_and_revoked"] = True
+
+        # Family key shares: made on the page, printed; a share's QR code
+        # reads back as its text.
+        page.fill("form.family textarea[name=profile]", "Type 1 diabetes. Insulin: glargine, aspart.")
+        page.click("text=Make and print new shares")
+        shares = page.locator("section.share")
+        expect(shares.count() == 3, f"{shares.count()} shares")
+        first_text = page.locator("code.share").first.inner_text().strip()
+        page.locator("section.share .qr svg").first.screenshot(path=f"{crops}/share-qr.png")
+        read_back = subprocess.run(
+            ["zbarimg", "--quiet", "--raw", f"{crops}/share-qr.png"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        expect(read_back == first_text, "the share's QR code is not its text")
+        expect(first_text.startswith("GLYCO-SHARE-1:"), first_text)
+        seen["family_shares"] = shares.count()
 
         # A forged CSRF token and another origin are refused.
         page.goto(base + "/")

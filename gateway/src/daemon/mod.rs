@@ -646,6 +646,34 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                     None => None,
                 },
             }),
+            kits: sealing.as_ref().map(|(_, blobs)| {
+                let (journal, blobs, signer, state) = (
+                    journal.clone(),
+                    blobs.clone(),
+                    key.clone(),
+                    seal_state_for_kit.clone(),
+                );
+                let maker: crate::web::family::KitMaker = std::sync::Arc::new(move |request| {
+                    let (journal, blobs, signer, state) = (
+                        journal.clone(),
+                        blobs.clone(),
+                        signer.clone(),
+                        state.clone(),
+                    );
+                    Box::pin(async move {
+                        crate::seal::emergency_kit::make(crate::seal::emergency_kit::Maker {
+                            journal: &journal,
+                            blobs: &blobs,
+                            signer: &signer,
+                            patient,
+                            state: &state,
+                            request,
+                        })
+                        .await
+                    })
+                });
+                maker
+            }),
             status: web_status,
         },
         tasks.clone(),

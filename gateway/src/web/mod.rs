@@ -10,6 +10,7 @@
 
 pub mod actions;
 pub mod auth;
+pub mod family;
 pub mod glucose;
 pub mod lan;
 pub mod nightscout;
@@ -90,6 +91,8 @@ pub struct WebState {
     pub mqtt_port: Option<u16>,
     /// Grants, the emergency policy and the access log on chain.
     pub sharing: Option<sharing::SharingChain>,
+    /// Makes the offline emergency kit and its family shares (sealing on).
+    pub kits: Option<family::KitMaker>,
     pub pin_path: PathBuf,
     pub sessions: auth::Sessions,
     pub login_throttle: auth::LoginThrottle,
@@ -115,6 +118,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/sharing/grant", post(sharing::grant))
         .route("/sharing/revoke", post(sharing::revoke))
         .route("/sharing/emergency", post(sharing::emergency))
+        .route("/sharing/family", post(family::make_shares))
         .route("/report", get(pages::report))
         .route("/hub", get(pages::hub))
         .route("/settings", post(pages::settings))
@@ -173,6 +177,7 @@ pub struct WebParts {
     pub devices: Option<DeviceAdmin>,
     pub mqtt_port: Option<u16>,
     pub sharing: Option<sharing::SharingChain>,
+    pub kits: Option<family::KitMaker>,
     pub status: Arc<Mutex<WebStatus>>,
 }
 
@@ -233,6 +238,7 @@ pub async fn start(
         devices: parts.devices,
         mqtt_port: parts.mqtt_port,
         sharing: parts.sharing,
+        kits: parts.kits,
         pin_path: config.web_pin_path(),
         sessions: auth::Sessions::default(),
         login_throttle: auth::LoginThrottle::default(),

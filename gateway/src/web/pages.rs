@@ -715,6 +715,7 @@ table{border-collapse:collapse}td,th{padding:.25em .6em;border-bottom:1px solid 
 li.alert.urgent{color:#8b1a10}form.inline{display:inline;margin-left:.6em}
 form.login label,form.add label,form.grant label,form.emergency label{display:block;margin:.4em 0}
 form label.check{display:inline-block;margin:.2em 1em .2em 0}fieldset{border:1px solid #ddd;margin:.4em 0}
-tr.ended{color:#777}
+tr.ended{color:#777}form.family label{display:block;margin:.4em 0}
+section.share{page-break-after:always;margin:1.5em 0}code.share{word-break:break-all}
 .qr svg{width:220px;height:220px}code.password{font-size:1.1em;background:#fff4d6;padding:.1em .3em}
 "#;

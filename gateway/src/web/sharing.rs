@@ -223,7 +223,22 @@ pub async fn sharing(State(web): State<Arc<WebState>>, patient: Patient) -> Resp
                 button type="submit" { "Save on chain" }
             }
         }
-        p { "Family key shares for when the hub is offline: " code { "glyco-hub emergency-kit" } " prints them with their QR codes." }
+        h2 { "Family key shares" }
+        p {
+            "For when the hub is offline: your emergency profile and recent readings, encrypted and kept at the clinic; "
+            "family members together hold its key. Making new shares ends the old ones."
+        }
+        @if web.kits.is_some() {
+            form.family method="post" action="/sharing/family" {
+                input type="hidden" name="csrf" value=(patient.csrf);
+                label { "Family members " input type="number" name="shares" min="2" max="10" value="3" required; }
+                label { "Needed to open " input type="number" name="threshold" min="2" max="10" value="2" required; }
+                label { "Readings of the last " input type="number" name="hours" min="1" max="2160" value="24" required; " hours" }
+                label { "Emergency profile (diagnosis, insulin, allergies, whom to call)" br;
+                    textarea name="profile" rows="4" cols="70" maxlength="2048" {} }
+                button type="submit" { "Make and print new shares" }
+            }
+        }
         h2 { "Who read your data" }
         @if snapshot.log.is_empty() {
             p { "No one has read your data." }
