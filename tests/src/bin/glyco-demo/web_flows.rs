@@ -22,12 +22,13 @@ pub fn provision(config: &HubConfig) -> Result<NightscoutSecrets> {
     Ok(NightscoutSecrets::create(&config.nightscout_path())?)
 }
 
-/// The text between `start` and the next `<`, after `marker`.
+/// The text after `marker`, up to the next tag or quote, trimmed.
 fn text_after(page: &str, marker: &str) -> String {
     page.split(marker)
         .nth(1)
-        .and_then(|rest| rest.split('<').next())
+        .and_then(|rest| rest.split(['<', '"']).next())
         .unwrap_or("?")
+        .trim()
         .to_owned()
 }
 
@@ -79,7 +80,7 @@ pub async fn run(socket: &Path, secrets: &NightscoutSecrets) -> Result<String> {
         bail!("the report page did not render");
     }
     step(&format!(
-        "Report (14-day AGP): {} readings, mean {} , GMI {}, CV {}; {} KB of HTML with inline SVG",
+        "Report (14-day AGP): {} readings, mean {}, GMI {}, CV {}; {} KB of HTML with inline SVG",
         text_after(&page, "<th>Readings</th><td>"),
         text_after(&page, "<th>Mean glucose</th><td>"),
         text_after(&page, "<th>GMI</th><td>"),
