@@ -435,6 +435,26 @@ async fn the_patient_signs_in_and_follower_apps_read_through_the_nightscout_api(
     )
     .unwrap();
     assert_eq!(three.len(), 3);
+    // A date filter, as followers catch up: from the third newest on.
+    let since = three[2]["date"].as_i64().unwrap();
+    let caught_up: Vec<serde_json::Value> = serde_json::from_slice(
+        &http
+            .get(format!("{token_url}&count=100&find[date][$gte]={since}").replace("count=3&", ""))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(caught_up.len(), 3, "{caught_up:?}");
+    let bad = http
+        .get(format!("{token_url}&find[date][$gte]=yesterday"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
         http.get(format!("{base}/api/v1/entries.json"))
             .send()
