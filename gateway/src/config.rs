@@ -138,6 +138,10 @@ time_zone = ""
 # Sharing page then grants, revokes and sets the emergency policy with it.
 # Empty: the page only shows what the chain says.
 patient_key_file = ""
+# Optional HTTPS (PEM files); the session cookie is then marked Secure.
+# [web.tls]
+# cert_file = "/etc/glyco/web.crt"
+# key_file = "/etc/glyco/web.key"
 
 [limits]
 # Device connections in all, and from one network address. The hub raises its
@@ -199,6 +203,7 @@ pub struct WebConfig {
     pub nightscout_file: PathBuf,
     pub time_zone: String,
     pub patient_key_file: PathBuf,
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for WebConfig {
@@ -211,6 +216,7 @@ impl Default for WebConfig {
             nightscout_file: PathBuf::from("nightscout.json"),
             time_zone: String::new(),
             patient_key_file: PathBuf::new(),
+            tls: None,
         }
     }
 }

@@ -12,37 +12,7 @@ use tokio::process::Command;
 async fn devices_connect_over_tls_and_plain_tcp_is_not_spoken_there() {
     let mut world = HubWorld::new().await;
     let dir = world.dir.path().to_owned();
-    let (cert, key) = (dir.join("hub.crt"), dir.join("hub.key.pem"));
-    let openssl = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .args([
-            "-days",
-            "1",
-            "-subj",
-            "/CN=glyco-hub",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .await
-        .expect("openssl is installed (scripts/bootstrap.sh)");
-    assert!(
-        openssl.status.success(),
-        "{}",
-        String::from_utf8_lossy(&openssl.stderr)
-    );
+    let (cert, key) = support::throwaway_cert(&dir).await;
     world.edit_config(|c| {
         c.mqtt.tls = Some(TlsConfig {
             cert_file: cert.clone(),

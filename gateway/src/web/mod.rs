@@ -16,6 +16,7 @@ pub mod lan;
 pub mod nightscout;
 pub mod pages;
 pub mod sharing;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -103,6 +104,8 @@ pub struct WebState {
     pub status: Arc<Mutex<WebStatus>>,
     pub time_zone: jiff::tz::TimeZone,
     pub lan_only: bool,
+    /// Served over TLS: the session cookie is marked `Secure`.
+    pub secure_cookies: bool,
 }
 
 /// The app's routes.
@@ -208,6 +211,10 @@ pub async fn start(
         Ok(tz) => tz,
         Err(e) => return fail(e.to_string()),
     };
+    let tls = match web.tls.as_ref().map(crate::mqtt::tls::acceptor).transpose() {
+        Ok(tls) => tls,
+        Err(e) => return fail(e.to_string()),
+    };
     let listener = match tokio::net::TcpListener::bind(web.listen).await {
         Ok(listener) => listener,
         Err(e) => return fail(format!("binding {}: {e}", web.listen)),
@@ -248,10 +255,15 @@ pub async fn start(
         status: parts.status,
         time_zone,
         lan_only: web.lan_only,
+        secure_cookies: tls.is_some(),
     });
     tracing::info!(listen = bound.as_deref().unwrap_or("?"), "web app serving");
     Some(tokio::spawn(async move {
-        if let Err(e) = serve(listener, state.clone(), shutdown).await {
+        let served = match tls {
+            Some(acceptor) => tls::serve(listener, router(state.clone()), acceptor, shutdown).await,
+            None => serve(listener, state.clone(), shutdown).await,
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "the web app stopped");
             state.status.lock().error = Some(e.to_string());
         }

@@ -234,8 +234,9 @@ pub async fn login(
         .record(&web.writer, peer.ip(), "signed in".into())
         .await;
     let cookie = format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        auth::ABSOLUTE_MS / 1000
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        auth::ABSOLUTE_MS / 1000,
+        if web.secure_cookies { "; Secure" } else { "" }
     );
     ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }

@@ -395,3 +395,40 @@ pub fn free_udp_port() -> u16 {
 pub fn now_ms() -> i64 {
     glyco_gateway::reading::now_millis()
 }
+
+/// A self-signed certificate for 127.0.0.1 and its key (PEM files in `dir`),
+/// made by openssl.
+pub async fn throwaway_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("hub.crt"), dir.join("hub.key.pem"));
+    let openssl = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args([
+            "-days",
+            "1",
+            "-subj",
+            "/CN=glyco-hub",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .await
+        .expect("openssl is installed (scripts/bootstrap.sh)");
+    assert!(
+        openssl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&openssl.stderr)
+    );
+    (cert, key)
+}
