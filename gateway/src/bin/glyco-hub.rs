@@ -451,7 +451,7 @@ async fn run(config: HubConfig) -> Result<()> {
         }
         trigger.cancel();
     });
-    daemon::run(config, shutdown).await?;
+    Box::pin(daemon::run(config, shutdown)).await?;
     Ok(())
 }
 

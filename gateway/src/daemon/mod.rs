@@ -620,7 +620,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         web: web_status.clone(),
     });
     let web_sources = sources.clone();
-    let web = crate::web::start(
+    let web = Box::pin(crate::web::start(
         &config,
         crate::web::WebParts {
             journal: journal.clone(),
@@ -677,7 +677,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             status: web_status,
         },
         tasks.clone(),
-    )
+    ))
     .await;
     let exporting = sealing
         .as_ref()
