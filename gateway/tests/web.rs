@@ -367,6 +367,7 @@ async fn the_patient_signs_in_and_follower_apps_read_through_the_nightscout_api(
         "{hub_page}"
     );
     assert!(hub_page.contains("sign-in refused (wrong PIN)"));
+    assert!(hub_page.contains("GB free") && hub_page.contains("taking readings"));
     assert!(
         hub_page.contains(&format!("revoked {doctor}")),
         "{hub_page}"

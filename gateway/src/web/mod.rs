@@ -95,6 +95,8 @@ pub struct WebState {
     /// Makes the offline emergency kit and its family shares (sealing on).
     pub kits: Option<family::KitMaker>,
     pub pin_path: PathBuf,
+    /// The hub's state directory (free space on the Hub page).
+    pub state_dir: PathBuf,
     pub sessions: auth::Sessions,
     pub login_throttle: auth::LoginThrottle,
     pub api_throttle: auth::LoginThrottle,
@@ -247,6 +249,7 @@ pub async fn start(
         sharing: parts.sharing,
         kits: parts.kits,
         pin_path: config.web_pin_path(),
+        state_dir: config.state_dir.clone(),
         sessions: auth::Sessions::default(),
         login_throttle: auth::LoginThrottle::default(),
         api_throttle: auth::LoginThrottle::default(),

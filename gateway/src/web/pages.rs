@@ -680,7 +680,17 @@ pub async fn hub(State(web): State<Arc<WebState>>, patient: Patient) -> Html<Str
                     " of " (r.chain.head.map(|b| b.to_string()).unwrap_or("-".into()))
                     @if let Some(e) = &r.chain.last_error { " · " (e) }
                 } }
-                tr { th { "Readings stored" } td { (r.readings_stored) } }
+                tr { th { "Storage" } td {
+                    (r.readings_stored) " readings in the journal; "
+                    @match crate::disk::available_bytes(&web.state_dir) {
+                        Ok(free) => { (format!("{:.1} GB free", free as f64 / 1e9)) }
+                        Err(_) => "free space unknown",
+                    }
+                    @match &r.storage.failing {
+                        Some(why) => { " · refusing readings: " (why) " (" (r.storage.readings_refused) " refused)" }
+                        None => " · taking readings",
+                    }
+                } }
                 tr { th { "Sealing" } td {
                     (seal.readings_sealed) " readings in " (seal.batches_sealed) " batches; "
                     (seal.readings_unsealed) " waiting"
