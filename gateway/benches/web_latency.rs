@@ -13,33 +13,12 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use glyco_gateway::sim::{self, SimulatedDevice};
 use support::{HubWorld, now_ms};
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-async fn hub_cli(world: &HubWorld, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_glyco-hub"))
-        .arg("--config")
-        .arg(&world.config_path)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin_pipe = child.stdin.take().unwrap();
-    stdin_pipe.write_all(stdin.as_bytes()).await.unwrap();
-    drop(stdin_pipe);
-    let out = child.wait_with_output().await.unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn count(name: &str, default: usize) -> usize {
@@ -55,8 +34,10 @@ async fn main() {
     let calls = count("GLYCO_BENCH_API", 200);
     let mut world = HubWorld::new().await;
     world.edit_config(|c| c.limits.max_publishes_per_second = 1000);
-    hub_cli(&world, &["web", "set-pin"], "592817\n").await;
-    let printed = hub_cli(&world, &["web", "api-secret"], "").await;
+    world
+        .hub_cli_with_input(&["web", "set-pin"], "592817\n")
+        .await;
+    let printed = world.hub_cli_with_input(&["web", "api-secret"], "").await;
     let secret = printed
         .lines()
         .find_map(|l| l.strip_prefix("Nightscout API secret (shown once): "))
@@ -70,21 +51,7 @@ async fn main() {
         glyco_report::synthetic::cgm_trace(now - 14 * 86_400_000 + 60_000, now, 1, 11, false);
     let readings = trace.len();
     let started = Instant::now();
-    let mut cgm = SimulatedDevice::connect(hub.mqtt, "cgm-bench", &device_secret)
-        .await
-        .unwrap();
-    let backlog = trace
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            (
-                i as u64 + 1,
-                sim::cgm_payload(i as u64 + 1, p.at_ms, p.mg_dl),
-            )
-        })
-        .collect();
-    cgm.send_all_acked(backlog, 5).await.unwrap();
-    cgm.disconnect().await;
+    hub.backfill_cgm("cgm-bench", &device_secret, &trace).await;
     eprintln!(
         "{readings} readings stored in {:.1} s",
         started.elapsed().as_secs_f64()

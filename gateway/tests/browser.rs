@@ -6,12 +6,9 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Stdio;
 
 use glyco_contracts::testkit::accounts::{PATIENT, PHYSICIAN};
-use glyco_gateway::sim::{self, SimulatedDevice};
 use support::HubWorld;
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,20 +26,9 @@ async fn the_web_app_works_in_a_real_browser() {
         c.web.patient_key_file = "patient.key".into();
     });
     let pin = "739154";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_glyco-hub"))
-        .arg("--config")
-        .arg(&world.config_path)
-        .args(["web", "set-pin"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(format!("{pin}\n").as_bytes())
-        .await
-        .unwrap();
-    drop(stdin);
-    assert!(child.wait().await.unwrap().success());
+    world
+        .hub_cli_with_input(&["web", "set-pin"], &format!("{pin}\n"))
+        .await;
     let history_secret = world.register("cgm-history", "cgm").await;
     let hub = world.start_hub().await;
     hub.wait_registered("cgm-history").await;
@@ -50,21 +36,8 @@ async fn the_web_app_works_in_a_real_browser() {
     let now = support::now_ms();
     let trace =
         glyco_report::synthetic::cgm_trace(now - 14 * 86_400_000, now - 600_000, 5, 7, true);
-    let mut cgm = SimulatedDevice::connect(hub.mqtt, "cgm-history", &history_secret)
-        .await
-        .unwrap();
-    let backlog = trace
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            (
-                i as u64 + 1,
-                sim::cgm_payload(i as u64 + 1, p.at_ms, p.mg_dl),
-            )
-        })
-        .collect();
-    cgm.send_all_acked(backlog, 5).await.unwrap();
-    cgm.disconnect().await;
+    hub.backfill_cgm("cgm-history", &history_secret, &trace)
+        .await;
     let report = hub
         .wait_for("the web app listening", |r| r.web.listen.is_some())
         .await;

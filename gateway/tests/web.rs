@@ -8,7 +8,6 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use glyco_contracts::testkit::accounts::{PATIENT, PHYSICIAN};
@@ -16,36 +15,9 @@ use glyco_gateway::sim::{self, SimulatedDevice};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 use support::{Hub, HubWorld, now_ms};
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 const PIN: &str = "482916";
-
-async fn hub_cli(world: &HubWorld, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_glyco-hub"))
-        .arg("--config")
-        .arg(&world.config_path)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .await
-        .unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 struct Browser {
     base: String,
@@ -153,8 +125,10 @@ async fn the_patient_signs_in_and_follower_apps_read_through_the_nightscout_api(
         &world.consortium.signer(PATIENT),
     );
     world.edit_config(|c| c.web.patient_key_file = "patient.key".into());
-    hub_cli(&world, &["web", "set-pin"], &format!("{PIN}\n")).await;
-    let printed = hub_cli(&world, &["web", "api-secret"], "").await;
+    world
+        .hub_cli_with_input(&["web", "set-pin"], &format!("{PIN}\n"))
+        .await;
+    let printed = world.hub_cli_with_input(&["web", "api-secret"], "").await;
     let api_secret = printed
         .lines()
         .find_map(|l| l.strip_prefix("Nightscout API secret (shown once): "))

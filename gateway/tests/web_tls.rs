@@ -3,11 +3,8 @@
 
 mod support;
 
-use std::process::Stdio;
-
 use glyco_gateway::config::TlsConfig;
 use support::HubWorld;
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 #[tokio::test]
@@ -21,18 +18,9 @@ async fn over_tls_the_session_cookie_is_secure_and_plain_http_is_refused() {
             key_file: key.clone(),
         })
     });
-    let mut set_pin = Command::new(env!("CARGO_BIN_EXE_glyco-hub"))
-        .arg("--config")
-        .arg(&world.config_path)
-        .args(["web", "set-pin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = set_pin.stdin.take().unwrap();
-    stdin.write_all(b"605172\n").await.unwrap();
-    drop(stdin);
-    assert!(set_pin.wait().await.unwrap().success());
+    world
+        .hub_cli_with_input(&["web", "set-pin"], "605172\n")
+        .await;
     let hub = world.start_hub().await;
     let listen = hub
         .wait_for("the web app", |r| r.web.listen.is_some())

@@ -127,6 +127,32 @@ impl HubWorld {
         self.consortium.device_id(identity)
     }
 
+    /// Runs a `glyco-hub` command with `input` on its stdin; it must
+    /// succeed, and its stdout is returned.
+    pub async fn hub_cli_with_input(&self, args: &[&str], input: &str) -> String {
+        use tokio::io::AsyncWriteExt;
+        let mut child = Command::new(HUB_BIN)
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).await.unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().await.unwrap();
+        assert!(
+            out.status.success(),
+            "glyco-hub {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// Runs a `glyco-hub` command with the world's config; its output.
     pub async fn hub_cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(HUB_BIN)
@@ -315,6 +341,21 @@ impl Hub {
             .filter(|r| r.reason.as_str() == reason)
             .map(|r| r.count)
             .sum()
+    }
+
+    /// A CGM's backlog: `points` as readings 1, 2, … from `name`, sent in
+    /// windows without waiting for each ack, every one acknowledged.
+    pub async fn backfill_cgm(&self, name: &str, secret: &str, points: &[glyco_report::CgmPoint]) {
+        let mut cgm = glyco_gateway::sim::SimulatedDevice::connect(self.mqtt, name, secret)
+            .await
+            .unwrap();
+        let backlog = points
+            .iter()
+            .zip(1u64..)
+            .map(|(p, seq)| (seq, glyco_gateway::sim::cgm_payload(seq, p.at_ms, p.mg_dl)))
+            .collect();
+        cgm.send_all_acked(backlog, 5).await.unwrap();
+        cgm.disconnect().await;
     }
 
     /// SIGTERM, then wait for a clean exit.

@@ -197,6 +197,30 @@ async fn start_inbox(
     Ok((child, format!("{node}@127.0.0.1:{port}")))
 }
 
+/// `glyco-clinic <command> --dir <machine> --key <key> --inbox <inbox>`
+/// (a physician's `alerts` or `ack`): what it printed.
+async fn physician_at_inbox(
+    command: &[&str],
+    machine: &Path,
+    key: &Path,
+    inbox: &str,
+) -> Result<String> {
+    let mut args = strings(command);
+    args.extend([
+        "--dir".into(),
+        machine.to_string_lossy().into_owned(),
+        "--key".into(),
+        key.to_string_lossy().into_owned(),
+        "--inbox".into(),
+        inbox.to_owned(),
+    ]);
+    let (ok, out, err) = run_clinic(&args).await?;
+    if !ok {
+        bail!("glyco-clinic {}: {err}", command.join(" "));
+    }
+    Ok(out)
+}
+
 /// A physician's machine: umbral key made there and published on chain.
 async fn physician_machine(
     dir: &Path,
@@ -334,16 +358,7 @@ pub async fn run(
         })
     })
     .await?;
-    let mut args = strings(&["physician", "alerts", "--dir"]);
-    args.push(machine.to_string_lossy().into_owned());
-    args.push("--key".into());
-    args.push(key.to_string_lossy().into_owned());
-    args.push("--inbox".into());
-    args.push(proxies.inbox.clone());
-    let (ok, out, err) = run_clinic(&args).await?;
-    if !ok {
-        bail!("physician alerts: {err}");
-    }
+    let out = physician_at_inbox(&["physician", "alerts"], &machine, &key, &proxies.inbox).await?;
     step(
         "the alerts of section 13 waited at the hub until the grant; glyco-clinic physician alerts --inbox …:",
     );
@@ -354,16 +369,13 @@ pub async fn run(
         .iter()
         .find(|a| a.kind == "predicted_low")
     {
-        let mut args = strings(&["physician", "ack", &alert.id, "--dir"]);
-        args.push(machine.to_string_lossy().into_owned());
-        args.push("--key".into());
-        args.push(key.to_string_lossy().into_owned());
-        args.push("--inbox".into());
-        args.push(proxies.inbox.clone());
-        let (ok, out, err) = run_clinic(&args).await?;
-        if !ok {
-            bail!("physician ack: {err}");
-        }
+        let out = physician_at_inbox(
+            &["physician", "ack", &alert.id],
+            &machine,
+            &key,
+            &proxies.inbox,
+        )
+        .await?;
         step(&format!(
             "glyco-clinic physician ack {}: {}",
             alert.id,
@@ -434,16 +446,13 @@ pub async fn run(
         })
     })
     .await?;
-    let mut args = strings(&["physician", "alerts", "--dir"]);
-    args.push(medic.to_string_lossy().into_owned());
-    args.push("--key".into());
-    args.push(medic_key.to_string_lossy().into_owned());
-    args.push("--inbox".into());
-    args.push(proxies.emergency_inbox.clone());
-    let (ok, out, err) = run_clinic(&args).await?;
-    if !ok {
-        bail!("the paramedic's alerts: {err}");
-    }
+    let out = physician_at_inbox(
+        &["physician", "alerts"],
+        &medic,
+        &medic_key,
+        &proxies.emergency_inbox,
+    )
+    .await?;
     step("glyco-clinic physician alerts --inbox <City Ambulance's inbox> (the paramedic on duty):");
     indent(&out);
     if let Some(alert) = told
@@ -452,16 +461,13 @@ pub async fn run(
         .iter()
         .find(|a| a.kind == "very_low_glucose")
     {
-        let mut args = strings(&["physician", "ack", &alert.id, "--dir"]);
-        args.push(medic.to_string_lossy().into_owned());
-        args.push("--key".into());
-        args.push(medic_key.to_string_lossy().into_owned());
-        args.push("--inbox".into());
-        args.push(proxies.emergency_inbox.clone());
-        let (ok, out, err) = run_clinic(&args).await?;
-        if !ok {
-            bail!("the paramedic's ack: {err}");
-        }
+        let out = physician_at_inbox(
+            &["physician", "ack", &alert.id],
+            &medic,
+            &medic_key,
+            &proxies.emergency_inbox,
+        )
+        .await?;
         step(&format!("the paramedic acknowledges: {}", out.trim()));
         wait_status(&socket, "the paramedic's acknowledgement at the hub", |r| {
             r.alerts
