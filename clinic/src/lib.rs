@@ -5,6 +5,8 @@
 //! FHIR export.
 #![forbid(unsafe_code)]
 
+pub mod alert_client;
+pub mod dashboard;
 pub mod fhir;
 pub mod inbox;
 pub mod parallel;

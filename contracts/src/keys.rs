@@ -36,6 +36,22 @@ pub enum KeyError {
     Random(String),
     #[error("key file {path} does not hold a 32-byte hex key")]
     Malformed { path: PathBuf },
+    #[error("signing: {0}")]
+    Sign(String),
+}
+
+/// Signs `message` as a wallet's `personal_sign` does (EIP-191 version
+/// 0x45): 65 bytes, r ‖ s ‖ v with v 27 or 28. Sign-In with Ethereum
+/// messages are signed so.
+pub fn sign_personal_message(
+    signer: &PrivateKeySigner,
+    message: &[u8],
+) -> Result<[u8; 65], KeyError> {
+    use alloy::signers::SignerSync;
+    signer
+        .sign_message_sync(message)
+        .map(|signature| signature.as_bytes())
+        .map_err(|e| KeyError::Sign(e.to_string()))
 }
 
 /// Account `index` of `mnemonic` on the standard path m/44'/60'/0'/0/index.

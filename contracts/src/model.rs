@@ -190,6 +190,31 @@ impl DataKinds {
         self.0
     }
 
+    /// Each kind: its form name, its name in words, and itself.
+    pub const NAMED: [(&'static str, &'static str, Self); 7] = [
+        ("glucose", "glucose", Self::GLUCOSE),
+        ("blood_pressure", "blood pressure", Self::BLOOD_PRESSURE),
+        ("heart_rate", "heart rate", Self::HEART_RATE),
+        ("weight", "weight", Self::WEIGHT),
+        ("temperature", "temperature", Self::TEMPERATURE),
+        ("pulse_oximetry", "pulse oximetry", Self::PULSE_OXIMETRY),
+        ("findings", "findings", Self::FINDINGS),
+    ];
+
+    /// The kinds in words: "glucose, heart rate", or "nothing".
+    pub fn words(self) -> String {
+        let words: Vec<&str> = Self::NAMED
+            .iter()
+            .filter(|(_, _, k)| self.0 & k.0 != 0)
+            .map(|(_, word, _)| *word)
+            .collect();
+        if words.is_empty() {
+            "nothing".into()
+        } else {
+            words.join(", ")
+        }
+    }
+
     pub const fn union(self, other: Self) -> Self {
         Self(self.0 | other.0)
     }

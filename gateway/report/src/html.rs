@@ -13,6 +13,17 @@ const CHART_MAX_MG_DL: f64 = 350.0;
 /// Points drawn per day in the daily traces (5-minute means).
 const DAILY_STEP_MINUTES: u32 = 5;
 
+/// `ms` as a local date and time to the minute ("2026-12-02 14:05").
+pub fn local_time(time_zone: &jiff::tz::TimeZone, ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| {
+            t.to_zoned(time_zone.clone())
+                .strftime("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
 /// A glucose value in the unit, as text.
 pub fn glucose(mg_dl: f64, unit: GlucoseUnit) -> String {
     match unit {

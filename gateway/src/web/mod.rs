@@ -12,7 +12,6 @@ pub mod actions;
 pub mod auth;
 pub mod family;
 pub mod glucose;
-pub mod lan;
 pub mod nightscout;
 pub mod pages;
 pub mod sharing;
@@ -24,7 +23,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -148,7 +147,7 @@ async fn guard(
     request: Request,
     next: Next,
 ) -> Response {
-    if web.lan_only && !lan::is_local(peer.ip()) {
+    if web.lan_only && !glyco_webkit::lan::is_local(peer.ip()) {
         web.status.lock().counts.not_local += 1;
         return (
             StatusCode::FORBIDDEN,
@@ -157,19 +156,7 @@ async fn guard(
             .into_response();
     }
     let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "same-origin"),
-        (header::CACHE_CONTROL, "no-store"),
-    ] {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
+    glyco_webkit::headers::secure(response.headers_mut(), glyco_webkit::headers::CSP_NO_SCRIPT);
     response
 }
 

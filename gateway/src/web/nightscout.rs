@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
 use super::WebState;
-use super::auth::same_secret;
 use super::glucose::{Sgv, newest_sgvs};
 use crate::reading::now_millis;
+use glyco_webkit::same_secret;
 
 /// Entries one request returns at most.
 pub const MAX_COUNT: usize = 10_000;

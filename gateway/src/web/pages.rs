@@ -14,7 +14,9 @@ use glyco_seal::reading::GlucoseUnit;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 
-use super::auth::{self, SESSION_COOKIE, same_secret};
+use glyco_webkit::{cookie, same_origin, same_secret};
+
+use super::auth::{self, SESSION_COOKIE};
 use super::glucose::{cgm_points, newest_sgvs};
 use super::{SETTINGS_META, WebState};
 use crate::reading::now_millis;
@@ -24,17 +26,6 @@ use crate::reading::now_millis;
 pub struct Patient {
     token: String,
     pub(super) csrf: String,
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
 }
 
 #[async_trait]
@@ -78,20 +69,7 @@ pub(super) fn check_form(
     csrf: &str,
     headers: &HeaderMap,
 ) -> Result<(), CsrfRefusal> {
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let origin = headers
-        .get(header::ORIGIN)
-        .or_else(|| headers.get(header::REFERER))
-        .and_then(|v| v.to_str().ok());
-    let same_origin = match (host, origin) {
-        (Some(host), Some(origin)) => origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"))
-            .map(|rest| rest.split('/').next().unwrap_or_default())
-            .is_some_and(|origin_host| origin_host.eq_ignore_ascii_case(host)),
-        _ => false,
-    };
-    if !same_origin || !same_secret(csrf, &patient.csrf) {
+    if !same_origin(headers) || !same_secret(csrf, &patient.csrf) {
         web.status.lock().counts.csrf_refused += 1;
         return Err(CsrfRefusal);
     }
@@ -147,19 +125,13 @@ fn age(ms: i64) -> String {
 }
 
 pub(super) fn local_time(web: &WebState, ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| {
-            t.to_zoned(web.time_zone.clone())
-                .strftime("%Y-%m-%d %H:%M")
-                .to_string()
-        })
-        .unwrap_or_default()
+    report_html::local_time(&web.time_zone, ms)
 }
 
 pub async fn stylesheet() -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        format!("{STYLE}{}", report_html::STYLE),
+        format!("{}{}", glyco_webkit::style::APP, report_html::STYLE),
     )
         .into_response()
 }
@@ -229,14 +201,15 @@ pub async fn login(
     }
     web.login_throttle.succeeded(peer.ip());
     web.status.lock().counts.signed_in += 1;
-    let (token, _) = web.sessions.create();
+    let (token, _) = web.sessions.create(());
     web.actions
         .record(&web.writer, peer.ip(), "signed in".into())
         .await;
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+    let cookie = glyco_webkit::origin::session_cookie(
+        SESSION_COOKIE,
+        &token,
         auth::ABSOLUTE_MS / 1000,
-        if web.secure_cookies { "; Secure" } else { "" }
+        web.secure_cookies,
     );
     ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }
@@ -713,20 +686,3 @@ pub async fn hub(State(web): State<Arc<WebState>>, patient: Patient) -> Html<Str
         },
     )
 }
-
-/// The app's own stylesheet (the report's follows it).
-const STYLE: &str = r#"
-body{font:16px/1.45 system-ui,sans-serif;margin:0;color:#1b1b1b;background:#fafafa}
-header{display:flex;gap:1.5em;align-items:center;padding:.6em 1.2em;background:#123a6b;color:#fff}
-header a{color:#fff;margin-right:1em;text-decoration:none}header .brand{margin-right:1em}
-header form.signout{margin-left:auto}
-main{padding:1em 1.2em;max-width:1100px}
-table{border-collapse:collapse}td,th{padding:.25em .6em;border-bottom:1px solid #e4e4e4;text-align:left}
-.glucose{font-size:3.2em;margin:.2em 0}.glucose .unit{font-size:.35em;color:#555}.age{color:#555}
-li.alert.urgent{color:#8b1a10}form.inline{display:inline;margin-left:.6em}
-form.login label,form.add label,form.grant label,form.emergency label{display:block;margin:.4em 0}
-form label.check{display:inline-block;margin:.2em 1em .2em 0}fieldset{border:1px solid #ddd;margin:.4em 0}
-tr.ended{color:#777}form.family label{display:block;margin:.4em 0}
-section.share{page-break-after:always;margin:1.5em 0}code.share{word-break:break-all}
-.qr svg{width:220px;height:220px}code.password{font-size:1.1em;background:#fff4d6;padding:.1em .3em}
-"#;

@@ -30,23 +30,7 @@ const CHAIN_WAIT: Duration = Duration::from_secs(10);
 /// Access-log entries shown.
 const LOG_SHOWN: usize = 50;
 
-const KINDS: [(&str, &str, DataKinds); 7] = [
-    ("glucose", "glucose", DataKinds::GLUCOSE),
-    (
-        "blood_pressure",
-        "blood pressure",
-        DataKinds::BLOOD_PRESSURE,
-    ),
-    ("heart_rate", "heart rate", DataKinds::HEART_RATE),
-    ("weight", "weight", DataKinds::WEIGHT),
-    ("temperature", "temperature", DataKinds::TEMPERATURE),
-    (
-        "pulse_oximetry",
-        "pulse oximetry",
-        DataKinds::PULSE_OXIMETRY,
-    ),
-    ("findings", "findings", DataKinds::FINDINGS),
-];
+const KINDS: [(&str, &str, DataKinds); 7] = DataKinds::NAMED;
 
 /// The chain as the Sharing page needs it.
 #[derive(Clone)]
@@ -56,19 +40,6 @@ pub struct SharingChain {
     pub reader: GlycoClient,
     /// Signs with the patient's key, if the patient keeps it on the hub.
     pub patient_key: Option<GlycoClient>,
-}
-
-fn kinds_words(kinds: DataKinds) -> String {
-    let words: Vec<&str> = KINDS
-        .iter()
-        .filter(|(_, _, k)| kinds.bits() & k.bits() != 0)
-        .map(|(_, word, _)| *word)
-        .collect();
-    if words.is_empty() {
-        "nothing".into()
-    } else {
-        words.join(", ")
-    }
 }
 
 struct Snapshot {
@@ -173,7 +144,7 @@ pub async fn sharing(State(web): State<Arc<WebState>>, patient: Patient) -> Resp
                 @let live = snapshot.live.get(&grant.id).copied().unwrap_or(false);
                 tr class=(if live { "live" } else { "ended" }) {
                     td { (who(&snapshot.names, grant.grantee)) }
-                    td { (kinds_words(grant.scope.kinds)) }
+                    td { (DataKinds::words(grant.scope.kinds)) }
                     td { @match grant.expiry {
                         Expiry::Never => "no end",
                         Expiry::At(at) => (local_time(&web, at.get() as i64 * 1000)),
@@ -206,7 +177,7 @@ pub async fn sharing(State(web): State<Arc<WebState>>, patient: Patient) -> Resp
         p {
             @if policy.enabled {
                 "On: a physician of an emergency service may open access to "
-                strong { (kinds_words(policy.kinds)) }
+                strong { (DataKinds::words(policy.kinds)) }
                 " of the last " (policy.lookback_secs / 86_400) " days, for at most "
                 (policy.max_duration_secs / 3600) " hours; you are told when they do, and emergency steps of your alerts may reach them."
             } @else {
@@ -338,7 +309,7 @@ pub async fn grant(
                     peer.ip(),
                     format!(
                         "granted {physician} {} for {} days (grant #{id}, tx {})",
-                        kinds_words(kinds),
+                        DataKinds::words(kinds),
                         form.days,
                         tx.hash
                     ),
@@ -441,7 +412,7 @@ pub async fn emergency(
                     format!(
                         "emergency policy {}: {} of {} days, {} hours (tx {})",
                         if enabled { "on" } else { "off" },
-                        kinds_words(kinds),
+                        DataKinds::words(kinds),
                         form.lookback_days,
                         form.hours,
                         tx.hash
@@ -461,10 +432,10 @@ mod tests {
     #[test]
     fn kinds_read_as_words_and_come_from_checkboxes() {
         assert_eq!(
-            kinds_words(DataKinds::GLUCOSE | DataKinds::FINDINGS),
+            DataKinds::words(DataKinds::GLUCOSE | DataKinds::FINDINGS),
             "glucose, findings"
         );
-        assert_eq!(kinds_words(DataKinds::NONE), "nothing");
+        assert_eq!(DataKinds::words(DataKinds::NONE), "nothing");
         let fields = HashMap::from([
             ("kind_glucose".to_owned(), "on".to_owned()),
             ("kind_weight".to_owned(), "on".to_owned()),

@@ -9,12 +9,11 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use glyco_clinic::alert_client::{Follow, Followed, acknowledge};
 use glyco_clinic::replica::{HubPeer, bind};
 use glyco_contracts::Address;
 use glyco_contracts::keys::load_key;
-use glyco_seal::alerts::{
-    self, AlertAck, FollowRequest, INBOX_ALPN, InboxFrame, InboxRequest, Signed,
-};
+use glyco_seal::alerts::{self, Signed};
 
 use crate::node_key;
 
@@ -45,26 +44,6 @@ fn hub_of_shown(dir: &Path, id: &str) -> Option<Address> {
         .find_map(|l| l.strip_prefix(id)?.trim().parse().ok())
 }
 
-async fn open(
-    dir: &Path,
-    inbox: &HubPeer,
-    request: &InboxRequest,
-) -> Result<(
-    iroh::Endpoint,
-    iroh::endpoint::Connection,
-    iroh::endpoint::RecvStream,
-)> {
-    let endpoint = bind(node_key(dir)?, "127.0.0.1:0".parse()?).await?;
-    let connection = endpoint
-        .connect(inbox.endpoint_addr(), INBOX_ALPN)
-        .await
-        .context("connecting to the alert inbox")?;
-    let (mut send, recv) = connection.open_bi().await?;
-    send.write_all(&alerts::encode(request)?).await?;
-    send.finish()?;
-    Ok((endpoint, connection, recv))
-}
-
 /// Shows the alerts after the cursor; with `follow`, then live ones.
 pub async fn alerts(
     dir: &Path,
@@ -75,92 +54,73 @@ pub async fn alerts(
 ) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let signer = load_key(key)?;
-    let me = signer.address();
     let umbral = crate::physician_cmd::umbral_key(dir)?;
-    let after = cursor(dir);
-    let mut shown_through = after;
-    let request = InboxRequest::Follow(Signed::sign(
-        FollowRequest {
-            physician: me,
-            after,
-            live: follow,
-            at_ms: now_ms(),
-        },
-        &signer,
-    )?);
-    let (_endpoint, connection, mut recv) = open(dir, inbox, &request).await?;
+    let mut shown_through = cursor(dir);
+    let endpoint = bind(node_key(dir)?, "127.0.0.1:0".parse()?).await?;
+    let mut stream = Follow::start(&endpoint, inbox, &signer, shown_through, follow).await?;
     let mut shown = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("alerts.shown"))?;
     let stdout = std::io::stdout();
-    while let Some(frame) = alerts::read_frame(&mut recv).await? {
-        match frame {
-            InboxFrame::Alert { seq, envelope } => {
-                if seq <= shown_through {
-                    continue;
-                }
-                let body = &envelope.body;
-                let signed_by_hub = envelope.signer().is_ok_and(|s| s == body.hub);
-                if !signed_by_hub || body.recipient != me {
+    while let Some(next) = stream.next(&umbral).await? {
+        let alert = match next {
+            Followed::CaughtUp if follow => continue,
+            Followed::CaughtUp => break,
+            Followed::Skipped { seq } => {
+                if seq > shown_through {
                     eprintln!("alert #{seq} is not signed by its hub or not for me; skipped");
                     save_cursor(dir, seq)?;
                     shown_through = seq;
-                    continue;
                 }
-                let id = alerts::id_hex(&body.id);
-                let details = body.details.open(umbral.secret());
-                let shown_at_ms = now_ms();
-                let mut out = stdout.lock();
-                if json {
-                    let line = serde_json::json!({
-                        "id": id, "seq": seq, "kind": body.kind, "severity": body.severity,
-                        "patient": body.patient, "hub": body.hub, "step": body.step,
-                        "created_at_ms": body.created_at_ms,
-                        "reading_received_at_ms": body.reading_received_at_ms,
-                        "shown_at_ms": shown_at_ms,
-                        // What the hub anchors for this alert (docs/BATCH.md).
-                        "evidence": envelope.evidence().ok().map(|d| d.to_string()),
-                        "device": details.as_ref().map(|d| d.device.clone()).ok(),
-                        "explanation": details.as_ref().map(|d| d.explanation.clone()).ok(),
-                        "emergency": body.emergency,
-                    });
-                    writeln!(out, "{line}")?;
-                } else {
-                    let what = match &details {
-                        Ok(d) => format!("{}: {}", d.device, d.explanation),
-                        Err(e) => format!("(details unreadable: {e})"),
-                    };
-                    writeln!(
-                        out,
-                        "[{}] {} for patient {} (step {}, alert {id}): {what}",
-                        body.severity, body.kind, body.patient, body.step
-                    )?;
-                    if let Some(service) = body.emergency {
-                        writeln!(
-                            out,
-                            "  EMERGENCY: no one up the ladder acknowledged; you are on duty for {service}.\n  \
-                             Read the patient's emergency data: glyco-clinic physician emergency-access --patient {}",
-                            body.patient
-                        )?;
-                    }
-                }
-                out.flush()?;
-                writeln!(shown, "{id} {}", body.hub)?;
-                save_cursor(dir, seq)?;
-                shown_through = seq;
+                continue;
             }
-            InboxFrame::CaughtUp { .. } => {
-                if !follow {
-                    break;
-                }
+            Followed::Alert(alert) if alert.seq <= shown_through => continue,
+            Followed::Alert(alert) => alert,
+        };
+        let (seq, id, envelope) = (alert.seq, &alert.id, &alert.envelope);
+        let body = &envelope.body;
+        let shown_at_ms = now_ms();
+        let mut out = stdout.lock();
+        if json {
+            let line = serde_json::json!({
+                "id": id, "seq": seq, "kind": body.kind, "severity": body.severity,
+                "patient": body.patient, "hub": body.hub, "step": body.step,
+                "created_at_ms": body.created_at_ms,
+                "reading_received_at_ms": body.reading_received_at_ms,
+                "shown_at_ms": shown_at_ms,
+                // What the hub anchors for this alert (docs/BATCH.md).
+                "evidence": envelope.evidence().ok().map(|d| d.to_string()),
+                "device": alert.details.as_ref().map(|d| d.0.clone()).ok(),
+                "explanation": alert.details.as_ref().map(|d| d.1.clone()).ok(),
+                "emergency": body.emergency,
+            });
+            writeln!(out, "{line}")?;
+        } else {
+            let what = match &alert.details {
+                Ok((device, explanation)) => format!("{device}: {explanation}"),
+                Err(e) => format!("(details unreadable: {e})"),
+            };
+            writeln!(
+                out,
+                "[{}] {} for patient {} (step {}, alert {id}): {what}",
+                body.severity, body.kind, body.patient, body.step
+            )?;
+            if let Some(service) = body.emergency {
+                writeln!(
+                    out,
+                    "  EMERGENCY: no one up the ladder acknowledged; you are on duty for {service}.\n  \
+                     Read the patient's emergency data: glyco-clinic physician emergency-access --patient {}",
+                    body.patient
+                )?;
             }
-            InboxFrame::Heartbeat { .. } => {}
-            InboxFrame::Recorded { .. } => {}
-            InboxFrame::Refused { reason } => bail!("the inbox refused: {reason}"),
         }
+        out.flush()?;
+        writeln!(shown, "{id} {}", body.hub)?;
+        save_cursor(dir, seq)?;
+        shown_through = seq;
     }
-    connection.close(0u32.into(), b"done");
+    stream.close();
     Ok(())
 }
 
@@ -172,31 +132,13 @@ pub async fn ack(dir: &Path, key: &Path, inbox: &HubPeer, id: &str) -> Result<()
     let Some(hub) = hub_of_shown(dir, &id) else {
         bail!("alert {id} was not shown here (run `physician alerts` first)");
     };
-    let signed = Signed::sign(
-        AlertAck {
-            alert,
-            hub,
-            by: signer.address(),
-            at_ms: now_ms(),
-        },
-        &signer,
-    )?;
-    let evidence = signed.evidence()?;
-    let request = InboxRequest::Ack(signed);
-    let (_endpoint, connection, mut recv) = open(dir, inbox, &request).await?;
-    let answer = alerts::read_frame(&mut recv).await?;
-    connection.close(0u32.into(), b"done");
-    match answer {
-        Some(InboxFrame::Recorded { already }) => {
-            println!(
-                "alert {id} acknowledged{} (evidence {evidence})",
-                if already { " (already)" } else { "" }
-            );
-            Ok(())
-        }
-        Some(InboxFrame::Refused { reason }) => bail!("the inbox refused: {reason}"),
-        other => bail!("unexpected answer: {other:?}"),
-    }
+    let endpoint = bind(node_key(dir)?, "127.0.0.1:0".parse()?).await?;
+    let (already, evidence) = acknowledge(&endpoint, inbox, &signer, alert, hub).await?;
+    println!(
+        "alert {id} acknowledged{} (evidence {evidence})",
+        if already { " (already)" } else { "" }
+    );
+    Ok(())
 }
 
 /// Signs an alert policy for a patient's hub and writes it as JSON.

@@ -1,9 +1,10 @@
 //! `glyco-clinic`: the clinic's side of Glyco: the replica that keeps every
 //! hub's sealed batches, the hospital's re-encryption proxy, the physician's
-//! reader, the family's emergency kit, enrolling iroh nodes on chain, and
+//! reader and dashboard, the family's emergency kit, enrolling iroh nodes on chain, and
 //! verifying a batch from its bytes to the chain.
 
 mod alerts_cmd;
+mod dashboard_cmd;
 mod emergency_cmd;
 mod inbox_cmd;
 mod physician_cmd;
@@ -119,6 +120,9 @@ enum Command {
         #[command(flatten)]
         chain: Chain,
     },
+    /// The physician's dashboard in a browser (sign in with the
+    /// physician's Ethereum key): patients, alerts, reports, access log.
+    Dashboard(dashboard_cmd::DashboardArgs),
     /// The physician's commands.
     Physician {
         #[command(subcommand)]
@@ -220,6 +224,7 @@ async fn main() -> Result<()> {
             .await
         }
         Command::Physician { command } => physician_cmd::run(command).await,
+        Command::Dashboard(args) => dashboard_cmd::run(args).await,
         Command::EmergencyOpen {
             kit,
             shares,

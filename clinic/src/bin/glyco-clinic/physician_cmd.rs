@@ -135,6 +135,14 @@ pub enum PhysicianCommand {
         #[arg(long)]
         inbox: HubPeer,
     },
+    /// Sign the dashboard's sign-in message (read from stdin, or --file)
+    /// when the browser has no Ethereum wallet; paste what it prints.
+    SignIn {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
     /// Open emergency access to a patient under their emergency policy (an
     /// active physician of an emergency service only).
     EmergencyAccess {
@@ -244,6 +252,9 @@ pub async fn run(command: PhysicianCommand) -> Result<()> {
             key,
             inbox,
         } => crate::alerts_cmd::ack(&dir, &key, &inbox, &id).await?,
+        PhysicianCommand::SignIn { key, file } => {
+            crate::dashboard_cmd::sign_in(&key, file.as_deref())?
+        }
         PhysicianCommand::EmergencyAccess {
             key,
             patient,
