@@ -23,10 +23,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# npm tools (solc, anvil), into tools/node_modules, exactly as locked.
+# npm tools (solc, anvil, cast), into tools/node_modules, exactly as locked.
 stamp=tools/node_modules/.glyco-lock
 if ! cmp -s tools/package-lock.json "$stamp" 2>/dev/null; then
-  echo "bootstrap: installing pinned npm tools (solc, anvil)"
+  echo "bootstrap: installing pinned npm tools (solc, anvil, cast)"
   (cd tools && npm ci --no-audit --no-fund --loglevel=error)
   cp tools/package-lock.json "$stamp"
 fi

@@ -2,3 +2,4 @@
 root=${root:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 export GLYCO_ANVIL="$root/tools/node_modules/.bin/anvil"
 export GLYCO_PYTHON="$root/ml/.venv/bin/python"
+export GLYCO_CAST="$root/tools/node_modules/.bin/cast"

@@ -21,18 +21,18 @@ use glyco_clinic::store::ReplicaStore;
 use glyco_contracts::testkit::accounts::*;
 use glyco_contracts::{
     AccessAction, AccessRequest, Address, B256, DataKinds, EmergencyPolicy, EntityKind, Expiry,
-    GrantScope, Role, U256, UnixSeconds,
+    GrantScope, U256, UnixSeconds,
 };
 use glyco_seal::sharing::{
     BatchClaim, ProxyRefusal, REENCRYPT_ALPN, ReencryptAnswer, ReencryptRequest,
 };
-use support::clinic::{ClinicProcess, clinic};
+use support::clinic::{ClinicProcess, ProxyNode, clinic};
 use support::{HubWorld, free_udp_port, now_ms};
 
 struct Clinic {
     world: HubWorld,
     keys: PathBuf,
-    proxies: Vec<(u32, u16, PathBuf)>,
+    proxies: Vec<ProxyNode>,
 }
 
 impl Clinic {
@@ -49,10 +49,6 @@ impl Clinic {
             .unwrap()
     }
 
-    fn chain_args(&self) -> Vec<String> {
-        support::clinic::chain_args(&self.world)
-    }
-
     fn key_file(&self, account: u32) -> String {
         support::clinic::key_file(&self.world, &self.keys, account)
     }
@@ -61,54 +57,21 @@ impl Clinic {
         support::clinic::clinic_on_chain(&self.world, args).await
     }
 
-    /// Enrols `account` as a proxy of the hospital with the iroh node in
-    /// `dir`; returns its listen port.
+    /// Enrols `account` as a proxy of the hospital.
     async fn enrol_proxy(&mut self, account: u32) {
         let dir = self.path(&format!("proxy-{account}"));
-        let (ok, out, err) = clinic(&["node-id", "--dir", dir.to_str().unwrap()]).await;
-        assert!(ok, "{err}");
-        let node: iroh::EndpointId = out.trim().parse().unwrap();
-        let c = &self.world.consortium;
-        c.client(HOSPITAL)
-            .offer_proxy(c.address(account), B256::from(*node.as_bytes()))
-            .await
-            .unwrap();
-        c.client(account)
-            .accept_role(c.address(HOSPITAL), Role::Proxy)
-            .await
-            .unwrap();
-        self.proxies.push((account, free_udp_port(), dir));
+        let node = ProxyNode::enrol(&self.world, account, dir).await;
+        self.proxies.push(node);
     }
 
     async fn start_proxy(&self, i: usize) -> ClinicProcess {
-        let (account, port, dir) = &self.proxies[i];
-        let key = self.key_file(*account);
-        let listen = format!("127.0.0.1:{port}");
-        let mut args = vec![
-            "proxy".to_owned(),
-            "--dir".into(),
-            dir.to_string_lossy().into_owned(),
-            "--key".into(),
-            key,
-            "--listen".into(),
-            listen,
-            "--sweep-secs".into(),
-            "1".into(),
-        ];
-        args.extend(self.chain_args());
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let log = self.path(&format!("proxy-{account}-{}.log", now_ms()));
-        let p = ClinicProcess::start(&refs, log).await;
-        assert!(p.first_line.starts_with("proxy "), "{}", p.first_line);
-        p
+        let node = &self.proxies[i];
+        let log = self.path(&format!("proxy-{}-{}.log", node.account, now_ms()));
+        node.start(&self.world, &self.keys, log).await
     }
 
     fn proxy_arg(&self, i: usize) -> String {
-        let (account, port, _) = &self.proxies[i];
-        format!(
-            "{:#x}@127.0.0.1:{port}",
-            self.world.consortium.address(*account)
-        )
+        self.proxies[i].arg(&self.world)
     }
 
     fn peer(&self, i: usize) -> ProxyPeer {
@@ -267,7 +230,7 @@ async fn direct_request(
     let request = AccessRequest {
         patient: c.world.patient(),
         physician: c.world.consortium.address(physician),
-        proxy: c.world.consortium.address(c.proxies[i].0),
+        proxy: c.world.consortium.address(c.proxies[i].account),
         data_id: glyco_contracts::roots_digest(&[first.root]),
         nonce: U256::from(now_ms() as u64),
         deadline: UnixSeconds::now().plus(Duration::from_secs(600)),
@@ -521,7 +484,10 @@ async fn physicians_read_only_what_they_were_granted_through_the_proxies() {
         "{refused:?}"
     );
     // The live proxy drops its share (told by the hub, or by its own sweep).
-    let kept = c.proxies[0].2.join("kfrags").join(format!("{grant}.cbor"));
+    let kept = c.proxies[0]
+        .dir
+        .join("kfrags")
+        .join(format!("{grant}.cbor"));
     for _ in 0..300 {
         if !kept.exists() {
             break;

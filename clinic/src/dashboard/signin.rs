@@ -247,8 +247,10 @@ pub async fn sign_in(
         *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         return response;
     }
+    // Form submission turns the message's line feeds into CR LF.
+    let text = form.message.replace("\r\n", "\n");
     let checked = check(
-        &form.message,
+        &text,
         &form.signature,
         &host,
         dash.chain_id,

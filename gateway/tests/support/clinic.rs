@@ -119,3 +119,67 @@ pub async fn physician_machine(
     assert!(ok, "{err}");
     dir
 }
+
+/// A hospital's re-encryption proxy: its account, port and directory.
+pub struct ProxyNode {
+    pub account: u32,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl ProxyNode {
+    /// Enrols `account` as a proxy of the hospital with the iroh node in
+    /// `dir` (offered by the hospital, accepted by the proxy).
+    pub async fn enrol(world: &super::HubWorld, account: u32, dir: PathBuf) -> Self {
+        use glyco_contracts::testkit::accounts::HOSPITAL;
+        let (ok, out, err) = clinic(&["node-id", "--dir", dir.to_str().unwrap()]).await;
+        assert!(ok, "{err}");
+        let node: iroh::EndpointId = out.trim().parse().unwrap();
+        let c = &world.consortium;
+        c.client(HOSPITAL)
+            .offer_proxy(
+                c.address(account),
+                glyco_contracts::B256::from(*node.as_bytes()),
+            )
+            .await
+            .unwrap();
+        c.client(account)
+            .accept_role(c.address(HOSPITAL), glyco_contracts::Role::Proxy)
+            .await
+            .unwrap();
+        Self {
+            account,
+            port: super::free_udp_port(),
+            dir,
+        }
+    }
+
+    /// Starts the proxy, its key from `keys`, its log in `log`.
+    pub async fn start(&self, world: &super::HubWorld, keys: &Path, log: PathBuf) -> ClinicProcess {
+        let mut args = vec![
+            "proxy".to_owned(),
+            "--dir".into(),
+            self.dir.to_string_lossy().into_owned(),
+            "--key".into(),
+            key_file(world, keys, self.account),
+            "--listen".into(),
+            format!("127.0.0.1:{}", self.port),
+            "--sweep-secs".into(),
+            "1".into(),
+        ];
+        args.extend(chain_args(world));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let p = ClinicProcess::start(&refs, log).await;
+        assert!(p.first_line.starts_with("proxy "), "{}", p.first_line);
+        p
+    }
+
+    /// `<address>@127.0.0.1:<port>`, as `--proxy` and the hub's config take it.
+    pub fn arg(&self, world: &super::HubWorld) -> String {
+        format!(
+            "{:#x}@127.0.0.1:{}",
+            world.consortium.address(self.account),
+            self.port
+        )
+    }
+}
