@@ -203,8 +203,8 @@ pub async fn patients(State(dash): State<Arc<Dashboard>>, physician: Physician) 
             .iter()
             .filter(|a| a.patient == *patient && a.acknowledged_at_ms.is_none())
             .count();
-        let seen = dash.last_seen.lock().get(patient).cloned();
-        rows.push((*patient, grant.clone(), *live, newest_anchor, open, seen));
+        let seen = dash.last_seen.lock().get(patient).copied();
+        rows.push((*patient, *grant, *live, newest_anchor, open, seen));
     }
     let body = html! {
         h1 { "My patients" }

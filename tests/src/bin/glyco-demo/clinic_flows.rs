@@ -31,7 +31,7 @@ const THIRD_PROXY: u32 = 17;
 /// `<address>@<ip:port>` and the inboxes' `<node id>@<ip:port>` for configs
 /// and CLIs.
 pub struct Proxies {
-    children: Vec<Child>,
+    pub children: Vec<Child>,
     pub args: Vec<String>,
     /// St Luke's.
     pub inbox: String,
@@ -39,7 +39,7 @@ pub struct Proxies {
     pub emergency_inbox: String,
 }
 
-fn chain_args(dir: &Path, world: &ChainWorld) -> Vec<String> {
+pub fn chain_args(dir: &Path, world: &ChainWorld) -> Vec<String> {
     vec![
         "--rpc".into(),
         world.devnet.rpc_url().to_string(),
@@ -58,13 +58,13 @@ async fn run_clinic(args: &[String]) -> Result<(bool, String, String)> {
     ))
 }
 
-fn strings(args: &[&str]) -> Vec<String> {
+pub fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| (*s).to_owned()).collect()
 }
 
 /// Starts a long-running `glyco-clinic` command; returns it and the
 /// address line it prints first.
-async fn spawn_clinic(args: &[String], log: &Path, what: &str) -> Result<(Child, String)> {
+pub async fn spawn_clinic(args: &[String], log: &Path, what: &str) -> Result<(Child, String)> {
     let mut child = Command::new(sibling_binary("glyco-clinic")?)
         .args(args)
         .stdout(Stdio::piped())
@@ -297,8 +297,8 @@ pub async fn run(
     world: &ChainWorld,
     config_path: &Path,
     config: &HubConfig,
-    mut proxies: Proxies,
-) -> Result<()> {
+    proxies: Proxies,
+) -> Result<Proxies> {
     let socket = config.status_socket();
     section("16. A physician reads through the proxies; every access on chain");
     let (machine, key) = physician_machine(dir, world, PHYSICIAN).await?;
@@ -622,8 +622,5 @@ pub async fn run(
             .trim_start_matches("Error: ")
     ));
     replica.kill().await?;
-    for child in &mut proxies.children {
-        child.kill().await?;
-    }
-    Ok(())
+    Ok(proxies)
 }

@@ -469,11 +469,16 @@ pub async fn run(dir: &Path, world: &ChainWorld, keep_serving: bool) -> Result<(
     glucometer.disconnect().await;
     cuff.disconnect().await;
     crate::seal_flows::run(dir, world, &config_path, &config).await?;
-    crate::clinic_flows::run(dir, world, &config_path, &config, proxies).await?;
+    let mut clinic = crate::clinic_flows::run(dir, world, &config_path, &config, proxies).await?;
     Box::pin(crate::web_flows::run(&socket, &web_secrets)).await?;
+    let dashboard = crate::dashboard_flows::run(dir, world, &clinic).await?;
+    clinic.children.push(dashboard);
     if keep_serving {
-        step("the hub keeps serving; Ctrl-C stops it");
+        step("the hub, the clinic's proxies, inbox and dashboard keep serving; Ctrl-C stops them");
         tokio::signal::ctrl_c().await?;
+    }
+    for child in &mut clinic.children {
+        child.kill().await?;
     }
     stop(hub).await
 }
