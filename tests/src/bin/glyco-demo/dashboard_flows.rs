@@ -23,15 +23,15 @@ use crate::narrate::{section, step};
 fn field(page: &str, field: &str) -> Option<String> {
     let marker = format!("name=\"{field}\" value=\"");
     let rest = page.split(&marker).nth(1)?;
-    let value = rest.split('"').next()?;
-    Some(
-        value
-            .replace("&quot;", "\"")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&#39;", "'")
-            .replace("&amp;", "&"),
-    )
+    Some(unescape(rest.split('"').next()?))
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
 }
 
 /// The text of the element after `marker`, tags dropped, up to `end`.
@@ -44,13 +44,16 @@ fn text(page: &str, marker: &str, end: &str) -> String {
     let mut in_tag = false;
     for c in chunk.chars() {
         match c {
-            '<' => in_tag = true,
+            '<' => {
+                in_tag = true;
+                out.push(' ');
+            }
             '>' => in_tag = false,
             c if !in_tag => out.push(c),
             _ => {}
         }
     }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
+    unescape(&out.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 async fn sign_in_signature(key: &Path, message: &str) -> Result<String> {
@@ -168,9 +171,28 @@ pub async fn run(dir: &Path, world: &ChainWorld, clinic: &Proxies) -> Result<Chi
         )
     ));
     let alerts = get("/alerts".into()).await?;
+    let csrf = field(&alerts, "csrf").context("no CSRF token on the alerts page")?;
+    let ids: Vec<String> = alerts
+        .split("name=\"id\" value=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next().map(str::to_owned))
+        .collect();
+    for id in &ids {
+        let acked = http
+            .post(format!("{base}/alerts/ack"))
+            .header("cookie", &cookie)
+            .header("origin", &base)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[("csrf", &csrf), ("id", id)]))
+            .send()
+            .await?;
+        if !acked.status().is_redirection() {
+            bail!("acknowledging {id}: {}", acked.text().await?);
+        }
+    }
     step(&format!(
-        "Alerts: {} (acknowledged in section 16 from the CLI; the Acknowledge button does the same)",
-        alerts.matches("<tr class=\"alert").count()
+        "Alerts: {} from St Luke's inbox; Acknowledge on each (the one acknowledged from the CLI in section 16 the inbox takes as already acknowledged)",
+        ids.len()
     ));
     let patient = format!("{:#x}", address(PATIENT));
     let page = get(format!("/patients/{patient}")).await?;
@@ -193,7 +215,7 @@ pub async fn run(dir: &Path, world: &ChainWorld, clinic: &Proxies) -> Result<Chi
         text(&report, "<p class=\"no-print opened\">", "</p>")
     ));
     step(&format!(
-        "the report: {} readings, mean {}, GMI {}; {}",
+        "the report: {} CGM readings in 14 days, mean {}, GMI {}; {}",
         text(&report, "<th>Readings</th><td>", "</td>"),
         text(&report, "<th>Mean glucose</th><td>", "</td>"),
         text(&report, "<th>GMI</th><td>", "</td>"),
