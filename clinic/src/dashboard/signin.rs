@@ -66,7 +66,15 @@ pub enum SignInRefusal {
 /// Nonces issued and not yet used.
 #[derive(Debug, Default)]
 pub struct Nonces {
-    issued: Mutex<HashMap<String, i64>>,
+    inner: Mutex<NonceBook>,
+}
+
+#[derive(Debug, Default)]
+struct NonceBook {
+    /// Nonce → (issued at, issue order). The order, not the clock, says
+    /// which is oldest: many are issued within one millisecond.
+    issued: HashMap<String, (i64, u64)>,
+    next: u64,
 }
 
 impl Nonces {
@@ -74,26 +82,31 @@ impl Nonces {
         let now = now_millis();
         // 32 hex digits: alphanumeric, as EIP-4361 asks, and 128 bits.
         let nonce = random_hex()[..32].to_owned();
-        let mut issued = self.issued.lock();
-        issued.retain(|_, at| now - *at < MESSAGE_LIFETIME_MS);
-        if issued.len() >= MAX_NONCES
-            && let Some(oldest) = issued
+        let mut book = self.inner.lock();
+        book.issued
+            .retain(|_, (at, _)| now - *at < MESSAGE_LIFETIME_MS);
+        if book.issued.len() >= MAX_NONCES
+            && let Some(oldest) = book
+                .issued
                 .iter()
-                .min_by_key(|(_, at)| **at)
+                .min_by_key(|(_, (_, order))| *order)
                 .map(|(n, _)| n.clone())
         {
-            issued.remove(&oldest);
+            book.issued.remove(&oldest);
         }
-        issued.insert(nonce.clone(), now);
+        let order = book.next;
+        book.next += 1;
+        book.issued.insert(nonce.clone(), (now, order));
         nonce
     }
 
     /// Uses `nonce` up: true if it was issued here within the lifetime.
     pub fn take(&self, nonce: &str) -> bool {
-        self.issued
+        self.inner
             .lock()
+            .issued
             .remove(nonce)
-            .is_some_and(|at| now_millis() - at < MESSAGE_LIFETIME_MS)
+            .is_some_and(|(at, _)| now_millis() - at < MESSAGE_LIFETIME_MS)
     }
 }
 
@@ -429,6 +442,6 @@ mod tests {
             nonces.issue();
         }
         assert!(!nonces.take(&first), "the oldest was pushed out");
-        assert_eq!(nonces.issued.lock().len(), MAX_NONCES);
+        assert_eq!(nonces.inner.lock().issued.len(), MAX_NONCES);
     }
 }
