@@ -310,3 +310,126 @@ fn the_hub_follows_the_adapter_as_it_appears_disappears_and_returns() {
         assert!(hub.terminate().await.success());
     });
 }
+
+/// A glucometer the patient pairs from the Devices page.
+const NEW_METER: &str = "00:1A:7D:DA:71:20";
+const NEW_METER_PASSKEY: u32 = 314_159;
+
+#[test]
+fn a_glucometer_paired_on_the_devices_page_with_its_passkey_is_registered_and_read() {
+    with_mock_bluez(|mock: MockBluez| async move {
+        use support::web::{Browser, csrf};
+
+        mock.add_adapter("hci0").unwrap();
+        let meter = mock
+            .add_glucometer_bonded("hci0", NEW_METER, false)
+            .unwrap();
+        mock.require_passkey(&meter.device, NEW_METER_PASSKEY)
+            .unwrap();
+        mock.set_stored_records(&meter.device, &[record(1, 30, 121), record(2, 20, 109)])
+            .unwrap();
+        let mut world = HubWorld::new().await;
+        world.edit_config(|c| c.ble.enabled = true);
+        world
+            .hub_cli_with_input(&["web", "set-pin"], "271828\n")
+            .await;
+        let hub = world.start_hub().await;
+        let report = hub
+            .wait_for("the web app", |r| r.web.listen.is_some())
+            .await;
+        let base = format!("http://{}", report.web.listen.unwrap());
+        let mut browser = Browser::new(base.clone());
+        browser.sign_in("271828").await;
+        let page = browser.get("/devices").await.text().await.unwrap();
+        assert!(page.contains("Pair a Bluetooth device"), "{page}");
+        let token = csrf(&page);
+
+        // The scan lists the meter in pairing mode.
+        let found = browser
+            .post(
+                "/devices/bluetooth/scan",
+                &[("csrf", &token), ("seconds", "1")],
+                Some(&base),
+            )
+            .await;
+        assert_eq!(found.status(), 200);
+        let found = found.text().await.unwrap();
+        assert!(found.contains(NEW_METER), "{found}");
+        let pair = |passkey: &'static str| {
+            let (browser, token, base) = (&browser, token.clone(), base.clone());
+            async move {
+                let response = browser
+                    .post(
+                        "/devices/bluetooth/pair",
+                        &[
+                            ("csrf", &token),
+                            ("address", NEW_METER),
+                            ("kind", "glucometer"),
+                            ("passkey", passkey),
+                        ],
+                        Some(&base),
+                    )
+                    .await;
+                (response.status(), response.text().await.unwrap())
+            }
+        };
+        let identity = DeviceIdentity::ble(NEW_METER).unwrap();
+        let id = world.device_id(&identity);
+        let on_chain = || async {
+            world
+                .client(glyco_contracts::testkit::accounts::PATIENT)
+                .device_of(id)
+                .await
+                .unwrap()
+                .is_some_and(|d| d.active)
+        };
+
+        // A passkey that is not six digits never reaches BlueZ; a wrong one
+        // is refused by the device: not bonded, not on chain.
+        let (status, _) = pair("31415").await;
+        assert_eq!(status, 400);
+        let (status, text) = pair("000000").await;
+        assert_eq!(status, 502, "{text}");
+        assert!(text.contains("not paired"), "{text}");
+        assert!(!mock.is_paired(&meter.device).unwrap());
+        assert!(!on_chain().await);
+
+        // The passkey the meter shows: bonded through the hub's agent,
+        // registered on chain, then admitted and read like any bonded meter.
+        let (status, text) = pair("314159").await;
+        assert_eq!(status, 200, "{text}");
+        assert!(
+            text.contains(&format!("Paired and registered: {identity}")),
+            "{text}"
+        );
+        assert!(mock.is_paired(&meter.device).unwrap());
+        assert!(on_chain().await);
+        let report = hub
+            .wait_for("the paired meter's stored records", |r| {
+                last_seq(&world, r, NEW_METER) == Some(2)
+            })
+            .await;
+        assert_eq!(
+            device_report(&world, &report, NEW_METER).kind,
+            Some(DeviceKind::Glucometer)
+        );
+
+        // Removed on the page: off the chain, and the bond forgotten.
+        let removed = browser
+            .post(
+                "/devices/remove",
+                &[("csrf", &token), ("identity", &identity.to_string())],
+                Some(&base),
+            )
+            .await;
+        assert_eq!(removed.status(), 303);
+        assert!(!on_chain().await);
+        let actions = browser.get("/hub").await.text().await.unwrap();
+        assert!(actions.contains("bond forgotten"), "{actions}");
+        assert!(
+            mock.is_paired(&meter.device).is_err(),
+            "BlueZ's device object is gone with the bond"
+        );
+        assert_eq!(hub.terminate().await.code(), Some(0));
+    });
+}

@@ -1,6 +1,9 @@
 //! Session configuration, validated before anything touches D-Bus.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use crate::backoff::BackoffPolicy;
 use crate::identity::BdAddr;
@@ -32,6 +35,39 @@ pub struct BleConfig {
     /// CGMs that write their status octets Warning first (some SDKs'
     /// encoders) instead of the SIG order.
     pub cgm_warning_first: Vec<BdAddr>,
+    /// Asks the supervision to look at BlueZ's devices now rather than at
+    /// the next rescan (a device was just bonded from the hub's page).
+    pub rescan_now: RescanNow,
+}
+
+/// A shared "look again" signal: the pairing side sends it, the adapter
+/// supervision takes it. Every copy is the same signal.
+#[derive(Clone, Default)]
+pub struct RescanNow(Arc<Notify>);
+
+impl RescanNow {
+    /// Asks for a rescan (kept until the supervision takes it).
+    pub fn request(&self) {
+        self.0.notify_one();
+    }
+
+    /// Waits for a request.
+    pub async fn requested(&self) {
+        self.0.notified().await;
+    }
+}
+
+impl std::fmt::Debug for RescanNow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RescanNow")
+    }
+}
+
+/// A signal, not a setting: two configurations do not differ by it.
+impl PartialEq for RescanNow {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
 }
 
 impl Default for BleConfig {
@@ -46,6 +82,7 @@ impl Default for BleConfig {
             rescan_interval: Duration::from_secs(30),
             dedupe_window: 4096,
             cgm_warning_first: Vec::new(),
+            rescan_now: RescanNow::default(),
         }
     }
 }

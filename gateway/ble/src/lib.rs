@@ -56,6 +56,7 @@ mod event;
 mod gatt;
 pub mod identity;
 pub mod ieee11073;
+pub mod pairing;
 pub mod profiles;
 mod session;
 
@@ -63,7 +64,7 @@ mod session;
 pub mod testing;
 
 pub use backoff::{Backoff, BackoffPolicy};
-pub use config::{BleConfig, ConfigError};
+pub use config::{BleConfig, ConfigError, RescanNow};
 pub use counters::{BleCounters, CountersSnapshot};
 pub use crc::crc16_mcrf4xx;
 pub use dedupe::RecordWindow;

@@ -30,6 +30,7 @@ import subprocess
 import sys
 
 import dbus
+import dbus.lowlevel
 import dbus.mainloop.glib
 import dbus.service
 from gi.repository import GLib
@@ -107,6 +108,7 @@ class Store:
         self.devices = {}          # device path -> DeviceState
         self.characteristics = {}  # characteristic path -> CharState
         self.hidden = {}           # adapter name -> [(path, object)] removed from the bus
+        self.agents = {}           # agent object path -> the bus name that registered it
 
 
 class DeviceState:
@@ -116,6 +118,7 @@ class DeviceState:
         self.connect_attempts = 0
         self.stored_records = []   # glucose measurement values, oldest first
         self.racp_requests = []
+        self.passkey = None        # a device that asks for a passkey when bonding
 
 
 class CharState:
@@ -192,6 +195,49 @@ def device_connect(dev):
         raise failed('Already Connected', 'org.bluez.Error.AlreadyConnected')
     set_props(dev, DEVICE_IFACE, {'Connected': dbus.Boolean(True, variant_level=1)})
     set_props(dev, DEVICE_IFACE, {'ServicesResolved': dbus.Boolean(True, variant_level=1)})
+
+
+def agent_seen(_conn, msg):
+    '''A message filter: remembers which connection registered an agent,
+    as BlueZ does, so that Pair can ask that agent.'''
+    if (msg.get_interface() == 'org.bluez.AgentManager1'
+            and msg.get_member() == 'RegisterAgent'):
+        args = msg.get_args_list()
+        if args:
+            STORE.agents[str(args[0])] = msg.get_sender()
+    return dbus.lowlevel.HANDLER_RESULT_NOT_YET_HANDLED
+
+
+def device_pair(dev):
+    '''Device1.Pair: bonds at once, or, for a device that asks for a passkey
+    (RequirePasskey), asks the registered agent for it over D-Bus
+    (Agent1.RequestPasskey) as BlueZ does, and fails with
+    AuthenticationFailed when the agent refuses or answers wrong.'''
+    props = dev.props[DEVICE_IFACE]
+    if props['Paired']:
+        raise failed('Already Paired', 'org.bluez.Error.AlreadyExists')
+    state = STORE.devices[dev.path]
+    if state.passkey is not None:
+        bluez = mockobject.objects['/org/bluez']
+        agent = bluez.default_agent
+        owner = STORE.agents.get(str(agent)) if agent else None
+        if owner is None:
+            raise failed('no agent to ask for the passkey', 'org.bluez.Error.AuthenticationFailed')
+        try:
+            answer = dev.connection.call_blocking(
+                owner, str(agent), 'org.bluez.Agent1', 'RequestPasskey', 'o',
+                [dbus.ObjectPath(dev.path)], timeout=30)
+        except dbus.exceptions.DBusException as e:
+            raise failed('the agent refused: ' + str(e.get_dbus_name()),
+                         'org.bluez.Error.AuthenticationFailed')
+        if int(answer) != state.passkey:
+            raise failed('Authentication Failed', 'org.bluez.Error.AuthenticationFailed')
+    adapter = os.path.basename(str(props['Adapter']))
+    # The template's PairDevice gives every device a phone's UUIDs; a bonded
+    # health device keeps listing its own services.
+    uuids = props['UUIDs']
+    manager().PairDevice(adapter, str(props['Address']), 0)
+    set_props(dev, DEVICE_IFACE, {'UUIDs': dbus.Array(list(uuids), signature='s', variant_level=1)})
 
 
 def device_disconnect(dev):
@@ -320,12 +366,21 @@ class Control(dbus.service.Object):
         dev.AddMethods(DEVICE_IFACE, [
             ('Connect', '', '', device_connect),
             ('Disconnect', '', '', device_disconnect),
+            ('Pair', '', '', device_pair),
         ])
         STORE.devices[path] = DeviceState(path)
         if paired:
             manager().PairDevice(adapter, address, 0)
             set_props(dev, DEVICE_IFACE, {'Trusted': dbus.Boolean(True, variant_level=1)})
         return path
+
+    @dbus.service.method(CONTROL_IFACE, in_signature='ou', out_signature='')
+    def RequirePasskey(self, device, passkey):
+        STORE.devices[str(device)].passkey = int(passkey)
+
+    @dbus.service.method(CONTROL_IFACE, in_signature='o', out_signature='b')
+    def IsPaired(self, device):
+        return bool(mockobject.objects[str(device)].props[DEVICE_IFACE]['Paired'])
 
     @dbus.service.method(CONTROL_IFACE, in_signature='osq', out_signature='o')
     def AddService(self, device, uuid, handle):
@@ -476,6 +531,7 @@ def main():
     main_object.AddTemplate('bluez5', None)
     mockobject.objects['/'] = main_object
     Control(bus, CONTROL_PATH)
+    bus.add_message_filter(agent_seen)
 
     loop = GLib.MainLoop()
 

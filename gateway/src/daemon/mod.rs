@@ -174,6 +174,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         }
     }
     let ble_sessions = config.ble.sessions()?;
+    let ble_rescan = ble_sessions.rescan_now.clone();
     let webhooks = crate::alerts::load_webhooks(&config)?;
     // Models load before any state is touched: a broken model set stops the
     // daemon at once instead of failing on the first reading.
@@ -673,6 +674,12 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                     })
                 });
                 maker
+            }),
+            pairing: config.ble.enabled.then(|| {
+                std::sync::Arc::new(glyco_ble::pairing::Pairer::new(
+                    config.ble.adapter.clone(),
+                    ble_rescan.clone(),
+                ))
             }),
             status: web_status,
         },

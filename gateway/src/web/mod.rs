@@ -10,6 +10,7 @@
 
 pub mod actions;
 pub mod auth;
+pub mod bluetooth;
 pub mod family;
 pub mod glucose;
 pub mod nightscout;
@@ -93,6 +94,8 @@ pub struct WebState {
     pub sharing: Option<sharing::SharingChain>,
     /// Makes the offline emergency kit and its family shares (sealing on).
     pub kits: Option<family::KitMaker>,
+    /// Scans and bonds Bluetooth devices (BLE on).
+    pub pairing: Option<Arc<glyco_ble::pairing::Pairer>>,
     pub pin_path: PathBuf,
     /// The hub's state directory (free space on the Hub page).
     pub state_dir: PathBuf,
@@ -118,6 +121,8 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/alerts/ack", post(pages::ack_alert))
         .route("/devices", get(pages::devices).post(pages::add_device))
         .route("/devices/remove", post(pages::remove_device))
+        .route("/devices/bluetooth/scan", post(bluetooth::scan))
+        .route("/devices/bluetooth/pair", post(bluetooth::pair))
         .route("/sharing", get(sharing::sharing))
         .route("/sharing/grant", post(sharing::grant))
         .route("/sharing/revoke", post(sharing::revoke))
@@ -170,6 +175,7 @@ pub struct WebParts {
     pub mqtt_port: Option<u16>,
     pub sharing: Option<sharing::SharingChain>,
     pub kits: Option<family::KitMaker>,
+    pub pairing: Option<Arc<glyco_ble::pairing::Pairer>>,
     pub status: Arc<Mutex<WebStatus>>,
 }
 
@@ -235,6 +241,7 @@ pub async fn start(
         mqtt_port: parts.mqtt_port,
         sharing: parts.sharing,
         kits: parts.kits,
+        pairing: parts.pairing,
         pin_path: config.web_pin_path(),
         state_dir: config.state_dir.clone(),
         sessions: auth::Sessions::default(),

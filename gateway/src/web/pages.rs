@@ -342,7 +342,7 @@ pub async fn ack_alert(
 
 // ---- Devices --------------------------------------------------------------------
 
-const KINDS: [(&str, DeviceKind); 8] = [
+pub(super) const KINDS: [(&str, DeviceKind); 8] = [
     ("cgm", DeviceKind::Cgm),
     ("glucometer", DeviceKind::Glucometer),
     ("blood-pressure", DeviceKind::BloodPressure),
@@ -357,7 +357,11 @@ pub async fn devices(State(web): State<Arc<WebState>>, patient: Patient) -> Html
     devices_page(&web, &patient, None)
 }
 
-fn devices_page(web: &WebState, patient: &Patient, added: Option<Markup>) -> Html<String> {
+pub(super) fn devices_page(
+    web: &WebState,
+    patient: &Patient,
+    added: Option<Markup>,
+) -> Html<String> {
     let report = (web.report)();
     let findings = |identity: &str| {
         report
@@ -410,6 +414,7 @@ fn devices_page(web: &WebState, patient: &Patient, added: Option<Markup>) -> Htm
             } @else {
                 p.notice { "This hub has no chain client: devices are added with glyco-hub device add." }
             }
+            (super::bluetooth::section(web, patient))
         },
     )
 }
@@ -523,11 +528,21 @@ pub async fn remove_device(
     };
     match admin.remove(&identity).await {
         Ok(tx) => {
+            // A Bluetooth device's bond goes too: it is no longer the patient's.
+            let forgot = match (&identity, &web.pairing) {
+                (DeviceIdentity::Ble(octets), Some(pairing)) => {
+                    match pairing.forget(glyco_ble::BdAddr(*octets)).await {
+                        Ok(()) => "; bond forgotten".to_owned(),
+                        Err(e) => format!("; the bond stays: {e}"),
+                    }
+                }
+                _ => String::new(),
+            };
             web.actions
                 .record(
                     &web.writer,
                     peer.ip(),
-                    format!("removed {identity} on chain: tx {}", tx.hash),
+                    format!("removed {identity} on chain: tx {}{forgot}", tx.hash),
                 )
                 .await;
             Redirect::to("/devices").into_response()

@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod clinic;
 pub mod raw;
 pub mod rpc_proxy;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -199,6 +199,11 @@ pub(crate) async fn supervise(
                     sup.remove(address).await;
                 }
             }
+            _ = ctx.config.rescan_now.requested() => {
+                if sup.scan().await.is_err() {
+                    break (End::Stop, StopReason::Shutdown);
+                }
+            }
             _ = rescan.tick() => {
                 if sup.scan().await.is_err() {
                     break (End::Stop, StopReason::Shutdown);

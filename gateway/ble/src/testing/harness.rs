@@ -286,6 +286,18 @@ impl MockBluez {
         })
     }
 
+    /// Makes `device` ask for `passkey` when it is paired: Pair asks the
+    /// registered agent (Agent1.RequestPasskey) and fails on a wrong one.
+    pub fn require_passkey(&self, device: &MockDevice, passkey: u32) -> Result<(), HarnessError> {
+        self.call::<_, ()>("RequirePasskey", (Self::path(&device.path)?, passkey))
+    }
+
+    /// Whether `device` is bonded.
+    pub fn is_paired(&self, device: &MockDevice) -> Result<bool, HarnessError> {
+        let (paired,): (bool,) = self.call("IsPaired", (Self::path(&device.path)?,))?;
+        Ok(paired)
+    }
+
     /// Adds a primary GATT service; `handle` makes the object path unique.
     pub fn add_service(
         &self,
@@ -327,7 +339,17 @@ impl MockBluez {
         adapter: &str,
         address: &str,
     ) -> Result<MockGlucometer, HarnessError> {
-        let device = self.add_device(adapter, address, AddressKind::Public, true)?;
+        self.add_glucometer_bonded(adapter, address, true)
+    }
+
+    /// A glucometer with a public address, bonded or waiting to be paired.
+    pub fn add_glucometer_bonded(
+        &self,
+        adapter: &str,
+        address: &str,
+        bonded: bool,
+    ) -> Result<MockGlucometer, HarnessError> {
+        let device = self.add_device(adapter, address, AddressKind::Public, bonded)?;
         let service = self.add_service(&device, GLUCOSE_SERVICE, 0x0010)?;
         let measurement = self.add_characteristic(
             &service,

@@ -206,9 +206,18 @@ pub async fn run(dir: &Path, world: &ChainWorld, keep_serving: bool) -> Result<(
             .collect::<Vec<_>>(),
     )?;
     let cgm = bluez.add_cgm("hci0", BLE_CGM)?;
+    // A new meter, not bonded yet: the patient pairs it on the web app
+    // (section 19), typing the passkey it shows.
+    let new_meter = bluez.add_glucometer_bonded("hci0", crate::web_flows::NEW_METER, false)?;
+    bluez.require_passkey(&new_meter.device, crate::web_flows::NEW_METER_PASSKEY)?;
+    bluez.set_stored_records(
+        &new_meter.device,
+        &[frames::glucose_record(1, frames::utc_minutes_ago(12), 118)],
+    )?;
     step(&format!(
-        "mock BlueZ on a private D-Bus ({}): glucometer {BLE_GLUCOMETER} holding 3 stored records, CGM {BLE_CGM}",
-        bluez.address()
+        "mock BlueZ on a private D-Bus ({}): glucometer {BLE_GLUCOMETER} holding 3 stored records, CGM {BLE_CGM}, and a new meter {} in pairing mode",
+        bluez.address(),
+        crate::web_flows::NEW_METER
     ));
 
     section("11. The hub runs: admitted readings are stored, then acknowledged");

@@ -15,6 +15,10 @@ use crate::narrate::{section, step};
 
 /// The demo's PIN (the patient would choose one at enrolment).
 pub const DEMO_PIN: &str = "246810";
+/// A Bluetooth glucometer the patient pairs on the Devices page, and the
+/// passkey its screen shows.
+pub const NEW_METER: &str = "00:1A:7D:DA:71:20";
+pub const NEW_METER_PASSKEY: u32 = 246_813;
 
 /// The PIN and the Nightscout secrets, before the hub starts.
 pub fn provision(config: &HubConfig) -> Result<NightscoutSecrets> {
@@ -86,6 +90,65 @@ pub async fn run(socket: &Path, secrets: &NightscoutSecrets) -> Result<String> {
         text_after(&page, "<th>GMI</th><td>"),
         text_after(&page, "<th>Coefficient of variation</th><td>"),
         page.len() / 1000
+    ));
+    // Pairing the new Bluetooth meter on the Devices page.
+    let origin = base.clone();
+    let post = |path: &str, body: String| {
+        http.post(format!("{base}{path}"))
+            .header("cookie", &cookie)
+            .header("origin", &origin)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let devices = http
+        .get(format!("{base}/devices"))
+        .header("cookie", &cookie)
+        .send()
+        .await?
+        .text()
+        .await?;
+    let csrf = text_after(&devices, "name=\"csrf\" value=\"");
+    let found = post("/devices/bluetooth/scan", format!("csrf={csrf}&seconds=2"))
+        .await?
+        .text()
+        .await?;
+    if !found.contains(NEW_METER) {
+        bail!("the scan did not find the new meter");
+    }
+    step(&format!(
+        "Devices → Look for devices: {} found nearby, {NEW_METER} among them",
+        found.matches("<form class=\"pair\"").count()
+    ));
+    let address = NEW_METER.replace(':', "%3A");
+    let paired = post(
+        "/devices/bluetooth/pair",
+        format!("csrf={csrf}&address={address}&kind=glucometer&passkey={NEW_METER_PASSKEY:06}"),
+    )
+    .await?;
+    let status = paired.status();
+    let paired = paired.text().await?;
+    if !status.is_success() {
+        bail!("pairing failed ({status}): {paired}");
+    }
+    let identity = glyco_contracts::DeviceIdentity::ble(NEW_METER)?.to_string();
+    let report = wait_status(socket, "the paired meter's stored record", |r| {
+        r.devices.iter().any(|d| {
+            d.last_reading
+                .as_ref()
+                .is_some_and(|l| l.device.to_string() == identity)
+        })
+    })
+    .await?;
+    let last = report
+        .devices
+        .iter()
+        .filter_map(|d| d.last_reading.as_ref())
+        .find(|l| l.device.to_string() == identity)
+        .map(|l| l.measurement.display_value())
+        .unwrap_or_default();
+    step(&format!(
+        "Pair and register with the passkey on its screen ({NEW_METER_PASSKEY:06}): bonded through the hub's agent, registered on chain, its stored record read: {last}"
     ));
     let sha1 = {
         use sha1::Digest;
