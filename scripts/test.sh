@@ -28,6 +28,9 @@ cargo fmt --all -- --check
 echo "== lints"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
+echo "== systemd units (verify, security exposure, sysusers, tmpfiles)"
+./scripts/check-units.sh
+
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-features --locked --no-fail-fast

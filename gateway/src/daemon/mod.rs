@@ -6,6 +6,7 @@
 //! daemon with an error, for systemd to restart it.
 
 mod report;
+pub mod service_manager;
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -767,12 +768,19 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         status::serve(&status_path, move || sources.report(), answer, token).await
     });
     tracing::info!(%hub, "hub running");
+    service_manager::ready(&format!("hub {hub} running"));
+    tokio::spawn(service_manager::watchdog(
+        writer.clone(),
+        supervisor.stages(),
+        tasks.clone(),
+    ));
 
     let failure = tokio::select! {
         _ = shutdown.cancelled() => None,
         failure = supervisor.first_failure() => failure,
     };
     tracing::info!("shutting down");
+    service_manager::stopping();
     tasks.cancel();
     if let Some(server) = blob_server {
         server.close().await;

@@ -36,6 +36,8 @@ enum Command {
         records: Vec<(Outbox, u64, Vec<u8>)>,
         reply: oneshot::Sender<Result<(), JournalError>>,
     },
+    /// Answered once the thread gets to it: the writer is not stuck.
+    Ping { reply: oneshot::Sender<()> },
 }
 
 /// A handle to the journal thread; cheap to clone.
@@ -51,6 +53,7 @@ impl std::fmt::Debug for Command {
             Self::Append { .. } => f.write_str("Append"),
             Self::SaveMeta { key, .. } => write!(f, "SaveMeta({key})"),
             Self::PutOutbox { records, .. } => write!(f, "PutOutbox({})", records.len()),
+            Self::Ping { .. } => f.write_str("Ping"),
         }
     }
 }
@@ -175,7 +178,18 @@ fn commit(
                 batch.outbox.extend(records);
                 meta_replies.push(reply);
             }
+            Command::Ping { reply } => {
+                let _ = reply.send(());
+            }
         }
+    }
+    if batch.readings.is_empty()
+        && batch.events.is_empty()
+        && batch.meta.is_empty()
+        && batch.outbox.is_empty()
+    {
+        // Pings only: nothing to write.
+        return Ok(());
     }
     match store.commit(&mut batch) {
         Ok(outcomes) => {
@@ -224,6 +238,17 @@ impl JournalWriter {
             .await
             .map_err(|_| JournalError::WriterGone)?;
         outcome.await.map_err(|_| JournalError::WriterGone)?
+    }
+
+    /// Waits until the journal thread takes a command: it is alive and not
+    /// stuck in a commit (the service watchdog asks).
+    pub async fn ping(&self) -> Result<(), JournalError> {
+        let (reply, done) = oneshot::channel();
+        self.commands
+            .send(Command::Ping { reply })
+            .await
+            .map_err(|_| JournalError::WriterGone)?;
+        done.await.map_err(|_| JournalError::WriterGone)
     }
 
     /// Saves a small named record durably.
