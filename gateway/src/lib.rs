@@ -17,6 +17,7 @@ pub mod device_admin;
 pub mod disk;
 pub mod follower;
 pub mod journal;
+pub mod journald;
 pub mod mqtt;
 pub mod nodewatch;
 pub mod pipeline;

@@ -245,6 +245,16 @@ fn load_config(path: Option<&Path>) -> Result<HubConfig> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,rumqttd=warn".into());
+    // Under systemd: the journal, with each field its own journal field.
+    if let Some(journal) = glyco_gateway::journald::JournalLayer::when_under_systemd() {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(journal)
+            .init();
+        return;
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Colour only on a terminal: journald and log files get plain text.
