@@ -301,6 +301,9 @@ pub struct AnalysisStage {
     pub log: Option<FindingsLog>,
     pub alerts: crate::alerts::AlertSink,
     pub quarantine: crate::quarantine::Quarantine,
+    /// Busy while a reading or findings are worked on (the service
+    /// watchdog looks).
+    pub busy: crate::supervisor::Busy,
 }
 
 /// Analyses stored readings until shutdown.
@@ -313,6 +316,7 @@ pub async fn run(stage: AnalysisStage, shutdown: CancellationToken) {
         mut log,
         alerts,
         quarantine,
+        busy,
     } = stage;
     let mut behaviour_open = true;
     loop {
@@ -323,6 +327,7 @@ pub async fn run(stage: AnalysisStage, shutdown: CancellationToken) {
             found = behaviour.recv(), if behaviour_open => {
                 match found {
                     Some(findings) => {
+                        let _busy = busy.enter();
                         let now = now_millis();
                         let records = analysis.record_findings(&findings, now, false);
                         for record in &records {
@@ -346,6 +351,7 @@ pub async fn run(stage: AnalysisStage, shutdown: CancellationToken) {
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         };
+        let _busy = busy.enter();
         match monitors.observe(&reading) {
             None => {}
             Some(Ok(findings)) => {
@@ -566,6 +572,7 @@ mod tests {
                 log: Some(log),
                 alerts: crate::alerts::AlertSink::default(),
                 quarantine: crate::quarantine::Quarantine::default(),
+                busy: Default::default(),
             },
             shutdown.clone(),
         ));

@@ -94,6 +94,8 @@ pub struct Follower {
     pub confirmations: u64,
     pub stale_after: Duration,
     pub step_timeout: Duration,
+    /// Busy while a round runs (the service watchdog looks).
+    pub busy: crate::supervisor::Busy,
 }
 
 /// Asks every node the same question; the answer only if all agree.
@@ -279,6 +281,7 @@ impl Follower {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), std::convert::Infallible> {
         let mut head_moved = Instant::now();
         loop {
+            let round = self.busy.enter();
             let step = tokio::time::timeout(self.step_timeout, self.sync_once());
             let result = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -312,6 +315,7 @@ impl Follower {
             }
             health.stale = head_moved.elapsed() > self.stale_after;
             self.registry.set_health(health);
+            drop(round);
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(self.poll_interval) => {}

@@ -24,6 +24,38 @@ pub enum StageState {
     Failed(String),
 }
 
+/// When a stage began its current piece of work (0: idle), for the service
+/// watchdog: a stage busy for longer than its limit is stuck, even though
+/// its task lives.
+#[derive(Debug, Clone, Default)]
+pub struct Busy(Arc<std::sync::atomic::AtomicI64>);
+
+impl Busy {
+    /// Marks the start of a piece of work; the guard marks its end.
+    pub fn enter(&self) -> BusyGuard<'_> {
+        let now = crate::reading::now_millis().max(1);
+        self.0.store(now, std::sync::atomic::Ordering::Relaxed);
+        BusyGuard(self)
+    }
+
+    /// How long the current piece of work has taken at `now_ms`, if one is
+    /// under way.
+    pub fn busy_for(&self, now_ms: i64) -> Option<std::time::Duration> {
+        let since = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        (since != 0).then(|| std::time::Duration::from_millis((now_ms - since).max(0) as u64))
+    }
+}
+
+/// Ends a piece of work when dropped.
+#[derive(Debug)]
+pub struct BusyGuard<'a>(&'a Busy);
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        (self.0).0.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The stages and how each is doing, shared with the status report.
 #[derive(Debug, Clone, Default)]
 pub struct Stages(Arc<Mutex<BTreeMap<&'static str, StageState>>>);

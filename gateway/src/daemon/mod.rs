@@ -56,6 +56,9 @@ use report::StatusSources;
 
 /// How often suppressed refusals are summarised.
 const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
+/// How long past its own bound a stage's piece of work may run before the
+/// service watchdog calls the stage stuck.
+const PROGRESS_SLACK: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -280,6 +283,10 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                 .with_log_chunk_blocks(config.chain.log_chunk_blocks)
         })
         .collect();
+    // What the service watchdog watches besides the journal writer.
+    let follower_busy = crate::supervisor::Busy::default();
+    let analysis_busy = crate::supervisor::Busy::default();
+    let analysis_busy_watch = analysis_busy.clone();
     let follower = Follower {
         clients,
         hub,
@@ -291,6 +298,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         confirmations: config.chain.confirmations,
         stale_after: Duration::from_secs(config.chain.stale_after_secs),
         step_timeout: Duration::from_secs(config.chain.step_timeout_secs),
+        busy: follower_busy.clone(),
     };
     supervisor.spawn("chain follower", follower.run(tasks.clone()));
 
@@ -430,6 +438,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                 log,
                 alerts: alert_sink,
                 quarantine: quarantine_for_analysis,
+                busy: analysis_busy,
             };
             analysis::run(stage, token).await;
             Ok::<_, std::convert::Infallible>(())
@@ -772,6 +781,19 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
     tokio::spawn(service_manager::watchdog(
         writer.clone(),
         supervisor.stages(),
+        vec![
+            // A round is cut at its step timeout: longer is a stuck runtime.
+            service_manager::Progress {
+                stage: "chain follower",
+                busy: follower_busy,
+                limit: Duration::from_secs(config.chain.step_timeout_secs) + PROGRESS_SLACK,
+            },
+            service_manager::Progress {
+                stage: "analysis",
+                busy: analysis_busy_watch,
+                limit: PROGRESS_SLACK,
+            },
+        ],
         tasks.clone(),
     ));
 
