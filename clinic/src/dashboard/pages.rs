@@ -12,7 +12,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Form, async_trait};
 use glyco_contracts::{AccessAction, AccessEntry, Address, DataKinds, Expiry, GrantRecord};
 use glyco_report::html::local_time;
-use glyco_webkit::{cookie, same_origin, same_secret};
+use glyco_webkit::CsrfRefusal;
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
@@ -37,8 +37,7 @@ impl FromRequestParts<Arc<Dashboard>> for Physician {
         parts: &mut Parts,
         dash: &Arc<Dashboard>,
     ) -> Result<Self, Self::Rejection> {
-        let token = cookie(&parts.headers, SESSION_COOKIE);
-        match token.and_then(|t| dash.sessions.get(&t).map(|s| (t, s))) {
+        match dash.sessions.from_headers(&parts.headers, SESSION_COOKIE) {
             Some((token, session)) => Ok(Physician {
                 token,
                 address: session.subject,
@@ -49,20 +48,6 @@ impl FromRequestParts<Arc<Dashboard>> for Physician {
     }
 }
 
-/// A form refused: not from this dashboard's own page (CSRF).
-#[derive(Debug)]
-pub struct CsrfRefusal;
-
-impl IntoResponse for CsrfRefusal {
-    fn into_response(self) -> Response {
-        (
-            StatusCode::FORBIDDEN,
-            "refused: this form did not come from this dashboard's own page (CSRF)",
-        )
-            .into_response()
-    }
-}
-
 /// A form's CSRF token must be the session's, from the dashboard's origin.
 pub(super) fn check_form(
     dash: &Dashboard,
@@ -70,11 +55,8 @@ pub(super) fn check_form(
     csrf: &str,
     headers: &HeaderMap,
 ) -> Result<(), CsrfRefusal> {
-    if !same_origin(headers) || !same_secret(csrf, &physician.csrf) {
-        dash.count(|c| c.csrf_refused += 1);
-        return Err(CsrfRefusal);
-    }
-    Ok(())
+    glyco_webkit::origin::check_form(headers, csrf, &physician.csrf, "this dashboard")
+        .inspect_err(|_| dash.count(|c| c.csrf_refused += 1))
 }
 
 pub(super) fn layout(title: &str, physician: Option<&Physician>, body: Markup) -> Html<String> {

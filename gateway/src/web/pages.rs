@@ -14,7 +14,7 @@ use glyco_seal::reading::GlucoseUnit;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 
-use glyco_webkit::{cookie, same_origin, same_secret};
+use glyco_webkit::CsrfRefusal;
 
 use super::auth::{self, SESSION_COOKIE};
 use super::glucose::{cgm_points, newest_sgvs};
@@ -36,8 +36,7 @@ impl FromRequestParts<Arc<WebState>> for Patient {
         parts: &mut Parts,
         web: &Arc<WebState>,
     ) -> Result<Self, Self::Rejection> {
-        let token = cookie(&parts.headers, SESSION_COOKIE);
-        match token.and_then(|t| web.sessions.get(&t).map(|s| (t, s))) {
+        match web.sessions.from_headers(&parts.headers, SESSION_COOKIE) {
             Some((token, session)) => Ok(Patient {
                 token,
                 csrf: session.csrf,
@@ -47,33 +46,16 @@ impl FromRequestParts<Arc<WebState>> for Patient {
     }
 }
 
-/// A form refused: not from this hub's own page.
-#[derive(Debug)]
-pub struct CsrfRefusal;
-
-impl IntoResponse for CsrfRefusal {
-    fn into_response(self) -> Response {
-        (
-            StatusCode::FORBIDDEN,
-            "refused: this form did not come from this hub's own page (CSRF)",
-        )
-            .into_response()
-    }
-}
-
-/// A form's CSRF token must be the session's, and the request must come
-/// from the hub's own origin (the browser's `Origin`, else `Referer`).
+/// A form's CSRF token must be the session's, from the hub's own origin.
 pub(super) fn check_form(
     web: &WebState,
     patient: &Patient,
     csrf: &str,
     headers: &HeaderMap,
 ) -> Result<(), CsrfRefusal> {
-    if !same_origin(headers) || !same_secret(csrf, &patient.csrf) {
+    glyco_webkit::origin::check_form(headers, csrf, &patient.csrf, "this hub").inspect_err(|_| {
         web.status.lock().counts.csrf_refused += 1;
-        return Err(CsrfRefusal);
-    }
-    Ok(())
+    })
 }
 
 pub(super) fn layout(title: &str, patient: Option<&Patient>, body: Markup) -> Html<String> {

@@ -11,7 +11,7 @@ pub mod session;
 pub mod style;
 pub mod throttle;
 
-pub use origin::{cookie, same_origin, same_secret};
+pub use origin::{CsrfRefusal, cookie, same_origin, same_secret};
 pub use session::{Session, Sessions};
 pub use throttle::LoginThrottle;
 

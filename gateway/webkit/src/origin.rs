@@ -2,7 +2,8 @@
 //! (else `Referer`) must name the host the request went to, and secrets are
 //! compared in constant time. Cookies are read here too.
 
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
 /// Whether the request came from a page of the host it was sent to.
 pub fn same_origin(headers: &HeaderMap) -> bool {
@@ -18,6 +19,42 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
             .map(|rest| rest.split('/').next().unwrap_or_default())
             .is_some_and(|origin_host| origin_host.eq_ignore_ascii_case(host)),
         _ => false,
+    }
+}
+
+/// A form refused: not from the app's own page, or without the session's
+/// CSRF token.
+#[derive(Debug)]
+pub struct CsrfRefusal {
+    /// The app in words ("this hub").
+    pub app: &'static str,
+}
+
+impl IntoResponse for CsrfRefusal {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::FORBIDDEN,
+            format!(
+                "refused: this form did not come from {}'s own page (CSRF)",
+                self.app
+            ),
+        )
+            .into_response()
+    }
+}
+
+/// A form's CSRF token must be the session's, and the request must come
+/// from the app's own origin (the browser's `Origin`, else `Referer`).
+pub fn check_form(
+    headers: &HeaderMap,
+    form_csrf: &str,
+    session_csrf: &str,
+    app: &'static str,
+) -> Result<(), CsrfRefusal> {
+    if same_origin(headers) && same_secret(form_csrf, session_csrf) {
+        Ok(())
+    } else {
+        Err(CsrfRefusal { app })
     }
 }
 
@@ -83,6 +120,22 @@ mod tests {
             (header::HOST, "10.0.0.2:8080"),
             (header::ORIGIN, "null"),
         ])));
+    }
+
+    #[test]
+    fn a_form_needs_the_session_token_and_the_app_origin() {
+        let own = headers(&[
+            (header::HOST, "hub.local"),
+            (header::ORIGIN, "http://hub.local"),
+        ]);
+        assert!(check_form(&own, "t0k3n", "t0k3n", "this hub").is_ok());
+        assert!(check_form(&own, "t0k3m", "t0k3n", "this hub").is_err());
+        let foreign = headers(&[
+            (header::HOST, "hub.local"),
+            (header::ORIGIN, "http://evil.example"),
+        ]);
+        let refused = check_form(&foreign, "t0k3n", "t0k3n", "this hub").unwrap_err();
+        assert_eq!(refused.app, "this hub");
     }
 
     #[test]

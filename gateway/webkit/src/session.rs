@@ -97,6 +97,18 @@ impl<S: Clone> Sessions<S> {
         Some(session.clone())
     }
 
+    /// The live session named by the request's cookie `cookie_name`, with
+    /// its token.
+    pub fn from_headers(
+        &self,
+        headers: &axum::http::HeaderMap,
+        cookie_name: &str,
+    ) -> Option<(String, Session<S>)> {
+        let token = crate::cookie(headers, cookie_name)?;
+        let session = self.get(&token)?;
+        Some((token, session))
+    }
+
     pub fn end(&self, token: &str) {
         self.by_token.lock().remove(token);
     }
