@@ -7,6 +7,7 @@
 
 pub mod alert_client;
 pub mod dashboard;
+pub mod enrolment;
 pub mod fhir;
 pub mod inbox;
 pub mod parallel;

@@ -199,6 +199,12 @@ impl DeviceIdKey {
         write_secret(path, &self.0)
     }
 
+    /// The key itself: only for handing it to a hub being enrolled, over
+    /// the enrolment node's authenticated channel (docs/APPLIANCE.md).
+    pub fn to_bytes(&self) -> B256 {
+        self.0
+    }
+
     /// Identifies the key without revealing it.
     pub fn fingerprint(&self) -> B256 {
         let mut input = b"glyco/device-id-key/fingerprint".to_vec();

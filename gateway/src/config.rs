@@ -143,6 +143,17 @@ patient_key_file = ""
 # cert_file = "/etc/glyco/web.crt"
 # key_file = "/etc/glyco/web.key"
 
+[enrolment]
+# The appliance's first boot (docs/APPLIANCE.md): with no patient configured,
+# `glyco-hub run` makes the hub's keys and waits for a physician's enrolment
+# code on the web app's address instead of refusing to start. What enrolment
+# learns is written to enrolled.toml in state_dir, read over this file.
+await_enrolment = false
+# Pin the consortium: take only codes for this chain id and Roles contract
+# (0 and unset: any).
+chain_id = 0
+# roles_contract = "0x..."
+
 [limits]
 # Device connections in all, and from one network address. The hub raises its
 # file-descriptor limit at start and lowers max_connections to what it allows
@@ -190,6 +201,33 @@ pub struct HubConfig {
     pub status: StatusConfig,
     pub limits: LimitsConfig,
     pub web: WebConfig,
+    pub enrolment: EnrolmentConfig,
+}
+
+/// First boot and enrolment (docs/APPLIANCE.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrolmentConfig {
+    pub await_enrolment: bool,
+    pub chain_id: u64,
+    pub roles_contract: Option<Address>,
+}
+
+/// What enrolment writes in the state directory, read over the config file.
+pub const ENROLLED_OVERLAY: &str = "enrolled.toml";
+
+/// Merges `overlay` into `base`: tables key by key, anything else replaced.
+fn merge_toml(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base)), toml::Value::Table(overlay)) => {
+                merge_toml(base, overlay)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
 }
 
 /// The web app (docs/WEB.md).
@@ -797,6 +835,7 @@ impl Default for HubConfig {
             status: StatusConfig::default(),
             limits: LimitsConfig::default(),
             web: WebConfig::default(),
+            enrolment: EnrolmentConfig::default(),
         }
     }
 }
@@ -873,12 +912,46 @@ impl HubConfig {
             path: path.to_owned(),
             source,
         })?;
-        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let parse = |path: &Path, text: &str| {
+            toml::from_str::<toml::Table>(text).map_err(|e| ConfigError::Parse {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })
+        };
+        let mut table = parse(path, &text)?;
+        let state_dir = match table.get("state_dir") {
+            Some(toml::Value::String(dir)) => PathBuf::from(dir),
+            _ => Self::default().state_dir,
+        };
+        let overlay_path = state_dir.join(ENROLLED_OVERLAY);
+        match std::fs::read_to_string(&overlay_path) {
+            Ok(overlay) => merge_toml(&mut table, parse(&overlay_path, &overlay)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: overlay_path,
+                    source,
+                });
+            }
+        }
+        let config: Self = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The enrolment overlay's path ([`ENROLLED_OVERLAY`]).
+    pub fn enrolled_overlay_path(&self) -> PathBuf {
+        self.state_dir.join(ENROLLED_OVERLAY)
+    }
+
+    /// The hub is waiting for its first enrolment.
+    pub fn awaits_enrolment(&self) -> bool {
+        self.enrolment.await_enrolment && self.chain.patient.is_none()
     }
 
     /// [`HubConfig::validate`], plus what running the hub (or acting for

@@ -15,13 +15,15 @@ pub mod daemon;
 pub mod descriptors;
 pub mod device_admin;
 pub mod disk;
+pub mod enrolment;
 pub mod follower;
 pub mod journal;
 pub mod journald;
 pub mod mqtt;
 pub mod nodewatch;
 pub mod pipeline;
-pub mod qr;
+/// QR codes: drawn and read by `glyco-webkit` (shared with the clinic).
+pub use glyco_webkit::qr;
 pub mod quarantine;
 /// The typed reading lives in the crate shared with the clinic.
 pub use glyco_seal::reading;

@@ -64,6 +64,46 @@ pub struct StatusReport {
     /// The web app.
     #[serde(default)]
     pub web: crate::web::WebStatus,
+    /// The hub process's memory and CPU time.
+    #[serde(default)]
+    pub process: ProcessStatus,
+}
+
+/// The hub process's resident memory and CPU time, from /proc/self.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessStatus {
+    pub rss_kib: u64,
+    /// User plus system CPU time since the process started.
+    pub cpu_ms: u64,
+}
+
+impl ProcessStatus {
+    /// Reads /proc/self (zeros where it cannot be read).
+    pub fn now() -> Self {
+        let rss_kib = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                status.lines().find_map(|line| {
+                    line.strip_prefix("VmRSS:")
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                })
+            })
+            .unwrap_or_default();
+        // Fields 14 and 15 of /proc/self/stat (utime, stime) are in clock
+        // ticks, 100 a second on Linux; the command name may hold spaces,
+        // so count from its closing parenthesis.
+        let cpu_ms = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|stat| {
+                let rest = stat.rsplit_once(')')?.1;
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                let ticks =
+                    fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+                Some(ticks * 10)
+            })
+            .unwrap_or_default();
+        Self { rss_kib, cpu_ms }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

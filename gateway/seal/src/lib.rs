@@ -11,6 +11,7 @@ pub mod batch;
 pub mod body;
 pub mod cid;
 pub mod emergency;
+pub mod enrolment;
 pub mod hexcode;
 pub mod keys;
 pub mod merkle;

@@ -107,6 +107,16 @@ enum Command {
     /// The web app's credentials (docs/WEB.md).
     #[command(subcommand)]
     Web(WebCommand),
+    /// Enrol this hub with a physician's enrolment code: a PNG picture of
+    /// the QR code or a file holding its text (`-`: standard input). On the
+    /// appliance the web app's first-boot page does the same.
+    Enrol {
+        /// The code's picture or text.
+        code: PathBuf,
+    },
+    /// Make the hub's keys if missing and print who it is (hub, patient
+    /// record, iroh node).
+    Identity,
     /// Print the hub's signed consent to serve the configured patient (JSON):
     /// the patient submits it on chain to authorise this hub.
     Consent {
@@ -280,7 +290,16 @@ async fn main() -> Result<()> {
             println!("config is valid");
             Ok(())
         }
-        Command::Run => Box::pin(run(load_config(cli.config.as_deref())?)).await,
+        Command::Run => Box::pin(run(cli.config.as_deref())).await,
+        Command::Enrol { code } => enrol(load_config(cli.config.as_deref())?, &code).await,
+        Command::Identity => {
+            let id = glyco_gateway::enrolment::ensure_keys(&load_config(cli.config.as_deref())?)?;
+            println!(
+                "hub {:#x}\npatient {:#x}\nnode {}",
+                id.hub, id.patient, id.node
+            );
+            Ok(())
+        }
         Command::Status { json } => {
             let config = load_config(cli.config.as_deref())?;
             let report = status::query(&config.status_socket()).await?;
@@ -443,7 +462,32 @@ async fn consent(config: HubConfig, valid_hours: u64) -> Result<()> {
     Ok(())
 }
 
-async fn run(config: HubConfig) -> Result<()> {
+async fn enrol(config: HubConfig, code: &Path) -> Result<()> {
+    if config.chain.patient.is_some() {
+        bail!("this hub already serves a patient (chain.patient is set)");
+    }
+    let bytes = if code == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(std::io::stdin(), 512 * 1024),
+            &mut bytes,
+        )?;
+        bytes
+    } else {
+        std::fs::read(code).with_context(|| format!("reading {}", code.display()))?
+    };
+    let invitation = glyco_gateway::enrolment::read_code(&bytes)?;
+    let done = glyco_gateway::enrolment::enrol(&config, &invitation).await?;
+    println!(
+        "enrolled with physician {:#x}: patient {:#x}, hub {:#x} (offer {}, accepted {}, authorised {})",
+        done.physician, done.patient, done.hub, done.offer_tx, done.accept_tx, done.authorise_tx
+    );
+    Ok(())
+}
+
+async fn run(config_path: Option<&Path>) -> Result<()> {
+    let mut config = load_config(config_path)?;
+
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
@@ -461,6 +505,12 @@ async fn run(config: HubConfig) -> Result<()> {
         }
         trigger.cancel();
     });
+    if config.awaits_enrolment() {
+        match glyco_gateway::enrolment::first_boot::wait(&config, shutdown.clone()).await? {
+            Some(_) => config = load_config(config_path)?,
+            None => return Ok(()),
+        }
+    }
     Box::pin(daemon::run(config, shutdown)).await?;
     Ok(())
 }

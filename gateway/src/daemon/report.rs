@@ -83,6 +83,7 @@ impl StatusSources {
             .collect();
         let behaviour = &self.behaviour;
         StatusReport {
+            process: crate::status::ProcessStatus::now(),
             hub: self.hub,
             patient: mirror.patient,
             started_at: self.started_at,

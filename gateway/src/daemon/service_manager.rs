@@ -102,6 +102,22 @@ pub async fn watchdog(
     }
 }
 
+/// Feeds systemd's watchdog until `shutdown` while the hub waits for
+/// enrolment: no pipeline runs yet, only the enrolment page.
+pub async fn watchdog_while_waiting(shutdown: CancellationToken) {
+    let mut usec = 0;
+    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        return;
+    }
+    loop {
+        send(&[NotifyState::Watchdog]);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_micros(usec) / 2) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -644,6 +644,10 @@ pub async fn hub(State(web): State<Arc<WebState>>, patient: Patient) -> Html<Str
                 tr { th { "Hub address" } td { code { (r.hub) } } }
                 tr { th { "Patient" } td { code { (r.patient.map(|p| p.to_string()).unwrap_or_default()) } } }
                 tr { th { "Running since" } td { (local_time(&web, r.started_at)) } }
+                tr { th { "Process" } td {
+                    (format!("{:.1} MiB resident", r.process.rss_kib as f64 / 1024.0))
+                    " · " (format!("{:.1} s CPU", r.process.cpu_ms as f64 / 1000.0))
+                } }
                 tr { th { "Chain" } td {
                     @if r.chain.reachable { "reachable" } @else { "unreachable" }
                     " · synced to block " (r.chain.synced_block.map(|b| b.to_string()).unwrap_or("-".into()))

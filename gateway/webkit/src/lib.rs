@@ -7,6 +7,7 @@
 pub mod headers;
 pub mod lan;
 pub mod origin;
+pub mod qr;
 pub mod session;
 pub mod style;
 pub mod throttle;

@@ -6,6 +6,7 @@
 mod alerts_cmd;
 mod dashboard_cmd;
 mod emergency_cmd;
+mod enrol_cmd;
 mod inbox_cmd;
 mod physician_cmd;
 mod proxy_cmd;

@@ -135,6 +135,11 @@ pub enum PhysicianCommand {
         #[arg(long)]
         inbox: HubPeer,
     },
+    /// Enrol a new hub: write a one-time QR code (PNG, and on the terminal)
+    /// with this physician's address, the chain, its contracts, the proxies
+    /// and the enrolment node, then serve that node until a hub has used the
+    /// code (the patient role is offered on chain) or it expired.
+    Enrol(crate::enrol_cmd::EnrolArgs),
     /// Sign the dashboard's sign-in message (read from stdin, or --file)
     /// when the browser has no Ethereum wallet; paste what it prints.
     SignIn {
@@ -252,6 +257,7 @@ pub async fn run(command: PhysicianCommand) -> Result<()> {
             key,
             inbox,
         } => crate::alerts_cmd::ack(&dir, &key, &inbox, &id).await?,
+        PhysicianCommand::Enrol(args) => crate::enrol_cmd::run(args).await?,
         PhysicianCommand::SignIn { key, file } => {
             crate::dashboard_cmd::sign_in(&key, file.as_deref())?
         }

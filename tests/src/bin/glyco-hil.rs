@@ -1,0 +1,581 @@
+//! Hardware-in-the-loop checks of a built appliance image (scripts/hil.sh,
+//! docs/APPLIANCE.md). The image boots under qemu (software emulation: no
+//! KVM here) with its web and MQTT ports forwarded to loopback; the chain
+//! (anvil) and the physician's enrolment node run on the host, which the
+//! guest reaches at 10.0.2.2.
+//!
+//! amd64: boot to the enrolment page; enrol with the physician's QR picture
+//! (setting the web app's PIN); sign in and add a Wi-Fi glucometer on the
+//! Devices page; publish a reading with mosquitto_pub (QoS 1: acknowledged
+//! once stored); wait until it is sealed and anchored on chain; power the VM
+//! down and boot it again; check the hub came back by itself with its state
+//! (same PIN, same device credentials, a second reading anchored).
+//! arm64: boot to the hub service answering (the enrolment page).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use glyco_contracts::testkit::{Consortium, accounts::*, ephemeral_devnet};
+use glyco_contracts::{Address, EntityKind};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+#[derive(Parser)]
+struct Args {
+    /// amd64 (the full checks) or arm64 (boots to the hub answering).
+    #[arg(long, default_value = "amd64")]
+    arch: String,
+    /// Where image/build.sh wrote the images.
+    #[arg(long, default_value = "/var/cache/glyco/image")]
+    images: PathBuf,
+    /// A scratch directory (the VM's disk overlay, logs, keys).
+    #[arg(long)]
+    work: PathBuf,
+    /// Where to write the figures (JSON).
+    #[arg(long)]
+    figures: Option<PathBuf>,
+    /// How long a boot may take before the check fails.
+    #[arg(long, default_value_t = 900)]
+    boot_timeout_secs: u64,
+}
+
+const PIN: &str = "402817";
+const DEVICE: &str = "hil-glucometer";
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn say(text: &str) {
+    println!("hil: {text}");
+}
+
+/// One qemu process running the image.
+struct Vm {
+    child: Child,
+    monitor: PathBuf,
+    serial: PathBuf,
+}
+
+struct Ports {
+    web: u16,
+    mqtt: u16,
+}
+
+impl Vm {
+    fn boot(args: &Args, work: &Path, ports: &Ports, boot_no: u32) -> Result<Self> {
+        let image = |ext: &str| args.images.join(format!("glyco-{}.{ext}", args.arch));
+        let overlay = work.join("disk.qcow2");
+        if !overlay.exists() {
+            // The built image stays pristine; the VM writes to an overlay.
+            let status = std::process::Command::new("qemu-img")
+                .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+                .arg(image("img"))
+                .arg(&overlay)
+                .status()
+                .context("qemu-img (Debian's qemu-utils)")?;
+            if !status.success() {
+                bail!("qemu-img create failed");
+            }
+        }
+        let monitor = work.join("monitor.sock");
+        let _ = std::fs::remove_file(&monitor);
+        let serial = work.join(format!("serial-{boot_no}.log"));
+        let net = format!(
+            "user,id=n0,hostfwd=tcp:127.0.0.1:{}-:8080,hostfwd=tcp:127.0.0.1:{}-:1883",
+            ports.web, ports.mqtt
+        );
+        let (binary, machine, console, root) = match args.arch.as_str() {
+            "amd64" => (
+                "qemu-system-x86_64",
+                vec!["-M", "q35"],
+                "ttyS0",
+                "LABEL=glyco-root",
+            ),
+            _ => (
+                "qemu-system-aarch64",
+                vec!["-M", "virt", "-cpu", "cortex-a72"],
+                "ttyAMA0",
+                "LABEL=glyco-root",
+            ),
+        };
+        let child = Command::new(binary)
+            .args(machine)
+            .args([
+                "-accel", "tcg", "-m", "1024", "-smp", "2", "-display", "none",
+            ])
+            .arg("-serial")
+            .arg(format!("file:{}", serial.display()))
+            .arg("-monitor")
+            .arg(format!("unix:{},server,nowait", monitor.display()))
+            .arg("-kernel")
+            .arg(image("vmlinuz"))
+            .arg("-initrd")
+            .arg(image("initrd"))
+            .arg("-append")
+            .arg(format!("root={root} rw console={console} panic=10"))
+            .arg("-drive")
+            .arg(format!("file={},if=virtio,format=qcow2", overlay.display()))
+            .args(["-netdev", &net, "-device", "virtio-net-pci,netdev=n0"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(
+                work.join(format!("qemu-{boot_no}.log")),
+            )?)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("{binary} (Debian's qemu-system)"))?;
+        Ok(Self {
+            child,
+            monitor,
+            serial,
+        })
+    }
+
+    /// ACPI power button: systemd shuts down cleanly and qemu exits.
+    async fn power_down(mut self, within: Duration) -> Result<Duration> {
+        let started = Instant::now();
+        let mut socket = std::os::unix::net::UnixStream::connect(&self.monitor)?;
+        socket.write_all(b"system_powerdown\n")?;
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => {
+                status?;
+                Ok(started.elapsed())
+            }
+            Err(_) => {
+                self.child.kill().await.ok();
+                bail!(
+                    "the VM did not power down within {within:?}; serial:\n{}",
+                    tail(&self.serial)
+                )
+            }
+        }
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("an HTTP client")
+}
+
+/// Polls the forwarded web port until a page containing `marker` answers.
+async fn wait_for_page(vm: &Vm, web: u16, marker: &str, within: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    let client = http();
+    while started.elapsed() < within {
+        if let Ok(response) = client.get(format!("http://127.0.0.1:{web}/")).send().await {
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let body = response.text().await.unwrap_or_default();
+            if body.contains(marker) || location.contains(marker) {
+                return Ok(started.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    bail!(
+        "no page with {marker:?} on port {web} within {within:?}; serial:\n{}",
+        tail(&vm.serial)
+    )
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A signed-in session on the hub's web app.
+struct Session {
+    base: String,
+    cookie: String,
+    client: reqwest::Client,
+}
+
+impl Session {
+    async fn sign_in(web: u16) -> Result<Self> {
+        let base = format!("http://127.0.0.1:{web}");
+        let client = http();
+        let response = client
+            .post(format!("{base}/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[("pin", PIN)]))
+            .send()
+            .await?;
+        let cookie = response
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned)
+            .with_context(|| format!("signing in with the PIN: {}", response.status()))?;
+        Ok(Self {
+            base,
+            cookie,
+            client,
+        })
+    }
+
+    async fn get(&self, path: &str) -> Result<String> {
+        Ok(self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Result<(u16, String)> {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("origin", &self.base)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(fields))
+            .send()
+            .await?;
+        Ok((response.status().as_u16(), response.text().await?))
+    }
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let rest = &text[text.find(start)? + start.len()..];
+    Some(&rest[..rest.find(end)?])
+}
+
+fn csrf(page: &str) -> Result<String> {
+    between(page, "name=\"csrf\" value=\"", "\"")
+        .map(str::to_owned)
+        .context("a form with a CSRF token")
+}
+
+/// (resident MiB, CPU seconds) from the Hub page.
+async fn process_figures(session: &Session) -> Result<(f64, f64)> {
+    let page = session.get("/hub").await?;
+    let row = between(&page, "<th>Process</th><td>", "</td>").context("the Process row")?;
+    let rss = row
+        .split(" MiB resident")
+        .next()
+        .and_then(|v| v.trim().parse().ok())
+        .context("resident MiB")?;
+    let cpu = between(row, "· ", " s CPU")
+        .and_then(|v| v.trim().parse().ok())
+        .context("CPU seconds")?;
+    Ok((rss, cpu))
+}
+
+async fn publish(mqtt: u16, secret: &str, seq: u64) -> Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let payload = String::from_utf8(glyco_gateway::sim::glucose_payload(seq, now, 6.2, "mmol/L"))?;
+    let status = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &mqtt.to_string(),
+            "-u",
+            DEVICE,
+            "-P",
+            secret,
+        ])
+        .args([
+            "-i",
+            DEVICE,
+            "-q",
+            "1",
+            "-t",
+            &format!("glyco/v1/readings/{DEVICE}"),
+        ])
+        .args(["-m", &payload])
+        .status()
+        .await
+        .context("mosquitto_pub (Debian's mosquitto-clients)")?;
+    if !status.success() {
+        bail!("mosquitto_pub failed: the hub did not acknowledge reading {seq}");
+    }
+    Ok(())
+}
+
+async fn wait_anchors(
+    consortium: &Consortium,
+    patient: Address,
+    at_least: u64,
+) -> Result<Duration> {
+    let started = Instant::now();
+    let chain = consortium.client(ADMIN);
+    while started.elapsed() < Duration::from_secs(600) {
+        if chain.anchor_count(patient).await? >= at_least {
+            return Ok(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    bail!("the patient's anchors did not reach {at_least} within 10 min")
+}
+
+fn write_key(path: &Path, signer: &glyco_contracts::keys::Signer) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(file, "{}", signer.to_bytes())?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let work = &args.work;
+    std::fs::create_dir_all(work)?;
+    let _ = std::fs::remove_file(work.join("disk.qcow2"));
+    let ports = Ports {
+        web: free_port()?,
+        mqtt: free_port()?,
+    };
+    let boot_timeout = Duration::from_secs(args.boot_timeout_secs);
+    let mut figures = serde_json::Map::new();
+    let mut record = |key: &str, value: serde_json::Value| {
+        say(&format!("{key} = {value}"));
+        figures.insert(key.to_owned(), value);
+    };
+
+    if args.arch != "amd64" {
+        let vm = Vm::boot(&args, work, &ports, 1)?;
+        let up = wait_for_page(&vm, ports.web, "waiting for enrolment", boot_timeout).await?;
+        record(
+            "boot_to_hub_answering_secs",
+            up.as_secs_f64().round().into(),
+        );
+        let down = vm.power_down(Duration::from_secs(300)).await?;
+        record("power_down_secs", down.as_secs_f64().round().into());
+        write_figures(&args, figures)?;
+        say(&format!(
+            "{}: the image boots and glyco-hub answers",
+            args.arch
+        ));
+        return Ok(());
+    }
+
+    say("a dev chain with a hospital and a physician on the host");
+    let consortium = Consortium::start_with(ephemeral_devnet()).await?;
+    consortium
+        .enrol_entity(HOSPITAL, EntityKind::Hospital, "St Luke's")
+        .await?;
+    consortium.enrol_physician(PHYSICIAN, HOSPITAL).await?;
+    let deployment = work.join("deployment.json");
+    consortium.deployment.save(&deployment)?;
+    let device_id_key = work.join("device-id.key");
+    let _ = std::fs::remove_file(&device_id_key);
+    consortium.device_id_key.save_new(&device_id_key)?;
+    let physician_key = work.join("physician.key");
+    write_key(&physician_key, &consortium.signer(PHYSICIAN))?;
+    let rpc = consortium.devnet.rpc_url().to_string();
+    let rpc_port = rpc
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
+        .context("the chain's port")?;
+
+    say("booting the amd64 image under qemu (TCG)");
+    let vm = Vm::boot(&args, work, &ports, 1)?;
+    let up = wait_for_page(&vm, ports.web, "waiting for enrolment", boot_timeout).await?;
+    record(
+        "boot_to_hub_answering_secs",
+        up.as_secs_f64().round().into(),
+    );
+
+    say("the physician issues an enrolment code");
+    let enrol_port = free_port()?;
+    let clinic = std::env::var("GLYCO_CLINIC_BIN").unwrap_or_else(|_| "glyco-clinic".into());
+    let png = work.join("enrol.png");
+    let mut physician = Command::new(&clinic)
+        .args(["physician", "enrol", "--dir"])
+        .arg(work.join("physician"))
+        .arg("--key")
+        .arg(&physician_key)
+        .args(["--rpc", &rpc, "--deployment"])
+        .arg(&deployment)
+        .arg("--device-id-key")
+        .arg(&device_id_key)
+        .args(["--hub-rpc", &format!("http://10.0.2.2:{rpc_port}")])
+        .args(["--listen", &format!("127.0.0.1:{enrol_port}")])
+        .args(["--advertise", &format!("10.0.2.2:{enrol_port}")])
+        .arg("--out")
+        .arg(&png)
+        .arg("--quiet")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(work.join("enrol.log"))?)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("{clinic}"))?;
+    let mut lines = BufReader::new(physician.stdout.take().context("stdout")?).lines();
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .context("the enrolment code")??
+        .unwrap_or_default();
+    say(&first);
+
+    say("the patient uploads the QR code's picture to the hub, choosing a PIN");
+    let started = Instant::now();
+    let picture = format!(
+        "data:image/png;base64,{}",
+        data_encoding::BASE64.encode(&std::fs::read(&png)?)
+    );
+    let response = http()
+        .post(format!("http://127.0.0.1:{}/enrol", ports.web))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", format!("http://127.0.0.1:{}", ports.web))
+        .body(form(&[("picture", &picture), ("pin", PIN)]))
+        .send()
+        .await?;
+    let status = response.status();
+    let answer = response.text().await?;
+    if !status.is_success() {
+        bail!("enrolment refused ({status}): {answer}");
+    }
+    say(&answer);
+    record(
+        "enrolment_secs",
+        started.elapsed().as_secs_f64().round().into(),
+    );
+    let mut patient = None;
+    while let Ok(Some(line)) = lines.next_line().await {
+        say(&line);
+        if let Some(rest) = line.split(" for patient ").nth(1) {
+            patient = rest
+                .split(':')
+                .next()
+                .and_then(|p| p.trim().parse::<Address>().ok());
+        }
+    }
+    let patient = patient.context("the physician's tool names the enrolled patient")?;
+    physician.wait().await?;
+
+    say("the hub restarts its pipeline as enrolled; the web app asks for the PIN");
+    wait_for_page(&vm, ports.web, "login", Duration::from_secs(180)).await?;
+    let session = Session::sign_in(ports.web).await?;
+    let devices = session.get("/devices").await?;
+    let (status, page) = session
+        .post(
+            "/devices",
+            &[
+                ("csrf", &csrf(&devices)?),
+                ("name", DEVICE),
+                ("kind", "glucometer"),
+            ],
+        )
+        .await?;
+    if status != 200 {
+        bail!("adding the glucometer on the Devices page: {status}: {page}");
+    }
+    let secret = between(&page, "<code class=\"password\">", "</code>")
+        .context("the device's password on the page")?
+        .to_owned();
+    say(&format!(
+        "{DEVICE} registered on chain through the hub's web app"
+    ));
+
+    // The hub's mirror follows the registration; until then a reading is
+    // refused, and mosquitto_pub fails. Retry a few times.
+    let started = Instant::now();
+    let mut published = publish(ports.mqtt, &secret, 1).await;
+    while published.is_err() && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        published = publish(ports.mqtt, &secret, 1).await;
+    }
+    published?;
+    say("reading 1 acknowledged by the hub (stored)");
+    let anchored = wait_anchors(&consortium, patient, 1).await?;
+    record(
+        "reading_to_anchor_secs",
+        anchored.as_secs_f64().round().into(),
+    );
+    let hub_page = session.get("/hub").await?;
+    if !hub_page.contains("1 readings in the journal") {
+        bail!("the Hub page does not show the stored reading");
+    }
+    let (rss, cpu_before) = process_figures(&session).await?;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let (_, cpu_after) = process_figures(&session).await?;
+    record("hub_rss_mib", ((rss * 10.0).round() / 10.0).into());
+    record(
+        "hub_idle_cpu_percent",
+        (((cpu_after - cpu_before) / 60.0 * 1000.0).round() / 10.0).into(),
+    );
+
+    say("powering the VM down (ACPI) and booting it again");
+    let down = vm.power_down(Duration::from_secs(300)).await?;
+    record("power_down_secs", down.as_secs_f64().round().into());
+    let vm = Vm::boot(&args, work, &ports, 2)?;
+    let up = wait_for_page(&vm, ports.web, "login", boot_timeout).await?;
+    record("reboot_to_web_app_secs", up.as_secs_f64().round().into());
+    let session = Session::sign_in(ports.web).await?;
+    let started = Instant::now();
+    let mut published = publish(ports.mqtt, &secret, 2).await;
+    while published.is_err() && started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        published = publish(ports.mqtt, &secret, 2).await;
+    }
+    published?;
+    wait_anchors(&consortium, patient, 2).await?;
+    let hub_page = session.get("/hub").await?;
+    if !hub_page.contains("2 readings in the journal") {
+        bail!("after the reboot the Hub page does not show both readings");
+    }
+    say(
+        "after the reboot: same PIN, same device credentials, both readings stored, the second anchored",
+    );
+    let down = vm.power_down(Duration::from_secs(300)).await?;
+    say(&format!("powered down in {down:?}"));
+    write_figures(&args, figures)?;
+    say("amd64: all checks passed");
+    Ok(())
+}
+
+fn write_figures(args: &Args, figures: serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    if let Some(path) = &args.figures {
+        let mut all = serde_json::Map::new();
+        all.insert("arch".into(), args.arch.clone().into());
+        all.extend(figures);
+        std::fs::write(path, serde_json::to_string_pretty(&all)?)?;
+    }
+    Ok(())
+}
