@@ -119,6 +119,7 @@ files_hash() {
     sha256sum "$hub" | cut -d' ' -f1
     cat image/build.sh
     find image/rootfs image/pi systemd -type f | LC_ALL=C sort | xargs sha256sum
+    if [[ -n ${GLYCO_SSH_AUTHORIZED_KEY:-} ]]; then sha256sum "$GLYCO_SSH_AUTHORIZED_KEY"; fi
   ) | sha256sum | cut -c1-16
 }
 
@@ -152,6 +153,29 @@ build() {
   chmod 0640 "$rootdir/etc/glyco/hub.toml"
   chgrp "$(grep '^glyco:' "$rootdir/etc/group" | cut -d: -f3)" "$rootdir/etc/glyco/hub.toml"
   systemctl --root="$rootdir" enable glyco-hub.service systemd-networkd.service >/dev/null 2>&1
+  # sshd is on the Pi image for engineers' test builds only: no host keys
+  # baked in (each device makes its own), not enabled unless a key is given.
+  rm -f "$rootdir"/etc/ssh/ssh_host_*
+  if [[ -e "$rootdir/usr/lib/systemd/system/ssh.service" ]]; then
+    systemctl --root="$rootdir" disable ssh.service ssh.socket >/dev/null 2>&1 || true
+    if [[ -n ${GLYCO_SSH_AUTHORIZED_KEY:-} ]]; then
+      install -D -m 0600 "$GLYCO_SSH_AUTHORIZED_KEY" "$rootdir/root/.ssh/authorized_keys"
+      cat >"$rootdir/etc/systemd/system/glyco-ssh-host-keys.service" <<'UNIT'
+[Unit]
+Description=Make this device's own SSH host keys (test images)
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+      systemctl --root="$rootdir" enable glyco-ssh-host-keys.service ssh.service >/dev/null 2>&1
+    fi
+  fi
   # systemd makes a machine id at first boot (ConditionFirstBoot).
   : >"$rootdir/etc/machine-id"
   rm -f "$rootdir/var/lib/dbus/machine-id"

@@ -42,6 +42,7 @@ check() {
   work=$(mktemp -d /tmp/glyco-hil-"$arch".XXXX)
   "$CARGO_TARGET_DIR/debug/glyco-hil" --arch "$arch" --images "$images" --work "$work" \
     --figures "$images/hil-$arch.json"
+  for log in "$work"/serial-*.log; do cp "$log" "$images/hil-$arch-${log##*/}"; done
   rm -rf "$work"
 }
 

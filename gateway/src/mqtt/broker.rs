@@ -157,11 +157,14 @@ fn wait_listening(address: SocketAddr) -> Result<(), BrokerError> {
     Err(BrokerError::NotListening(address))
 }
 
-/// Whether some socket listens on 127.0.0.1:`port` (Linux /proc/net/tcp).
+/// Whether some socket listens on 127.0.0.1:`port` (the process's network
+/// namespace's socket table). Read through /proc/self: the unit's
+/// `ProcSubset=pid` hides /proc/net, and the hub then never saw its broker
+/// listen (found by booting the appliance image, scripts/hil.sh).
 fn is_listening(port: u16) -> bool {
     const LISTEN: &str = "0A";
     let wanted = format!("0100007F:{port:04X}");
-    std::fs::read_to_string("/proc/net/tcp").is_ok_and(|table| {
+    std::fs::read_to_string("/proc/self/net/tcp").is_ok_and(|table| {
         table.lines().skip(1).any(|line| {
             let mut fields = line.split_whitespace();
             let local = fields.nth(1);

@@ -41,6 +41,20 @@ struct Args {
     /// How long a boot may take before the check fails.
     #[arg(long, default_value_t = 900)]
     boot_timeout_secs: u64,
+    /// Check a real device (a Raspberry Pi flashed with the arm64 image and
+    /// not enrolled yet) at this address instead of booting qemu: its web
+    /// app on 8080 and MQTT on 1883 (scripts/hil-pi.sh).
+    #[arg(long)]
+    device: Option<String>,
+    /// With --device: this machine's address as the device reaches it (the
+    /// dev chain and the enrolment node listen there).
+    #[arg(long)]
+    host_address: Option<std::net::IpAddr>,
+    /// With --device: `user@host` for SSH (an image built with
+    /// GLYCO_SSH_AUTHORIZED_KEY): reboots it and checks the unit and the
+    /// journal on it. Without it the device is not rebooted.
+    #[arg(long)]
+    ssh: Option<String>,
 }
 
 const PIN: &str = "402817";
@@ -63,9 +77,101 @@ struct Vm {
     serial: PathBuf,
 }
 
+/// Where the hub's web app and MQTT listener answer, from this machine.
 struct Ports {
+    host: String,
     web: u16,
     mqtt: u16,
+}
+
+/// What runs the image: qemu here, or a real device on the network.
+enum Target {
+    Qemu { vm: Option<Vm>, boots: u32 },
+    Device { ssh: Option<String> },
+}
+
+impl Target {
+    async fn start(&mut self, args: &Args, work: &Path, ports: &Ports) -> Result<()> {
+        if let Self::Qemu { vm, boots } = self {
+            *boots += 1;
+            *vm = Some(Vm::boot(args, work, ports, *boots)?);
+        }
+        Ok(())
+    }
+
+    fn serial(&self) -> Option<&Path> {
+        match self {
+            Self::Qemu { vm: Some(vm), .. } => Some(&vm.serial),
+            _ => None,
+        }
+    }
+
+    /// Powers the VM down (ACPI) and boots it again, or reboots the device
+    /// over SSH; how long going down took. None: it cannot be rebooted.
+    async fn power_cycle(
+        &mut self,
+        args: &Args,
+        work: &Path,
+        ports: &Ports,
+    ) -> Result<Option<Duration>> {
+        match self {
+            Self::Qemu { vm, .. } => {
+                let down = vm
+                    .take()
+                    .context("no VM")?
+                    .power_down(Duration::from_secs(300))
+                    .await?;
+                self.start(args, work, ports).await?;
+                Ok(Some(down))
+            }
+            Self::Device { ssh: None } => Ok(None),
+            Self::Device { ssh: Some(ssh) } => {
+                let started = Instant::now();
+                let _ = ssh_run(ssh, "systemctl reboot").await;
+                // Down first, so the wait that follows is for the new boot.
+                while started.elapsed() < Duration::from_secs(300) {
+                    let address = format!("{}:{}", ports.host, ports.web);
+                    if tokio::net::TcpStream::connect(&address).await.is_err() {
+                        return Ok(Some(started.elapsed()));
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                bail!("the device did not go down within 5 min of `systemctl reboot`")
+            }
+        }
+    }
+
+    async fn stop(&mut self) -> Result<()> {
+        if let Self::Qemu { vm, .. } = self {
+            if let Some(vm) = vm.take() {
+                let down = vm.power_down(Duration::from_secs(300)).await?;
+                say(&format!("powered down in {down:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn ssh_run(ssh: &str, command: &str) -> Result<String> {
+    let out = Command::new("ssh")
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            ssh,
+            command,
+        ])
+        .output()
+        .await
+        .context("ssh")?;
+    if !out.status.success() {
+        bail!(
+            "ssh {ssh} {command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 impl Vm {
@@ -119,7 +225,11 @@ impl Vm {
             .arg("-initrd")
             .arg(image("initrd"))
             .arg("-append")
-            .arg(format!("root={root} rw console={console} panic=10"))
+            // The journal on the serial console too: the log of a failed run
+            // shows why the hub did what it did.
+            .arg(format!(
+                "root={root} rw console={console} panic=10 systemd.journald.forward_to_console=1"
+            ))
             .arg("-drive")
             .arg(format!("file={},if=virtio,format=qcow2", overlay.display()))
             .args(["-netdev", &net, "-device", "virtio-net-pci,netdev=n0"])
@@ -172,12 +282,18 @@ fn http() -> reqwest::Client {
         .expect("an HTTP client")
 }
 
-/// Polls the forwarded web port until a page containing `marker` answers.
-async fn wait_for_page(vm: &Vm, web: u16, marker: &str, within: Duration) -> Result<Duration> {
+/// Polls the web port until a page containing `marker` answers.
+async fn wait_for_page(
+    target: &Target,
+    ports: &Ports,
+    marker: &str,
+    within: Duration,
+) -> Result<Duration> {
     let started = Instant::now();
     let client = http();
     while started.elapsed() < within {
-        if let Ok(response) = client.get(format!("http://127.0.0.1:{web}/")).send().await {
+        let url = format!("http://{}:{}/", ports.host, ports.web);
+        if let Ok(response) = client.get(url).send().await {
             let location = response
                 .headers()
                 .get("location")
@@ -192,8 +308,10 @@ async fn wait_for_page(vm: &Vm, web: u16, marker: &str, within: Duration) -> Res
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     bail!(
-        "no page with {marker:?} on port {web} within {within:?}; serial:\n{}",
-        tail(&vm.serial)
+        "no page with {marker:?} on {}:{} within {within:?}; serial:\n{}",
+        ports.host,
+        ports.web,
+        target.serial().map(tail).unwrap_or_default()
     )
 }
 
@@ -224,8 +342,8 @@ struct Session {
 }
 
 impl Session {
-    async fn sign_in(web: u16) -> Result<Self> {
-        let base = format!("http://127.0.0.1:{web}");
+    async fn sign_in(ports: &Ports) -> Result<Self> {
+        let base = format!("http://{}:{}", ports.host, ports.web);
         let client = http();
         let response = client
             .post(format!("{base}/login"))
@@ -298,7 +416,7 @@ async fn process_figures(session: &Session) -> Result<(f64, f64)> {
     Ok((rss, cpu))
 }
 
-async fn publish(mqtt: u16, secret: &str, seq: u64) -> Result<()> {
+async fn publish(ports: &Ports, secret: &str, seq: u64) -> Result<()> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64;
@@ -306,9 +424,9 @@ async fn publish(mqtt: u16, secret: &str, seq: u64) -> Result<()> {
     let status = Command::new("mosquitto_pub")
         .args([
             "-h",
-            "127.0.0.1",
+            &ports.host,
             "-p",
-            &mqtt.to_string(),
+            &ports.mqtt.to_string(),
             "-u",
             DEVICE,
             "-P",
@@ -366,9 +484,29 @@ async fn main() -> Result<()> {
     let work = &args.work;
     std::fs::create_dir_all(work)?;
     let _ = std::fs::remove_file(work.join("disk.qcow2"));
-    let ports = Ports {
-        web: free_port()?,
-        mqtt: free_port()?,
+    let (ports, mut target, reach_host) = match &args.device {
+        Some(device) => (
+            Ports {
+                host: device.clone(),
+                web: 8080,
+                mqtt: 1883,
+            },
+            Target::Device {
+                ssh: args.ssh.clone(),
+            },
+            args.host_address
+                .context("--device needs --host-address (this machine as the device reaches it)")?,
+        ),
+        None => (
+            Ports {
+                host: "127.0.0.1".into(),
+                web: free_port()?,
+                mqtt: free_port()?,
+            },
+            Target::Qemu { vm: None, boots: 0 },
+            // qemu's user network: the host's loopback is 10.0.2.2.
+            std::net::IpAddr::from([10, 0, 2, 2]),
+        ),
     };
     let boot_timeout = Duration::from_secs(args.boot_timeout_secs);
     let mut figures = serde_json::Map::new();
@@ -377,15 +515,14 @@ async fn main() -> Result<()> {
         figures.insert(key.to_owned(), value);
     };
 
-    if args.arch != "amd64" {
-        let vm = Vm::boot(&args, work, &ports, 1)?;
-        let up = wait_for_page(&vm, ports.web, "waiting for enrolment", boot_timeout).await?;
+    if args.arch != "amd64" && args.device.is_none() {
+        target.start(&args, work, &ports).await?;
+        let up = wait_for_page(&target, &ports, "waiting for enrolment", boot_timeout).await?;
         record(
             "boot_to_hub_answering_secs",
             up.as_secs_f64().round().into(),
         );
-        let down = vm.power_down(Duration::from_secs(300)).await?;
-        record("power_down_secs", down.as_secs_f64().round().into());
+        target.stop().await?;
         write_figures(&args, figures)?;
         say(&format!(
             "{}: the image boots and glyco-hub answers",
@@ -394,8 +531,18 @@ async fn main() -> Result<()> {
         return Ok(());
     }
 
-    say("a dev chain with a hospital and a physician on the host");
-    let consortium = Consortium::start_with(ephemeral_devnet()).await?;
+    say("a dev chain with a hospital and a physician on this machine");
+    let devnet = glyco_contracts::devnet::DevnetConfig {
+        // Loopback for qemu (the guest reaches it as 10.0.2.2); the bench's
+        // network for a real device.
+        host: if args.device.is_some() {
+            reach_host
+        } else {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        },
+        ..ephemeral_devnet()
+    };
+    let consortium = Consortium::start_with(devnet).await?;
     consortium
         .enrol_entity(HOSPITAL, EntityKind::Hospital, "St Luke's")
         .await?;
@@ -414,9 +561,9 @@ async fn main() -> Result<()> {
         .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
         .context("the chain's port")?;
 
-    say("booting the amd64 image under qemu (TCG)");
-    let vm = Vm::boot(&args, work, &ports, 1)?;
-    let up = wait_for_page(&vm, ports.web, "waiting for enrolment", boot_timeout).await?;
+    say("starting the image");
+    target.start(&args, work, &ports).await?;
+    let up = wait_for_page(&target, &ports, "waiting for enrolment", boot_timeout).await?;
     record(
         "boot_to_hub_answering_secs",
         up.as_secs_f64().round().into(),
@@ -424,6 +571,11 @@ async fn main() -> Result<()> {
 
     say("the physician issues an enrolment code");
     let enrol_port = free_port()?;
+    let listen = if args.device.is_some() {
+        reach_host
+    } else {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    };
     let clinic = std::env::var("GLYCO_CLINIC_BIN").unwrap_or_else(|_| "glyco-clinic".into());
     let png = work.join("enrol.png");
     let mut physician = Command::new(&clinic)
@@ -435,9 +587,9 @@ async fn main() -> Result<()> {
         .arg(&deployment)
         .arg("--device-id-key")
         .arg(&device_id_key)
-        .args(["--hub-rpc", &format!("http://10.0.2.2:{rpc_port}")])
-        .args(["--listen", &format!("127.0.0.1:{enrol_port}")])
-        .args(["--advertise", &format!("10.0.2.2:{enrol_port}")])
+        .args(["--hub-rpc", &format!("http://{reach_host}:{rpc_port}")])
+        .args(["--listen", &format!("{listen}:{enrol_port}")])
+        .args(["--advertise", &format!("{reach_host}:{enrol_port}")])
         .arg("--out")
         .arg(&png)
         .arg("--quiet")
@@ -445,7 +597,7 @@ async fn main() -> Result<()> {
         .stderr(std::fs::File::create(work.join("enrol.log"))?)
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("{clinic}"))?;
+        .with_context(|| clinic.clone())?;
     let mut lines = BufReader::new(physician.stdout.take().context("stdout")?).lines();
     let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
         .await
@@ -459,10 +611,11 @@ async fn main() -> Result<()> {
         "data:image/png;base64,{}",
         data_encoding::BASE64.encode(&std::fs::read(&png)?)
     );
+    let base = format!("http://{}:{}", ports.host, ports.web);
     let response = http()
-        .post(format!("http://127.0.0.1:{}/enrol", ports.web))
+        .post(format!("{base}/enrol"))
         .header("content-type", "application/x-www-form-urlencoded")
-        .header("origin", format!("http://127.0.0.1:{}", ports.web))
+        .header("origin", &base)
         .body(form(&[("picture", &picture), ("pin", PIN)]))
         .send()
         .await?;
@@ -489,9 +642,9 @@ async fn main() -> Result<()> {
     let patient = patient.context("the physician's tool names the enrolled patient")?;
     physician.wait().await?;
 
-    say("the hub restarts its pipeline as enrolled; the web app asks for the PIN");
-    wait_for_page(&vm, ports.web, "login", Duration::from_secs(180)).await?;
-    let session = Session::sign_in(ports.web).await?;
+    say("the hub runs as enrolled; the web app asks for the PIN");
+    wait_for_page(&target, &ports, "login", Duration::from_secs(180)).await?;
+    let session = Session::sign_in(&ports).await?;
     let devices = session.get("/devices").await?;
     let (status, page) = session
         .post(
@@ -513,15 +666,7 @@ async fn main() -> Result<()> {
         "{DEVICE} registered on chain through the hub's web app"
     ));
 
-    // The hub's mirror follows the registration; until then a reading is
-    // refused, and mosquitto_pub fails. Retry a few times.
-    let started = Instant::now();
-    let mut published = publish(ports.mqtt, &secret, 1).await;
-    while published.is_err() && started.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        published = publish(ports.mqtt, &secret, 1).await;
-    }
-    published?;
+    publish_until_acknowledged(&ports, &secret, 1).await?;
     say("reading 1 acknowledged by the hub (stored)");
     let anchored = wait_anchors(&consortium, patient, 1).await?;
     record(
@@ -540,21 +685,21 @@ async fn main() -> Result<()> {
         "hub_idle_cpu_percent",
         (((cpu_after - cpu_before) / 60.0 * 1000.0).round() / 10.0).into(),
     );
-
-    say("powering the VM down (ACPI) and booting it again");
-    let down = vm.power_down(Duration::from_secs(300)).await?;
-    record("power_down_secs", down.as_secs_f64().round().into());
-    let vm = Vm::boot(&args, work, &ports, 2)?;
-    let up = wait_for_page(&vm, ports.web, "login", boot_timeout).await?;
-    record("reboot_to_web_app_secs", up.as_secs_f64().round().into());
-    let session = Session::sign_in(ports.web).await?;
-    let started = Instant::now();
-    let mut published = publish(ports.mqtt, &secret, 2).await;
-    while published.is_err() && started.elapsed() < Duration::from_secs(120) {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        published = publish(ports.mqtt, &secret, 2).await;
+    if let Target::Device { ssh: Some(ssh) } = &target {
+        on_device_checks(ssh).await?;
     }
-    published?;
+
+    say("power cycle");
+    let Some(down) = target.power_cycle(&args, work, &ports).await? else {
+        write_figures(&args, figures)?;
+        say("no --ssh: the device was not rebooted; the checks before it passed");
+        return Ok(());
+    };
+    record("power_down_secs", down.as_secs_f64().round().into());
+    let up = wait_for_page(&target, &ports, "login", boot_timeout).await?;
+    record("reboot_to_web_app_secs", up.as_secs_f64().round().into());
+    let session = Session::sign_in(&ports).await?;
+    publish_until_acknowledged(&ports, &secret, 2).await?;
     wait_anchors(&consortium, patient, 2).await?;
     let hub_page = session.get("/hub").await?;
     if !hub_page.contains("2 readings in the journal") {
@@ -563,10 +708,49 @@ async fn main() -> Result<()> {
     say(
         "after the reboot: same PIN, same device credentials, both readings stored, the second anchored",
     );
-    let down = vm.power_down(Duration::from_secs(300)).await?;
-    say(&format!("powered down in {down:?}"));
+    target.stop().await?;
     write_figures(&args, figures)?;
-    say("amd64: all checks passed");
+    say(&format!("{}: all checks passed", args.arch));
+    Ok(())
+}
+
+/// The hub's mirror follows a new registration within seconds; until then
+/// a reading is refused and mosquitto_pub fails, so retry for a while.
+async fn publish_until_acknowledged(ports: &Ports, secret: &str, seq: u64) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        match publish(ports, secret, seq).await {
+            Ok(()) => return Ok(()),
+            Err(e) if started.elapsed() > Duration::from_secs(120) => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+        }
+    }
+}
+
+/// On a real device: the unit is active, confined, and its journal entries
+/// carry the hub's fields.
+async fn on_device_checks(ssh: &str) -> Result<()> {
+    let active = ssh_run(ssh, "systemctl is-active glyco-hub").await?;
+    if active.trim() != "active" {
+        bail!("glyco-hub is {active}");
+    }
+    let entries = ssh_run(
+        ssh,
+        &format!("journalctl -u glyco-hub -o json GLYCO_DEVICE=name:{DEVICE} --no-pager | head -1"),
+    )
+    .await?;
+    if !entries.contains("GLYCO_DEVICE") {
+        bail!("no journal entry with GLYCO_DEVICE=name:{DEVICE}");
+    }
+    let exposure = ssh_run(
+        ssh,
+        "systemd-analyze security glyco-hub --no-pager | tail -1",
+    )
+    .await?;
+    say(&format!(
+        "on the device: glyco-hub active; journal fields present; {}",
+        exposure.trim()
+    ));
     Ok(())
 }
 
