@@ -1159,6 +1159,39 @@ mod tests {
     }
 
     #[test]
+    fn the_enrolment_overlay_is_read_over_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let path = dir.path().join("hub.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "state_dir = {:?}\n[web]\nlisten = \"0.0.0.0:8080\"\n[enrolment]\nawait_enrolment = true\n",
+                state.display().to_string()
+            ),
+        )
+        .unwrap();
+        let before = HubConfig::load(&path).unwrap();
+        assert!(before.awaits_enrolment());
+        std::fs::write(
+            state.join(ENROLLED_OVERLAY),
+            "[chain]\nrpc_url = \"http://10.0.2.2:8545\"\npatient = \"0x00000000000000000000000000000000000000aa\"\n[web]\npatient_key_file = \"patient.eth\"\n",
+        )
+        .unwrap();
+        let after = HubConfig::load(&path).unwrap();
+        assert!(!after.awaits_enrolment());
+        assert_eq!(after.chain.rpc_url, "http://10.0.2.2:8545");
+        // Keys the overlay does not name keep the file's values.
+        assert_eq!(after.web.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(after.web.patient_key_file, PathBuf::from("patient.eth"));
+        // A damaged overlay is an error naming it, not a silent default.
+        std::fs::write(state.join(ENROLLED_OVERLAY), "[chain\n").unwrap();
+        let error = HubConfig::load(&path).unwrap_err().to_string();
+        assert!(error.contains(ENROLLED_OVERLAY), "{error}");
+    }
+
+    #[test]
     fn relative_paths_resolve_in_the_state_dir_and_absolute_ones_stay() {
         let mut config = HubConfig {
             state_dir: PathBuf::from("/srv/hub"),

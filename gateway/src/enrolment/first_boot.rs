@@ -270,10 +270,10 @@ async fn enrol(
         Err(e) => return (StatusCode::UNPROCESSABLE_ENTITY, format!("refused: {e}")),
     };
     // A PIN of the wrong shape is refused before the token is spent.
-    if let Some(pin) = &submission.pin {
-        if let Err(e) = crate::web::auth::check_pin_shape(pin) {
-            return (StatusCode::UNPROCESSABLE_ENTITY, format!("refused: {e}"));
-        }
+    if let Some(pin) = &submission.pin
+        && let Err(e) = crate::web::auth::check_pin_shape(pin)
+    {
+        return (StatusCode::UNPROCESSABLE_ENTITY, format!("refused: {e}"));
     }
     let result = match super::read_code(&submission.code) {
         Ok(invitation) => super::enrol(&state.config, &invitation).await,
@@ -281,10 +281,10 @@ async fn enrol(
     };
     match result {
         Ok(enrolled) => {
-            if let Some(pin) = &submission.pin {
-                if let Err(e) = crate::web::auth::set_pin(&state.config.web_pin_path(), pin) {
-                    tracing::error!(error = %e, "setting the web app's PIN after enrolment");
-                }
+            if let Some(pin) = &submission.pin
+                && let Err(e) = crate::web::auth::set_pin(&state.config.web_pin_path(), pin)
+            {
+                tracing::error!(error = %e, "setting the web app's PIN after enrolment");
             }
             let message = format!(
                 "enrolled with physician {:#x}: patient {:#x}, hub {:#x}; the hub is starting",

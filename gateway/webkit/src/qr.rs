@@ -135,7 +135,7 @@ pub fn decode_png(bytes: &[u8]) -> Result<String, QrError> {
     let mut image = rqrr::PreparedImage::prepare_from_greyscale(
         frame.width as usize,
         frame.height as usize,
-        |x, y| luma(x, y),
+        luma,
     );
     let grids = image.detect_grids();
     let grid = grids.first().ok_or(QrError::NoCode)?;

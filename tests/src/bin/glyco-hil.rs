@@ -21,6 +21,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use glyco_contracts::testkit::{Consortium, accounts::*, ephemeral_devnet};
 use glyco_contracts::{Address, EntityKind};
+use glyco_tests::form;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -86,7 +87,7 @@ struct Ports {
 
 /// What runs the image: qemu here, or a real device on the network.
 enum Target {
-    Qemu { vm: Option<Vm>, boots: u32 },
+    Qemu { vm: Option<Box<Vm>>, boots: u32 },
     Device { ssh: Option<String> },
 }
 
@@ -94,7 +95,7 @@ impl Target {
     async fn start(&mut self, args: &Args, work: &Path, ports: &Ports) -> Result<()> {
         if let Self::Qemu { vm, boots } = self {
             *boots += 1;
-            *vm = Some(Vm::boot(args, work, ports, *boots)?);
+            *vm = Some(Box::new(Vm::boot(args, work, ports, *boots)?));
         }
         Ok(())
     }
@@ -142,11 +143,11 @@ impl Target {
     }
 
     async fn stop(&mut self) -> Result<()> {
-        if let Self::Qemu { vm, .. } = self {
-            if let Some(vm) = vm.take() {
-                let down = vm.power_down(Duration::from_secs(300)).await?;
-                say(&format!("powered down in {down:?}"));
-            }
+        if let Self::Qemu { vm, .. } = self
+            && let Some(vm) = vm.take()
+        {
+            let down = vm.power_down(Duration::from_secs(300)).await?;
+            say(&format!("powered down in {down:?}"));
         }
         Ok(())
     }
@@ -313,25 +314,6 @@ async fn wait_for_page(
         ports.web,
         target.serial().map(tail).unwrap_or_default()
     )
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn form(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| format!("{k}={}", urlencode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 /// A signed-in session on the hub's web app.

@@ -257,7 +257,7 @@ pub async fn run(command: PhysicianCommand) -> Result<()> {
             key,
             inbox,
         } => crate::alerts_cmd::ack(&dir, &key, &inbox, &id).await?,
-        PhysicianCommand::Enrol(args) => crate::enrol_cmd::run(args).await?,
+        PhysicianCommand::Enrol(args) => Box::pin(crate::enrol_cmd::run(args)).await?,
         PhysicianCommand::SignIn { key, file } => {
             crate::dashboard_cmd::sign_in(&key, file.as_deref())?
         }

@@ -133,13 +133,7 @@ pub async fn run(dir: &Path, world: &ChainWorld, clinic: &Proxies) -> Result<Chi
         println!("      | {l}");
     }
     let signature = sign_in_signature(&key, &message).await?;
-    let form = |pairs: &[(&str, &str)]| {
-        pairs
-            .iter()
-            .map(|(k, v)| format!("{k}={}", urlencode(v)))
-            .collect::<Vec<_>>()
-            .join("&")
-    };
+    let form = glyco_tests::form;
     let signed_in = http
         .post(format!("{base}/login"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -227,19 +221,4 @@ pub async fn run(dir: &Path, world: &ChainWorld, clinic: &Proxies) -> Result<Chi
         key.display()
     ));
     Ok(child)
-}
-
-/// application/x-www-form-urlencoded, for the few characters a message has.
-fn urlencode(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }

@@ -40,7 +40,7 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn hub_binary() -> Result<PathBuf> {
+pub fn hub_binary() -> Result<PathBuf> {
     sibling_binary("glyco-hub")
 }
 
@@ -120,7 +120,7 @@ pub async fn wait_status(
     }
 }
 
-async fn stop(mut hub: Child) -> Result<()> {
+pub async fn stop(mut hub: Child) -> Result<()> {
     if let Some(pid) = hub.id() {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
@@ -482,6 +482,7 @@ pub async fn run(dir: &Path, world: &ChainWorld, keep_serving: bool) -> Result<(
     Box::pin(crate::web_flows::run(&socket, &web_secrets)).await?;
     let dashboard = crate::dashboard_flows::run(dir, world, &clinic).await?;
     clinic.children.push(dashboard);
+    crate::enrol_flows::run(dir, world, &config).await?;
     if keep_serving {
         step("the hub, the clinic's proxies, inbox and dashboard keep serving; Ctrl-C stops them");
         tokio::signal::ctrl_c().await?;
