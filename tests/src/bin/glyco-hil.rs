@@ -463,6 +463,7 @@ fn write_key(path: &Path, signer: &glyco_contracts::keys::Signer) -> Result<()> 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    glyco_contracts::client::install_tls_provider();
     let work = &args.work;
     std::fs::create_dir_all(work)?;
     let _ = std::fs::remove_file(work.join("disk.qcow2"));
