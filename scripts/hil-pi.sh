@@ -26,7 +26,9 @@ here=${2:?usage: scripts/hil-pi.sh <pi address> <this machine\'s bench address>}
 ./scripts/bootstrap.sh
 source scripts/env.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/glyco/target}
-cargo build --quiet --locked -p glyco-clinic --bin glyco-clinic -p glyco-tests --bin glyco-hil
+# Built as ./scripts/test.sh builds them (same features), so after the
+# tests nothing is rebuilt.
+cargo test --quiet --workspace --all-features --locked --no-run
 export GLYCO_CLINIC_BIN="$CARGO_TARGET_DIR/debug/glyco-clinic"
 work=$(mktemp -d /tmp/glyco-hil-pi.XXXX)
 "$CARGO_TARGET_DIR/debug/glyco-hil" --arch arm64 --device "$pi" --host-address "$here" \

@@ -31,7 +31,9 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-cargo build --quiet --locked -p glyco-clinic --bin glyco-clinic -p glyco-tests --bin glyco-hil
+# Built as ./scripts/test.sh builds them (same features), so after the
+# tests nothing is rebuilt.
+cargo test --quiet --workspace --all-features --locked --no-run
 export GLYCO_CLINIC_BIN="$CARGO_TARGET_DIR/debug/glyco-clinic"
 
 check() {

@@ -150,21 +150,7 @@ impl TokenBook {
             path: self.path.clone(),
             source,
         };
-        let tmp = self.path.with_extension("json.tmp");
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(write)?;
-            file.write_all(&bytes).map_err(write)?;
-            file.sync_all().map_err(write)?;
-        }
-        std::fs::rename(&tmp, &self.path).map_err(write)
+        glyco_contracts::files::write_atomically(&self.path, &bytes).map_err(write)
     }
 }
 

@@ -270,24 +270,12 @@ async fn ask_physician(
     answer
 }
 
+/// Whole or not at all, mode 0600.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), EnrolError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let fail = |e: std::io::Error| EnrolError::Write {
+    glyco_contracts::files::write_atomically(path, bytes).map_err(|e| EnrolError::Write {
         path: path.to_owned(),
         detail: e.to_string(),
-    };
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(fail)?;
-    file.write_all(bytes).map_err(fail)?;
-    file.sync_all().map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
+    })
 }
 
 /// Writes what enrolment learnt; `enrolled.toml` last.

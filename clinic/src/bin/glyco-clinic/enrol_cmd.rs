@@ -70,18 +70,10 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Mode 0600: the code carries a live token.
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(bytes)?;
-    Ok(())
+    glyco_contracts::files::write_atomically(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 pub async fn run(args: EnrolArgs) -> Result<()> {
