@@ -28,7 +28,7 @@ source scripts/env.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/glyco/target}
 # Built as ./scripts/test.sh builds them (same features), so after the
 # tests nothing is rebuilt.
-cargo test --quiet --workspace --all-features --locked --no-run
+cargo build --quiet --workspace --all-features --locked --bins
 export GLYCO_CLINIC_BIN="$CARGO_TARGET_DIR/debug/glyco-clinic"
 work=$(mktemp -d /tmp/glyco-hil-pi.XXXX)
 "$CARGO_TARGET_DIR/debug/glyco-hil" --arch arm64 --device "$pi" --host-address "$here" \

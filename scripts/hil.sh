@@ -33,7 +33,7 @@ fi
 
 # Built as ./scripts/test.sh builds them (same features), so after the
 # tests nothing is rebuilt.
-cargo test --quiet --workspace --all-features --locked --no-run
+cargo build --quiet --workspace --all-features --locked --bins
 export GLYCO_CLINIC_BIN="$CARGO_TARGET_DIR/debug/glyco-clinic"
 
 check() {

@@ -32,6 +32,10 @@ echo "== systemd units (verify, security exposure, sysusers, tmpfiles)"
 ./scripts/check-units.sh
 
 echo "== tests"
+# The end-to-end tests run other packages' binaries (glyco-clinic beside
+# glyco-hub); cargo test builds only the tested package's own, so build
+# every binary first, or a stale one from an earlier build would be tested.
+cargo build --workspace --all-features --locked --bins
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-features --locked --no-fail-fast
   cargo test --workspace --all-features --locked --doc
