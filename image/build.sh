@@ -148,10 +148,12 @@ build() {
   cp -a image/rootfs/. "$rootdir/"
   chown -R 0:0 "$rootdir/etc/glyco" "$rootdir/etc/systemd/network"
   systemd-sysusers --root="$rootdir" >/dev/null
-  chgrp glyco "$rootdir/etc/glyco" 2>/dev/null || chgrp "$(grep '^glyco:' "$rootdir/etc/group" | cut -d: -f3)" "$rootdir/etc/glyco"
+  # The image's glyco group (numeric: the build host's may differ or not exist).
+  local gid
+  gid=$(grep '^glyco:' "$rootdir/etc/group" | cut -d: -f3)
+  chgrp "$gid" "$rootdir/etc/glyco" "$rootdir/etc/glyco/hub.toml"
   chmod 0750 "$rootdir/etc/glyco"
   chmod 0640 "$rootdir/etc/glyco/hub.toml"
-  chgrp "$(grep '^glyco:' "$rootdir/etc/group" | cut -d: -f3)" "$rootdir/etc/glyco/hub.toml"
   systemctl --root="$rootdir" enable glyco-hub.service systemd-networkd.service >/dev/null 2>&1
   # sshd is on the Pi image for engineers' test builds only: no host keys
   # baked in (each device makes its own), not enabled unless a key is given.

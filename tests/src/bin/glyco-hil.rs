@@ -51,6 +51,10 @@ struct Args {
     /// dev chain and the enrolment node listen there).
     #[arg(long)]
     host_address: Option<std::net::IpAddr>,
+    /// More kernel arguments for qemu, for debugging (for example
+    /// `systemd.setenv=RUST_LOG=debug`, which every service inherits).
+    #[arg(long, default_value = "")]
+    kernel_args: String,
     /// With --device: `user@host` for SSH (an image built with
     /// GLYCO_SSH_AUTHORIZED_KEY): reboots it and checks the unit and the
     /// journal on it. Without it the device is not rebooted.
@@ -229,7 +233,8 @@ impl Vm {
             // The journal on the serial console too: the log of a failed run
             // shows why the hub did what it did.
             .arg(format!(
-                "root={root} rw console={console} panic=10 systemd.journald.forward_to_console=1"
+                "root={root} rw console={console} panic=10 systemd.journald.forward_to_console=1 {}",
+                args.kernel_args
             ))
             .arg("-drive")
             .arg(format!("file={},if=virtio,format=qcow2", overlay.display()))
