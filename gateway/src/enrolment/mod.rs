@@ -107,9 +107,15 @@ pub struct HubIdentity {
     pub node: String,
 }
 
-/// Makes the hub's Ethereum key, the patient's Ethereum key and the iroh
-/// node key if they are missing; returns who they are.
-pub fn ensure_keys(config: &HubConfig) -> Result<HubIdentity, EnrolError> {
+/// The hub's keys: its Ethereum key, the patient's, and its iroh node's.
+struct HubKeys {
+    hub: glyco_contracts::keys::Signer,
+    patient: glyco_contracts::keys::Signer,
+    node: B256,
+}
+
+/// Loads the hub's keys, making any that is missing (0600).
+fn load_or_create_keys(config: &HubConfig) -> Result<HubKeys, EnrolError> {
     std::fs::create_dir_all(&config.state_dir).map_err(|e| EnrolError::Write {
         path: config.state_dir.clone(),
         detail: e.to_string(),
@@ -117,10 +123,19 @@ pub fn ensure_keys(config: &HubConfig) -> Result<HubIdentity, EnrolError> {
     let (hub, _) = load_or_create_key(&config.key_path())?;
     let (patient, _) = load_or_create_key(&config.in_state_dir(Path::new(PATIENT_ETH_KEY_FILE)))?;
     let (node, _) = load_or_create_secret(&config.node_key_path())?;
+    Ok(HubKeys { hub, patient, node })
+}
+
+/// Makes the hub's Ethereum key, the patient's Ethereum key and the iroh
+/// node key if they are missing; returns who they are.
+pub fn ensure_keys(config: &HubConfig) -> Result<HubIdentity, EnrolError> {
+    let keys = load_or_create_keys(config)?;
     Ok(HubIdentity {
-        hub: hub.address(),
-        patient: patient.address(),
-        node: iroh::SecretKey::from_bytes(&node.0).public().to_string(),
+        hub: keys.hub.address(),
+        patient: keys.patient.address(),
+        node: iroh::SecretKey::from_bytes(&keys.node.0)
+            .public()
+            .to_string(),
     })
 }
 
@@ -166,11 +181,11 @@ pub async fn enrol(config: &HubConfig, invitation: &Invitation) -> Result<Enroll
                 .map_or("any".into(), |r| format!("{r:#x}")),
         });
     }
-    ensure_keys(config)?;
-    let hub_key = glyco_contracts::keys::load_key(&config.key_path())?;
-    let patient_key =
-        glyco_contracts::keys::load_key(&config.in_state_dir(Path::new(PATIENT_ETH_KEY_FILE)))?;
-    let (node_secret, _) = load_or_create_secret(&config.node_key_path())?;
+    let HubKeys {
+        hub: hub_key,
+        patient: patient_key,
+        node: node_secret,
+    } = load_or_create_keys(config)?;
     let patient = patient_key.address();
     let rpc_url: glyco_contracts::client::RpcUrl = invitation.rpc_urls[0]
         .parse()
