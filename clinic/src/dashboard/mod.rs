@@ -24,10 +24,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{self};
 use axum::routing::{get, post};
 use glyco_contracts::keys::Signer;
 use glyco_contracts::{Address, GlycoClient};
@@ -105,32 +103,20 @@ pub fn router(state: Arc<Dashboard>) -> Router {
         .route("/patients/:patient/report", post(report::open))
         .route("/style.css", get(pages::stylesheet))
         .route("/signin.js", get(signin::script))
-        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(middleware::from_fn_with_state(
+            {
+                let dash = state.clone();
+                glyco_webkit::guard::LocalGuard::new(
+                    state.lan_only,
+                    "the dashboard serves the clinic's local network only",
+                    glyco_webkit::headers::CSP_OWN_SCRIPTS,
+                )
+                .counting(move || dash.count(|c| c.not_local += 1))
+            },
+            glyco_webkit::guard::local_only,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
-}
-
-/// Local peers only (unless told otherwise), and the security headers.
-async fn guard(
-    State(dash): State<Arc<Dashboard>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if dash.lan_only && !glyco_webkit::lan::is_local(peer.ip()) {
-        dash.count(|c| c.not_local += 1);
-        return (
-            StatusCode::FORBIDDEN,
-            "the dashboard serves the clinic's local network only",
-        )
-            .into_response();
-    }
-    let mut response = next.run(request).await;
-    glyco_webkit::headers::secure(
-        response.headers_mut(),
-        glyco_webkit::headers::CSP_OWN_SCRIPTS,
-    );
-    response
 }
 
 /// Serves the dashboard on `listener` until `shutdown`; the alert follower

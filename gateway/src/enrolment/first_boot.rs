@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::middleware::{self};
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
 use parking_lot::Mutex;
@@ -106,30 +106,16 @@ fn app(state: Arc<Waiting>) -> Router {
         .route("/enrol", axum::routing::post(enrol))
         .route("/enrol.js", get(script))
         .route("/style.css", get(stylesheet))
-        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(middleware::from_fn_with_state(
+            glyco_webkit::guard::LocalGuard::new(
+                state.config.web.lan_only,
+                "the hub serves its local network only",
+                glyco_webkit::headers::CSP_OWN_SCRIPTS,
+            ),
+            glyco_webkit::guard::local_only,
+        ))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .with_state(state)
-}
-
-async fn guard(
-    State(state): State<Arc<Waiting>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if state.config.web.lan_only && !glyco_webkit::lan::is_local(peer.ip()) {
-        return (
-            StatusCode::FORBIDDEN,
-            "the hub serves its local network only",
-        )
-            .into_response();
-    }
-    let mut response = next.run(request).await;
-    glyco_webkit::headers::secure(
-        response.headers_mut(),
-        glyco_webkit::headers::CSP_OWN_SCRIPTS,
-    );
-    response
 }
 
 fn layout(body: Markup) -> Html<String> {

@@ -23,10 +23,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{self};
 use axum::routing::{get, post};
 use glyco_seal::reading::GlucoseUnit;
 use parking_lot::Mutex;
@@ -139,30 +137,20 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/api/v1/entries/sgv.json", get(nightscout::entries))
         .route("/api/v1/entries/sgv", get(nightscout::entries))
         .route("/api/v1/entries/current.json", get(nightscout::current))
-        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(middleware::from_fn_with_state(
+            {
+                let web = state.clone();
+                glyco_webkit::guard::LocalGuard::new(
+                    state.lan_only,
+                    "the hub serves its local network only",
+                    glyco_webkit::headers::CSP_NO_SCRIPT,
+                )
+                .counting(move || web.status.lock().counts.not_local += 1)
+            },
+            glyco_webkit::guard::local_only,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
-}
-
-/// Local peers only (unless configured otherwise), and the headers that keep
-/// pages from being framed, sniffed, cached or scripted from elsewhere.
-async fn guard(
-    State(web): State<Arc<WebState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if web.lan_only && !glyco_webkit::lan::is_local(peer.ip()) {
-        web.status.lock().counts.not_local += 1;
-        return (
-            StatusCode::FORBIDDEN,
-            "the hub serves its local network only",
-        )
-            .into_response();
-    }
-    let mut response = next.run(request).await;
-    glyco_webkit::headers::secure(response.headers_mut(), glyco_webkit::headers::CSP_NO_SCRIPT);
-    response
 }
 
 /// What the daemon hands the web app.

@@ -4,6 +4,7 @@
 //! app's own origin, the headers every page carries, and which peers are on
 //! the local network.
 
+pub mod guard;
 pub mod headers;
 pub mod lan;
 pub mod origin;
