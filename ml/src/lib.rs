@@ -26,6 +26,7 @@ pub mod features;
 #[cfg(feature = "eval")]
 pub mod featurize;
 pub mod finding;
+pub mod fleet;
 pub mod history;
 pub mod models;
 pub mod monitor;

@@ -12,6 +12,7 @@ pub mod body;
 pub mod cid;
 pub mod emergency;
 pub mod enrolment;
+pub mod fleet;
 pub mod hexcode;
 pub mod keys;
 pub mod merkle;
