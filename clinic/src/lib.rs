@@ -9,6 +9,7 @@ pub mod alert_client;
 pub mod dashboard;
 pub mod enrolment;
 pub mod fhir;
+pub mod fleet;
 pub mod inbox;
 pub mod parallel;
 pub mod physician;

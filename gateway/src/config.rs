@@ -154,6 +154,19 @@ await_enrolment = false
 chain_id = 0
 # roles_contract = "0x..."
 
+[fleet]
+# Heartbeats to the clinic's fleet node (docs/FLEET.md): versions, uptime,
+# disk, memory, queues, chain, devices' last-seen, open alerts; no readings.
+enabled = true
+# The node, "<iroh node id>@<ip:port>"; unset: the alert inbox node
+# (alerts.inbox), which enrolment sets.
+# node = ""
+interval_secs = 60
+# An alert policy a physician proposes through the fleet node: "refuse"
+# (recorded, not applied) or "apply" (applied when its signer holds a live
+# grant from the patient on chain). The patient's choice.
+remote_config = "refuse"
+
 [limits]
 # Device connections in all, and from one network address. The hub raises its
 # file-descriptor limit at start and lowers max_connections to what it allows
@@ -202,6 +215,67 @@ pub struct HubConfig {
     pub limits: LimitsConfig,
     pub web: WebConfig,
     pub enrolment: EnrolmentConfig,
+    pub fleet: FleetConfig,
+}
+
+/// Heartbeats to the clinic's fleet node (docs/FLEET.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    pub enabled: bool,
+    /// `<iroh node id>@<ip:port>`; unset: the clinic's alert inbox node.
+    pub node: Option<String>,
+    pub interval_secs: u64,
+    /// What the hub does with an alert policy a physician proposes
+    /// through the fleet node: the patient's choice.
+    pub remote_config: RemoteConfig,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            node: None,
+            interval_secs: 60,
+            remote_config: RemoteConfig::Refuse,
+        }
+    }
+}
+
+/// The patient's consent to remote configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteConfig {
+    /// Proposals are recorded, never applied.
+    #[default]
+    Refuse,
+    /// A proposal signed by a physician with a live grant from the patient
+    /// (checked on chain) is applied and recorded.
+    Apply,
+}
+
+impl FleetConfig {
+    /// The fleet node to send heartbeats to, if any (`node`, else the
+    /// first alert inbox), checked.
+    pub fn node_peer(
+        &self,
+        alerts: &AlertsConfig,
+    ) -> Result<Option<(iroh::EndpointId, std::net::SocketAddr)>, ConfigError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let Some(text) = self.node.as_ref().or(alerts.inbox.as_ref()) else {
+            return Ok(None);
+        };
+        let parsed = text.split_once('@').and_then(|(node, addr)| {
+            Some((node.parse().ok()?, addr.parse().ok()?))
+        });
+        parsed.map(Some).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "fleet.node {text:?} is not <iroh node id>@<ip:port>"
+            ))
+        })
+    }
 }
 
 /// First boot and enrolment (docs/APPLIANCE.md).
@@ -836,6 +910,7 @@ impl Default for HubConfig {
             limits: LimitsConfig::default(),
             web: WebConfig::default(),
             enrolment: EnrolmentConfig::default(),
+            fleet: FleetConfig::default(),
         }
     }
 }
@@ -996,6 +1071,15 @@ impl HubConfig {
         }
         self.limits.validate()?;
         self.seal.validate()?;
+        if !(5..=3600).contains(&self.fleet.interval_secs) {
+            return invalid("fleet.interval_secs must be between 5 and 3600".into());
+        }
+        if self.fleet.node_peer(&self.alerts)?.is_some() && !self.seal.enabled {
+            return invalid(
+                "fleet heartbeats need seal.enabled (they leave through the seal's iroh node); set fleet.enabled = false"
+                    .into(),
+            );
+        }
         self.alerts.policy()?;
         let inboxes = self.alerts.inbox_peers()?;
         self.web.time_zone()?;

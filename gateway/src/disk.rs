@@ -13,6 +13,18 @@ pub fn available_bytes(path: &Path) -> std::io::Result<u64> {
     Ok(u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size())))
 }
 
+/// Bytes available to this process and bytes in all on the filesystem
+/// holding `path` (for the fleet heartbeat).
+#[allow(clippy::useless_conversion)]
+pub fn usage(path: &Path) -> std::io::Result<(u64, u64)> {
+    let stat = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+    let fragment = u64::from(stat.fragment_size());
+    Ok((
+        u64::from(stat.blocks_available()).saturating_mul(fragment),
+        u64::from(stat.blocks()).saturating_mul(fragment),
+    ))
+}
+
 /// `Err((available, reserve))` when less than `reserve` bytes are free. An
 /// unreadable filesystem counts as having room: the write itself then says
 /// what is wrong.

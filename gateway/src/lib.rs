@@ -16,6 +16,7 @@ pub mod descriptors;
 pub mod device_admin;
 pub mod disk;
 pub mod enrolment;
+pub mod fleet;
 pub mod follower;
 pub mod journal;
 pub mod journald;

@@ -67,6 +67,9 @@ pub struct StatusReport {
     /// The hub process's memory and CPU time.
     #[serde(default)]
     pub process: ProcessStatus,
+    /// Heartbeats to the clinic's fleet node, and remote configuration.
+    #[serde(default)]
+    pub fleet: crate::fleet::FleetStatus,
 }
 
 /// The hub process's resident memory and CPU time, from /proc/self.

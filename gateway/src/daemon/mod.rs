@@ -542,6 +542,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         }
     }
 
+    let fleet_endpoint = alert_endpoint.clone();
     if let Some(rx) = alert_inputs {
         let inboxes = config.alerts.inbox_peers()?;
         let delivery = match (inboxes.is_empty(), alert_endpoint) {
@@ -629,7 +630,48 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         descriptor_limit,
         seal: seal_state,
         web: web_status.clone(),
+        fleet: Arc::new(parking_lot::Mutex::new(crate::fleet::FleetStatus {
+            enabled: config.fleet.enabled,
+            node: config.fleet.node.clone().or(config.alerts.inbox.clone()),
+            interval_secs: config.fleet.interval_secs,
+            remote_config: config.fleet.remote_config,
+            remote_log: journal
+                .meta(crate::fleet::REMOTE_CONFIG_META)?
+                .map(|bytes| crate::fleet::restore_log(&bytes))
+                .unwrap_or_default(),
+            ..Default::default()
+        })),
     });
+    if let Some(node) = config.fleet.node_peer(&config.alerts)? {
+        match fleet_endpoint {
+            Some(endpoint) => {
+                let report_sources = sources.clone();
+                let sender = crate::fleet::HeartbeatSender {
+                    endpoint,
+                    node,
+                    key: key.clone(),
+                    boot_ms: sources.started_at,
+                    interval: Duration::from_secs(config.fleet.interval_secs),
+                    report: Arc::new(move || report_sources.report()),
+                    state_dir: config.state_dir.clone(),
+                    status: sources.fleet.clone(),
+                    policies: alerts_on.then(|| crate::fleet::PolicyApplier {
+                        chain: GlycoClient::read_only(anchor_url.clone(), deployment.clone()),
+                        alerts_config: config.alerts.clone(),
+                        alerts: alerts.clone(),
+                        hub,
+                        patient,
+                    }),
+                    writer: writer.clone(),
+                };
+                supervisor.spawn("fleet heartbeat", sender.run(tasks.clone()));
+            }
+            None => {
+                tracing::error!("fleet heartbeats need the hub's iroh node (seal.serve_replicas); the clinic does not hear from this hub");
+                sources.fleet.lock().last_error = Some("the hub's iroh node is not running".into());
+            }
+        }
+    }
     let web_sources = sources.clone();
     let web = Box::pin(crate::web::start(
         &config,
@@ -701,16 +743,19 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         .map(|(key, blobs)| (journal.clone(), blobs.clone(), key.clone()));
     let kit_maker = (key.clone(), patient, seal_state_for_kit);
     let releasing = (quarantine.clone(), journal.clone(), writer.clone());
-    let policing = (
-        config.alerts.clone(),
-        GlycoClient::read_only(anchor_url.clone(), deployment.clone()),
-    );
+    let policing = crate::fleet::PolicyApplier {
+        chain: GlycoClient::read_only(anchor_url.clone(), deployment.clone()),
+        alerts_config: config.alerts.clone(),
+        alerts: alerts.clone(),
+        hub,
+        patient,
+    };
     let answer = move |ask: status::Ask| {
         let exporting = exporting.clone();
         let (signer, patient, state) = kit_maker.clone();
         let alerts = alerts.clone();
         let (quarantine, release_journal, release_writer) = releasing.clone();
-        let (alerts_config, chain) = policing.clone();
+        let policing = policing.clone();
         async move {
             let off = || "sealing is off on this hub ([seal] enabled = false)".to_owned();
             match ask {
@@ -752,16 +797,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                     released
                 }),
                 status::Ask::AlertPolicy(signed) => serde_json::to_vec(
-                    &async {
-                        let signer =
-                            crate::alerts::check_policy(&signed, hub, patient, &chain).await?;
-                        let policy = alerts_config
-                            .with_policy(&signed.body)
-                            .policy()
-                            .map_err(|e| e.to_string())?;
-                        alerts.sink().set_policy(policy, *signed, signer).await
-                    }
-                    .await,
+                    &policing.apply(*signed).await.map(|(version, _)| version),
                 ),
                 status::Ask::AlertSnooze { kind, minutes } => {
                     serde_json::to_vec(&alerts.sink().snooze(kind, minutes).await)

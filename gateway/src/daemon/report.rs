@@ -44,6 +44,7 @@ pub(super) struct StatusSources {
     pub descriptor_limit: u64,
     pub seal: crate::seal::SealState,
     pub web: Arc<parking_lot::Mutex<crate::web::WebStatus>>,
+    pub fleet: Arc<parking_lot::Mutex<crate::fleet::FleetStatus>>,
 }
 
 impl StatusSources {
@@ -128,6 +129,7 @@ impl StatusSources {
             seal: self.seal.snapshot(),
             storage: self.pipeline.storage(),
             web: self.web.lock().clone(),
+            fleet: self.fleet.lock().clone(),
             stages: self
                 .stages
                 .snapshot()

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod bluetooth;
 pub mod family;
 pub mod glucose;
+pub mod metrics;
 pub mod nightscout;
 pub mod pages;
 pub mod sharing;
@@ -137,6 +138,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/api/v1/entries/sgv.json", get(nightscout::entries))
         .route("/api/v1/entries/sgv", get(nightscout::entries))
         .route("/api/v1/entries/current.json", get(nightscout::current))
+        .route("/metrics", get(metrics::metrics))
         .layer(middleware::from_fn_with_state(
             {
                 let web = state.clone();

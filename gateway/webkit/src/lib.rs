@@ -7,6 +7,7 @@
 pub mod guard;
 pub mod headers;
 pub mod lan;
+pub mod metrics;
 pub mod origin;
 pub mod qr;
 pub mod session;

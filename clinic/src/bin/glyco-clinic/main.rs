@@ -7,6 +7,7 @@ mod alerts_cmd;
 mod dashboard_cmd;
 mod emergency_cmd;
 mod enrol_cmd;
+mod fleet_cmd;
 mod inbox_cmd;
 mod physician_cmd;
 mod proxy_cmd;
@@ -119,7 +120,16 @@ enum Command {
         #[arg(long)]
         duty_roster: Option<PathBuf>,
         #[command(flatten)]
+        fleet: inbox_cmd::FleetArgs,
+        #[command(flatten)]
         chain: Chain,
+    },
+    /// The clinic's fleet of hubs: which are silent, outdated, lagging or
+    /// misbehaving (from the clinic node's `--http`), and proposing a
+    /// physician's signed alert policy to a hub.
+    Fleet {
+        #[command(subcommand)]
+        command: fleet_cmd::FleetCommand,
     },
     /// The physician's dashboard in a browser (sign in with the
     /// physician's Ethereum key): patients, alerts, reports, access log.
@@ -245,6 +255,7 @@ async fn main() -> Result<()> {
             max_followers,
             max_in_flight,
             duty_roster,
+            fleet,
             chain,
         } => {
             inbox_cmd::run(
@@ -253,9 +264,11 @@ async fn main() -> Result<()> {
                 &chain,
                 (max_followers, max_in_flight),
                 duty_roster.as_deref(),
+                &fleet,
             )
             .await
         }
+        Command::Fleet { command } => fleet_cmd::run(command).await,
         Command::EnrolNode {
             dir,
             entity_key,
