@@ -267,9 +267,9 @@ impl FleetConfig {
         let Some(text) = self.node.as_ref().or(alerts.inbox.as_ref()) else {
             return Ok(None);
         };
-        let parsed = text.split_once('@').and_then(|(node, addr)| {
-            Some((node.parse().ok()?, addr.parse().ok()?))
-        });
+        let parsed = text
+            .split_once('@')
+            .and_then(|(node, addr)| Some((node.parse().ok()?, addr.parse().ok()?)));
         parsed.map(Some).ok_or_else(|| {
             ConfigError::Invalid(format!(
                 "fleet.node {text:?} is not <iroh node id>@<ip:port>"

@@ -130,8 +130,11 @@ impl HeartbeatSender {
             let sent_at = now_millis();
             let result = match Signed::sign(beat, &self.key) {
                 Ok(signed) => {
-                    self.exchange(&mut connection, HubFleetMessage::Heartbeat(Box::new(signed)))
-                        .await
+                    self.exchange(
+                        &mut connection,
+                        HubFleetMessage::Heartbeat(Box::new(signed)),
+                    )
+                    .await
                 }
                 Err(e) => Err(format!("signing: {e}")),
             };
@@ -182,13 +185,11 @@ impl HeartbeatSender {
                 Some(c) if c.close_reason().is_none() => c.clone(),
                 _ => {
                     let to = EndpointAddr::new(self.node.0).with_ip_addr(self.node.1);
-                    let c = tokio::time::timeout(
-                        EXCHANGE_WAIT,
-                        self.endpoint.connect(to, FLEET_ALPN),
-                    )
-                    .await
-                    .map_err(|_| "connecting to the fleet node timed out".to_string())?
-                    .map_err(|e| format!("connecting to the fleet node: {e}"))?;
+                    let c =
+                        tokio::time::timeout(EXCHANGE_WAIT, self.endpoint.connect(to, FLEET_ALPN))
+                            .await
+                            .map_err(|_| "connecting to the fleet node timed out".to_string())?
+                            .map_err(|e| format!("connecting to the fleet node: {e}"))?;
                     *connection = Some(c.clone());
                     c
                 }

@@ -31,7 +31,8 @@ impl Default for FleetSettings {
     fn default() -> Self {
         Self {
             silent_after_ms: 5 * 60 * 1000,
-            min_interval_ms: 5_000,
+            // The hub's shortest interval is 5 s; a little jitter is fine.
+            min_interval_ms: 4_000,
             max_hubs: 100_000,
             current_release: None,
             current_version: None,
@@ -258,10 +259,7 @@ impl FleetBook {
                 path: path.to_owned(),
                 detail: e.to_string(),
             })?;
-        book.hubs = entries
-            .into_iter()
-            .take(book.settings.max_hubs)
-            .collect();
+        book.hubs = entries.into_iter().take(book.settings.max_hubs).collect();
         Ok(book)
     }
 }

@@ -79,7 +79,11 @@ pub struct FleetJson {
 async fn metrics(State(node): State<NodeHttp>) -> Response {
     let inbox = node.inbox.as_ref().map(|i| i.counts());
     let text = super::metrics::render(&node.fleet, inbox.as_ref(), super::now_ms());
-    ([(header::CONTENT_TYPE, glyco_webkit::metrics::CONTENT_TYPE)], text).into_response()
+    (
+        [(header::CONTENT_TYPE, glyco_webkit::metrics::CONTENT_TYPE)],
+        text,
+    )
+        .into_response()
 }
 
 async fn fleet_json(State(node): State<NodeHttp>, Query(query): Query<FleetQuery>) -> Response {

@@ -76,7 +76,11 @@ pub fn render(node: &FleetNode, inbox: Option<&InboxCounts>, now_ms: i64) -> Str
         "chain_unreachable",
     ] {
         let count = findings.get(name).copied().unwrap_or(0);
-        e.sample("glyco_fleet_hub_findings", &[("finding", name)], count as f64);
+        e.sample(
+            "glyco_fleet_hub_findings",
+            &[("finding", name)],
+            count as f64,
+        );
     }
     e.single(
         "glyco_fleet_heartbeats_total",
@@ -110,14 +114,34 @@ pub fn render(node: &FleetNode, inbox: Option<&InboxCounts>, now_ms: i64) -> Str
         "busy",
     ] {
         let count = refused.get(reason).copied().unwrap_or(0);
-        e.sample("glyco_fleet_refused_total", &[("reason", reason)], count as f64);
+        e.sample(
+            "glyco_fleet_refused_total",
+            &[("reason", reason)],
+            count as f64,
+        );
     }
     if let Some(inbox) = inbox {
         for (name, help, value) in [
-            ("glyco_inbox_alerts_kept_total", "Alerts kept for physicians.", inbox.kept),
-            ("glyco_inbox_duplicates_total", "Alert deliveries already kept.", inbox.duplicates),
-            ("glyco_inbox_acks_total", "Acknowledgements kept.", inbox.acks),
-            ("glyco_inbox_refused_total", "Inbox requests refused.", inbox.refused),
+            (
+                "glyco_inbox_alerts_kept_total",
+                "Alerts kept for physicians.",
+                inbox.kept,
+            ),
+            (
+                "glyco_inbox_duplicates_total",
+                "Alert deliveries already kept.",
+                inbox.duplicates,
+            ),
+            (
+                "glyco_inbox_acks_total",
+                "Acknowledgements kept.",
+                inbox.acks,
+            ),
+            (
+                "glyco_inbox_refused_total",
+                "Inbox requests refused.",
+                inbox.refused,
+            ),
         ] {
             e.single(name, Kind::Counter, help, value as f64);
         }

@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 use glyco_contracts::Address;
 use glyco_seal::alerts::AlertPolicyDoc;
 use glyco_seal::fleet::{
-    self, FleetAnswer, FleetRefusal, Heartbeat, HubFleetMessage,
-    MAX_FLEET_MESSAGE_BYTES, Signed,
+    self, FleetAnswer, FleetRefusal, Heartbeat, HubFleetMessage, MAX_FLEET_MESSAGE_BYTES, Signed,
 };
 use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler};
@@ -33,7 +32,6 @@ use tokio::sync::Semaphore;
 
 use crate::proxy::chain_view::ChainView;
 use book::{FleetBook, FleetSettings};
-
 
 /// Messages one connection may carry before it is closed.
 const MESSAGES_PER_CONNECTION: usize = 256;
@@ -145,13 +143,13 @@ impl FleetNode {
             .clone()
             .try_acquire_owned()
             .map_err(|_| FleetRefusal::Busy)?;
-        let patient = self
-            .chain
-            .hub_patient(hub)
-            .await
-            .map_err(|e| FleetRefusal::ChainUnavailable {
-                detail: e.to_string(),
-            })?;
+        let patient =
+            self.chain
+                .hub_patient(hub)
+                .await
+                .map_err(|e| FleetRefusal::ChainUnavailable {
+                    detail: e.to_string(),
+                })?;
         let mut admitted = self.admitted.lock();
         let max = self.book.lock().settings.max_hubs;
         if admitted.len() >= 2 * max {
@@ -289,23 +287,22 @@ pub async fn exchange(
 
 /// The settings a fleet node starts with, checked before anything opens.
 pub fn settings(
-    silent_after_mins: u64,
+    silent_after_secs: u64,
     max_hubs: usize,
     current_release: Option<String>,
     current_version: Option<String>,
 ) -> Result<FleetSettings, String> {
-    if !(1..=7 * 24 * 60).contains(&silent_after_mins) {
-        return Err("--silent-after-mins is 1 to 10080".into());
+    if !(10..=7 * 24 * 3600).contains(&silent_after_secs) {
+        return Err("--silent-after-secs is 10 to 604800".into());
     }
     if !(1..=1_000_000).contains(&max_hubs) {
         return Err("--max-hubs is 1 to 1,000,000".into());
     }
     Ok(FleetSettings {
-        silent_after_ms: silent_after_mins as i64 * 60_000,
+        silent_after_ms: silent_after_secs as i64 * 1000,
         max_hubs,
         current_release,
         current_version,
         ..FleetSettings::default()
     })
 }
-

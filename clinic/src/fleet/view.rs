@@ -11,7 +11,17 @@ use super::book::{FleetBook, FleetSettings, HubEntry};
 
 /// What is wrong with a hub, as the clinic sorts it.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Flag {
@@ -173,10 +183,15 @@ pub fn view(book: &FleetBook, filter: &FleetFilter, now_ms: i64) -> Vec<HubRow> 
         .filter(|row| filter.keeps(row))
         .collect();
     let rank = |row: &HubRow| {
-        [Flag::Silent, Flag::Misbehaving, Flag::Lagging, Flag::Outdated]
-            .iter()
-            .position(|f| row.flags.contains(f))
-            .unwrap_or(4)
+        [
+            Flag::Silent,
+            Flag::Misbehaving,
+            Flag::Lagging,
+            Flag::Outdated,
+        ]
+        .iter()
+        .position(|f| row.flags.contains(f))
+        .unwrap_or(4)
     };
     rows.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.hub.cmp(&b.hub)));
     rows

@@ -667,7 +667,9 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                 supervisor.spawn("fleet heartbeat", sender.run(tasks.clone()));
             }
             None => {
-                tracing::error!("fleet heartbeats need the hub's iroh node (seal.serve_replicas); the clinic does not hear from this hub");
+                tracing::error!(
+                    "fleet heartbeats need the hub's iroh node (seal.serve_replicas); the clinic does not hear from this hub"
+                );
                 sources.fleet.lock().last_error = Some("the hub's iroh node is not running".into());
             }
         }
@@ -796,9 +798,9 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                     }
                     released
                 }),
-                status::Ask::AlertPolicy(signed) => serde_json::to_vec(
-                    &policing.apply(*signed).await.map(|(version, _)| version),
-                ),
+                status::Ask::AlertPolicy(signed) => {
+                    serde_json::to_vec(&policing.apply(*signed).await.map(|(version, _)| version))
+                }
                 status::Ask::AlertSnooze { kind, minutes } => {
                     serde_json::to_vec(&alerts.sink().snooze(kind, minutes).await)
                 }

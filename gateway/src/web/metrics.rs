@@ -130,7 +130,11 @@ pub fn render(report: &StatusReport) -> String {
         &[("state", "registered")],
         report.devices.len() as f64,
     );
-    e.sample("glyco_hub_devices", &[("state", "connected")], connected as f64);
+    e.sample(
+        "glyco_hub_devices",
+        &[("state", "connected")],
+        connected as f64,
+    );
     e.sample(
         "glyco_hub_devices",
         &[("state", "quarantined")],
@@ -149,7 +153,10 @@ pub fn render(report: &StatusReport) -> String {
         e.sample(
             "glyco_hub_refusals_total",
             &[
-                ("transport", &format!("{:?}", refusal.transport).to_lowercase()),
+                (
+                    "transport",
+                    &format!("{:?}", refusal.transport).to_lowercase(),
+                ),
                 ("reason", refusal.reason.as_str()),
             ],
             refusal.count as f64,
@@ -181,9 +188,21 @@ pub fn render(report: &StatusReport) -> String {
         alerts.open.len() as f64,
     );
     for (name, help, value) in [
-        ("glyco_hub_alerts_created_total", "Alerts raised.", alerts.created),
-        ("glyco_hub_alerts_delivered_total", "Alert deliveries kept by an inbox.", alerts.delivered),
-        ("glyco_hub_alerts_acknowledged_total", "Alerts acknowledged.", alerts.acknowledged),
+        (
+            "glyco_hub_alerts_created_total",
+            "Alerts raised.",
+            alerts.created,
+        ),
+        (
+            "glyco_hub_alerts_delivered_total",
+            "Alert deliveries kept by an inbox.",
+            alerts.delivered,
+        ),
+        (
+            "glyco_hub_alerts_acknowledged_total",
+            "Alerts acknowledged.",
+            alerts.acknowledged,
+        ),
     ] {
         e.single(name, Kind::Counter, help, value as f64);
     }

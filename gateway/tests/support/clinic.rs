@@ -47,6 +47,16 @@ impl ClinicProcess {
     pub async fn kill(mut self) {
         self.child.kill().await.unwrap();
     }
+
+    /// SIGTERM, and wait for a clean exit (up to 20 s).
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("the clinic process exits within 20 s of SIGTERM")
+            .unwrap()
+    }
 }
 
 pub fn read(path: &Path) -> String {

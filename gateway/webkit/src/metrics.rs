@@ -100,9 +100,17 @@ mod tests {
     fn families_samples_and_escapes() {
         let mut e = Exposition::new();
         e.single("glyco_up", Kind::Gauge, "Whether it runs.", 1.0);
-        e.family("glyco_refusals_total", Kind::Counter, "Refusals.\nBy reason.")
-            .sample("glyco_refusals_total", &[("reason", "a\"b\\c\nd")], 3.0)
-            .sample("glyco_refusals_total", &[("reason", "x"), ("transport", "ble")], 0.5);
+        e.family(
+            "glyco_refusals_total",
+            Kind::Counter,
+            "Refusals.\nBy reason.",
+        )
+        .sample("glyco_refusals_total", &[("reason", "a\"b\\c\nd")], 3.0)
+        .sample(
+            "glyco_refusals_total",
+            &[("reason", "x"), ("transport", "ble")],
+            0.5,
+        );
         let text = e.finish();
         assert_eq!(
             text,
@@ -139,11 +147,13 @@ pub fn process(e: &mut Exposition) {
     }
     // utime and stime, fields 14 and 15, in clock ticks (100 a second on
     // Linux); the command name may hold spaces, so count from its ')'.
-    let ticks = std::fs::read_to_string("/proc/self/stat").ok().and_then(|stat| {
-        let rest = stat.rsplit_once(')')?.1.to_owned();
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-    });
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let rest = stat.rsplit_once(')')?.1.to_owned();
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        });
     if let Some(ticks) = ticks {
         e.single(
             "process_cpu_seconds_total",

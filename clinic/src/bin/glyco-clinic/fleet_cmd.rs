@@ -92,6 +92,7 @@ async fn show(
             query.append_pair("hub", &hub.to_string());
         }
     }
+    glyco_contracts::client::install_tls_provider();
     let mut request = reqwest::Client::new()
         .get(url.clone())
         .timeout(Duration::from_secs(10));
@@ -144,10 +145,11 @@ async fn propose(signed: &std::path::Path, node: &HubPeer, dir: &std::path::Path
     );
     let endpoint = bind(node_key(dir)?, "127.0.0.1:0".parse()?).await?;
     let to = EndpointAddr::new(node.node).with_ip_addr(node.addr);
-    let connection = tokio::time::timeout(Duration::from_secs(10), endpoint.connect(to, FLEET_ALPN))
-        .await
-        .context("connecting to the clinic node timed out")?
-        .context("connecting to the clinic node")?;
+    let connection =
+        tokio::time::timeout(Duration::from_secs(10), endpoint.connect(to, FLEET_ALPN))
+            .await
+            .context("connecting to the clinic node timed out")?
+            .context("connecting to the clinic node")?;
     let answer = glyco_clinic::fleet::exchange(
         &connection,
         &HubFleetMessage::ProposePolicy(Box::new(policy)),

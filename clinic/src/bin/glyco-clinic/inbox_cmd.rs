@@ -40,8 +40,8 @@ pub struct FleetArgs {
     #[arg(long)]
     pub http_any_network: bool,
     /// A hub without a heartbeat for this long is silent.
-    #[arg(long, default_value_t = 5)]
-    pub silent_after_mins: u64,
+    #[arg(long, default_value_t = 300)]
+    pub silent_after_secs: u64,
     /// Hubs the fleet book keeps at most.
     #[arg(long, default_value_t = 100_000)]
     pub max_hubs: usize,
@@ -65,7 +65,7 @@ pub async fn run(
     // Checked before anything is opened or bound.
     let duty = duty_roster.map(DutyRoster::open).transpose()?;
     let settings = glyco_clinic::fleet::settings(
-        fleet.silent_after_mins,
+        fleet.silent_after_secs,
         fleet.max_hubs,
         fleet.current_release.clone(),
         fleet.current_version.clone(),
@@ -78,7 +78,10 @@ pub async fn run(
                 .trim()
                 .to_owned();
             if token.len() < 16 {
-                bail!("the HTTP token in {} is shorter than 16 characters", path.display());
+                bail!(
+                    "the HTTP token in {} is shorter than 16 characters",
+                    path.display()
+                );
             }
             Some(Arc::<str>::from(token))
         }
