@@ -91,6 +91,15 @@ impl FleetNode {
         }
     }
 
+    /// Takes `hub` as serving `patient` without asking the chain, for
+    /// [`ADMITTED_TTL`]: an answer known from elsewhere (the enrolment
+    /// that just made it so; the scale bench, which has no chain).
+    pub fn known_hub(&self, hub: Address, patient: Address) {
+        self.admitted
+            .lock()
+            .insert(hub, (Instant::now(), Some(patient)));
+    }
+
     /// Reads the book under its lock.
     pub fn with_book<R>(&self, read: impl FnOnce(&FleetBook) -> R) -> R {
         read(&self.book.lock())
