@@ -148,7 +148,13 @@ async fn the_clinic_dashboard_works_in_a_real_browser() {
     let history = w.world.register("cgm-history", "cgm").await;
     let now_device = w.world.register("cgm-now", "cgm").await;
     let _proxy = proxy.start(&w.world, &keys, w.path("proxy.log")).await;
-    let _inbox = w.start_inbox().await;
+    let fleet_http = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    };
+    let _inbox = w
+        .start_inbox_at(&w.inbox_dir.clone(), w.inbox_port, &["--http", &fleet_http])
+        .await;
     let hub = w.world.start_hub().await;
     hub.wait_registered("cgm-now").await;
     hub.wait_for("the grant's kfrags at the proxy", |r| {
@@ -206,6 +212,8 @@ async fn the_clinic_dashboard_works_in_a_real_browser() {
         proxy_arg,
         "--time-zone".into(),
         "UTC".into(),
+        "--fleet".into(),
+        format!("http://{fleet_http}"),
     ];
     args.extend(w.chain_args());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -249,6 +257,7 @@ async fn the_clinic_dashboard_works_in_a_real_browser() {
     );
     let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(seen["patients"], 1);
+    assert_eq!(seen["fleet_hubs"], 1, "the hub's heartbeats on the fleet page");
     assert_eq!(seen["report_readings"], readings);
     assert!(seen["access_log"].as_u64().unwrap() >= 1);
     assert!(seen["hub_access_log"].as_u64().unwrap() >= 1);

@@ -140,6 +140,13 @@ def main(base, key, other_key, hub, pin, shots, cast):
         expect("you read data" in log, f"the read is not in the access log: {log}")
         seen["access_log"] = log.count("you read data")
 
+        # The fleet page: the clinic node's view of the hub's heartbeats.
+        page.goto(base + "/fleet")
+        fleet = page.inner_text("table.fleet")
+        expect("healthy" in fleet, f"the hub is not on the fleet page: {fleet}")
+        page.screenshot(path=f"{shots}/clinic-fleet.png", full_page=True)
+        seen["fleet_hubs"] = page.locator("table.fleet tr").count() - 1
+
         # Signed out: the session no longer opens pages.
         page.click("text=Sign out")
         page.goto(base + "/alerts")

@@ -15,6 +15,7 @@
 //! on-chain log, and the page says so before), and the access log.
 
 pub mod alerts;
+pub mod fleet;
 pub mod pages;
 pub mod report;
 pub mod signin;
@@ -83,6 +84,8 @@ pub struct Dashboard {
     pub time_zone: jiff::tz::TimeZone,
     pub unit: glyco_seal::reading::GlucoseUnit,
     pub lan_only: bool,
+    /// The clinic node's fleet view, if the page should show it.
+    pub fleet: Option<fleet::FleetSource>,
 }
 
 impl Dashboard {
@@ -98,6 +101,7 @@ pub fn router(state: Arc<Dashboard>) -> Router {
         .route("/login", get(signin::form).post(signin::sign_in))
         .route("/logout", post(pages::logout))
         .route("/alerts", get(pages::alerts))
+        .route("/fleet", get(fleet::page))
         .route("/alerts/ack", post(pages::ack))
         .route("/patients/:patient", get(pages::patient))
         .route("/patients/:patient/report", post(report::open))

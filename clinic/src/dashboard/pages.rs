@@ -76,6 +76,7 @@ pub(super) fn layout(title: &str, physician: Option<&Physician>, body: Markup) -
                         nav {
                             a href="/" { "Patients" }
                             a href="/alerts" { "Alerts" }
+                            a href="/fleet" { "Fleet" }
                         }
                         span { code { (short(physician.address)) } }
                         form.signout method="post" action="/logout" {

@@ -17,4 +17,6 @@ section.share{page-break-after:always;margin:1.5em 0}code.share{word-break:break
 .qr svg{width:220px;height:220px}code.password{font-size:1.1em;background:#fff4d6;padding:.1em .3em}
 pre#siwe-message{background:#fff;border:1px solid #ddd;padding:.6em;white-space:pre-wrap;max-width:46em}
 td.open{color:#8b1a10;font-weight:600}p.notice{background:#fff4d6;padding:.4em .6em}
+span.flag{font-size:.85em;padding:0 .35em;border-radius:3px;background:#e8eef6}
+table.fleet tr.silent,table.fleet tr.misbehaving{color:#8b1a10}table.fleet tr.lagging{color:#8a5a00}
 "#;

@@ -52,6 +52,12 @@ pub struct DashboardArgs {
     /// mg/dL or mmol/L.
     #[arg(long, default_value = "mg/dL", value_parser = parse_unit)]
     unit: GlucoseUnit,
+    /// The clinic node's HTTP address (its `--http`), for the Fleet page.
+    #[arg(long)]
+    fleet: Option<String>,
+    /// The file holding that node's bearer token.
+    #[arg(long, requires = "fleet")]
+    fleet_token_file: Option<PathBuf>,
     /// Serve peers outside the local network too.
     #[arg(long)]
     any_network: bool,
@@ -102,6 +108,20 @@ pub async fn run(args: DashboardArgs) -> Result<()> {
     let bound = listener.local_addr()?;
     // One line on stdout that scripts and tests read.
     println!("dashboard for physician {physician:#x} on http://{bound}/");
+    let fleet = match (&args.fleet, &args.fleet_token_file) {
+        (Some(url), token_file) => Some(dashboard::fleet::FleetSource {
+            url: url.clone(),
+            token: token_file
+                .as_ref()
+                .map(|path| {
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))
+                        .map(|t| t.trim().to_owned())
+                })
+                .transpose()?,
+        }),
+        (None, _) => None,
+    };
     let state = Arc::new(Dashboard {
         physician,
         signer,
@@ -122,6 +142,7 @@ pub async fn run(args: DashboardArgs) -> Result<()> {
         time_zone,
         unit: args.unit,
         lan_only: !args.any_network,
+        fleet,
     });
     let shutdown = CancellationToken::new();
     shutdown_on_signal(shutdown.clone());
