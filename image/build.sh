@@ -181,8 +181,12 @@ UNIT
   # systemd makes a machine id at first boot (ConditionFirstBoot).
   : >"$rootdir/etc/machine-id"
   rm -f "$rootdir/var/lib/dbus/machine-id"
-  echo "glyco-hub $(git describe --always --dirty 2>/dev/null || echo unknown) ($arch, Debian $suite)" \
-    >"$rootdir/etc/glyco/release"
+  local release
+  release=$(git describe --always --dirty 2>/dev/null || echo unknown)
+  echo "glyco-hub $release ($arch, Debian $suite)" >"$rootdir/etc/glyco/release"
+  # The image's release, where systemd and the hub's fleet heartbeat read
+  # it (IMAGE_ID/IMAGE_VERSION; /etc/os-release links here).
+  printf 'IMAGE_ID=glyco\nIMAGE_VERSION=%s\n' "$release" >>"$rootdir/usr/lib/os-release"
 
   local kernel initrd
   kernel=$(ls "$rootdir"/boot/vmlinuz-* | sort -V | tail -1)

@@ -257,7 +257,10 @@ async fn the_clinic_dashboard_works_in_a_real_browser() {
     );
     let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(seen["patients"], 1);
-    assert_eq!(seen["fleet_hubs"], 1, "the hub's heartbeats on the fleet page");
+    assert_eq!(
+        seen["fleet_hubs"], 1,
+        "the hub's heartbeats on the fleet page"
+    );
     assert_eq!(seen["report_readings"], readings);
     assert!(seen["access_log"].as_u64().unwrap() >= 1);
     assert!(seen["hub_access_log"].as_u64().unwrap() >= 1);

@@ -121,8 +121,11 @@ async fn show(
         .map(|(flag, n)| format!("{n} {}", flag.name()))
         .collect();
     println!(
-        "{} hubs shown; fleet: {} (silent after {} s, current {})",
-        fleet.hubs.len(),
+        "{} shown; fleet: {} (silent after {} s, current {})",
+        match fleet.hubs.len() {
+            1 => "1 hub".to_owned(),
+            n => format!("{n} hubs"),
+        },
         tally.join(", "),
         fleet.silent_after_s,
         fleet

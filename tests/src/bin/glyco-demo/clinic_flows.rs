@@ -37,6 +37,9 @@ pub struct Proxies {
     pub inbox: String,
     /// City Ambulance's, with its duty roster.
     pub emergency_inbox: String,
+    /// St Luke's node's HTTP side (fleet view, metrics) and its token file.
+    pub fleet_http: String,
+    pub fleet_token: PathBuf,
 }
 
 pub fn chain_args(dir: &Path, world: &ChainWorld) -> Vec<String> {
@@ -88,6 +91,8 @@ pub async fn start_proxies(dir: &Path, world: &ChainWorld) -> Result<Proxies> {
         args: Vec::new(),
         inbox: String::new(),
         emergency_inbox: String::new(),
+        fleet_http: String::new(),
+        fleet_token: dir.join("fleet-token"),
     };
     for account in [SECOND_PROXY, THIRD_PROXY] {
         let proxy_dir = dir.join(format!("proxy-{account}"));
@@ -125,9 +130,28 @@ pub async fn start_proxies(dir: &Path, world: &ChainWorld) -> Result<Proxies> {
     }
     // St Luke's alert inbox: its node enrolled for the hospital, so hubs
     // deliver to it; it keeps alerts only for physicians with a live grant.
-    let (child, inbox) = start_inbox(dir, world, "alert-inbox", HOSPITAL, None).await?;
+    // It is also St Luke's fleet node: hubs send it heartbeats, and it
+    // serves the fleet view and Prometheus metrics behind a bearer token.
+    std::fs::write(
+        &proxies.fleet_token,
+        format!("{}\n", glyco_webkit::random_hex()),
+    )?;
+    let http = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let fleet_args = vec![
+        "--http".to_owned(),
+        http.to_string(),
+        "--http-token-file".into(),
+        proxies.fleet_token.to_string_lossy().into_owned(),
+        "--silent-after-secs".into(),
+        "15".into(),
+        "--current-version".into(),
+        env!("CARGO_PKG_VERSION").into(),
+    ];
+    let (child, inbox) =
+        start_inbox(dir, world, "alert-inbox", HOSPITAL, None, &fleet_args).await?;
+    proxies.fleet_http = format!("http://{http}");
     step(&format!(
-        "glyco-clinic alert-inbox (St Luke's, node enrolled on chain): {inbox}"
+        "glyco-clinic alert-inbox (St Luke's, node enrolled on chain; fleet view and metrics on {http}): {inbox}"
     ));
     proxies.inbox = inbox;
     proxies.children.push(child);
@@ -144,6 +168,7 @@ pub async fn start_proxies(dir: &Path, world: &ChainWorld) -> Result<Proxies> {
         "ambulance-inbox",
         EMERGENCY_SERVICE,
         Some(&roster),
+        &[],
     )
     .await?;
     step(&format!(
@@ -162,6 +187,7 @@ async fn start_inbox(
     name: &str,
     entity: u32,
     duty_roster: Option<&Path>,
+    extra: &[String],
 ) -> Result<(Child, String)> {
     let inbox_dir = dir.join(name);
     let mut args = strings(&["enrol-node", "--dir"]);
@@ -186,6 +212,7 @@ async fn start_inbox(
         args.push("--duty-roster".into());
         args.push(roster.to_string_lossy().into_owned());
     }
+    args.extend(extra.iter().cloned());
     args.extend(chain_args(dir, world));
     let (child, line) =
         spawn_clinic(&args, &dir.join(format!("{name}.log")), "alert inbox").await?;

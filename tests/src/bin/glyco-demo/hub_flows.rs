@@ -162,6 +162,10 @@ pub async fn run(dir: &Path, world: &ChainWorld, keep_serving: bool) -> Result<(
             )],
         },
     ];
+    // Heartbeats to St Luke's node every 5 s (a minute by default), and
+    // the patient allows their physicians to propose alert policies.
+    config.fleet.interval_secs = 5;
+    config.fleet.remote_config = glyco_gateway::config::RemoteConfig::Apply;
     std::fs::write(&config_path, toml::to_string(&config)?)?;
     let web_secrets = crate::web_flows::provision(&config)?;
     let mut secrets = Vec::new();
@@ -483,12 +487,16 @@ pub async fn run(dir: &Path, world: &ChainWorld, keep_serving: bool) -> Result<(
     let dashboard = crate::dashboard_flows::run(dir, world, &clinic).await?;
     clinic.children.push(dashboard);
     crate::enrol_flows::run(dir, world, &config).await?;
+    let (prometheus, hub_address) = crate::fleet_flows::run(dir, &clinic, &config).await?;
     if keep_serving {
         step("the hub, the clinic's proxies, inbox and dashboard keep serving; Ctrl-C stops them");
         tokio::signal::ctrl_c().await?;
     }
+    stop(hub).await?;
+    crate::fleet_flows::after_stop(&clinic, hub_address).await?;
+    drop(prometheus);
     for child in &mut clinic.children {
         child.kill().await?;
     }
-    stop(hub).await
+    Ok(())
 }

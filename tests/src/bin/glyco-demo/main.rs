@@ -5,6 +5,7 @@ mod chain_flows;
 mod clinic_flows;
 mod dashboard_flows;
 mod enrol_flows;
+mod fleet_flows;
 mod hub_flows;
 mod narrate;
 mod seal_flows;
