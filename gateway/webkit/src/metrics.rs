@@ -92,38 +92,6 @@ fn number(value: f64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn families_samples_and_escapes() {
-        let mut e = Exposition::new();
-        e.single("glyco_up", Kind::Gauge, "Whether it runs.", 1.0);
-        e.family(
-            "glyco_refusals_total",
-            Kind::Counter,
-            "Refusals.\nBy reason.",
-        )
-        .sample("glyco_refusals_total", &[("reason", "a\"b\\c\nd")], 3.0)
-        .sample(
-            "glyco_refusals_total",
-            &[("reason", "x"), ("transport", "ble")],
-            0.5,
-        );
-        let text = e.finish();
-        assert_eq!(
-            text,
-            "# HELP glyco_up Whether it runs.\n# TYPE glyco_up gauge\nglyco_up 1\n\
-             # HELP glyco_refusals_total Refusals.\\nBy reason.\n# TYPE glyco_refusals_total counter\n\
-             glyco_refusals_total{reason=\"a\\\"b\\\\c\\nd\"} 3\n\
-             glyco_refusals_total{reason=\"x\",transport=\"ble\"} 0.5\n"
-        );
-        assert_eq!(number(f64::NAN), "NaN");
-        assert!(!valid_name("9x") && valid_name("glyco_x:y"));
-    }
-}
-
 /// The standard process metrics (`process_resident_memory_bytes`,
 /// `process_cpu_seconds_total`, `process_start_time_seconds` is left out:
 /// the callers export their own start), from /proc/self; nothing is
@@ -161,5 +129,37 @@ pub fn process(e: &mut Exposition) {
             "Total user and system CPU time spent in seconds.",
             ticks as f64 / 100.0,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_samples_and_escapes() {
+        let mut e = Exposition::new();
+        e.single("glyco_up", Kind::Gauge, "Whether it runs.", 1.0);
+        e.family(
+            "glyco_refusals_total",
+            Kind::Counter,
+            "Refusals.\nBy reason.",
+        )
+        .sample("glyco_refusals_total", &[("reason", "a\"b\\c\nd")], 3.0)
+        .sample(
+            "glyco_refusals_total",
+            &[("reason", "x"), ("transport", "ble")],
+            0.5,
+        );
+        let text = e.finish();
+        assert_eq!(
+            text,
+            "# HELP glyco_up Whether it runs.\n# TYPE glyco_up gauge\nglyco_up 1\n\
+             # HELP glyco_refusals_total Refusals.\\nBy reason.\n# TYPE glyco_refusals_total counter\n\
+             glyco_refusals_total{reason=\"a\\\"b\\\\c\\nd\"} 3\n\
+             glyco_refusals_total{reason=\"x\",transport=\"ble\"} 0.5\n"
+        );
+        assert_eq!(number(f64::NAN), "NaN");
+        assert!(!valid_name("9x") && valid_name("glyco_x:y"));
     }
 }
