@@ -141,6 +141,7 @@ fn main() {
             access_log: Address::ZERO,
             anchors: Address::ZERO,
             consortium: None,
+            releases: None,
         },
         device_id_key_fingerprint: Default::default(),
         fees: Default::default(),

@@ -45,3 +45,10 @@ sol!(
     Consortium,
     "artifacts/Consortium.json"
 );
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    Releases,
+    "artifacts/Releases.json"
+);

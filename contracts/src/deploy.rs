@@ -6,7 +6,7 @@ use alloy::providers::{DynProvider, Provider};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::transports::http::reqwest::Url;
 
-use crate::bindings::{AccessLog, Anchors, Consortium, Devices, Permissions, Roles};
+use crate::bindings::{AccessLog, Anchors, Consortium, Devices, Permissions, Releases, Roles};
 use crate::deployment::{ContractAddresses, Deployment};
 use crate::device_id::DeviceIdKey;
 use crate::model::{FeePolicy, TxOutcome};
@@ -39,7 +39,7 @@ pub struct Deployed {
 }
 
 /// Deploys Roles (with `admin` as consortium admin), then Devices,
-/// Permissions, Anchors and AccessLog bound to it. The deployment records the
+/// Permissions, Anchors, AccessLog and Releases bound to it. The deployment records the
 /// fingerprint of the consortium's device-id key.
 pub async fn deploy_all(
     rpc_url: Url,
@@ -91,6 +91,13 @@ pub async fn deploy_all(
         &mut transactions,
     )
     .await?;
+    let releases = create(
+        "Releases",
+        Releases::deploy_builder(&provider, roles),
+        fees,
+        &mut transactions,
+    )
+    .await?;
 
     Ok(Deployed {
         deployment: Deployment {
@@ -104,6 +111,7 @@ pub async fn deploy_all(
                 access_log,
                 anchors,
                 consortium: None,
+                releases: Some(releases),
             },
             device_id_key_fingerprint: device_id_key.fingerprint(),
             fees,

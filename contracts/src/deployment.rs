@@ -33,6 +33,10 @@ pub struct ContractAddresses {
     /// The M-of-N governance contract, once deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consortium: Option<Address>,
+    /// The hub releases the consortium vouches for (deployments before it
+    /// have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub releases: Option<Address>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +107,7 @@ mod tests {
                 access_log: Address::repeat_byte(5),
                 anchors: Address::repeat_byte(6),
                 consortium: Some(Address::repeat_byte(7)),
+                releases: Some(Address::repeat_byte(9)),
             },
             device_id_key_fingerprint: B256::repeat_byte(8),
             fees: crate::model::FeePolicy::Free,

@@ -4,7 +4,7 @@
 use alloy::primitives::{Address, B256, Bytes};
 use alloy::sol_types::SolInterface;
 
-use crate::bindings::{AccessLog, Anchors, Consortium, Devices, Permissions, Roles};
+use crate::bindings::{AccessLog, Anchors, Consortium, Devices, Permissions, Releases, Roles};
 
 /// A contract's refusal, decoded from the revert data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +15,7 @@ pub enum Refusal {
     AccessLog(AccessLog::AccessLogErrors),
     Anchors(Anchors::AnchorsErrors),
     Consortium(Consortium::ConsortiumErrors),
+    Releases(Releases::ReleasesErrors),
     /// Revert data no contract of ours declares (for example a panic).
     Unknown(Bytes),
 }
@@ -28,6 +29,7 @@ impl std::fmt::Display for Refusal {
             Self::AccessLog(e) => format!("{e:?}"),
             Self::Anchors(e) => format!("{e:?}"),
             Self::Consortium(e) => format!("{e:?}"),
+            Self::Releases(e) => format!("{e:?}"),
             Self::Unknown(data) => return write!(f, "unknown revert data {data}"),
         };
         f.write_str(unwrap_variant(&debug))
@@ -54,16 +56,18 @@ pub enum Contract {
     AccessLog,
     Anchors,
     Consortium,
+    Releases,
 }
 
 impl Contract {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::Roles,
         Self::Devices,
         Self::Permissions,
         Self::AccessLog,
         Self::Anchors,
         Self::Consortium,
+        Self::Releases,
     ];
 
     fn decode_own(self, data: &[u8]) -> Option<Refusal> {
@@ -77,6 +81,7 @@ impl Contract {
             Self::AccessLog => decode(data).map(Refusal::AccessLog),
             Self::Anchors => decode(data).map(Refusal::Anchors),
             Self::Consortium => decode(data).map(Refusal::Consortium),
+            Self::Releases => decode(data).map(Refusal::Releases),
         }
     }
 
@@ -137,6 +142,8 @@ pub enum ChainError {
     Randomness { call: &'static str },
     #[error("{call}: the deployment has no consortium contract")]
     NoConsortium { call: &'static str },
+    #[error("{call}: the deployment has no releases contract")]
+    NoReleases { call: &'static str },
     #[error("{call}: {source}")]
     Sign {
         call: &'static str,

@@ -283,6 +283,14 @@ pub async fn measure(rpc_url: Url, mnemonic: &str) -> Result<GasTable, GasError>
 
     table.record("Roles", c(ADMIN)?.revoke_entity(address(CLINIC)?).await?);
 
+    // A hub release vouched for, then withdrawn.
+    let bundle = alloy::primitives::B256::repeat_byte(0xb1);
+    table.record(
+        "Releases",
+        c(ADMIN)?.publish_release(bundle, "2026.12.2").await?,
+    );
+    table.record("Releases", c(ADMIN)?.withdraw_release(bundle).await?);
+
     // Governance: the admin hands over to a 2-of-3 of the hospitals.
     let (consortium, tx) =
         deploy_consortium(rpc_url.clone(), admin_key.clone(), &deployment, 2).await?;

@@ -352,6 +352,20 @@ pub struct AnchorRecord {
     pub seq: u64,
 }
 
+/// A hub release as the `Releases` contract stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRecord {
+    /// The SHA-256 of the signed bundle.
+    pub bundle_hash: B256,
+    pub version: String,
+    pub publisher: Address,
+    pub published_at: u64,
+    /// When it was withdrawn, if it was.
+    pub withdrawn_at: Option<u64>,
+    /// 1 for the first release.
+    pub seq: u64,
+}
+
 /// One change to a patient's devices, as the `Devices` events record it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceChange {

@@ -15,6 +15,7 @@ mod anchors;
 mod consortium;
 mod devices;
 mod permissions;
+mod releases;
 mod roles;
 
 use std::collections::HashMap;

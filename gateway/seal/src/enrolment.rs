@@ -237,6 +237,7 @@ mod tests {
                     access_log: Address::repeat_byte(5),
                     anchors: Address::repeat_byte(6),
                     consortium: None,
+                    releases: None,
                 },
                 device_id_key_fingerprint: B256::repeat_byte(9),
                 fees: Default::default(),
