@@ -453,18 +453,6 @@ async fn wait_anchors(
     bail!("the patient's anchors did not reach {at_least} within 10 min")
 }
 
-fn write_key(path: &Path, signer: &glyco_contracts::keys::Signer) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    writeln!(file, "{}", signer.to_bytes())?;
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -541,7 +529,7 @@ async fn main() -> Result<()> {
     let _ = std::fs::remove_file(&device_id_key);
     consortium.device_id_key.save_new(&device_id_key)?;
     let physician_key = work.join("physician.key");
-    write_key(&physician_key, &consortium.signer(PHYSICIAN))?;
+    glyco_tests::write_key(&physician_key, &consortium.signer(PHYSICIAN))?;
     let rpc = consortium.devnet.rpc_url().to_string();
     let rpc_port = rpc
         .rsplit(':')

@@ -6,8 +6,6 @@
 //! the bytes to the chain by the hub and by the clinic; a tampered blob
 //! fails, naming the broken link.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -51,15 +49,10 @@ pub(crate) async fn start_replica(dir: &Path, hub_peer: &str) -> Result<(Child, 
 }
 
 pub(crate) fn write_key(path: &Path, index: u32) -> Result<()> {
-    let key = dev_account(DEV_MNEMONIC, index)?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    writeln!(file, "{}", key.to_bytes())?;
-    Ok(())
+    Ok(glyco_tests::write_key(
+        path,
+        &dev_account(DEV_MNEMONIC, index)?,
+    )?)
 }
 
 pub async fn run(
