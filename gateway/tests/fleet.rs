@@ -512,3 +512,104 @@ async fn heartbeats_fleet_view_metrics_remote_policy_and_silence() {
     .await;
     assert_eq!(after["hubs"][0]["hub"], format!("{hub_address:#x}"));
 }
+
+/// The default: the patient has not allowed remote configuration, so a
+/// policy a granted physician proposes reaches the hub, is recorded as not
+/// allowed, and the hub's alerting stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposed_policy_is_recorded_but_not_applied_without_the_patients_consent() {
+    let mut w = alert_world().await;
+    w.world.edit_config(|c| c.fleet.interval_secs = 5);
+    assert_eq!(w.world.config.fleet.remote_config, RemoteConfig::Refuse);
+    let _node = w.start_inbox().await;
+    let hub = w.world.start_hub().await;
+    let report = hub
+        .wait_for("a heartbeat kept by the node", |r| r.fleet.sent >= 1)
+        .await;
+    let before = report.alerts.policy;
+    w.grant(PHYSICIAN).await;
+    let keys = w.path("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let physician_key = support::clinic::key_file(&w.world, &keys, PHYSICIAN);
+    let policy = w.path("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"kinds":["very_low_glucose"],"min_severity":"urgent","ladder":[[0,["patient"]]],"dedupe_secs":60}"#,
+    )
+    .unwrap();
+    let signed = w.path("proposed.json");
+    let (ok, _, err) = clinic(&[
+        "physician",
+        "sign-alert-policy",
+        "--file",
+        policy.to_str().unwrap(),
+        "--key",
+        &physician_key,
+        "--patient",
+        &format!("{:#x}", w.world.patient()),
+        "--hub",
+        &format!("{:#x}", report.hub),
+        "--version",
+        "3",
+        "--out",
+        signed.to_str().unwrap(),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let proposer = w.path("proposer");
+    let mut tries = 0;
+    loop {
+        let (ok, _, err) = clinic(&[
+            "fleet",
+            "propose",
+            "--signed",
+            signed.to_str().unwrap(),
+            "--node",
+            &w.inbox_arg(),
+            "--dir",
+            proposer.to_str().unwrap(),
+        ])
+        .await;
+        tries += 1;
+        if ok {
+            break;
+        }
+        assert!(tries < 10, "{err}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let recorded = hub
+        .wait_for("the proposal recorded", |r| !r.fleet.remote_log.is_empty())
+        .await;
+    let event = &recorded.fleet.remote_log[0];
+    assert_eq!(
+        (event.version, event.outcome.as_str(), event.signer),
+        (
+            3,
+            "not_allowed",
+            Some(w.world.consortium.address(PHYSICIAN))
+        )
+    );
+    assert_eq!(recorded.alerts.policy, before, "nothing applied");
+    // The record survives a restart (it is in the journal).
+    hub.terminate().await;
+    let hub = w.world.start_hub().await;
+    let again = hub
+        .wait_for("the record after a restart", |r| {
+            !r.fleet.remote_log.is_empty()
+        })
+        .await;
+    assert_eq!(again.fleet.remote_log[0].outcome, "not_allowed");
+    // The node still offers it (the hub never took version 3); the hub
+    // does not record the same proposal twice.
+    let later = hub
+        .wait_for_within(Duration::from_secs(30), "two more heartbeats", |r| {
+            r.fleet.sent >= 2
+        })
+        .await;
+    assert_eq!(
+        later.fleet.remote_log.len(),
+        1,
+        "{:?}",
+        later.fleet.remote_log
+    );
+}
