@@ -13,10 +13,11 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # the TLS test's throwaway certificate, zbar-tools to read the family's
 # emergency-share QR codes back, chromium for the web app's browser tests,
 # systemd for systemd-analyze, -sysusers and -tmpfiles checking systemd/,
-# prometheus (server and promtool) scraping the hub and the clinic node.
+# prometheus (server and promtool) scraping the hub and the clinic node,
+# rauc and squashfs-tools building and checking update bundles.
 # libdbus-1-dev is named with the machine's architecture: the image build's
 # arm64 copy (image/build.sh) must not pass for it.
-debian_packages=(pkg-config "libdbus-1-dev:$(dpkg --print-architecture)" dbus-daemon python3-dbusmock mosquitto-clients openssl zbar-tools chromium systemd prometheus)
+debian_packages=(pkg-config "libdbus-1-dev:$(dpkg --print-architecture)" dbus-daemon python3-dbusmock mosquitto-clients openssl zbar-tools chromium systemd prometheus rauc squashfs-tools)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -167,6 +167,16 @@ interval_secs = 60
 # grant from the patient on chain). The patient's choice.
 remote_config = "refuse"
 
+[update]
+# Update bundles (docs/FLEET.md, "Updates"): `glyco-hub update check` takes a
+# RAUC bundle only if its SHA-256 is published on chain (Releases), its
+# signature chains to this keyring, its manifest is for this hub and its
+# version is the one on chain.
+keyring = "/etc/rauc/keyring.pem"
+# compatible = "glyco-amd64"   (glyco-arm64 on the Pi; the build's default)
+rauc = "rauc"
+max_bundle_mib = 2048
+
 [limits]
 # Device connections in all, and from one network address. The hub raises its
 # file-descriptor limit at start and lowers max_connections to what it allows
@@ -216,6 +226,37 @@ pub struct HubConfig {
     pub web: WebConfig,
     pub enrolment: EnrolmentConfig,
     pub fleet: FleetConfig,
+    pub update: UpdateConfig,
+}
+
+/// Update bundles (docs/FLEET.md, "Updates").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdateConfig {
+    /// The release keyring a bundle's signature must chain to.
+    pub keyring: PathBuf,
+    /// What bundles for this hub say in their manifest.
+    pub compatible: String,
+    /// The rauc binary.
+    pub rauc: PathBuf,
+    /// The largest bundle taken.
+    pub max_bundle_mib: u64,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        let arch = match std::env::consts::ARCH {
+            "aarch64" => "arm64",
+            "x86_64" => "amd64",
+            other => other,
+        };
+        Self {
+            keyring: PathBuf::from("/etc/rauc/keyring.pem"),
+            compatible: format!("glyco-{arch}"),
+            rauc: PathBuf::from("rauc"),
+            max_bundle_mib: 2048,
+        }
+    }
 }
 
 /// Heartbeats to the clinic's fleet node (docs/FLEET.md).
@@ -911,6 +952,7 @@ impl Default for HubConfig {
             web: WebConfig::default(),
             enrolment: EnrolmentConfig::default(),
             fleet: FleetConfig::default(),
+            update: UpdateConfig::default(),
         }
     }
 }
@@ -1071,6 +1113,12 @@ impl HubConfig {
         }
         self.limits.validate()?;
         self.seal.validate()?;
+        if !(1..=8192).contains(&self.update.max_bundle_mib) {
+            return invalid("update.max_bundle_mib must be between 1 and 8192".into());
+        }
+        if !(1..=64).contains(&self.update.compatible.len()) {
+            return invalid("update.compatible must be 1 to 64 characters".into());
+        }
         if !(5..=3600).contains(&self.fleet.interval_secs) {
             return invalid("fleet.interval_secs must be between 5 and 3600".into());
         }

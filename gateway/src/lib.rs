@@ -35,4 +35,5 @@ pub mod sim;
 pub mod status;
 pub mod supervisor;
 pub mod throttle;
+pub mod update;
 pub mod web;

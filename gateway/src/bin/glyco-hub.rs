@@ -117,6 +117,9 @@ enum Command {
     /// Make the hub's keys if missing and print who it is (hub, patient
     /// record, iroh node).
     Identity,
+    /// Update bundles (docs/FLEET.md, "Updates").
+    #[command(subcommand)]
+    Update(UpdateCommand),
     /// Print the hub's signed consent to serve the configured patient (JSON):
     /// the patient submits it on chain to authorise this hub.
     Consent {
@@ -276,6 +279,14 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+#[derive(Subcommand)]
+enum UpdateCommand {
+    /// Check a RAUC bundle as the hub would before installing it: its
+    /// SHA-256 published on chain and not withdrawn, its signature, its
+    /// compatibility and its version. Installing is not built yet.
+    Check { bundle: PathBuf },
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -292,6 +303,9 @@ async fn main() -> Result<()> {
         }
         Command::Run => Box::pin(run(cli.config.as_deref())).await,
         Command::Enrol { code } => enrol(load_config(cli.config.as_deref())?, &code).await,
+        Command::Update(UpdateCommand::Check { bundle }) => {
+            update_check(load_config(cli.config.as_deref())?, &bundle).await
+        }
         Command::Identity => {
             let id = glyco_gateway::enrolment::ensure_keys(&load_config(cli.config.as_deref())?)?;
             println!(
@@ -697,4 +711,25 @@ async fn release(config: HubConfig, identity: IdentityArgs) -> Result<()> {
         }
         Err(e) => bail!("not released: {e}"),
     }
+}
+
+async fn update_check(config: HubConfig, bundle: &std::path::Path) -> Result<()> {
+    let deployment = Deployment::load(&config.chain.deployment_file)?;
+    let chain = GlycoClient::read_only(
+        config.chain.rpc_url.parse().context("chain.rpc_url")?,
+        deployment,
+    );
+    let work = config.state_dir.join("update");
+    let checked = glyco_gateway::update::check(bundle, &work, &config.update, &chain).await?;
+    println!(
+        "bundle {} ({} bytes): {} {}, published on chain (release {}, by {:#x}), signature checks against {}",
+        checked.sha256,
+        checked.bytes,
+        checked.compatible,
+        checked.version,
+        checked.release.seq,
+        checked.release.publisher,
+        config.update.keyring.display()
+    );
+    Ok(())
 }

@@ -1,0 +1,186 @@
+//! Update bundles checked as the hub will before installing one, with real
+//! parts: anvil with the `Releases` contract, RAUC bundles built and signed
+//! by Debian's rauc with keys made by openssl, and `glyco-hub update check`.
+//!
+//! A bundle the consortium did not publish is refused, and so is the same
+//! bundle with one byte changed; once published it passes; a published
+//! bundle signed by another key, built for another hub, or whose manifest
+//! names another version than the chain is refused; a withdrawn release is
+//! refused. (Installing needs device-mapper and loop devices, which this
+//! host lacks: it is for the qemu test, not built yet.)
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use glyco_contracts::B256;
+use glyco_contracts::testkit::accounts::ADMIN;
+use sha2::{Digest, Sha256};
+use support::HubWorld;
+
+/// A self-signed P-256 release key and certificate in `dir`.
+fn release_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (key, cert) = (
+        dir.join(format!("{name}.key.pem")),
+        dir.join(format!("{name}.cert.pem")),
+    );
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-days", "30", "-subj", &format!("/O=glyco test/CN={name}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (key, cert)
+}
+
+/// A RAUC bundle of a small root-file-system image, signed with `signer`.
+fn bundle(
+    dir: &Path,
+    name: &str,
+    compatible: &str,
+    version: &str,
+    signer: &(PathBuf, PathBuf),
+) -> PathBuf {
+    let input = dir.join(format!("{name}-input"));
+    std::fs::create_dir_all(&input).unwrap();
+    // Incompressible bytes (squashfs refuses an image under a block), a
+    // different stream per bundle.
+    let mut state = Sha256::digest(name.as_bytes());
+    let mut image = Vec::new();
+    while image.len() < 64 * 1024 {
+        state = Sha256::digest(state);
+        image.extend_from_slice(&state);
+    }
+    std::fs::write(input.join("rootfs.img"), image).unwrap();
+    std::fs::write(
+        input.join("manifest.raucm"),
+        format!(
+            "[update]\ncompatible={compatible}\nversion={version}\n\n[bundle]\nformat=verity\n\n[image.rootfs]\nfilename=rootfs.img\n"
+        ),
+    )
+    .unwrap();
+    let out_path = dir.join(format!("{name}.raucb"));
+    let out = Command::new("rauc")
+        .arg("bundle")
+        .arg(format!("--cert={}", signer.1.display()))
+        .arg(format!("--key={}", signer.0.display()))
+        .arg(&input)
+        .arg(&out_path)
+        .output()
+        .expect("rauc (Debian's) is installed by scripts/bootstrap.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out_path
+}
+
+fn sha256(path: &Path) -> B256 {
+    B256::from_slice(&Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+async fn check(world: &HubWorld, bundle: &Path) -> Result<String, String> {
+    let out = world
+        .hub_cli(&["update", "check", bundle.to_str().unwrap()])
+        .await;
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_published_signed_compatible_bundle_of_the_chains_version_passes() {
+    let mut world = HubWorld::new().await;
+    let dir = world.dir.path().join("releases");
+    std::fs::create_dir_all(&dir).unwrap();
+    let clinic = release_key(&dir, "release");
+    let stranger = release_key(&dir, "stranger");
+    world.edit_config(|c| {
+        c.update.keyring = clinic.1.clone();
+        c.update.compatible = "glyco-test".into();
+    });
+    let admin = world.client(ADMIN);
+
+    let good = bundle(&dir, "good", "glyco-test", "2026.12.2", &clinic);
+    let refused = check(&world, &good).await.unwrap_err();
+    assert!(refused.contains("not published on chain"), "{refused}");
+
+    admin
+        .publish_release(sha256(&good), "2026.12.2")
+        .await
+        .unwrap();
+    let passed = check(&world, &good).await.unwrap();
+    assert!(
+        passed.contains(&sha256(&good).to_string()) && passed.contains("glyco-test 2026.12.2"),
+        "{passed}"
+    );
+    let copy = world.config.state_dir.join("update/bundle.raucb");
+    assert_eq!(
+        sha256(&copy),
+        sha256(&good),
+        "the checked copy is the bundle"
+    );
+
+    // One byte changed: another hash, never published.
+    let mut bytes = std::fs::read(&good).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    let tampered = dir.join("tampered.raucb");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let refused = check(&world, &tampered).await.unwrap_err();
+    assert!(refused.contains("not published on chain"), "{refused}");
+
+    // Published, but signed by a key the hub does not trust.
+    let foreign = bundle(&dir, "foreign", "glyco-test", "2026.12.3", &stranger);
+    admin
+        .publish_release(sha256(&foreign), "2026.12.3")
+        .await
+        .unwrap();
+    let refused = check(&world, &foreign).await.unwrap_err();
+    assert!(
+        refused.contains("signature or format does not check"),
+        "{refused}"
+    );
+
+    // Published and signed, but for another kind of hub.
+    let other_hub = bundle(&dir, "other-hub", "glyco-other", "2026.12.4", &clinic);
+    admin
+        .publish_release(sha256(&other_hub), "2026.12.4")
+        .await
+        .unwrap();
+    let refused = check(&world, &other_hub).await.unwrap_err();
+    assert!(refused.contains("\"glyco-other\""), "{refused}");
+
+    // The manifest names another version than the chain published.
+    let relabelled = bundle(&dir, "relabelled", "glyco-test", "2026.12.9", &clinic);
+    admin
+        .publish_release(sha256(&relabelled), "2026.12.5")
+        .await
+        .unwrap();
+    let refused = check(&world, &relabelled).await.unwrap_err();
+    assert!(refused.contains("version \"2026.12.9\""), "{refused}");
+
+    // Withdrawn: refused from then on.
+    admin.withdraw_release(sha256(&good)).await.unwrap();
+    let refused = check(&world, &good).await.unwrap_err();
+    assert!(refused.contains("withdrawn"), "{refused}");
+}
