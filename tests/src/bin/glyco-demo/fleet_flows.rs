@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use glyco_contracts::testkit::accounts::PHYSICIAN;
 use glyco_gateway::config::HubConfig;
 
-use crate::chain_flows::address;
+use crate::chain_flows::{ChainWorld, address};
 use crate::clinic_flows::Proxies;
 use crate::hub_flows::wait_status;
 use crate::narrate::{section, step};
@@ -272,4 +272,145 @@ pub async fn after_stop(clinic_node: &Proxies, hub: glyco_contracts::Address) ->
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+fn run_tool(command: &mut std::process::Command) -> Result<()> {
+    let out = command.output()?;
+    if !out.status.success() {
+        bail!(
+            "{:?}: {}",
+            command.get_program(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// A release: St Luke's signs a RAUC bundle, the consortium (2 of 3
+/// hospitals, the admin since section 7) publishes its SHA-256 on chain,
+/// and the hub's `update check` takes it; the same bundle with one byte
+/// changed is refused.
+pub async fn release(dir: &Path, world: &ChainWorld, config_path: &Path) -> Result<()> {
+    use glyco_contracts::bindings::Releases;
+    use glyco_contracts::testkit::accounts::{HOSPITAL, SECOND_HOSPITAL};
+    use sha2::Digest;
+
+    section("23. A release the consortium vouches for");
+    if which("rauc").is_none() || which("mksquashfs").is_none() {
+        step("rauc is not installed here (./scripts/bootstrap.sh installs Debian's); skipped");
+        return Ok(());
+    }
+    let work = dir.join("release");
+    std::fs::create_dir_all(&work)?;
+    let (key, cert) = (work.join("release.key.pem"), work.join("release.cert.pem"));
+    run_tool(
+        std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args([
+                "-nodes",
+                "-days",
+                "365",
+                "-subj",
+                "/O=St Luke's/CN=glyco hub releases",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    )?;
+
+    let input = work.join("bundle-input");
+    std::fs::create_dir_all(&input)?;
+    // A stand-in root file system: the image build's root goes here once
+    // A/B updates are built.
+    let mut state = sha2::Sha256::digest(b"glyco demo root file system");
+    let mut image = Vec::new();
+    while image.len() < 256 * 1024 {
+        state = sha2::Sha256::digest(state);
+        image.extend_from_slice(&state);
+    }
+    std::fs::write(input.join("rootfs.img"), image)?;
+    let version = "2026.12.2-demo";
+    std::fs::write(
+        input.join("manifest.raucm"),
+        format!(
+            "[update]\ncompatible=glyco-demo\nversion={version}\n\n[bundle]\nformat=verity\n\n[image.rootfs]\nfilename=rootfs.img\n"
+        ),
+    )?;
+    let bundle = work.join("glyco-demo.raucb");
+    let _ = std::fs::remove_file(&bundle);
+    run_tool(
+        std::process::Command::new("rauc")
+            .arg("bundle")
+            .arg(format!("--cert={}", cert.display()))
+            .arg(format!("--key={}", key.display()))
+            .arg(&input)
+            .arg(&bundle),
+    )?;
+
+    let bytes = std::fs::read(&bundle)?;
+    let hash = glyco_contracts::B256::from_slice(&sha2::Sha256::digest(&bytes));
+    step(&format!(
+        "St Luke's signs a RAUC bundle with its release key: {} ({} bytes, SHA-256 {hash})",
+        bundle.display(),
+        bytes.len()
+    ));
+
+    let releases = world
+        .deployment
+        .contracts
+        .releases
+        .context("the deployment has a Releases contract")?;
+    let (first, second) = (world.client(HOSPITAL), world.client(SECOND_HOSPITAL));
+    let call = Releases::publishCall {
+        bundleHash: hash,
+        version: version.into(),
+    };
+    let (outcome, id) = first.propose(releases, &call).await?;
+    crate::narrate::tx(
+        &format!("St Luke's proposes #{id}: publish release {version}"),
+        &outcome,
+    );
+    crate::narrate::tx(
+        "Mercy General approves",
+        &second.approve_proposal(id).await?,
+    );
+    crate::narrate::tx(
+        "St Luke's executes: the release is on chain",
+        &first.execute_proposal(id).await?,
+    );
+
+    let out =
+        crate::hub_flows::hub_cli(config_path, &["update", "check", &bundle.to_string_lossy()])
+            .await?;
+    step(&format!("glyco-hub update check: {}", out.trim()));
+    let mut tampered = bytes;
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 1;
+    let tampered_path = work.join("tampered.raucb");
+    std::fs::write(&tampered_path, tampered)?;
+    match crate::hub_flows::hub_cli(
+        config_path,
+        &["update", "check", &tampered_path.to_string_lossy()],
+    )
+    .await
+    {
+        Err(e) => step(&format!(
+            "the same bundle with one byte changed is refused: {}",
+            e.to_string()
+                .lines()
+                .find_map(|l| l.split_once("Error: ").map(|(_, why)| why))
+                .unwrap_or("refused")
+        )),
+        Ok(_) => bail!("a tampered bundle passed the check"),
+    }
+    step("installing it (RAUC A/B slots, health check, rollback) is not built yet");
+    Ok(())
 }

@@ -166,6 +166,10 @@ pub async fn run(dir: &Path, world: &ChainWorld, keep_serving: bool) -> Result<(
     // the patient allows their physicians to propose alert policies.
     config.fleet.interval_secs = 5;
     config.fleet.remote_config = glyco_gateway::config::RemoteConfig::Apply;
+    // Update bundles are checked against St Luke's release key (made in
+    // section 22); "glyco-demo" is what the demo's bundles are built for.
+    config.update.keyring = dir.join("release").join("release.cert.pem");
+    config.update.compatible = "glyco-demo".into();
     std::fs::write(&config_path, toml::to_string(&config)?)?;
     let web_secrets = crate::web_flows::provision(&config)?;
     let mut secrets = Vec::new();
@@ -488,6 +492,7 @@ pub async fn run(dir: &Path, world: &ChainWorld, keep_serving: bool) -> Result<(
     clinic.children.push(dashboard);
     crate::enrol_flows::run(dir, world, &config).await?;
     let (prometheus, hub_address) = crate::fleet_flows::run(dir, &clinic, &config).await?;
+    crate::fleet_flows::release(dir, world, &config_path).await?;
     if keep_serving {
         step("the hub, the clinic's proxies, inbox and dashboard keep serving; Ctrl-C stops them");
         tokio::signal::ctrl_c().await?;
