@@ -18,8 +18,7 @@ use glyco_contracts::{Address, GlycoClient};
 use glyco_seal::alerts::AlertPolicyDoc;
 use glyco_seal::fleet::{
     self, ChainHealth, DeviceHealth, FLEET_ALPN, FleetAnswer, Heartbeat, HubFleetMessage,
-    MAX_DEVICE_FINDINGS, MAX_FAILING_STAGES, MAX_FLEET_MESSAGE_BYTES, MAX_HEARTBEAT_DEVICES,
-    Queues, Signed, cap,
+    MAX_DEVICE_FINDINGS, MAX_FAILING_STAGES, MAX_HEARTBEAT_DEVICES, Queues, Signed, cap,
 };
 use iroh::endpoint::Connection;
 use iroh::{Endpoint, EndpointAddr, EndpointId};
@@ -179,7 +178,6 @@ impl HeartbeatSender {
         connection: &mut Option<Connection>,
         message: HubFleetMessage,
     ) -> Result<FleetAnswer, String> {
-        let bytes = fleet::encode(&message).map_err(|e| e.to_string())?;
         for attempt in 0..2 {
             let c = match connection {
                 Some(c) if c.close_reason().is_none() => c.clone(),
@@ -194,19 +192,10 @@ impl HeartbeatSender {
                     c
                 }
             };
-            let result = tokio::time::timeout(EXCHANGE_WAIT, async {
-                let (mut send, mut recv) = c.open_bi().await.map_err(|e| e.to_string())?;
-                send.write_all(&bytes).await.map_err(|e| e.to_string())?;
-                send.finish().map_err(|e| e.to_string())?;
-                let answer = recv
-                    .read_to_end(MAX_FLEET_MESSAGE_BYTES)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                fleet::decode::<FleetAnswer>(&answer).map_err(|e| e.to_string())
-            })
-            .await
-            .map_err(|_| "the fleet node did not answer in time".to_string())
-            .and_then(|r| r);
+            let result = tokio::time::timeout(EXCHANGE_WAIT, fleet::exchange(&c, &message))
+                .await
+                .map_err(|_| "the fleet node did not answer in time".to_string())
+                .and_then(|r| r);
             match result {
                 Ok(answer) => return Ok(answer),
                 // A connection the node closed (a restart): dial once more.

@@ -16,16 +16,8 @@ use glyco_contracts::Role;
 use glyco_contracts::testkit::accounts::PHYSICIAN;
 use glyco_gateway::sim;
 use support::clinic::{ClinicProcess, key_file, read};
-use support::{HubWorld, now_ms};
+use support::{HubWorld, free_tcp_port, now_ms};
 use tokio::process::Command;
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The world's config turned into a new hub's: its own empty state
 /// directory, no patient, waiting for enrolment on a web port of its own.

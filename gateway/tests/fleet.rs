@@ -14,7 +14,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -23,19 +23,11 @@ use glyco_gateway::config::RemoteConfig;
 use glyco_seal::fleet::{
     ChainHealth, FLEET_ALPN, FleetAnswer, FleetRefusal, Heartbeat, HubFleetMessage, Queues, Signed,
 };
-use support::alerts::alert_world;
+use support::alerts::{AlertWorld, alert_world};
 use support::clinic::clinic;
-use support::now_ms;
+use support::{free_tcp_port, now_ms};
 
 const TOKEN: &str = "fleet-test-token-5d41402abc4b2a76";
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn get(url: &str, token: Option<&str>) -> (u16, String) {
     let mut request = reqwest::Client::new().get(url);
@@ -201,6 +193,72 @@ fn heartbeat(hub: glyco_contracts::Address, boot_ms: i64, seq: u64, sent_at_ms: 
     }
 }
 
+/// A physician's alert policy `policy` (JSON) for the hub, version
+/// `version`, signed with `physician sign-alert-policy`; the signed file.
+async fn signed_policy(
+    w: &AlertWorld,
+    hub: glyco_contracts::Address,
+    version: u64,
+    policy: &str,
+) -> PathBuf {
+    let keys = w.path("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let physician_key = support::clinic::key_file(&w.world, &keys, PHYSICIAN);
+    let file = w.path(&format!("policy-{version}.json"));
+    std::fs::write(&file, policy).unwrap();
+    let signed = w.path(&format!("policy-{version}.signed.json"));
+    let (ok, _, err) = clinic(&[
+        "physician",
+        "sign-alert-policy",
+        "--file",
+        file.to_str().unwrap(),
+        "--key",
+        &physician_key,
+        "--patient",
+        &format!("{:#x}", w.world.patient()),
+        "--hub",
+        &format!("{hub:#x}"),
+        "--version",
+        &version.to_string(),
+        "--out",
+        signed.to_str().unwrap(),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    signed
+}
+
+/// `glyco-clinic fleet propose` once: (success, stdout, stderr).
+async fn propose(w: &AlertWorld, signed: &Path) -> (bool, String, String) {
+    let dir = w.path("proposer");
+    clinic(&[
+        "fleet",
+        "propose",
+        "--signed",
+        signed.to_str().unwrap(),
+        "--node",
+        &w.inbox_arg(),
+        "--dir",
+        dir.to_str().unwrap(),
+    ])
+    .await
+}
+
+/// Proposes until the node takes it: the node reads the chain per block,
+/// and the head at most every half second, so a grant just made shows
+/// within that. Its stdout.
+async fn propose_once_granted(w: &AlertWorld, signed: &Path) -> String {
+    for _ in 0..10 {
+        let (ok, out, _) = propose(w, signed).await;
+        if ok {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_, _, err) = propose(w, signed).await;
+    panic!("the node never took the proposal: {err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_fleet_view_metrics_remote_policy_and_silence() {
     let mut w = alert_world().await;
@@ -347,62 +405,17 @@ async fn heartbeats_fleet_view_metrics_remote_policy_and_silence() {
 
     // A physician's policy through the node: refused without a grant,
     // applied by the hub once the patient grants.
-    let keys = w.path("keys");
-    std::fs::create_dir_all(&keys).unwrap();
-    let physician_key = support::clinic::key_file(&w.world, &keys, PHYSICIAN);
-    let policy = w.path("policy.json");
-    std::fs::write(
-        &policy,
+    let signed = signed_policy(
+        &w,
+        hub_address,
+        7,
         r#"{"kinds":["predicted_low","very_low_glucose"],"min_severity":"urgent","ladder":[[0,["patient"]]],"dedupe_secs":120}"#,
     )
-    .unwrap();
-    let signed_policy = w.path("proposed-policy.json");
-    let (ok, _, err) = clinic(&[
-        "physician",
-        "sign-alert-policy",
-        "--file",
-        policy.to_str().unwrap(),
-        "--key",
-        &physician_key,
-        "--patient",
-        &format!("{:#x}", w.world.patient()),
-        "--hub",
-        &format!("{hub_address:#x}"),
-        "--version",
-        "7",
-        "--out",
-        signed_policy.to_str().unwrap(),
-    ])
     .await;
-    assert!(ok, "{err}");
-    let propose = || {
-        let (signed, node, dir) = (
-            signed_policy.to_str().unwrap().to_owned(),
-            w.inbox_arg(),
-            w.path("proposer").to_str().unwrap().to_owned(),
-        );
-        async move {
-            clinic(&[
-                "fleet", "propose", "--signed", &signed, "--node", &node, "--dir", &dir,
-            ])
-            .await
-        }
-    };
-    let (ok, _, err) = propose().await;
+    let (ok, _, err) = propose(&w, &signed).await;
     assert!(!ok && err.contains("no live grant"), "{err}");
     w.grant(PHYSICIAN).await;
-    // The node reads the chain per block, and the head at most every
-    // couple of seconds: the grant shows within that.
-    let mut tries = 0;
-    let (ok, out, err) = loop {
-        let (ok, out, err) = propose().await;
-        tries += 1;
-        if ok || tries == 10 {
-            break (ok, out, err);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    assert!(ok, "{err}");
+    let out = propose_once_granted(&w, &signed).await;
     assert!(out.contains("version 7"), "{out}");
     let applied = hub
         .wait_for("the proposed policy in force", |r| {
@@ -528,55 +541,14 @@ async fn a_proposed_policy_is_recorded_but_not_applied_without_the_patients_cons
         .await;
     let before = report.alerts.policy;
     w.grant(PHYSICIAN).await;
-    let keys = w.path("keys");
-    std::fs::create_dir_all(&keys).unwrap();
-    let physician_key = support::clinic::key_file(&w.world, &keys, PHYSICIAN);
-    let policy = w.path("policy.json");
-    std::fs::write(
-        &policy,
+    let signed = signed_policy(
+        &w,
+        report.hub,
+        3,
         r#"{"kinds":["very_low_glucose"],"min_severity":"urgent","ladder":[[0,["patient"]]],"dedupe_secs":60}"#,
     )
-    .unwrap();
-    let signed = w.path("proposed.json");
-    let (ok, _, err) = clinic(&[
-        "physician",
-        "sign-alert-policy",
-        "--file",
-        policy.to_str().unwrap(),
-        "--key",
-        &physician_key,
-        "--patient",
-        &format!("{:#x}", w.world.patient()),
-        "--hub",
-        &format!("{:#x}", report.hub),
-        "--version",
-        "3",
-        "--out",
-        signed.to_str().unwrap(),
-    ])
     .await;
-    assert!(ok, "{err}");
-    let proposer = w.path("proposer");
-    let mut tries = 0;
-    loop {
-        let (ok, _, err) = clinic(&[
-            "fleet",
-            "propose",
-            "--signed",
-            signed.to_str().unwrap(),
-            "--node",
-            &w.inbox_arg(),
-            "--dir",
-            proposer.to_str().unwrap(),
-        ])
-        .await;
-        tries += 1;
-        if ok {
-            break;
-        }
-        assert!(tries < 10, "{err}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    propose_once_granted(&w, &signed).await;
     let recorded = hub
         .wait_for("the proposal recorded", |r| !r.fleet.remote_log.is_empty())
         .await;

@@ -272,26 +272,16 @@ impl ProtocolHandler for FleetFromHubs {
     }
 }
 
-/// Sends one message to a fleet node and reads its answer (hubs and
-/// physicians' tools).
+/// Sends one message to a fleet node and reads its answer within `wait`
+/// (hubs and physicians' tools).
 pub async fn exchange(
     connection: &Connection,
     message: &HubFleetMessage,
     wait: Duration,
 ) -> Result<FleetAnswer, String> {
-    let bytes = fleet::encode(message).map_err(|e| e.to_string())?;
-    tokio::time::timeout(wait, async {
-        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
-        send.write_all(&bytes).await.map_err(|e| e.to_string())?;
-        send.finish().map_err(|e| e.to_string())?;
-        let answer = recv
-            .read_to_end(MAX_FLEET_MESSAGE_BYTES)
-            .await
-            .map_err(|e| e.to_string())?;
-        fleet::decode::<FleetAnswer>(&answer).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|_| "the fleet node did not answer in time".to_string())?
+    tokio::time::timeout(wait, fleet::exchange(connection, message))
+        .await
+        .map_err(|_| "the fleet node did not answer in time".to_string())?
 }
 
 /// The settings a fleet node starts with, checked before anything opens.

@@ -247,6 +247,23 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, FleetWire
     ciborium::from_reader(bytes).map_err(|e| FleetWireError::Malformed(e.to_string()))
 }
 
+/// Sends one message on a new stream of `connection` and reads the answer
+/// (bounded); the caller bounds the time.
+pub async fn exchange(
+    connection: &iroh::endpoint::Connection,
+    message: &HubFleetMessage,
+) -> Result<FleetAnswer, String> {
+    let bytes = encode(message).map_err(|e| e.to_string())?;
+    let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+    send.write_all(&bytes).await.map_err(|e| e.to_string())?;
+    send.finish().map_err(|e| e.to_string())?;
+    let answer = recv
+        .read_to_end(MAX_FLEET_MESSAGE_BYTES)
+        .await
+        .map_err(|e| e.to_string())?;
+    decode::<FleetAnswer>(&answer).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

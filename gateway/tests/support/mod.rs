@@ -426,6 +426,14 @@ pub fn proc_kib(pid: u32, field: &str) -> u64 {
 
 /// A UDP port free right now on loopback (for a hub's iroh endpoint, which
 /// must keep its port across restarts for a replica to follow it).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
