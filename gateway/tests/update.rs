@@ -19,34 +19,10 @@ use glyco_contracts::testkit::accounts::ADMIN;
 use sha2::{Digest, Sha256};
 use support::HubWorld;
 
-/// A self-signed P-256 release key and certificate in `dir`.
-fn release_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (key, cert) = (
-        dir.join(format!("{name}.key.pem")),
-        dir.join(format!("{name}.cert.pem")),
-    );
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .args(["-days", "30", "-subj", &format!("/O=glyco test/CN={name}")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// A self-signed release certificate and its key in `dir`: (key, cert).
+async fn release_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) =
+        support::self_signed(dir, name, &format!("/O=glyco test/CN={name}"), &[]).await;
     (key, cert)
 }
 
@@ -112,8 +88,8 @@ async fn only_a_published_signed_compatible_bundle_of_the_chains_version_passes(
     let mut world = HubWorld::new().await;
     let dir = world.dir.path().join("releases");
     std::fs::create_dir_all(&dir).unwrap();
-    let clinic = release_key(&dir, "release");
-    let stranger = release_key(&dir, "stranger");
+    let clinic = release_key(&dir, "release").await;
+    let stranger = release_key(&dir, "stranger").await;
     world.edit_config(|c| {
         c.update.keyring = clinic.1.clone();
         c.update.compatible = "glyco-test".into();

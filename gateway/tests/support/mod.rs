@@ -449,7 +449,28 @@ pub fn now_ms() -> i64 {
 /// A self-signed certificate for 127.0.0.1 and its key (PEM files in `dir`),
 /// made by openssl.
 pub async fn throwaway_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("hub.crt"), dir.join("hub.key.pem"));
+    self_signed(
+        dir,
+        "hub",
+        "/CN=glyco-hub",
+        &["-addext", "subjectAltName=IP:127.0.0.1"],
+    )
+    .await
+}
+
+/// A self-signed P-256 certificate and its key, `<stem>.crt` and
+/// `<stem>.key.pem` in `dir`, made by openssl with `subject` and `extra`
+/// arguments.
+pub async fn self_signed(
+    dir: &Path,
+    stem: &str,
+    subject: &str,
+    extra: &[&str],
+) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key.pem")),
+    );
     let openssl = Command::new("openssl")
         .args([
             "req",
@@ -459,15 +480,12 @@ pub async fn throwaway_cert(dir: &Path) -> (PathBuf, PathBuf) {
             "-pkeyopt",
             "ec_paramgen_curve:prime256v1",
             "-nodes",
-        ])
-        .args([
             "-days",
             "1",
             "-subj",
-            "/CN=glyco-hub",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
+            subject,
         ])
+        .args(extra)
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
