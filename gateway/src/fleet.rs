@@ -127,15 +127,15 @@ impl HeartbeatSender {
             let report = (self.report)();
             let beat = self.heartbeat(&report, seq, release.clone());
             let sent_at = now_millis();
-            let result = match Signed::sign(beat, &self.key) {
-                Ok(signed) => {
-                    self.exchange(
-                        &mut connection,
-                        HubFleetMessage::Heartbeat(Box::new(signed)),
-                    )
-                    .await
-                }
-                Err(e) => Err(format!("signing: {e}")),
+            // An unreachable node must not hold the hub's stop.
+            let result = tokio::select! {
+                _ = token.cancelled() => break,
+                result = async {
+                    let signed = Signed::sign(beat, &self.key)
+                        .map_err(|e| format!("signing: {e}"))?;
+                    self.exchange(&mut connection, HubFleetMessage::Heartbeat(Box::new(signed)))
+                        .await
+                } => result,
             };
             let answered_at = now_millis();
             match result {
@@ -152,7 +152,10 @@ impl HeartbeatSender {
                             Some(sent_at + (answered_at - sent_at) / 2 - node_time_ms);
                     }
                     if let Some(policy) = proposed_policy {
-                        self.proposed(*policy).await;
+                        tokio::select! {
+                            _ = token.cancelled() => break,
+                            _ = self.proposed(*policy) => {}
+                        }
                     }
                 }
                 Ok(FleetAnswer::Refused { reason }) => self.failed(format!("refused: {reason}")),
@@ -224,6 +227,9 @@ impl HeartbeatSender {
         {
             return;
         }
+        // A chain that cannot be read says nothing of the proposal: it is
+        // not recorded, so the next heartbeat's answer tries it again.
+        const CHAIN_DOWN: &str = "the chain cannot be read";
         let outcome = match (mode, &self.policies) {
             (RemoteConfig::Refuse, _) => "not_allowed".to_owned(),
             (RemoteConfig::Apply, None) => "refused: alerts are off on this hub".to_owned(),
@@ -231,6 +237,11 @@ impl HeartbeatSender {
                 Ok((version, signer)) => {
                     tracing::info!(version, %signer, "a physician's proposed alert policy is in force");
                     "applied".to_owned()
+                }
+                Err(e) if e.starts_with(CHAIN_DOWN) => {
+                    tracing::warn!(version, error = %e, "a proposed alert policy waits for the chain");
+                    self.status.lock().last_error = Some(format!("proposed policy {version}: {e}"));
+                    return;
                 }
                 Err(e) => {
                     tracing::warn!(version, error = %e, "a proposed alert policy was refused");
