@@ -545,14 +545,43 @@ async fn main() -> Result<()> {
         up.as_secs_f64().round().into(),
     );
 
-    say("the physician issues an enrolment code");
-    let enrol_port = free_port()?;
     let listen = if args.device.is_some() {
         reach_host
     } else {
         std::net::IpAddr::from([127, 0, 0, 1])
     };
     let clinic = std::env::var("GLYCO_CLINIC_BIN").unwrap_or_else(|_| "glyco-clinic".into());
+
+    // St Luke's node: the inbox the code names, and the fleet node the
+    // hub sends its heartbeats to.
+    say("St Luke's clinic node (alert inbox and fleet)");
+    let (node_port, fleet_port) = (free_port()?, free_port()?);
+    let mut node = Command::new(&clinic)
+        .args(["alert-inbox", "--dir"])
+        .arg(work.join("clinic-node"))
+        .args(["--listen", &format!("{listen}:{node_port}")])
+        .args(["--http", &format!("127.0.0.1:{fleet_port}")])
+        .args(["--rpc", &rpc, "--deployment"])
+        .arg(&deployment)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(work.join("clinic-node.log"))?)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| clinic.clone())?;
+    let mut node_lines = BufReader::new(node.stdout.take().context("stdout")?).lines();
+    let node_line = tokio::time::timeout(Duration::from_secs(60), node_lines.next_line())
+        .await
+        .context("the clinic node's address")??
+        .unwrap_or_default();
+    let node_id = node_line
+        .split_whitespace()
+        .nth(3)
+        .context("the clinic node's id")?
+        .to_owned();
+    tokio::spawn(async move { while let Ok(Some(_)) = node_lines.next_line().await {} });
+
+    say("the physician issues an enrolment code");
+    let enrol_port = free_port()?;
     let png = work.join("enrol.png");
     let mut physician = Command::new(&clinic)
         .args(["physician", "enrol", "--dir"])
@@ -566,6 +595,7 @@ async fn main() -> Result<()> {
         .args(["--hub-rpc", &format!("http://{reach_host}:{rpc_port}")])
         .args(["--listen", &format!("{listen}:{enrol_port}")])
         .args(["--advertise", &format!("{reach_host}:{enrol_port}")])
+        .args(["--inbox", &format!("{node_id}@{reach_host}:{node_port}")])
         .arg("--out")
         .arg(&png)
         .arg("--quiet")
@@ -664,6 +694,27 @@ async fn main() -> Result<()> {
     if let Target::Device { ssh: Some(ssh) } = &target {
         on_device_checks(ssh).await?;
     }
+
+    // The hub's signed heartbeats reached St Luke's node over iroh, with
+    // the image's release.
+    let fleet_url = format!("http://127.0.0.1:{fleet_port}/fleet.json");
+    let mut seen = None;
+    for _ in 0..60 {
+        let fleet: serde_json::Value = http().get(&fleet_url).send().await?.json().await?;
+        if let Some(row) = fleet["hubs"].as_array().and_then(|h| h.first()) {
+            seen = Some(row.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let row = seen.context("no heartbeat from the hub reached the clinic node in 2 min")?;
+    let release = row["release"]
+        .as_str()
+        .context("the heartbeat names no image release (IMAGE_VERSION)")?;
+    say(&format!(
+        "heartbeats reach St Luke's node: hub {}, release {release}, flags {}",
+        row["hub"], row["flags"]
+    ));
 
     say("power cycle");
     let Some(down) = target.power_cycle(&args, work, &ports).await? else {
