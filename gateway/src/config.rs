@@ -308,15 +308,18 @@ impl FleetConfig {
         let Some(text) = self.node.as_ref().or(alerts.inbox.as_ref()) else {
             return Ok(None);
         };
-        let parsed = text
-            .split_once('@')
-            .and_then(|(node, addr)| Some((node.parse().ok()?, addr.parse().ok()?)));
-        parsed.map(Some).ok_or_else(|| {
+        node_at(text).map(Some).ok_or_else(|| {
             ConfigError::Invalid(format!(
                 "fleet.node {text:?} is not <iroh node id>@<ip:port>"
             ))
         })
     }
+}
+
+/// `<iroh node id>@<ip:port>`, as alert inboxes and the fleet node are named.
+fn node_at(text: &str) -> Option<(iroh::EndpointId, std::net::SocketAddr)> {
+    let (node, addr) = text.split_once('@')?;
+    Some((node.parse().ok()?, addr.parse().ok()?))
 }
 
 /// First boot and enrolment (docs/APPLIANCE.md).
@@ -737,14 +740,13 @@ impl AlertsConfig {
                     "alerts inbox {text:?} is not <iroh node id>@<ip:port>"
                 ))
             };
-            let (node, addr) = text.split_once('@').ok_or_else(bad)?;
-            let node: iroh::EndpointId = node.parse().map_err(|_| bad())?;
+            let (node, addr) = node_at(text).ok_or_else(bad)?;
             if peers.iter().any(|(n, _)| *n == node) {
                 return Err(ConfigError::Invalid(format!(
                     "alerts: inbox node {node} is named twice"
                 )));
             }
-            peers.push((node, addr.parse().map_err(|_| bad())?));
+            peers.push((node, addr));
         }
         Ok(peers)
     }

@@ -6,15 +6,13 @@
 use std::path::Path;
 
 /// Bytes available to this process on the filesystem holding `path`.
-// The block counts are u32 on some 32-bit targets.
-#[allow(clippy::useless_conversion)]
 pub fn available_bytes(path: &Path) -> std::io::Result<u64> {
-    let stat = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
-    Ok(u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size())))
+    usage(path).map(|(available, _)| available)
 }
 
 /// Bytes available to this process and bytes in all on the filesystem
-/// holding `path` (for the fleet heartbeat).
+/// holding `path` (the total for the fleet heartbeat).
+// The block counts are u32 on some 32-bit targets.
 #[allow(clippy::useless_conversion)]
 pub fn usage(path: &Path) -> std::io::Result<(u64, u64)> {
     let stat = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;

@@ -7,7 +7,7 @@
 //! chose (`fleet.remote_config`), after checking on chain that its signer
 //! holds a live grant, and records what it did.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -217,16 +217,17 @@ impl HeartbeatSender {
     async fn proposed(&self, signed: Signed<AlertPolicyDoc>) {
         let version = signed.body.version;
         let signer = signed.signer().ok();
-        let mode = self.status.lock().remote_config;
-        if self
-            .status
-            .lock()
-            .remote_log
-            .iter()
-            .any(|e| e.version == version && e.signer == signer)
-        {
-            return;
-        }
+        let mode = {
+            let status = self.status.lock();
+            if status
+                .remote_log
+                .iter()
+                .any(|e| e.version == version && e.signer == signer)
+            {
+                return;
+            }
+            status.remote_config
+        };
         // A chain that cannot be read says nothing of the proposal: it is
         // not recorded, so the next heartbeat's answer tries it again.
         const CHAIN_DOWN: &str = "the chain cannot be read";
@@ -257,8 +258,7 @@ impl HeartbeatSender {
                 signer,
                 outcome,
             });
-            let excess = status.remote_log.len().saturating_sub(REMOTE_CONFIG_KEPT);
-            status.remote_log.drain(..excess);
+            keep_newest(&mut status.remote_log);
             status.remote_log.clone()
         };
         if let Ok(json) = serde_json::to_vec(&log)
@@ -361,11 +361,15 @@ impl HeartbeatSender {
 
 /// The record of remote configuration kept in the journal.
 pub fn restore_log(bytes: &[u8]) -> Vec<RemoteConfigEvent> {
-    let mut log: VecDeque<RemoteConfigEvent> = serde_json::from_slice(bytes).unwrap_or_default();
-    while log.len() > REMOTE_CONFIG_KEPT {
-        log.pop_front();
-    }
-    log.into()
+    let mut log = serde_json::from_slice(bytes).unwrap_or_default();
+    keep_newest(&mut log);
+    log
+}
+
+/// Drops the oldest events beyond [`REMOTE_CONFIG_KEPT`].
+fn keep_newest(log: &mut Vec<RemoteConfigEvent>) {
+    let excess = log.len().saturating_sub(REMOTE_CONFIG_KEPT);
+    log.drain(..excess);
 }
 
 /// `IMAGE_VERSION` from os-release: the appliance image's release.
@@ -382,11 +386,8 @@ fn image_release() -> Option<String> {
 /// `MemAvailable` (None where /proc/meminfo is hidden, as under the
 /// unit's ProcSubset=pid).
 fn mem_available_kib() -> Option<u64> {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()?
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix("MemAvailable:")
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
+    glyco_webkit::metrics::kib_field(
+        &std::fs::read_to_string("/proc/meminfo").ok()?,
+        "MemAvailable:",
+    )
 }

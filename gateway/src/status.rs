@@ -83,29 +83,11 @@ pub struct ProcessStatus {
 impl ProcessStatus {
     /// Reads /proc/self (zeros where it cannot be read).
     pub fn now() -> Self {
-        let rss_kib = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|status| {
-                status.lines().find_map(|line| {
-                    line.strip_prefix("VmRSS:")
-                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                })
-            })
-            .unwrap_or_default();
-        // Fields 14 and 15 of /proc/self/stat (utime, stime) are in clock
-        // ticks, 100 a second on Linux; the command name may hold spaces,
-        // so count from its closing parenthesis.
-        let cpu_ms = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|stat| {
-                let rest = stat.rsplit_once(')')?.1;
-                let fields: Vec<&str> = rest.split_whitespace().collect();
-                let ticks =
-                    fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-                Some(ticks * 10)
-            })
-            .unwrap_or_default();
-        Self { rss_kib, cpu_ms }
+        let (rss_kib, cpu_ms) = glyco_webkit::metrics::process_figures();
+        Self {
+            rss_kib: rss_kib.unwrap_or_default(),
+            cpu_ms: cpu_ms.unwrap_or_default(),
+        }
     }
 }
 

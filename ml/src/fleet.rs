@@ -104,6 +104,18 @@ impl HubFinding {
         )
     }
 
+    /// Every name [`name`](Self::name) gives.
+    pub const NAMES: [&'static str; 8] = [
+        "clock_skew",
+        "clock_drift",
+        "anchoring_stopped",
+        "restarts_looping",
+        "memory_growing",
+        "queue_growing",
+        "chain_lag",
+        "chain_unreachable",
+    ];
+
     pub fn name(&self) -> &'static str {
         match self {
             Self::ClockSkew { .. } => "clock_skew",

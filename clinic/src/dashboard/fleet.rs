@@ -3,7 +3,6 @@
 //! carry no patient data; the page shows hubs and their health only.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
@@ -12,41 +11,8 @@ use serde::Deserialize;
 
 use super::Dashboard;
 use super::pages::{Physician, layout, short, when};
-use crate::fleet::http::FleetJson;
+use crate::fleet::http::FleetQuery;
 use crate::fleet::view::Flag;
-
-/// Where the dashboard reads the fleet: the clinic node's HTTP address and
-/// its bearer token, if it wants one.
-#[derive(Debug, Clone)]
-pub struct FleetSource {
-    pub url: String,
-    pub token: Option<String>,
-}
-
-impl FleetSource {
-    pub async fn fetch(&self, flag: Option<Flag>) -> Result<FleetJson, String> {
-        glyco_contracts::client::install_tls_provider();
-        let mut url = reqwest::Url::parse(&self.url)
-            .and_then(|u| u.join("/fleet.json"))
-            .map_err(|e| format!("the fleet node's address: {e}"))?;
-        if let Some(flag) = flag {
-            url.query_pairs_mut().append_pair("flags", flag.name());
-        }
-        let mut request = reqwest::Client::new()
-            .get(url)
-            .timeout(Duration::from_secs(5));
-        if let Some(token) = &self.token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let response = request.send().await.map_err(|e| e.to_string())?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!("the fleet node answered {status}"));
-        }
-        serde_json::from_slice(&body).map_err(|e| e.to_string())
-    }
-}
 
 #[derive(Debug, Deserialize)]
 pub struct FleetPageQuery {
@@ -70,7 +36,12 @@ pub async fn page(
         let body = html! { h1 { "Fleet" } p.notice { "No fleet node is configured (--fleet)." } };
         return layout("Fleet", Some(&physician), body).into_response();
     };
-    let fleet = source.fetch(query.flag).await;
+    let fleet = source
+        .fetch(&FleetQuery {
+            flags: query.flag.map(|f| f.name().to_owned()),
+            ..Default::default()
+        })
+        .await;
     let body = html! {
         h1 { "Fleet" }
         @match &fleet {

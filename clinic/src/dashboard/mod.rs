@@ -85,7 +85,7 @@ pub struct Dashboard {
     pub unit: glyco_seal::reading::GlucoseUnit,
     pub lan_only: bool,
     /// The clinic node's fleet view, if the page should show it.
-    pub fleet: Option<fleet::FleetSource>,
+    pub fleet: Option<crate::fleet::http::FleetClient>,
 }
 
 impl Dashboard {

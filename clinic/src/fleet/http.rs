@@ -65,6 +65,56 @@ impl FleetQuery {
     }
 }
 
+/// Reads a clinic node's `/fleet.json`: `glyco-clinic fleet show` and the
+/// dashboard's Fleet page.
+#[derive(Debug, Clone)]
+pub struct FleetClient {
+    /// The node's HTTP address (its `--http`), e.g. `http://10.0.0.5:9464`.
+    pub url: String,
+    /// Its bearer token, if it wants one.
+    pub token: Option<String>,
+}
+
+impl FleetClient {
+    pub async fn fetch(&self, query: &FleetQuery) -> Result<FleetJson, String> {
+        glyco_contracts::client::install_tls_provider();
+        let mut url = reqwest::Url::parse(&self.url)
+            .and_then(|u| u.join("/fleet.json"))
+            .map_err(|e| format!("the fleet node's address {:?}: {e}", self.url))?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (key, value) in [
+                ("flags", &query.flags),
+                ("version", &query.version),
+                ("hub", &query.hub),
+            ] {
+                if let Some(value) = value {
+                    pairs.append_pair(key, value);
+                }
+            }
+        }
+        let mut request = reqwest::Client::new()
+            .get(url.clone())
+            .timeout(std::time::Duration::from_secs(10));
+        if let Some(token) = &self.token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("asking {url}: {e}"))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!(
+                "{url}: {status}: {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("the node's /fleet.json: {e}"))
+    }
+}
+
 /// What `/fleet.json` answers.
 #[derive(Debug, serde::Serialize, Deserialize)]
 pub struct FleetJson {

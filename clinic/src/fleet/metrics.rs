@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use glyco_ml::fleet::HubFinding;
 use glyco_webkit::metrics::{Exposition, Kind};
 
 use super::FleetNode;
@@ -65,16 +66,7 @@ pub fn render(node: &FleetNode, inbox: Option<&InboxCounts>, now_ms: i64) -> Str
         Kind::Gauge,
         "Hubs whose newest heartbeat has this finding.",
     );
-    for name in [
-        "clock_skew",
-        "clock_drift",
-        "anchoring_stopped",
-        "restarts_looping",
-        "memory_growing",
-        "queue_growing",
-        "chain_lag",
-        "chain_unreachable",
-    ] {
+    for name in HubFinding::NAMES {
         let count = findings.get(name).copied().unwrap_or(0);
         e.sample(
             "glyco_fleet_hub_findings",
@@ -100,19 +92,7 @@ pub fn render(node: &FleetNode, inbox: Option<&InboxCounts>, now_ms: i64) -> Str
         "Fleet messages refused, by reason.",
     );
     let refused = node.counts().refused;
-    for reason in [
-        "bad_signature",
-        "wrong_signer",
-        "not_a_hub",
-        "replayed",
-        "too_often",
-        "fleet_full",
-        "over_bound",
-        "no_live_grant",
-        "chain_unavailable",
-        "malformed",
-        "busy",
-    ] {
+    for reason in super::REFUSAL_REASONS {
         let count = refused.get(reason).copied().unwrap_or(0);
         e.sample(
             "glyco_fleet_refused_total",
@@ -146,6 +126,7 @@ pub fn render(node: &FleetNode, inbox: Option<&InboxCounts>, now_ms: i64) -> Str
             e.single(name, Kind::Counter, help, value as f64);
         }
     }
-    glyco_webkit::metrics::process(&mut e);
+    let (rss_kib, cpu_ms) = glyco_webkit::metrics::process_figures();
+    glyco_webkit::metrics::process(&mut e, rss_kib, cpu_ms);
     e.finish()
 }

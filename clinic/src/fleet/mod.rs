@@ -54,6 +54,21 @@ pub struct NodeCounts {
     pub refused: std::collections::BTreeMap<&'static str, u64>,
 }
 
+/// Every name [`reason_name`] gives, for the metrics' series.
+pub const REFUSAL_REASONS: [&str; 11] = [
+    "bad_signature",
+    "wrong_signer",
+    "not_a_hub",
+    "replayed",
+    "too_often",
+    "fleet_full",
+    "over_bound",
+    "no_live_grant",
+    "chain_unavailable",
+    "malformed",
+    "busy",
+];
+
 fn reason_name(reason: &FleetRefusal) -> &'static str {
     match reason {
         FleetRefusal::BadSignature { .. } => "bad_signature",

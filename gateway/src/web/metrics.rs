@@ -243,6 +243,12 @@ pub fn render(report: &StatusReport) -> String {
         "The signed alert policy in force (0: the config's).",
         alerts.policy.map_or(0, |(version, _)| version) as f64,
     );
-    glyco_webkit::metrics::process(&mut e);
+    // The report's own reading of /proc/self (zero: it could not read it).
+    let process = &report.process;
+    glyco_webkit::metrics::process(
+        &mut e,
+        (process.rss_kib > 0).then_some(process.rss_kib),
+        (process.cpu_ms > 0).then_some(process.cpu_ms),
+    );
     e.finish()
 }

@@ -92,19 +92,42 @@ fn number(value: f64) -> String {
     }
 }
 
-/// The standard process metrics (`process_resident_memory_bytes`,
-/// `process_cpu_seconds_total`, `process_start_time_seconds` is left out:
-/// the callers export their own start), from /proc/self; nothing is
-/// written for what cannot be read.
-pub fn process(e: &mut Exposition) {
+/// A `Name:   123 kB` field of a /proc file, in KiB.
+pub fn kib_field(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// This process's resident memory (KiB) and user plus system CPU time
+/// (ms), from /proc/self; `None` for what cannot be read.
+pub fn process_figures() -> (Option<u64>, Option<u64>) {
     let rss_kib = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|status| {
-            status.lines().find_map(|line| {
-                line.strip_prefix("VmRSS:")
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            })
+        .and_then(|status| kib_field(&status, "VmRSS:"));
+    // utime and stime, fields 14 and 15, in clock ticks (100 a second on
+    // Linux); the command name may hold spaces, so count from its ')'.
+    let cpu_ms = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let rest = stat.rsplit_once(')')?.1.to_owned();
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ticks =
+                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            Some(ticks * 10)
         });
+    (rss_kib, cpu_ms)
+}
+
+/// The standard process metrics (`process_resident_memory_bytes`,
+/// `process_cpu_seconds_total`) from figures the caller has (see
+/// [`process_figures`]); nothing is written for a figure it lacks.
+pub fn process(e: &mut Exposition, rss_kib: Option<u64>, cpu_ms: Option<u64>) {
     if let Some(kib) = rss_kib {
         e.single(
             "process_resident_memory_bytes",
@@ -113,21 +136,12 @@ pub fn process(e: &mut Exposition) {
             (kib * 1024) as f64,
         );
     }
-    // utime and stime, fields 14 and 15, in clock ticks (100 a second on
-    // Linux); the command name may hold spaces, so count from its ')'.
-    let ticks = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            let rest = stat.rsplit_once(')')?.1.to_owned();
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        });
-    if let Some(ticks) = ticks {
+    if let Some(ms) = cpu_ms {
         e.single(
             "process_cpu_seconds_total",
             Kind::Counter,
             "Total user and system CPU time spent in seconds.",
-            ticks as f64 / 100.0,
+            ms as f64 / 1000.0,
         );
     }
 }

@@ -109,7 +109,7 @@ pub async fn run(args: DashboardArgs) -> Result<()> {
     // One line on stdout that scripts and tests read.
     println!("dashboard for physician {physician:#x} on http://{bound}/");
     let fleet = match (&args.fleet, &args.fleet_token_file) {
-        (Some(url), token_file) => Some(dashboard::fleet::FleetSource {
+        (Some(url), token_file) => Some(glyco_clinic::fleet::http::FleetClient {
             url: url.clone(),
             token: token_file
                 .as_ref()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use glyco_clinic::fleet::http::FleetJson;
+use glyco_clinic::fleet::http::{FleetClient, FleetQuery};
 use glyco_clinic::fleet::view::{self, Flag};
 use glyco_clinic::replica::{HubPeer, bind};
 use glyco_contracts::Address;
@@ -76,45 +76,29 @@ async fn show(
     hub: Option<Address>,
     json: bool,
 ) -> Result<()> {
-    let mut url = reqwest::Url::parse(node)
-        .with_context(|| format!("--node {node:?}"))?
-        .join("/fleet.json")?;
-    {
-        let mut query = url.query_pairs_mut();
-        if !flags.is_empty() {
+    let client = FleetClient {
+        url: node.to_owned(),
+        token: token_file
+            .map(|path| {
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))
+                    .map(|token| token.trim().to_owned())
+            })
+            .transpose()?,
+    };
+    let query = FleetQuery {
+        flags: (!flags.is_empty()).then(|| {
             let names: Vec<&str> = flags.iter().map(|f| f.name()).collect();
-            query.append_pair("flags", &names.join(","));
-        }
-        if let Some(version) = &version {
-            query.append_pair("version", version);
-        }
-        if let Some(hub) = hub {
-            query.append_pair("hub", &hub.to_string());
-        }
-    }
-    glyco_contracts::client::install_tls_provider();
-    let mut request = reqwest::Client::new()
-        .get(url.clone())
-        .timeout(Duration::from_secs(10));
-    if let Some(path) = token_file {
-        let token = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        request = request.header("authorization", format!("Bearer {}", token.trim()));
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("asking {url}"))?;
-    let status = response.status();
-    let body = response.bytes().await?;
-    if !status.is_success() {
-        bail!("{url}: {status}: {}", String::from_utf8_lossy(&body));
-    }
+            names.join(",")
+        }),
+        version,
+        hub: hub.map(|h| h.to_string()),
+    };
+    let fleet = client.fetch(&query).await.map_err(anyhow::Error::msg)?;
     if json {
-        println!("{}", String::from_utf8_lossy(&body));
+        println!("{}", serde_json::to_string_pretty(&fleet)?);
         return Ok(());
     }
-    let fleet: FleetJson = serde_json::from_slice(&body).context("the node's /fleet.json")?;
     let tally: Vec<String> = fleet
         .tally
         .iter()
