@@ -4,8 +4,10 @@
 # privileged container: debootstrap into a directory, mke2fs -d into a
 # partition image, mkfs.vfat + mcopy for the Pi's firmware partition.
 #
-#   image/build.sh amd64    the qemu image: glyco-amd64.img (ext4 root) with
-#                           its kernel and initrd beside it (qemu boots them)
+#   image/build.sh amd64    the x86/qemu image: glyco-amd64.img (GPT: EFI
+#                           system partition with GRUB, root slots A and B,
+#                           data), and glyco-amd64.rootfs.ext4, the slot image
+#                           update bundles carry (image/bundle.sh)
 #   image/build.sh arm64    the Raspberry Pi 4/5 image: glyco-arm64.img (MBR:
 #                           FAT firmware partition + ext4 root), and .img.zst
 #   image/build.sh all      both
@@ -46,6 +48,9 @@ need_packages() {
 tools() {
   [[ $(id -u) == 0 ]] || { log "run as root (debootstrap, ownership in the image)"; exit 1; }
   need_packages debootstrap e2fsprogs dosfstools mtools fdisk zstd systemd
+  if [[ $1 == amd64 ]]; then
+    need_packages grub-efi-amd64-bin grub-common
+  fi
   if [[ $1 == arm64 ]]; then
     if ! dpkg --print-foreign-architectures | grep -qx arm64; then
       dpkg --add-architecture arm64
@@ -118,9 +123,65 @@ files_hash() {
     echo "$arch $base"
     sha256sum "$hub" | cut -d' ' -f1
     cat image/build.sh
-    find image/rootfs image/pi systemd -type f | LC_ALL=C sort | xargs sha256sum
+    find image/rootfs image/pi image/amd64 systemd -type f | LC_ALL=C sort | xargs sha256sum
     if [[ -n ${GLYCO_SSH_AUTHORIZED_KEY:-} ]]; then sha256sum "$GLYCO_SSH_AUTHORIZED_KEY"; fi
+    if [[ -n ${GLYCO_RELEASE_KEYRING:-} ]]; then sha256sum "$GLYCO_RELEASE_KEYRING"; fi
+    echo "${GLYCO_KERNEL_ARGS:-} ${GLYCO_RELEASE:-}"
   ) | sha256sum | cut -c1-16
+}
+
+# The amd64 disk (docs/APPLIANCE.md): GPT with the EFI system partition
+# (GRUB and its A/B environment), root slots A and B (B empty until the
+# first update; both sparse in the file), and the data partition that
+# outlives updates (the hub's state, RAUC's status, the installer's copy).
+ab_disk() {
+  local rootdir=$1 work=$2
+  local efi_mib=64 slot_mib=2048 data_mib=2048 root_mib
+  root_mib=$(($(stat -c %s "$work/root.ext4") / 1048576))
+  ((root_mib <= slot_mib)) || { log "the root file system ($root_mib MiB) is over a slot ($slot_mib MiB)"; exit 1; }
+  local esp="$work/esp"
+  mkdir -p "$esp/EFI/BOOT" "$esp/EFI/glyco"
+  # Only the modules the configuration uses, built in (a standalone GRUB
+  # cannot load more from the ESP).
+  local grub_modules="part_gpt fat ext2 search search_label loadenv test regexp linux echo configfile normal"
+  grub-mkstandalone -O x86_64-efi --locales= --fonts= --themes= \
+    --modules="$grub_modules" --install-modules="$grub_modules" \
+    -o "$esp/EFI/BOOT/BOOTX64.EFI" "boot/grub/grub.cfg=image/amd64/grub-early.cfg"
+  cp image/amd64/grub.cfg "$esp/EFI/glyco/grub.cfg"
+  grub-editenv "$esp/EFI/glyco/grubenv" create
+  grub-editenv "$esp/EFI/glyco/grubenv" set ORDER="A B" A_OK=1 A_TRY=0 B_OK=0 B_TRY=0 \
+    EXTRA_ARGS="${GLYCO_KERNEL_ARGS:-}"
+  find "$esp" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+  mkfs.vfat -C -F 32 -n GLYCO-EFI -i "$boot_volid" "$work/esp.vfat" $((efi_mib * 1024)) >/dev/null
+  (cd "$esp" && MTOOLS_SKIP_CHECK=1 mcopy -s -m -i "$work/esp.vfat" ./* ::/)
+
+  # The data partition: one directory for each owner, bound in by fstab.
+  local data="$work/data" uid
+  uid=$(grep '^glyco:' "$rootdir/etc/passwd" | cut -d: -f3)
+  mkdir -p "$data/glyco" "$data/rauc" "$data/update"
+  chown "$uid:$uid" "$data/glyco"
+  chmod 0700 "$data/glyco" "$data/rauc" "$data/update"
+  E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mke2fs -q -t ext4 -L glyco-data \
+    -E "root_owner=0:0,lazy_itable_init=0" -d "$data" "$work/data.ext4" "${data_mib}M"
+
+  local mib=2048 start=2048 img="$work/glyco-amd64.img"
+  local a=$((start + efi_mib * mib)) b c
+  b=$((a + slot_mib * mib))
+  c=$((b + slot_mib * mib))
+  truncate -s $(((c + data_mib * mib + 2048) * 512)) "$img"
+  sfdisk --quiet "$img" <<EOF
+label: gpt
+label-id: 6c0a3d5e-9b1f-4c1e-8f6a-67c0f1a9e2b0
+start=$start, size=$((efi_mib * mib)), type=U, name=efi, uuid=6c0a3d5e-9b1f-4c1e-8f6a-67c0f1a9e2b1
+start=$a, size=$((slot_mib * mib)), type=L, name=rootfs-A, uuid=6c0a3d5e-9b1f-4c1e-8f6a-67c0f1a9e2b2
+start=$b, size=$((slot_mib * mib)), type=L, name=rootfs-B, uuid=6c0a3d5e-9b1f-4c1e-8f6a-67c0f1a9e2b3
+start=$c, size=$((data_mib * mib)), type=L, name=data, uuid=6c0a3d5e-9b1f-4c1e-8f6a-67c0f1a9e2b4
+EOF
+  dd if="$work/esp.vfat" of="$img" bs=512 seek=$start conv=notrunc,sparse status=none
+  dd if="$work/root.ext4" of="$img" bs=512 seek=$a conv=notrunc,sparse status=none
+  dd if="$work/data.ext4" of="$img" bs=512 seek=$c conv=notrunc,sparse status=none
+  mv "$work/root.ext4" "$work/glyco-amd64.rootfs.ext4"
+  rm -rf "$esp" "$data" "$work/esp.vfat" "$work/data.ext4"
 }
 
 build() {
@@ -155,6 +216,26 @@ build() {
   chmod 0750 "$rootdir/etc/glyco"
   chmod 0640 "$rootdir/etc/glyco/hub.toml"
   systemctl --root="$rootdir" enable glyco-hub.service systemd-networkd.service >/dev/null 2>&1
+  if [[ $arch == amd64 ]]; then
+    # Over-the-air updates (docs/FLEET.md, "Updates"): RAUC's slots, the
+    # release keyring, the installer the hub asks for, the health check.
+    install -D -m 0644 image/amd64/rauc-system.conf "$rootdir/etc/rauc/system.conf"
+    if [[ -n ${GLYCO_RELEASE_KEYRING:-} ]]; then
+      install -m 0644 "$GLYCO_RELEASE_KEYRING" "$rootdir/etc/rauc/keyring.pem"
+    else
+      log "$arch: no GLYCO_RELEASE_KEYRING: this image will refuse every update bundle"
+    fi
+    install -m 0644 image/amd64/fstab "$rootdir/etc/fstab"
+    for unit in glyco-update.path glyco-update.service glyco-update-health.service; do
+      install -m 0644 "systemd/$unit" "$rootdir/usr/lib/systemd/system/$unit"
+    done
+    systemctl --root="$rootdir" enable glyco-update.path glyco-update-health.service >/dev/null 2>&1
+    mkdir -p "$rootdir/data" "$rootdir/boot/efi" "$rootdir/var/lib/glyco" "$rootdir/var/lib/rauc" \
+      "$rootdir/var/lib/glyco-update"
+    # GRUB loads the slot's kernel by a fixed name.
+    ln -sf "$(basename "$(ls "$rootdir"/boot/vmlinuz-* | sort -V | tail -1)")" "$rootdir/boot/vmlinuz"
+    ln -sf "$(basename "$(ls "$rootdir"/boot/initrd.img-* | sort -V | tail -1)")" "$rootdir/boot/initrd.img"
+  fi
   # sshd is on the Pi image for engineers' test builds only: no host keys
   # baked in (each device makes its own), not enabled unless a key is given.
   rm -f "$rootdir"/etc/ssh/ssh_host_*
@@ -182,7 +263,7 @@ UNIT
   : >"$rootdir/etc/machine-id"
   rm -f "$rootdir/var/lib/dbus/machine-id"
   local release
-  release=$(git describe --always --dirty 2>/dev/null || echo unknown)
+  release=${GLYCO_RELEASE:-$(git describe --always --dirty 2>/dev/null || echo unknown)}
   echo "glyco-hub $release ($arch, Debian $suite)" >"$rootdir/etc/glyco/release"
   # The image's release, where systemd and the hub's fleet heartbeat read
   # it (IMAGE_ID/IMAGE_VERSION; /etc/os-release links here).
@@ -197,14 +278,17 @@ UNIT
 
   log "$arch: file systems"
   local root_mib
-  root_mib=$(($(du -sm "$rootdir" | cut -f1) * 3 / 2 + 768))
+  if [[ $arch == amd64 ]]; then
+    # A slot holds only the system: the state is on the data partition.
+    root_mib=$(($(du -sm "$rootdir" | cut -f1) * 5 / 4 + 384))
+  else
+    root_mib=$(($(du -sm "$rootdir" | cut -f1) * 3 / 2 + 768))
+  fi
   E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mke2fs -q -t ext4 -L glyco-root -U "$root_uuid" \
     -E "root_owner=0:0,hash_seed=$root_uuid,lazy_itable_init=0" -d "$rootdir" "$work/root.ext4" "${root_mib}M"
 
   if [[ $arch == amd64 ]]; then
-    mv "$work/root.ext4" "$work/glyco-$arch.img"
-    cp "$kernel" "$work/glyco-$arch.vmlinuz"
-    cp "$initrd" "$work/glyco-$arch.initrd"
+    ab_disk "$rootdir" "$work"
   else
     # The Pi's firmware partition: the boot firmware, the device trees, the
     # kernel and initramfs, config.txt and cmdline.txt.

@@ -12,7 +12,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/usr/bin" "$tmp/usr/lib/systemd" "$tmp/etc/systemd/system" "$tmp/etc/glyco"
 cp -a /usr/lib/systemd/system "$tmp/usr/lib/systemd/"
-cp "$root"/systemd/*.service "$tmp/etc/systemd/system/"
+cp "$root"/systemd/*.service "$root"/systemd/*.path "$tmp/etc/systemd/system/"
 # verify wants the programs to exist; what they are does not matter here.
 for program in glyco-hub glyco-clinic; do
   install -m 0755 /bin/true "$tmp/usr/bin/$program"
@@ -22,7 +22,8 @@ for instance in proxy replica alert-inbox dashboard; do
 done
 
 units=(glyco-hub.service glyco-clinic@proxy.service glyco-clinic@replica.service
-       glyco-clinic@alert-inbox.service glyco-clinic@dashboard.service)
+       glyco-clinic@alert-inbox.service glyco-clinic@dashboard.service
+       glyco-update.path glyco-update.service glyco-update-health.service)
 failed=0
 for unit in "${units[@]}"; do
   # Unknown keys and bad values are only warnings to verify: any output fails.

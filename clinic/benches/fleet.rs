@@ -92,6 +92,7 @@ fn heartbeat(hub: Address, boot_ms: i64, seq: u64, now_ms: i64) -> Heartbeat {
         failing_stages: vec![],
         config_version: 0,
         clock_offset_ms: Some(35),
+        update: None,
     }
 }
 
@@ -171,7 +172,7 @@ fn main() {
         runtime.block_on(async {
             for bytes in round {
                 let message: HubFleetMessage = fleet::decode(bytes).unwrap();
-                let answer = node.on_message(message).await;
+                let answer = node.on_message(message, None).await;
                 let encoded = fleet::encode(&answer).unwrap();
                 assert!(
                     matches!(answer, glyco_seal::fleet::FleetAnswer::Kept { .. }),

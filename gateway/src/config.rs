@@ -176,6 +176,15 @@ keyring = "/etc/rauc/keyring.pem"
 # compatible = "glyco-amd64"   (glyco-arm64 on the Pi; the build's default)
 rauc = "rauc"
 max_bundle_mib = 2048
+# Releases the clinic's fleet node offers with a heartbeat's answer: fetched,
+# checked as above, then installed by glyco-update.service (root) into the
+# other slot, and kept only if the health check after the reboot passes.
+# Off unless the hub runs from the A/B image (the image turns it on).
+accept_offers = false
+# Where the installer (root) keeps its own copy and what is pending.
+install_dir = "/var/lib/glyco-update"
+# How long the health check after an update waits for the hub to be well.
+health_timeout_secs = 300
 
 [limits]
 # Device connections in all, and from one network address. The hub raises its
@@ -241,6 +250,12 @@ pub struct UpdateConfig {
     pub rauc: PathBuf,
     /// The largest bundle taken.
     pub max_bundle_mib: u64,
+    /// Fetch and install releases the fleet node offers.
+    pub accept_offers: bool,
+    /// The installer's own directory (root's).
+    pub install_dir: PathBuf,
+    /// How long the health check after an update waits for the hub.
+    pub health_timeout_secs: u64,
 }
 
 impl Default for UpdateConfig {
@@ -255,6 +270,9 @@ impl Default for UpdateConfig {
             compatible: format!("glyco-{arch}"),
             rauc: PathBuf::from("rauc"),
             max_bundle_mib: 2048,
+            accept_offers: false,
+            install_dir: PathBuf::from("/var/lib/glyco-update"),
+            health_timeout_secs: 300,
         }
     }
 }
@@ -1117,6 +1135,9 @@ impl HubConfig {
         self.seal.validate()?;
         if !(1..=8192).contains(&self.update.max_bundle_mib) {
             return invalid("update.max_bundle_mib must be between 1 and 8192".into());
+        }
+        if !(30..=3600).contains(&self.update.health_timeout_secs) {
+            return invalid("update.health_timeout_secs must be between 30 and 3600".into());
         }
         if !(1..=64).contains(&self.update.compatible.len()) {
             return invalid("update.compatible must be 1 to 64 characters".into());

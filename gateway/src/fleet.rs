@@ -109,6 +109,8 @@ pub struct HeartbeatSender {
     pub status: Arc<Mutex<FleetStatus>>,
     pub policies: Option<PolicyApplier>,
     pub writer: JournalWriter,
+    /// Takes releases the node offers (docs/FLEET.md, "Updates").
+    pub updater: Option<crate::update::fetch::Updater>,
 }
 
 impl HeartbeatSender {
@@ -142,7 +144,11 @@ impl HeartbeatSender {
                 Ok(FleetAnswer::Kept {
                     node_time_ms,
                     proposed_policy,
+                    offered_release,
                 }) => {
+                    if let (Some(updater), Some(offer)) = (&self.updater, offered_release) {
+                        updater.offered(offer, &token);
+                    }
                     {
                         let mut status = self.status.lock();
                         status.sent += 1;
@@ -355,6 +361,7 @@ impl HeartbeatSender {
                 .collect(),
             config_version: report.alerts.policy.map_or(0, |(version, _)| version),
             clock_offset_ms: self.status.lock().clock_offset_ms,
+            update: crate::update::record::load_outcome(&self.state_dir),
         }
     }
 }
@@ -373,7 +380,7 @@ fn keep_newest(log: &mut Vec<RemoteConfigEvent>) {
 }
 
 /// `IMAGE_VERSION` from os-release: the appliance image's release.
-fn image_release() -> Option<String> {
+pub fn image_release() -> Option<String> {
     let text = std::fs::read_to_string("/etc/os-release")
         .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
         .ok()?;

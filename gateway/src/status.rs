@@ -522,6 +522,9 @@ pub enum Ask {
         kind: String,
         minutes: u32,
     },
+    /// A test reading through the pipeline, not stored (the health check
+    /// after an update).
+    SelfTest,
 }
 
 /// The largest request read from the socket.
@@ -678,6 +681,13 @@ pub async fn query_release(
 }
 
 /// Asks the running daemon for its status.
+pub async fn query_self_test(
+    path: &Path,
+) -> Result<crate::update::selftest::SelfTestReport, StatusError> {
+    let body = ask(path, &Ask::SelfTest).await?;
+    serde_json::from_slice(&body).map_err(|e| StatusError::BadAnswer(e.to_string()))
+}
+
 pub async fn query(path: &Path) -> Result<StatusReport, StatusError> {
     let body = ask(path, &Ask::Status).await?;
     serde_json::from_slice(&body).map_err(|e| StatusError::BadAnswer(e.to_string()))

@@ -190,6 +190,7 @@ fn heartbeat(hub: glyco_contracts::Address, boot_ms: i64, seq: u64, sent_at_ms: 
         failing_stages: vec![],
         config_version: 0,
         clock_offset_ms: None,
+        update: None,
     }
 }
 
@@ -583,5 +584,162 @@ async fn a_proposed_policy_is_recorded_but_not_applied_without_the_patients_cons
         1,
         "{:?}",
         later.fleet.remote_log
+    );
+}
+
+/// The node's rollout and the hub's side of an update, short of the install
+/// (which needs the qemu guest's slots: `scripts/hil.sh`): an unpublished
+/// bundle is fetched over iroh and refused, and the rollout halts; a
+/// published one is fetched, checked and handed to the installer; the
+/// installer checks again on its own copy, so a bundle swapped in the hub's
+/// directory is refused, and on a machine without slots it stops there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_offers_a_release_the_hub_fetches_checks_and_hands_to_the_installer() {
+    use glyco_contracts::testkit::accounts::ADMIN;
+    use support::release::{bundle, release_key, sha256};
+    let mut w = alert_world().await;
+    let dir = w.path("releases");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = release_key(&dir, "release").await;
+    let install_dir = w.path("installer");
+    w.world.edit_config(|c| {
+        c.fleet.interval_secs = 5;
+        c.update.keyring = key.1.clone();
+        c.update.compatible = "glyco-test".into();
+        c.update.accept_offers = true;
+        c.update.install_dir = install_dir.clone();
+    });
+    let token_file = w.path("fleet-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let http_port = free_tcp_port();
+    let node_http = format!("http://127.0.0.1:{http_port}");
+    let http_arg = format!("127.0.0.1:{http_port}");
+    let start_node = |bundle: &Path, version: &str| {
+        let (bundle, version) = (bundle.to_str().unwrap().to_owned(), version.to_owned());
+        let (w, http_arg, token_file) = (&w, http_arg.clone(), token_file.clone());
+        async move {
+            w.start_inbox_at(
+                &w.inbox_dir,
+                w.inbox_port,
+                &[
+                    "--http",
+                    &http_arg,
+                    "--http-token-file",
+                    token_file.to_str().unwrap(),
+                    "--release-bundle",
+                    &bundle,
+                    "--release-version",
+                    &version,
+                ],
+            )
+            .await
+        }
+    };
+    let stray = bundle(&dir, "stray", "glyco-test", "2026.12.9", &key);
+    let good = bundle(&dir, "good", "glyco-test", "2026.12.2", &key);
+    let update_dir = w.world.config.state_dir.join("update");
+
+    // Not published: fetched, refused, and the rollout stops.
+    let node = start_node(&stray, "2026.12.9").await;
+    let hub = w.world.start_hub().await;
+    let fleet = wait_fleet(&node_http, &token_file, &[], "the refusal reported", |f| {
+        f["hubs"][0]["update"] == "refused 2026.12.9"
+    })
+    .await;
+    assert!(
+        fleet["hubs"][0]["reasons"]
+            .as_array()
+            .unwrap()
+            .contains(&"update_refused:2026.12.9".into()),
+        "{fleet:#}"
+    );
+    assert!(!fleet["rollout"]["halted_at_ms"].is_null(), "{fleet:#}");
+    let outcome: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(update_dir.join("outcome.json")).unwrap()).unwrap();
+    assert!(
+        outcome["outcome"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("not published on chain"),
+        "{outcome}"
+    );
+    assert!(!update_dir.join("request.json").exists());
+    drop(node);
+
+    // Published: fetched, checked, and the installer is asked.
+    w.world
+        .client(ADMIN)
+        .publish_release(sha256(&good), "2026.12.2")
+        .await
+        .unwrap();
+    let node = start_node(&good, "2026.12.2").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !update_dir.join("request.json").exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no install request within 60 s; outcome: {:?}",
+            std::fs::read_to_string(update_dir.join("outcome.json"))
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let request: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(update_dir.join("request.json")).unwrap()).unwrap();
+    assert_eq!(request["version"], "2026.12.2");
+    assert_eq!(request["sha256"], sha256(&good).to_string());
+    assert_eq!(sha256(&update_dir.join("incoming.raucb")), sha256(&good));
+    let fleet = wait_fleet(&node_http, &token_file, &[], "the fetch reported", |f| {
+        f["hubs"][0]["update"] == "fetching 2026.12.2"
+    })
+    .await;
+    assert_eq!(fleet["rollout"]["offered"], 1, "{fleet:#}");
+    assert!(fleet["rollout"]["halted_at_ms"].is_null());
+    // The health check's test reading, through the running hub's pipeline.
+    let out = w.world.hub_cli(&["update", "self-test"]).await;
+    let steps = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{steps}");
+    for step in ["decode", "check", "seal", "journal"] {
+        assert!(steps.contains(&format!("{step}: passed")), "{steps}");
+    }
+    // Not an A/B system: the health check has nothing to decide.
+    let out = w.world.hub_cli(&["update", "health"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no A/B slots"),
+        "{out:?}"
+    );
+    hub.terminate().await;
+    drop(node);
+
+    // A bundle swapped into the hub's directory after its check: the
+    // installer's own check refuses it, and takes the request.
+    let request_bytes = std::fs::read(update_dir.join("request.json")).unwrap();
+    std::fs::copy(&stray, update_dir.join("incoming.raucb")).unwrap();
+    let out = w.world.hub_cli(&["update", "install", "--requested"]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("not published"),
+        "{err}"
+    );
+    assert!(!update_dir.join("request.json").exists());
+    assert!(!update_dir.join("incoming.raucb").exists());
+    assert!(!install_dir.join("bundle.raucb").exists());
+
+    // The bundle the hub checked: it passes the installer's check too, and
+    // this host has no slots to write (no rauc.slot= from a bootloader).
+    std::fs::write(update_dir.join("request.json"), &request_bytes).unwrap();
+    std::fs::copy(&good, update_dir.join("incoming.raucb")).unwrap();
+    let out = w.world.hub_cli(&["update", "install", "--requested"]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no A/B slots"),
+        "{err}"
+    );
+    let outcome: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(update_dir.join("outcome.json")).unwrap()).unwrap();
+    assert_eq!(outcome["outcome"]["outcome"], "refused", "{outcome}");
+    assert!(!install_dir.join("pending.json").exists());
+    let out = w.world.hub_cli(&["update", "install", "--requested"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no install was asked for"),
+        "the request was taken"
     );
 }

@@ -7,71 +7,15 @@
 //! bundle signed by another key, built for another hub, or whose manifest
 //! names another version than the chain is refused; a withdrawn release is
 //! refused. (Installing needs device-mapper and loop devices, which this
-//! host lacks: it is for the qemu test, not built yet.)
+//! host lacks: `scripts/hil.sh` installs under qemu.)
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use glyco_contracts::B256;
 use glyco_contracts::testkit::accounts::ADMIN;
-use sha2::{Digest, Sha256};
 use support::HubWorld;
-
-/// A self-signed release certificate and its key in `dir`: (key, cert).
-async fn release_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (cert, key) =
-        support::self_signed(dir, name, &format!("/O=glyco test/CN={name}"), &[]).await;
-    (key, cert)
-}
-
-/// A RAUC bundle of a small root-file-system image, signed with `signer`.
-fn bundle(
-    dir: &Path,
-    name: &str,
-    compatible: &str,
-    version: &str,
-    signer: &(PathBuf, PathBuf),
-) -> PathBuf {
-    let input = dir.join(format!("{name}-input"));
-    std::fs::create_dir_all(&input).unwrap();
-    // Incompressible bytes (squashfs refuses an image under a block), a
-    // different stream per bundle.
-    let mut state = Sha256::digest(name.as_bytes());
-    let mut image = Vec::new();
-    while image.len() < 64 * 1024 {
-        state = Sha256::digest(state);
-        image.extend_from_slice(&state);
-    }
-    std::fs::write(input.join("rootfs.img"), image).unwrap();
-    std::fs::write(
-        input.join("manifest.raucm"),
-        format!(
-            "[update]\ncompatible={compatible}\nversion={version}\n\n[bundle]\nformat=verity\n\n[image.rootfs]\nfilename=rootfs.img\n"
-        ),
-    )
-    .unwrap();
-    let out_path = dir.join(format!("{name}.raucb"));
-    let out = Command::new("rauc")
-        .arg("bundle")
-        .arg(format!("--cert={}", signer.1.display()))
-        .arg(format!("--key={}", signer.0.display()))
-        .arg(&input)
-        .arg(&out_path)
-        .output()
-        .expect("rauc (Debian's) is installed by scripts/bootstrap.sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out_path
-}
-
-fn sha256(path: &Path) -> B256 {
-    B256::from_slice(&Sha256::digest(std::fs::read(path).unwrap()))
-}
+use support::release::{bundle, release_key, sha256};
 
 async fn check(world: &HubWorld, bundle: &Path) -> Result<String, String> {
     let out = world

@@ -292,6 +292,7 @@ pub(crate) mod tests {
             failing_stages: vec![],
             config_version: 0,
             clock_offset_ms: None,
+            update: None,
         }
     }
 

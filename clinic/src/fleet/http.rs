@@ -124,6 +124,9 @@ pub struct FleetJson {
     pub current_version: Option<String>,
     pub tally: std::collections::BTreeMap<Flag, usize>,
     pub hubs: Vec<HubRow>,
+    /// The release being rolled out, if any.
+    #[serde(default)]
+    pub rollout: Option<super::rollout::RolloutSummary>,
 }
 
 async fn metrics(State(node): State<NodeHttp>) -> Response {
@@ -151,8 +154,13 @@ async fn fleet_json(State(node): State<NodeHttp>, Query(query): Query<FleetQuery
             current_version: book.settings.current_version.clone(),
             tally: view::tally(&all),
             hubs: all.into_iter().filter(|r| filter.keeps(r)).collect(),
+            rollout: None,
         }
     });
+    let answer = FleetJson {
+        rollout: node.fleet.rollout(),
+        ..answer
+    };
     axum::Json(answer).into_response()
 }
 

@@ -100,6 +100,30 @@ pub fn render(node: &FleetNode, inbox: Option<&InboxCounts>, now_ms: i64) -> Str
             count as f64,
         );
     }
+    if let Some(rollout) = node.rollout() {
+        e.family(
+            "glyco_fleet_rollout_hubs",
+            Kind::Gauge,
+            "Hubs in the release's rollout, by where they stand.",
+        );
+        for (state, count) in [
+            ("offered", rollout.offered),
+            ("kept", rollout.kept),
+            ("failed", rollout.failed.len()),
+        ] {
+            e.sample(
+                "glyco_fleet_rollout_hubs",
+                &[("release", &rollout.version), ("state", state)],
+                count as f64,
+            );
+        }
+        e.single(
+            "glyco_fleet_rollout_halted",
+            Kind::Gauge,
+            "1 when the rollout stopped on failures.",
+            f64::from(u8::from(rollout.halted_at_ms.is_some())),
+        );
+    }
     if let Some(inbox) = inbox {
         for (name, help, value) in [
             (

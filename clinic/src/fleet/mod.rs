@@ -13,6 +13,7 @@
 pub mod book;
 pub mod http;
 pub mod metrics;
+pub mod rollout;
 pub mod view;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use glyco_seal::alerts::AlertPolicyDoc;
 use glyco_seal::fleet::{
     self, FleetAnswer, FleetRefusal, Heartbeat, HubFleetMessage, MAX_FLEET_MESSAGE_BYTES, Signed,
 };
+use iroh::EndpointId;
 use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler};
 use parking_lot::Mutex;
@@ -32,6 +34,7 @@ use tokio::sync::Semaphore;
 
 use crate::proxy::chain_view::ChainView;
 use book::{FleetBook, FleetSettings};
+use rollout::{FleetPeers, Rollout, RolloutSummary};
 
 /// Messages one connection may carry before it is closed.
 const MESSAGES_PER_CONNECTION: usize = 256;
@@ -43,6 +46,8 @@ const ADMITTED_TTL: Duration = Duration::from_secs(10 * 60);
 const REFUSED_TTL: Duration = Duration::from_secs(60);
 /// Chain lookups for hubs not in the cache, at once.
 const LOOKUPS_IN_FLIGHT: usize = 16;
+/// Hubs' iroh endpoints remembered for the release store.
+const MAX_FLEET_PEERS: usize = 100_000;
 
 pub fn now_ms() -> i64 {
     glyco_webkit::now_millis()
@@ -92,6 +97,9 @@ pub struct FleetNode {
     admitted: Mutex<HashMap<Address, (Instant, Option<Address>)>>,
     lookups: Arc<Semaphore>,
     counts: Mutex<NodeCounts>,
+    rollout: Option<Mutex<Rollout>>,
+    /// Hubs' iroh endpoints, for the release store's gate.
+    peers: Arc<FleetPeers>,
 }
 
 impl FleetNode {
@@ -103,7 +111,24 @@ impl FleetNode {
             admitted: Mutex::new(HashMap::new()),
             lookups: Arc::new(Semaphore::new(LOOKUPS_IN_FLIGHT)),
             counts: Mutex::new(NodeCounts::default()),
+            rollout: None,
+            peers: Arc::new(FleetPeers::new(MAX_FLEET_PEERS)),
         }
+    }
+
+    /// Rolls a release out with the answers to heartbeats.
+    pub fn with_rollout(mut self, rollout: Rollout) -> Self {
+        self.rollout = Some(Mutex::new(rollout));
+        self
+    }
+
+    pub fn rollout(&self) -> Option<RolloutSummary> {
+        self.rollout.as_ref().map(|r| r.lock().summary())
+    }
+
+    /// The hubs' endpoints the release store may serve.
+    pub fn peers(&self) -> Arc<FleetPeers> {
+        self.peers.clone()
     }
 
     /// Takes `hub` as serving `patient` without asking the chain, for
@@ -183,7 +208,11 @@ impl FleetNode {
         patient.ok_or(FleetRefusal::NotAHub { hub })
     }
 
-    async fn heartbeat(&self, signed: Signed<Heartbeat>) -> Result<FleetAnswer, FleetRefusal> {
+    async fn heartbeat(
+        &self,
+        signed: Signed<Heartbeat>,
+        peer: Option<EndpointId>,
+    ) -> Result<FleetAnswer, FleetRefusal> {
         let received_at_ms = now_ms();
         signed.body.check_bounds()?;
         let hub = signed.body.hub;
@@ -197,13 +226,25 @@ impl FleetNode {
             });
         }
         let patient = self.patient_of(hub).await?;
+        let release = self
+            .rollout
+            .as_ref()
+            .map(|_| rollout::HubRelease::of(&signed.body));
         let proposed = self
             .book
             .lock()
             .record(signed.body, patient, received_at_ms)?;
+        let offered_release = match (&self.rollout, release) {
+            (Some(rollout), Some(release)) => rollout.lock().on_heartbeat(&release, received_at_ms),
+            _ => None,
+        };
+        if let Some(peer) = peer {
+            self.peers.kept_from(peer);
+        }
         Ok(FleetAnswer::Kept {
             node_time_ms: now_ms(),
             proposed_policy: proposed,
+            offered_release,
         })
     }
 
@@ -235,9 +276,14 @@ impl FleetNode {
         Ok(FleetAnswer::Proposed { version })
     }
 
-    pub async fn on_message(&self, message: HubFleetMessage) -> FleetAnswer {
+    /// Answers one message; `peer` is the iroh endpoint it came from.
+    pub async fn on_message(
+        &self,
+        message: HubFleetMessage,
+        peer: Option<EndpointId>,
+    ) -> FleetAnswer {
         let result = match message {
-            HubFleetMessage::Heartbeat(signed) => self.heartbeat(*signed).await,
+            HubFleetMessage::Heartbeat(signed) => self.heartbeat(*signed, peer).await,
             HubFleetMessage::ProposePolicy(signed) => self.propose(*signed).await,
         };
         result.unwrap_or_else(|reason| self.refused(reason))
@@ -269,7 +315,11 @@ impl ProtocolHandler for FleetFromHubs {
                     detail: format!("reading the message: {e}"),
                 }),
                 Ok(Ok(bytes)) => match fleet::decode::<HubFleetMessage>(&bytes) {
-                    Ok(message) => self.0.on_message(message).await,
+                    Ok(message) => {
+                        self.0
+                            .on_message(message, Some(connection.remote_id()))
+                            .await
+                    }
                     Err(e) => self.0.refused(FleetRefusal::Malformed {
                         detail: e.to_string(),
                     }),

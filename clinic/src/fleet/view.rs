@@ -78,6 +78,9 @@ pub struct HubRow {
     pub config_version: u64,
     pub policy_waiting: Option<u64>,
     pub findings: Vec<HubFinding>,
+    /// The last update's outcome and version (`kept 2026.12.2`).
+    #[serde(default)]
+    pub update: Option<String>,
 }
 
 /// Which hubs to show.
@@ -135,6 +138,14 @@ pub fn row(hub: Address, entry: &HubEntry, settings: &FleetSettings, now_ms: i64
         flags.insert(Flag::Misbehaving);
         reasons.push(format!("stage_failed:{stage}"));
     }
+    if let Some(update) = last.update.as_ref().filter(|u| u.outcome.is_failure()) {
+        flags.insert(Flag::Misbehaving);
+        reasons.push(format!(
+            "update_{}:{}",
+            update.outcome.name(),
+            update.version
+        ));
+    }
     if flags.is_empty() {
         flags.insert(Flag::Healthy);
     }
@@ -171,6 +182,10 @@ pub fn row(hub: Address, entry: &HubEntry, settings: &FleetSettings, now_ms: i64
         config_version: last.config_version,
         policy_waiting: entry.proposed.as_ref().map(|p| p.body.version),
         findings: entry.findings.clone(),
+        update: last
+            .update
+            .as_ref()
+            .map(|u| format!("{} {}", u.outcome.name(), u.version)),
     }
 }
 

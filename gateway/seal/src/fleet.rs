@@ -30,6 +30,8 @@ pub const MAX_DEVICE_FINDINGS: usize = 8;
 pub const MAX_FAILING_STAGES: usize = 16;
 /// The longest text field (version, release, a device id in hex).
 pub const MAX_FIELD_CHARS: usize = 80;
+/// The longest reason an update failed, in words.
+pub const MAX_WHY_CHARS: usize = 240;
 const HEARTBEAT_DOMAIN: &[u8] = b"glyco-heartbeat/1\0";
 
 /// How a hub fares, in numbers.
@@ -64,6 +66,70 @@ pub struct Heartbeat {
     /// The hub's clock minus the node's, as the last answer showed (the
     /// answer's trip time is in it, at most its few milliseconds).
     pub clock_offset_ms: Option<i64>,
+    /// How the last update offered to this hub went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateReport>,
+}
+
+/// An update bundle a fleet node offers: the hub fetches it from the node
+/// by its BLAKE3 hash (iroh-blobs, verified as it streams) and installs it
+/// only if the consortium published its SHA-256 on chain and its signature
+/// checks (docs/FLEET.md, "Updates"). The node's word is not trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseOffer {
+    pub version: String,
+    /// The bundle's SHA-256, as published on chain.
+    pub sha256: [u8; 32],
+    /// Its BLAKE3 hash, the iroh blob to fetch.
+    pub blake3: [u8; 32],
+    pub bytes: u64,
+}
+
+/// Where a hub is with an update (the heartbeat's `update`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateReport {
+    pub version: String,
+    pub sha256: [u8; 32],
+    pub at_ms: i64,
+    pub outcome: UpdateOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum UpdateOutcome {
+    /// Fetching the bundle from the node.
+    Fetching,
+    /// The bundle failed a check (or the fetch), or updates are off.
+    Refused { why: String },
+    /// Installed into the other slot; rebooting into it.
+    Installing,
+    /// Booted, passed the health check, marked good.
+    Kept,
+    /// The new slot failed its health check or did not boot; the hub runs
+    /// the slot it came from.
+    RolledBack { why: String },
+}
+
+impl UpdateOutcome {
+    /// Whether the update is over, one way or the other.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Self::Fetching | Self::Installing)
+    }
+
+    /// Whether it went wrong (a staged rollout stops on these).
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Self::Refused { .. } | Self::RolledBack { .. })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Fetching => "fetching",
+            Self::Refused { .. } => "refused",
+            Self::Installing => "installing",
+            Self::Kept => "kept",
+            Self::RolledBack { .. } => "rolled_back",
+        }
+    }
 }
 
 impl Domain for Heartbeat {
@@ -133,6 +199,9 @@ pub enum FleetAnswer {
         /// `config_version`; the hub checks it itself.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         proposed_policy: Option<Box<Signed<AlertPolicyDoc>>>,
+        /// A release the staged rollout offers this hub.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offered_release: Option<ReleaseOffer>,
     },
     /// A policy proposal was kept for the hub's next heartbeat.
     Proposed {
@@ -186,8 +255,17 @@ impl Heartbeat {
             return over(format!("{} failing stages", self.failing_stages.len()));
         }
         let long = |text: &str| text.chars().count() > MAX_FIELD_CHARS;
+        if let Some(UpdateOutcome::Refused { why } | UpdateOutcome::RolledBack { why }) =
+            self.update.as_ref().map(|u| &u.outcome)
+            && why.chars().count() > MAX_WHY_CHARS
+        {
+            return over(format!(
+                "an update's reason is over {MAX_WHY_CHARS} characters"
+            ));
+        }
         let texts = std::iter::once(self.version.as_str())
             .chain(self.release.as_deref())
+            .chain(self.update.as_ref().map(|u| u.version.as_str()))
             .chain(self.failing_stages.iter().map(String::as_str))
             .chain(self.devices.iter().flat_map(|d| {
                 std::iter::once(d.device.as_str())
@@ -297,6 +375,14 @@ mod tests {
             failing_stages: vec![],
             config_version: 0,
             clock_offset_ms: Some(-12),
+            update: Some(UpdateReport {
+                version: "x".repeat(MAX_FIELD_CHARS),
+                sha256: [7; 32],
+                at_ms: 1_700_000_000_000,
+                outcome: UpdateOutcome::RolledBack {
+                    why: "y".repeat(MAX_WHY_CHARS),
+                },
+            }),
         }
     }
 

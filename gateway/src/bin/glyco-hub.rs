@@ -283,8 +283,32 @@ fn init_logging(format: LogFormat) {
 enum UpdateCommand {
     /// Check a RAUC bundle as the hub would before installing it: its
     /// SHA-256 published on chain and not withdrawn, its signature, its
-    /// compatibility and its version. Installing is not built yet.
+    /// compatibility and its version.
     Check { bundle: PathBuf },
+    /// Install a bundle into the other slot (root): checked on a private
+    /// copy as `check` does, then written by RAUC. `--requested` installs
+    /// what the hub asked for (glyco-update.service).
+    Install {
+        #[arg(required_unless_present = "requested", conflicts_with = "requested")]
+        bundle: Option<PathBuf>,
+        #[arg(long)]
+        requested: bool,
+        /// Reboot into the new slot once installed.
+        #[arg(long)]
+        reboot: bool,
+    },
+    /// The health check after a boot (root; glyco-update-health.service):
+    /// keeps an updated slot, or marks it bad and reboots into the old one.
+    Health {
+        /// Do not reboot after marking a slot bad.
+        #[arg(long)]
+        no_reboot: bool,
+    },
+    /// How the last update went, and what is pending.
+    Status,
+    /// Ask the running hub for the health check's test reading through its
+    /// pipeline (decoded, checked, sealed and opened; not stored).
+    SelfTest,
 }
 
 #[tokio::main]
@@ -303,9 +327,7 @@ async fn main() -> Result<()> {
         }
         Command::Run => Box::pin(run(cli.config.as_deref())).await,
         Command::Enrol { code } => enrol(load_config(cli.config.as_deref())?, &code).await,
-        Command::Update(UpdateCommand::Check { bundle }) => {
-            update_check(load_config(cli.config.as_deref())?, &bundle).await
-        }
+        Command::Update(command) => update(load_config(cli.config.as_deref())?, command).await,
         Command::Identity => {
             let id = glyco_gateway::enrolment::ensure_keys(&load_config(cli.config.as_deref())?)?;
             println!(
@@ -713,14 +735,119 @@ async fn release(config: HubConfig, identity: IdentityArgs) -> Result<()> {
     }
 }
 
-async fn update_check(config: HubConfig, bundle: &std::path::Path) -> Result<()> {
-    let deployment = Deployment::load(&config.chain.deployment_file)?;
-    let chain = GlycoClient::read_only(
-        config.chain.rpc_url.parse().context("chain.rpc_url")?,
-        deployment,
-    );
+async fn update(config: HubConfig, command: UpdateCommand) -> Result<()> {
+    use glyco_gateway::update::{health, install, record};
+    let chain = || -> Result<GlycoClient> {
+        Ok(GlycoClient::read_only(
+            config.chain.rpc_url.parse().context("chain.rpc_url")?,
+            Deployment::load(&config.chain.deployment_file)?,
+        ))
+    };
+    match command {
+        UpdateCommand::Check { bundle } => update_check(&config, &chain()?, &bundle).await,
+        UpdateCommand::Install {
+            bundle,
+            requested,
+            reboot,
+        } => {
+            let pending = match bundle {
+                Some(bundle) => {
+                    Some(install::install(&bundle, None, &config.update, &chain()?).await?)
+                }
+                None if requested => {
+                    install::install_requested(&config.state_dir, &config.update, &chain()?).await?
+                }
+                None => None,
+            };
+            let Some(pending) = pending else {
+                println!("no install was asked for");
+                return Ok(());
+            };
+            println!(
+                "installed {} ({}) into slot {}, which boots next",
+                pending.version, pending.sha256, pending.to_slot
+            );
+            if reboot {
+                reboot_now()?;
+            }
+            Ok(())
+        }
+        UpdateCommand::Health { no_reboot } => {
+            let check = health::HealthCheck {
+                state_dir: config.state_dir.clone(),
+                config: config.update.clone(),
+                status_socket: config.status_socket(),
+                hub_unit: "glyco-hub.service".into(),
+            };
+            match check.run().await? {
+                health::Verdict::NoSlots => println!("no A/B slots here: nothing to check"),
+                health::Verdict::Good { slot } => println!("slot {slot} marked good"),
+                health::Verdict::Kept(p) => {
+                    println!(
+                        "update {} kept: slot {} passed its health check",
+                        p.version, p.to_slot
+                    )
+                }
+                health::Verdict::RolledBack {
+                    pending,
+                    why,
+                    reboot,
+                } => {
+                    eprintln!(
+                        "update {} rolled back ({why}); slot {} is marked bad",
+                        pending.version, pending.to_slot
+                    );
+                    if reboot && !no_reboot {
+                        reboot_now()?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        UpdateCommand::SelfTest => {
+            let report = status::query_self_test(&config.status_socket()).await?;
+            for step in &report.steps {
+                match &step.failed {
+                    None => println!("{}: passed", step.step),
+                    Some(why) => println!("{}: FAILED: {why}", step.step),
+                }
+            }
+            if !report.passed() {
+                bail!("the test reading did not go through the pipeline");
+            }
+            Ok(())
+        }
+        UpdateCommand::Status => {
+            let status = serde_json::json!({
+                "booted_slot": record::booted_slot(),
+                "last": record::load_outcome(&config.state_dir),
+                "pending": health::pending(&config.update.install_dir).ok().flatten(),
+            });
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            Ok(())
+        }
+    }
+}
+
+/// Reboots through systemd (the slot RAUC or the health check chose).
+fn reboot_now() -> Result<()> {
+    let status = std::process::Command::new("systemctl")
+        .arg("reboot")
+        .status()
+        .context("systemctl reboot")?;
+    if !status.success() {
+        bail!("systemctl reboot failed: {status}");
+    }
+    Ok(())
+}
+
+async fn update_check(
+    config: &HubConfig,
+    chain: &GlycoClient,
+    bundle: &std::path::Path,
+) -> Result<()> {
     let work = config.state_dir.join("update");
-    let checked = glyco_gateway::update::check(bundle, &work, &config.update, &chain).await?;
+    let checked = glyco_gateway::update::check(bundle, &work, &config.update, chain).await?;
     println!(
         "bundle {} ({} bytes): {} {}, published on chain (release {}, by {:#x}), signature checks against {}",
         checked.sha256,

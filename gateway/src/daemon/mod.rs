@@ -647,7 +647,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
             Some(endpoint) => {
                 let report_sources = sources.clone();
                 let sender = crate::fleet::HeartbeatSender {
-                    endpoint,
+                    endpoint: endpoint.clone(),
                     node,
                     key: key.clone(),
                     boot_ms: sources.started_at,
@@ -663,6 +663,14 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                         patient,
                     }),
                     writer: writer.clone(),
+                    updater: Some(crate::update::fetch::Updater::new(
+                        endpoint,
+                        node,
+                        config.update.clone(),
+                        config.state_dir.clone(),
+                        GlycoClient::read_only(anchor_url.clone(), deployment.clone()),
+                        crate::fleet::image_release(),
+                    )),
                 };
                 supervisor.spawn("fleet heartbeat", sender.run(tasks.clone()));
             }
@@ -752,15 +760,16 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
         hub,
         patient,
     };
-    let answer = move |ask: status::Ask| {
-        let exporting = exporting.clone();
-        let (signer, patient, state) = kit_maker.clone();
-        let alerts = alerts.clone();
-        let (quarantine, release_journal, release_writer) = releasing.clone();
-        let policing = policing.clone();
-        async move {
-            let off = || "sealing is off on this hub ([seal] enabled = false)".to_owned();
-            match ask {
+    let answer =
+        move |ask: status::Ask| {
+            let exporting = exporting.clone();
+            let (signer, patient, state) = kit_maker.clone();
+            let alerts = alerts.clone();
+            let (quarantine, release_journal, release_writer) = releasing.clone();
+            let policing = policing.clone();
+            async move {
+                let off = || "sealing is off on this hub ([seal] enabled = false)".to_owned();
+                match ask {
                 status::Ask::Batch { selector } => serde_json::to_vec(&match exporting {
                     Some((journal, blobs, _)) => {
                         crate::seal::export::export(&journal, &blobs, selector).await
@@ -804,11 +813,24 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> Result<(), D
                 status::Ask::AlertSnooze { kind, minutes } => {
                     serde_json::to_vec(&alerts.sink().snooze(kind, minutes).await)
                 }
+                status::Ask::SelfTest => serde_json::to_vec(&{
+                    let sealing = exporting.as_ref().map(|(_, _, key)| (&**key, &signer, patient));
+                    let mut report = crate::update::selftest::through_the_pipeline(sealing);
+                    let at = now_millis().to_string().into_bytes();
+                    report.push(
+                        "journal",
+                        release_writer
+                            .save_meta(crate::update::selftest::META_KEY, at)
+                            .await
+                            .map_err(|e| e.to_string()),
+                    );
+                    report
+                }),
                 status::Ask::Status => Ok(Vec::new()),
             }
             .unwrap_or_default()
-        }
-    };
+            }
+        };
     let status_path = config.status_socket();
     let token = tasks.clone();
     supervisor.spawn("status", async move {

@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod clinic;
 pub mod raw;
+pub mod release;
 pub mod rpc_proxy;
 pub mod web;
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use glyco_clinic::fleet::book::FleetBook;
 use glyco_clinic::fleet::http::NodeHttp;
+use glyco_clinic::fleet::rollout::{ReleaseShelf, Rollout, RolloutPlan};
 use glyco_clinic::fleet::{FleetFromHubs, FleetNode};
 use glyco_clinic::inbox::roster::DutyRoster;
 use glyco_clinic::inbox::store::InboxStore;
@@ -52,6 +53,22 @@ pub struct FleetArgs {
     /// Or the hub software version they should run.
     #[arg(long)]
     pub current_version: Option<String>,
+    /// A RAUC bundle to roll out to the fleet (docs/FLEET.md, "Updates"):
+    /// offered with heartbeats' answers, served to the fleet's hubs over
+    /// iroh. Each hub installs it only if the consortium published its
+    /// SHA-256 on chain and it is signed by the hub's release keyring.
+    #[arg(long, requires = "release_version")]
+    pub release_bundle: Option<PathBuf>,
+    /// The bundle's version (its manifest's, and the chain's).
+    #[arg(long)]
+    pub release_version: Option<String>,
+    /// The share of the fleet offered the release, in percent.
+    #[arg(long, default_value_t = 100)]
+    pub rollout_percent: u8,
+    /// Stop offering the release after this many hubs refuse it or roll
+    /// it back.
+    #[arg(long, default_value_t = 1)]
+    pub rollout_stop_after: usize,
 }
 
 pub async fn run(
@@ -100,11 +117,20 @@ pub async fn run(
     let inbox = Arc::new(inbox);
     let roster = dir.join("fleet-roster.cbor");
     let book = FleetBook::load(settings, &roster)?;
-    let fleet_node = Arc::new(FleetNode::new(
-        ChainView::new(chain.read_only()?),
-        book,
-        Some(roster),
-    ));
+    let mut fleet_node = FleetNode::new(ChainView::new(chain.read_only()?), book, Some(roster));
+    let shelf = match (&fleet.release_bundle, &fleet.release_version) {
+        (Some(bundle), Some(version)) => {
+            let shelf = release_shelf(dir, bundle, version, fleet, chain).await?;
+            fleet_node = fleet_node.with_rollout(Rollout::new(RolloutPlan::new(
+                shelf.offer.clone(),
+                fleet.rollout_percent,
+                fleet.rollout_stop_after,
+            )?));
+            Some(shelf)
+        }
+        _ => None,
+    };
+    let fleet_node = Arc::new(fleet_node);
     let http_listener = match fleet.http {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -114,11 +140,18 @@ pub async fn run(
         None => None,
     };
     let endpoint = bind(node_key(dir)?, listen).await?;
-    let router = Router::builder(endpoint.clone())
+    let mut router = Router::builder(endpoint.clone())
         .accept(ALERT_ALPN, AlertsFromHubs(inbox.clone()))
         .accept(INBOX_ALPN, InboxForPhysicians(inbox.clone()))
-        .accept(FLEET_ALPN, FleetFromHubs(fleet_node.clone()))
-        .spawn();
+        .accept(FLEET_ALPN, FleetFromHubs(fleet_node.clone()));
+    if let Some(shelf) = &shelf {
+        let gate = ReleaseShelf::gate(fleet_node.peers());
+        router = router.accept(
+            iroh_blobs::ALPN,
+            iroh_blobs::BlobsProtocol::new(&shelf.store, Some(gate)),
+        );
+    }
+    let router = router.spawn();
     let bound = endpoint.bound_sockets();
     // One line on stdout that scripts and tests read (and one for HTTP).
     println!(
@@ -172,5 +205,56 @@ pub async fn run(
         let _ = task.await;
     }
     fleet_node.save().context("saving the fleet roster")?;
+    if let Some(shelf) = shelf {
+        shelf.store.shutdown().await.ok();
+    }
     Ok(())
+}
+
+/// The bundle to roll out, in the node's release store; the chain is asked
+/// whether the consortium published it (hubs refuse it otherwise).
+async fn release_shelf(
+    dir: &Path,
+    bundle: &Path,
+    version: &str,
+    fleet: &FleetArgs,
+    chain: &Chain,
+) -> Result<ReleaseShelf> {
+    // The plan's bounds, before the bundle is read.
+    RolloutPlan::new(
+        glyco_seal::fleet::ReleaseOffer {
+            version: version.to_owned(),
+            sha256: [0; 32],
+            blake3: [0; 32],
+            bytes: 0,
+        },
+        fleet.rollout_percent,
+        fleet.rollout_stop_after,
+    )?;
+    let shelf = ReleaseShelf::open(&dir.join("releases"), bundle, version.to_owned())
+        .await
+        .context("the release bundle")?;
+    let sha256 = glyco_contracts::B256::from(shelf.offer.sha256);
+    match chain.read_only()?.release_of(sha256).await {
+        Ok(Some(release)) if release.withdrawn_at.is_none() && release.version == version => {
+            tracing::info!(%sha256, version, "rolling out a release published on chain");
+        }
+        Ok(Some(release)) => tracing::warn!(
+            %sha256, chain_version = %release.version, withdrawn = release.withdrawn_at.is_some(),
+            "the release on chain is withdrawn or names another version: hubs will refuse it"
+        ),
+        Ok(None) => {
+            tracing::warn!(%sha256, "the bundle is not published on chain: hubs will refuse it")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the chain cannot say whether the bundle is published")
+        }
+    }
+    tracing::info!(
+        version,
+        bytes = shelf.offer.bytes,
+        percent = fleet.rollout_percent,
+        "offering the release with heartbeats' answers"
+    );
+    Ok(shelf)
 }

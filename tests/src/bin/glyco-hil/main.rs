@@ -60,7 +60,16 @@ struct Args {
     /// journal on it. Without it the device is not rebooted.
     #[arg(long)]
     ssh: Option<String>,
+    /// The release key and certificate the amd64 image's keyring trusts
+    /// (image/build.sh with GLYCO_RELEASE_KEYRING): with both, the
+    /// over-the-air update checks run after the others (ota.rs).
+    #[arg(long, requires = "release_cert")]
+    release_key: Option<PathBuf>,
+    #[arg(long)]
+    release_cert: Option<PathBuf>,
 }
+
+mod ota;
 
 const PIN: &str = "402817";
 const DEVICE: &str = "hil-glucometer";
@@ -216,7 +225,8 @@ impl Vm {
                 "LABEL=glyco-root",
             ),
         };
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(machine)
             .args([
                 "-accel", "tcg", "-m", "1024", "-smp", "2", "-display", "none",
@@ -224,18 +234,27 @@ impl Vm {
             .arg("-serial")
             .arg(format!("file:{}", serial.display()))
             .arg("-monitor")
-            .arg(format!("unix:{},server,nowait", monitor.display()))
-            .arg("-kernel")
-            .arg(image("vmlinuz"))
-            .arg("-initrd")
-            .arg(image("initrd"))
-            .arg("-append")
-            // The journal on the serial console too: the log of a failed run
-            // shows why the hub did what it did.
-            .arg(format!(
-                "root={root} rw console={console} panic=10 systemd.journald.forward_to_console=1 {}",
-                args.kernel_args
-            ))
+            .arg(format!("unix:{},server,nowait", monitor.display()));
+        if args.arch == "amd64" {
+            // UEFI firmware, then GRUB from the image picks the root slot
+            // (A/B); kernel arguments come from the image's GRUB
+            // environment (GLYCO_KERNEL_ARGS when it was built).
+            command.args(["-bios", "/usr/share/ovmf/OVMF.fd"]);
+        } else {
+            command
+                .arg("-kernel")
+                .arg(image("vmlinuz"))
+                .arg("-initrd")
+                .arg(image("initrd"))
+                .arg("-append")
+                // The journal on the serial console too: the log of a
+                // failed run shows why the hub did what it did.
+                .arg(format!(
+                    "root={root} rw console={console} panic=10 systemd.journald.forward_to_console=1 {}",
+                    args.kernel_args
+                ));
+        }
+        let child = command
             .arg("-drive")
             .arg(format!("file={},if=virtio,format=qcow2", overlay.display()))
             .args(["-netdev", &net, "-device", "virtio-net-pci,netdev=n0"])
@@ -555,30 +574,21 @@ async fn main() -> Result<()> {
     // St Luke's node: the inbox the code names, and the fleet node the
     // hub sends its heartbeats to.
     say("St Luke's clinic node (alert inbox and fleet)");
-    let (node_port, fleet_port) = (free_port()?, free_port()?);
-    let mut node = Command::new(&clinic)
-        .args(["alert-inbox", "--dir"])
-        .arg(work.join("clinic-node"))
-        .args(["--listen", &format!("{listen}:{node_port}")])
-        .args(["--http", &format!("127.0.0.1:{fleet_port}")])
-        .args(["--rpc", &rpc, "--deployment"])
-        .arg(&deployment)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(work.join("clinic-node.log"))?)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| clinic.clone())?;
-    let mut node_lines = BufReader::new(node.stdout.take().context("stdout")?).lines();
-    let node_line = tokio::time::timeout(Duration::from_secs(60), node_lines.next_line())
-        .await
-        .context("the clinic node's address")??
-        .unwrap_or_default();
-    let node_id = node_line
-        .split_whitespace()
-        .nth(3)
-        .context("the clinic node's id")?
+    let clinic_node = ClinicNode {
+        program: clinic.clone(),
+        dir: work.join("clinic-node"),
+        listen: format!("{listen}:{}", free_port()?),
+        http: format!("127.0.0.1:{}", free_port()?),
+        rpc: rpc.clone(),
+        deployment: deployment.clone(),
+    };
+    let (node, node_id) = clinic_node.start(&[], work.join("clinic-node.log")).await?;
+    let node_port = clinic_node
+        .listen
+        .rsplit(':')
+        .next()
+        .context("port")?
         .to_owned();
-    tokio::spawn(async move { while let Ok(Some(_)) = node_lines.next_line().await {} });
 
     say("the physician issues an enrolment code");
     let enrol_port = free_port()?;
@@ -697,7 +707,7 @@ async fn main() -> Result<()> {
 
     // The hub's signed heartbeats reached St Luke's node over iroh, with
     // the image's release.
-    let fleet_url = format!("http://127.0.0.1:{fleet_port}/fleet.json");
+    let fleet_url = format!("http://{}/fleet.json", clinic_node.http);
     let mut seen = None;
     for _ in 0..60 {
         let fleet: serde_json::Value = http().get(&fleet_url).send().await?.json().await?;
@@ -735,10 +745,181 @@ async fn main() -> Result<()> {
     say(
         "after the reboot: same PIN, same device credentials, both readings stored, the second anchored",
     );
+    if let (Some(key), Some(cert), Target::Qemu { .. }) =
+        (&args.release_key, &args.release_cert, &target)
+    {
+        drop(node);
+        let release = release.to_owned();
+        let checks = OtaRun {
+            args: &args,
+            consortium: &consortium,
+            clinic_node: &clinic_node,
+            fleet_url: &fleet_url,
+            ports: &ports,
+            secret: &secret,
+            patient,
+            release: &release,
+            key: ota::ReleaseKey {
+                key: key.clone(),
+                cert: cert.clone(),
+            },
+        };
+        let ota_figures = checks.run().await?;
+        for (name, value) in ota_figures {
+            record(&name, value);
+        }
+    }
     target.stop().await?;
     write_figures(&args, figures)?;
     say(&format!("{}: all checks passed", args.arch));
     Ok(())
+}
+
+/// St Luke's clinic node (alert inbox and fleet), started again with other
+/// arguments for each rollout; its key, and so its id, stay the same.
+struct ClinicNode {
+    program: String,
+    dir: PathBuf,
+    listen: String,
+    http: String,
+    rpc: String,
+    deployment: PathBuf,
+}
+
+impl ClinicNode {
+    async fn start(&self, extra: &[String], log: PathBuf) -> Result<(Child, String)> {
+        let mut node = Command::new(&self.program)
+            .args(["alert-inbox", "--dir"])
+            .arg(&self.dir)
+            .args(["--listen", &self.listen, "--http", &self.http])
+            .args(["--rpc", &self.rpc, "--deployment"])
+            .arg(&self.deployment)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log)?)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| self.program.clone())?;
+        let mut lines = BufReader::new(node.stdout.take().context("stdout")?).lines();
+        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+            .await
+            .context("the clinic node's address")??
+            .unwrap_or_default();
+        let id = line
+            .split_whitespace()
+            .nth(3)
+            .context("the clinic node's id")?
+            .to_owned();
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok((node, id))
+    }
+}
+
+/// The over-the-air checks (ota.rs), with what they need from the run.
+struct OtaRun<'a> {
+    args: &'a Args,
+    consortium: &'a Consortium,
+    clinic_node: &'a ClinicNode,
+    fleet_url: &'a str,
+    ports: &'a Ports,
+    secret: &'a str,
+    patient: Address,
+    release: &'a str,
+    key: ota::ReleaseKey,
+}
+
+impl OtaRun<'_> {
+    async fn run(&self) -> Result<Vec<(String, serde_json::Value)>> {
+        let mut figures = Vec::new();
+        let work = &self.args.work;
+        let within = Duration::from_secs(20 * 60);
+        say(
+            "over-the-air updates: bundles from the image's slot image, signed with the release key",
+        );
+        let next = format!("{}.ota1", self.release);
+        let broken = format!("{}.ota2-broken", self.release);
+        let unpublished = format!("{}.ota0-unpublished", self.release);
+        let good_rootfs = ota::slot_image(&self.args.images, work, &next, false)?;
+        let good = ota::bundle(&good_rootfs, &next, &self.key, work)?;
+        let stray = ota::bundle(&good_rootfs, &unpublished, &self.key, work)?;
+        let broken_rootfs = ota::slot_image(&self.args.images, work, &broken, true)?;
+        let bad = ota::bundle(&broken_rootfs, &broken, &self.key, work)?;
+        figures.push(("bundle_bytes".to_owned(), good.bytes.into()));
+        say(&format!("bundles of {} MiB each", good.bytes >> 20));
+
+        let rollout = |bundle: &ota::Bundle| {
+            vec![
+                "--release-bundle".to_owned(),
+                bundle.path.display().to_string(),
+                "--release-version".to_owned(),
+                bundle.version.clone(),
+            ]
+        };
+        let log = |name: &str| work.join(format!("clinic-node-{name}.log"));
+
+        say("1. a bundle the consortium did not publish: offered, fetched, refused");
+        let started = Instant::now();
+        let (node, _) = self
+            .clinic_node
+            .start(&rollout(&stray), log("unpublished"))
+            .await?;
+        let fleet =
+            ota::wait_update(self.fleet_url, &format!("refused {unpublished}"), within).await?;
+        if fleet["rollout"]["halted_at_ms"].is_null() {
+            bail!(
+                "the rollout did not halt on the refusal: {}",
+                fleet["rollout"]
+            );
+        }
+        figures.push((
+            "ota_refused_secs".into(),
+            started.elapsed().as_secs().into(),
+        ));
+        drop(node);
+
+        say("2. a good release, published on chain: installed into the other slot, booted, kept");
+        ota::publish(self.consortium, &good).await?;
+        let started = Instant::now();
+        let (node, _) = self.clinic_node.start(&rollout(&good), log("good")).await?;
+        let fleet = ota::wait_update(self.fleet_url, &format!("kept {next}"), within).await?;
+        let row = &fleet["hubs"][0];
+        if row["release"].as_str() != Some(next.as_str()) {
+            bail!("kept, but the hub runs release {}", row["release"]);
+        }
+        figures.push(("ota_kept_secs".into(), started.elapsed().as_secs().into()));
+        publish_until_acknowledged(self.ports, self.secret, 3).await?;
+        wait_anchors(self.consortium, self.patient, 3).await?;
+        say("on the new slot: the same device's reading 3 stored and anchored");
+        drop(node);
+
+        say(
+            "3. a published release whose hub does not start: booted, failed its health check, rolled back",
+        );
+        ota::publish(self.consortium, &bad).await?;
+        let started = Instant::now();
+        let (node, _) = self
+            .clinic_node
+            .start(&rollout(&bad), log("broken"))
+            .await?;
+        let fleet =
+            ota::wait_update(self.fleet_url, &format!("rolled_back {broken}"), within).await?;
+        let row = &fleet["hubs"][0];
+        if row["release"].as_str() != Some(next.as_str()) {
+            bail!("rolled back, but the hub runs release {}", row["release"]);
+        }
+        if fleet["rollout"]["halted_at_ms"].is_null() {
+            bail!("the rollout did not halt on the rollback");
+        }
+        figures.push((
+            "ota_rollback_secs".into(),
+            started.elapsed().as_secs().into(),
+        ));
+        publish_until_acknowledged(self.ports, self.secret, 4).await?;
+        wait_anchors(self.consortium, self.patient, 4).await?;
+        say("back on the good slot: reading 4 stored and anchored");
+        drop(node);
+        Ok(figures)
+    }
 }
 
 /// The hub's mirror follows a new registration within seconds; until then

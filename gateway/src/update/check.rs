@@ -1,13 +1,12 @@
-//! Checking an update bundle before it may be installed (docs/FLEET.md,
-//! "Updates"): the hub takes a RAUC bundle only if the consortium published
-//! its SHA-256 on chain (`Releases`) and has not withdrawn it, its
-//! signature checks against the release keyring on the hub (`rauc info
+//! The checks a bundle passes before it may be installed: the consortium
+//! published its SHA-256 on chain (`Releases`) and has not withdrawn it,
+//! its signature checks against the release keyring on the hub (`rauc info
 //! --keyring`), it is built for this hub (`compatible`), and its version is
 //! the one on chain.
 //!
-//! The bundle is first copied into the state directory (0600), and only the
-//! copy is hashed and handed on: a file swapped after the check cannot be
-//! the one installed.
+//! A bundle from elsewhere is first copied where only the checker writes
+//! (0600), and only the copy is hashed and handed on: a file swapped after
+//! the check cannot be the one installed.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -40,7 +39,7 @@ pub enum UpdateError {
     },
     #[error("the bundle is over {max} bytes")]
     TooLarge { max: u64 },
-    #[error("bundle {sha256} is not published on chain: the consortium did not vouch for it")]
+    #[error("not published on chain: the consortium did not vouch for bundle {sha256}")]
     NotPublished { sha256: B256 },
     #[error("bundle {sha256} ({version}) was withdrawn on chain")]
     Withdrawn { sha256: B256, version: String },
@@ -54,9 +53,19 @@ pub enum UpdateError {
     VersionMismatch { bundle: String, chain: String },
     #[error("rauc could not run: {0}")]
     Rauc(String),
+    #[error("{path} is not a regular file")]
+    NotAFile { path: PathBuf },
+    #[error("fetching the bundle from the fleet node: {0}")]
+    Fetch(String),
+    #[error("the installer was asked for {asked}, the bundle is {found}")]
+    RequestMismatch { asked: B256, found: B256 },
+    #[error("this system has no A/B slots (no rauc.slot= on the kernel's command line)")]
+    NoSlots,
+    #[error("{path}: {why}")]
+    Record { path: PathBuf, why: String },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> UpdateError + '_ {
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> UpdateError + '_ {
     move |source| UpdateError::Io {
         path: path.to_owned(),
         source,
@@ -68,7 +77,18 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> UpdateError + '_ {
 pub fn copy_and_hash(bundle: &Path, into: &Path, max: u64) -> Result<(B256, u64), UpdateError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut source = std::fs::File::open(bundle).map_err(io(bundle))?;
+    // Never through a symbolic link: the installer (root) copies from the
+    // hub's directory, which the hub controls.
+    let mut source = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(bundle)
+        .map_err(io(bundle))?;
+    if !source.metadata().map_err(io(bundle))?.is_file() {
+        return Err(UpdateError::NotAFile {
+            path: bundle.to_owned(),
+        });
+    }
     let mut copy = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -141,8 +161,19 @@ pub async fn check(
     chain: &GlycoClient,
 ) -> Result<CheckedBundle, UpdateError> {
     std::fs::create_dir_all(work_dir).map_err(io(work_dir))?;
-    let copy = work_dir.join("bundle.raucb");
+    let copy = work_dir.join(super::record::CHECKED);
     let (sha256, bytes) = copy_and_hash(bundle, &copy, config.max_bundle_mib * 1024 * 1024)?;
+    verify(copy, sha256, bytes, config, chain).await
+}
+
+/// The checks after the hash, on a private file whose SHA-256 is known.
+pub async fn verify(
+    copy: PathBuf,
+    sha256: B256,
+    bytes: u64,
+    config: &UpdateConfig,
+    chain: &GlycoClient,
+) -> Result<CheckedBundle, UpdateError> {
     let release = chain
         .release_of(sha256)
         .await

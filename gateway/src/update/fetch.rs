@@ -1,0 +1,213 @@
+//! The hub's side of an offered release: fetch the bundle from the fleet
+//! node over iroh-blobs (BLAKE3-verified as it streams, never more than
+//! offered or `update.max_bundle_mib`), hash it, check it as any bundle is
+//! checked, and leave a request for the installer. One fetch at a time, in
+//! the background: heartbeats go on meanwhile, reporting `fetching`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use glyco_contracts::{B256, GlycoClient};
+use glyco_seal::fleet::{ReleaseOffer, UpdateOutcome};
+use iroh::{Endpoint, EndpointAddr, EndpointId};
+use iroh_blobs::get::request::{GetBlobItem, get_blob};
+use n0_future::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use super::UpdateError;
+use super::record::{self, INCOMING, InstallRequest, REQUEST};
+use crate::config::UpdateConfig;
+
+/// How long connecting to the node may take.
+const CONNECT_WAIT: Duration = Duration::from_secs(20);
+/// How long a whole fetch may take.
+const FETCH_WAIT: Duration = Duration::from_secs(60 * 60);
+
+#[derive(Clone)]
+pub struct Updater {
+    pub endpoint: Endpoint,
+    pub node: (EndpointId, SocketAddr),
+    pub config: UpdateConfig,
+    pub state_dir: PathBuf,
+    pub chain: GlycoClient,
+    /// The image release this hub runs.
+    pub release: Option<String>,
+    busy: Arc<AtomicBool>,
+}
+
+impl Updater {
+    pub fn new(
+        endpoint: Endpoint,
+        node: (EndpointId, SocketAddr),
+        config: UpdateConfig,
+        state_dir: PathBuf,
+        chain: GlycoClient,
+        release: Option<String>,
+    ) -> Self {
+        Self {
+            endpoint,
+            node,
+            config,
+            state_dir,
+            chain,
+            release,
+            busy: Arc::default(),
+        }
+    }
+
+    /// A release the node offers: fetched and checked in the background
+    /// unless this hub runs it, is done with it, is busy, or takes no
+    /// offers. Returns at once.
+    pub fn offered(&self, offer: ReleaseOffer, token: &CancellationToken) {
+        if self.release.as_deref() == Some(offer.version.as_str()) {
+            return;
+        }
+        let sha256 = B256::from(offer.sha256);
+        let last = record::load_outcome(&self.state_dir);
+        if last.as_ref().is_some_and(|l| {
+            l.sha256 == offer.sha256 && !matches!(l.outcome, UpdateOutcome::Fetching)
+        }) {
+            return;
+        }
+        if !self.config.accept_offers {
+            let why = "updates are off on this hub ([update] accept_offers)".to_owned();
+            if let Err(e) = record::save_outcome(
+                &self.state_dir,
+                &offer.version,
+                sha256,
+                UpdateOutcome::Refused { why },
+            ) {
+                tracing::error!(error = %e, "the update outcome was not recorded");
+            }
+            return;
+        }
+        if record::hub_dir(&self.state_dir).join(REQUEST).exists()
+            || self.busy.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let (this, token) = (self.clone(), token.clone());
+        tokio::spawn(async move {
+            tracing::info!(version = %offer.version, %sha256, bytes = offer.bytes, "fetching a release the fleet node offers");
+            let result = tokio::select! {
+                _ = token.cancelled() => None,
+                result = this.fetch_and_check(&offer) => Some(result),
+            };
+            let recorded = match result {
+                None => Ok(()),
+                Some(Ok(request)) => {
+                    tracing::info!(version = %request.version, "the release checks; asking for its install");
+                    record::write_json(&record::hub_dir(&this.state_dir).join(REQUEST), &request)
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(version = %offer.version, error = %e, "the offered release is refused");
+                    let _ = record::remove(&record::hub_dir(&this.state_dir).join(INCOMING));
+                    record::save_outcome(
+                        &this.state_dir,
+                        &offer.version,
+                        sha256,
+                        UpdateOutcome::Refused { why: e.to_string() },
+                    )
+                }
+            };
+            if let Err(e) = recorded {
+                tracing::error!(error = %e, "the update was not recorded");
+            }
+            this.busy.store(false, Ordering::SeqCst);
+        });
+    }
+
+    async fn fetch_and_check(&self, offer: &ReleaseOffer) -> Result<InstallRequest, UpdateError> {
+        let sha256 = B256::from(offer.sha256);
+        record::save_outcome(
+            &self.state_dir,
+            &offer.version,
+            sha256,
+            UpdateOutcome::Fetching,
+        )?;
+        let max = self.config.max_bundle_mib * 1024 * 1024;
+        if offer.bytes > max {
+            return Err(UpdateError::TooLarge { max });
+        }
+        let path = record::hub_dir(&self.state_dir).join(INCOMING);
+        let (fetched, bytes) = tokio::time::timeout(FETCH_WAIT, self.fetch(offer, &path))
+            .await
+            .map_err(|_| UpdateError::Fetch("it took over an hour".into()))??;
+        if fetched != sha256 {
+            return Err(UpdateError::Fetch(format!(
+                "its SHA-256 is {fetched}, the offer said {sha256}"
+            )));
+        }
+        let checked = super::verify(path, fetched, bytes, &self.config, &self.chain).await?;
+        Ok(InstallRequest {
+            version: checked.version,
+            sha256: checked.sha256,
+        })
+    }
+
+    /// Streams the blob into `into` (0600), in order, hashing as it goes.
+    async fn fetch(&self, offer: &ReleaseOffer, into: &Path) -> Result<(B256, u64), UpdateError> {
+        let failed = |what: &str, e: String| UpdateError::Fetch(format!("{what}: {e}"));
+        let to = EndpointAddr::new(self.node.0).with_ip_addr(self.node.1);
+        let connection =
+            tokio::time::timeout(CONNECT_WAIT, self.endpoint.connect(to, iroh_blobs::ALPN))
+                .await
+                .map_err(|_| failed("connecting", "timed out".into()))?
+                .map_err(|e| failed("connecting", e.to_string()))?;
+        if let Some(dir) = into.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(super::check::io(dir))?;
+        }
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(into)
+            .await
+            .map_err(super::check::io(into))?;
+        let mut hasher = Sha256::new();
+        let mut written = 0u64;
+        let mut stream = get_blob(
+            connection.clone(),
+            iroh_blobs::Hash::from_bytes(offer.blake3),
+        );
+        let result = loop {
+            match stream.next().await {
+                Some(GetBlobItem::Item(bao_tree::io::BaoContentItem::Leaf(leaf))) => {
+                    if leaf.offset != written {
+                        break Err(failed("the stream", "out of order".into()));
+                    }
+                    written += leaf.data.len() as u64;
+                    if written > offer.bytes {
+                        break Err(failed("the stream", "longer than offered".into()));
+                    }
+                    hasher.update(&leaf.data);
+                    file.write_all(&leaf.data)
+                        .await
+                        .map_err(super::check::io(into))?;
+                }
+                Some(GetBlobItem::Item(_)) => {}
+                Some(GetBlobItem::Done(_)) => break Ok(()),
+                Some(GetBlobItem::Error(e)) => break Err(failed("the stream", e.to_string())),
+                None => break Err(failed("the stream", "ended early".into())),
+            }
+        };
+        connection.close(0u32.into(), b"done");
+        result?;
+        if written != offer.bytes {
+            return Err(failed(
+                "the stream",
+                format!("{written} bytes, {} offered", offer.bytes),
+            ));
+        }
+        file.sync_all().await.map_err(super::check::io(into))?;
+        Ok((B256::from_slice(&hasher.finalize()), written))
+    }
+}
