@@ -26,7 +26,8 @@ use glyco_contracts::keys::Signer as PrivateKeySigner;
 use glyco_contracts::{Address, ContractAddresses, Deployment, GlycoClient};
 use glyco_seal::fleet::{
     self, ChainHealth, DeviceHealth, Heartbeat, HubFleetMessage, MAX_DEVICE_FINDINGS,
-    MAX_FIELD_CHARS, MAX_HEARTBEAT_DEVICES, Queues, Signed,
+    MAX_FIELD_CHARS, MAX_HEARTBEAT_DEVICES, MAX_WHY_CHARS, Queues, Signed, UpdateOutcome,
+    UpdateReport,
 };
 
 const MINUTE_MS: i64 = 60_000;
@@ -259,6 +260,14 @@ fn main() {
             ..device(i, &"k".repeat(MAX_FIELD_CHARS), now)
         })
         .collect();
+    worst.update = Some(UpdateReport {
+        version: "u".repeat(MAX_FIELD_CHARS),
+        sha256: [0xff; 32],
+        at_ms: now,
+        outcome: UpdateOutcome::RolledBack {
+            why: "w".repeat(MAX_WHY_CHARS),
+        },
+    });
     let worst_bytes = fleet::encode(&HubFleetMessage::Heartbeat(Box::new(
         Signed::sign(worst, key).unwrap(),
     )))

@@ -117,6 +117,18 @@ pub fn copy_and_hash(bundle: &Path, into: &Path, max: u64) -> Result<(B256, u64)
     Ok((B256::from_slice(&hasher.finalize()), bytes))
 }
 
+/// The last line a program printed, bounded, for an error.
+pub(super) fn last_line(text: &[u8], otherwise: &str) -> String {
+    let text = String::from_utf8_lossy(text);
+    glyco_seal::fleet::cap(
+        text.lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or(otherwise),
+    )
+}
+
 /// What `rauc info --output-format=json` says of a bundle.
 #[derive(Debug, Deserialize)]
 struct RaucInfo {
@@ -137,13 +149,10 @@ async fn rauc_info(rauc: &Path, keyring: &Path, bundle: &Path) -> Result<RaucInf
         .await
         .map_err(|e| UpdateError::Rauc(format!("{}: {e}", rauc.display())))?;
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let why = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("rauc refused the bundle");
-        return Err(UpdateError::Signature(glyco_seal::fleet::cap(why.trim())));
+        return Err(UpdateError::Signature(last_line(
+            &output.stderr,
+            "rauc refused the bundle",
+        )));
     }
     let text = String::from_utf8_lossy(&output.stdout);
     // rauc prints messages before the JSON on some versions: read from the

@@ -38,6 +38,11 @@ pub struct Updater {
     /// The image release this hub runs.
     pub release: Option<String>,
     busy: Arc<AtomicBool>,
+    /// The bundle this run handed to the installer: the node offers it
+    /// until the hub reports an outcome, and between the installer taking
+    /// the request and recording `installing` the record still says
+    /// `fetching`, so without this the hub would fetch it again.
+    handed_over: Arc<parking_lot::Mutex<Option<[u8; 32]>>>,
 }
 
 impl Updater {
@@ -57,6 +62,7 @@ impl Updater {
             chain,
             release,
             busy: Arc::default(),
+            handed_over: Arc::default(),
         }
     }
 
@@ -64,7 +70,9 @@ impl Updater {
     /// unless this hub runs it, is done with it, is busy, or takes no
     /// offers. Returns at once.
     pub fn offered(&self, offer: ReleaseOffer, token: &CancellationToken) {
-        if self.release.as_deref() == Some(offer.version.as_str()) {
+        if self.release.as_deref() == Some(offer.version.as_str())
+            || *self.handed_over.lock() == Some(offer.sha256)
+        {
             return;
         }
         let sha256 = B256::from(offer.sha256);
@@ -102,6 +110,7 @@ impl Updater {
                 None => Ok(()),
                 Some(Ok(request)) => {
                     tracing::info!(version = %request.version, "the release checks; asking for its install");
+                    *this.handed_over.lock() = Some(request.sha256.0);
                     record::write_json(&record::hub_dir(&this.state_dir).join(REQUEST), &request)
                 }
                 Some(Err(e)) => {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use glyco_seal::fleet::UpdateOutcome;
 
 use super::UpdateError;
-use super::install::last_line;
+use super::check::last_line;
 use super::record::{self, PENDING, Pending};
 use crate::config::UpdateConfig;
 
@@ -83,12 +83,7 @@ impl HealthCheck {
                     // Recorded before the reboot, where the old slot's hub
                     // reads it; the pending record stays for the old slot's
                     // check.
-                    record::save_outcome(
-                        &self.state_dir,
-                        &pending.version,
-                        sha256,
-                        UpdateOutcome::RolledBack { why: why.clone() },
-                    )?;
+                    self.rolled_back(&pending, &why)?;
                     self.mark("mark-bad", "booted").await?;
                     Ok(Verdict::RolledBack {
                         pending,
@@ -105,12 +100,7 @@ impl HealthCheck {
                 },
                 _ => did_not_boot(&pending),
             };
-            record::save_outcome(
-                &self.state_dir,
-                &pending.version,
-                sha256,
-                UpdateOutcome::RolledBack { why: why.clone() },
-            )?;
+            self.rolled_back(&pending, &why)?;
             self.mark("mark-bad", "other").await?;
             self.mark("mark-good", "booted").await?;
             record::remove(&pending_path)?;
@@ -120,6 +110,17 @@ impl HealthCheck {
                 reboot: false,
             })
         }
+    }
+
+    fn rolled_back(&self, pending: &Pending, why: &str) -> Result<(), UpdateError> {
+        record::save_outcome(
+            &self.state_dir,
+            &pending.version,
+            pending.sha256,
+            UpdateOutcome::RolledBack {
+                why: why.to_owned(),
+            },
+        )
     }
 
     /// Every check, each until `deadline`; the first failure, in words.

@@ -12,6 +12,7 @@ use glyco_contracts::{B256, GlycoClient};
 use glyco_seal::fleet::UpdateOutcome;
 
 use super::UpdateError;
+use super::check::last_line;
 use super::record::{self, CHECKED, INCOMING, InstallRequest, PENDING, Pending, REQUEST};
 use crate::config::UpdateConfig;
 
@@ -35,6 +36,14 @@ pub async fn install_requested(
             return Err(e);
         }
     };
+    // A request left over for the release this slot already runs (asked
+    // for again just before the reboot into it): nothing to do, and its
+    // record must not turn the update's outcome into a refusal.
+    if crate::fleet::image_release().as_deref() == Some(request.version.as_str()) {
+        record::remove(&hub_dir.join(INCOMING))?;
+        tracing::info!(version = %request.version, "this slot runs the release asked for already");
+        return Ok(None);
+    }
     let result = install(&hub_dir.join(INCOMING), Some(request.sha256), config, chain).await;
     record::remove(&hub_dir.join(INCOMING))?;
     let outcome = match &result {
@@ -100,16 +109,4 @@ async fn rauc_install(rauc: &Path, bundle: &Path) -> Result<(), UpdateError> {
         &output.stderr,
         "rauc install failed",
     )))
-}
-
-/// The last line a program printed, for an error.
-pub(super) fn last_line(text: &[u8], otherwise: &str) -> String {
-    let text = String::from_utf8_lossy(text);
-    glyco_seal::fleet::cap(
-        text.lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or(otherwise),
-    )
 }

@@ -137,10 +137,15 @@ pub fn save_outcome(
     let dir = hub_dir(state_dir);
     let path = dir.join(OUTCOME);
     write_json(&path, &report)?;
-    // The directory's owner is the hub (a no-op when the hub writes it).
+    // Root's steps give the file to the directory's owner, the hub. The hub
+    // writing its own never calls chown (its unit forbids the call).
     use std::os::unix::fs::MetadataExt;
     let owner = std::fs::metadata(&dir).map_err(io(&dir))?;
-    std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid())).map_err(io(&path))
+    let file = std::fs::metadata(&path).map_err(io(&path))?;
+    if (file.uid(), file.gid()) != (owner.uid(), owner.gid()) {
+        std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid())).map_err(io(&path))?;
+    }
+    Ok(())
 }
 
 /// The slot the kernel was started from (`rauc.slot=` on its command line,

@@ -117,6 +117,21 @@ async fn show(
             .or(fleet.current_version)
             .unwrap_or_else(|| "not set".into())
     );
+    if let Some(rollout) = &fleet.rollout {
+        println!(
+            "rollout of {} to {} %: {} offered, {} kept, {} failed{}",
+            rollout.version,
+            rollout.percent,
+            rollout.offered,
+            rollout.kept,
+            rollout.failed.len(),
+            if rollout.halted_at_ms.is_some() {
+                " (halted: too many failures)"
+            } else {
+                ""
+            }
+        );
+    }
     print!("{}", view::table(&fleet.hubs));
     Ok(())
 }

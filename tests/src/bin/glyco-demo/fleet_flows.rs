@@ -328,8 +328,8 @@ pub async fn release(dir: &Path, world: &ChainWorld, config_path: &Path) -> Resu
 
     let input = work.join("bundle-input");
     std::fs::create_dir_all(&input)?;
-    // A stand-in root file system: the image build's root goes here once
-    // A/B updates are built.
+    // A stand-in root file system: the appliance's bundles carry the
+    // image's slot image (image/bundle.sh); the demo builds no image.
     let mut state = sha2::Sha256::digest(b"glyco demo root file system");
     let mut image = Vec::new();
     while image.len() < 256 * 1024 {
@@ -411,6 +411,8 @@ pub async fn release(dir: &Path, world: &ChainWorld, config_path: &Path) -> Resu
         )),
         Ok(_) => bail!("a tampered bundle passed the check"),
     }
-    step("installing it (RAUC A/B slots, health check, rollback) is not built yet");
+    step(
+        "on the appliance St Luke's node offers such a bundle to a share of its hubs (alert-inbox --release-bundle); each hub fetches it over iroh and checks it as above, a root installer checks it again and RAUC writes the other A/B slot, and the health check after the reboot keeps it or rolls back (run under qemu by scripts/hil.sh; docs/FLEET.md, \"Updates\")",
+    );
     Ok(())
 }

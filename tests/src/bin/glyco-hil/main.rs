@@ -235,7 +235,15 @@ impl Vm {
             .arg(format!("file:{}", serial.display()))
             .arg("-monitor")
             .arg(format!("unix:{},server,nowait", monitor.display()));
+        // An entropy source, as real hardware has one: without it the
+        // guest's early getrandom() calls fall back to the kernel's jitter
+        // entropy, which under TCG once spun for minutes (udev workers in
+        // soft lockups, a boot that never finished).
+        command.args(["-device", "virtio-rng-pci"]);
         if args.arch == "amd64" {
+            // RDRAND too (the CPU model with every feature TCG emulates), so
+            // the kernel's random pool is ready before any module loads.
+            command.args(["-cpu", "max"]);
             // UEFI firmware, then GRUB from the image picks the root slot
             // (A/B); kernel arguments come from the image's GRUB
             // environment (GLYCO_KERNEL_ARGS when it was built).
