@@ -821,7 +821,7 @@ async fn update(config: HubConfig, command: UpdateCommand) -> Result<()> {
             let status = serde_json::json!({
                 "booted_slot": record::booted_slot(),
                 "last": record::load_outcome(&config.state_dir),
-                "pending": health::pending(&config.update.install_dir).ok().flatten(),
+                "pending": record::load_pending(&config.update.install_dir).ok().flatten(),
             });
             println!("{}", serde_json::to_string_pretty(&status)?);
             Ok(())

@@ -11,7 +11,7 @@
 //!   reached it (GRUB fell back); it is marked bad and the update recorded
 //!   as rolled back.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -60,7 +60,7 @@ impl HealthCheck {
             return Ok(Verdict::NoSlots);
         };
         let pending_path = self.config.install_dir.join(PENDING);
-        let Some(pending) = record::read_json::<Pending>(&pending_path)? else {
+        let Some(pending) = record::load_pending(&self.config.install_dir)? else {
             self.mark("mark-good", "booted").await?;
             return Ok(Verdict::Good { slot: booted });
         };
@@ -259,10 +259,4 @@ async fn journal_readable(unit: &str) -> Result<(), String> {
             last_line(&output.stderr, "no entries")
         ))
     }
-}
-
-/// Whether `path` is where the health check looks for the pending update
-/// (for `glyco-hub update status`).
-pub fn pending(install_dir: &Path) -> Result<Option<Pending>, UpdateError> {
-    record::read_json(&install_dir.join(PENDING))
 }

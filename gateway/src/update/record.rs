@@ -109,6 +109,11 @@ pub fn remove(path: &Path) -> Result<(), UpdateError> {
     }
 }
 
+/// The update waiting for its health check, if any.
+pub fn load_pending(install_dir: &Path) -> Result<Option<Pending>, UpdateError> {
+    read_json(&install_dir.join(PENDING))
+}
+
 /// The outcome the hub's heartbeats report.
 pub fn load_outcome(state_dir: &Path) -> Option<UpdateReport> {
     read_json(&hub_dir(state_dir).join(OUTCOME)).ok().flatten()
