@@ -443,6 +443,17 @@ class Control(dbus.service.Object):
     def RacpRequests(self, device):
         return [byte_array(r) for r in STORE.devices[str(device)].racp_requests]
 
+    @dbus.service.method(CONTROL_IFACE, in_signature='o', out_signature='as')
+    def ListedServices(self, device):
+        return [str(u) for u in mockobject.objects[str(device)].props[DEVICE_IFACE]['UUIDs']]
+
+    @dbus.service.method(CONTROL_IFACE, in_signature='oas', out_signature='')
+    def SetListedServices(self, device, uuids):
+        '''BlueZ changes the services it lists for a device (Device1.UUIDs):
+        resolved at last, or changed by the device's firmware.'''
+        dev = mockobject.objects[str(device)]
+        set_props(dev, DEVICE_IFACE, {'UUIDs': dbus.Array([str(u) for u in uuids], signature='s', variant_level=1)})
+
     @dbus.service.method(CONTROL_IFACE, in_signature='ob', out_signature='')
     def SetReachable(self, device, reachable):
         state = STORE.devices[str(device)]

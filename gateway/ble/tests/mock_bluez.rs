@@ -13,8 +13,8 @@ use glyco_ble::profiles::racp::{RacpRequest, RacpResponse, RacpResponseCode, Rec
 use glyco_ble::testing::{AddressKind, MockBluez, frames, with_mock_bluez};
 use glyco_ble::{
     BackoffPolicy, BdAddr, BleConfig, BleCounters, BleError, BleEvent, Characteristic,
-    DisconnectReason, Identity, IdentityKind, Measurement, ParseErrorKind, Profile, SkipReason,
-    sig_uuid,
+    DisconnectReason, GLUCOSE_SERVICE, Identity, IdentityKind, Measurement, ParseErrorKind,
+    Profile, SkipReason, sig_uuid,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -814,5 +814,57 @@ fn glucose_context_and_continuous_oximetry_reach_the_channel() {
         }
         let (result, _) = hub.stop().await;
         result.expect("the sessions end cleanly");
+    });
+}
+
+#[test]
+fn a_device_left_alone_is_looked_at_again_when_bluez_lists_other_services() {
+    with_mock_bluez(|mock: MockBluez| async move {
+        mock.add_adapter("hci0").expect("adapter");
+        let meter = mock.add_glucometer("hci0", METER).expect("glucometer");
+        let id = public(METER);
+        // BlueZ lists only what the bonding left (a phone's services), not
+        // yet the glucose service it will resolve.
+        let resolved = mock.listed_services(&meter.device).expect("uuids");
+        assert!(resolved.contains(&GLUCOSE_SERVICE), "{resolved:?}");
+        let before: Vec<_> = resolved
+            .iter()
+            .copied()
+            .filter(|u| *u != GLUCOSE_SERVICE)
+            .collect();
+        assert!(!before.is_empty(), "the template lists a phone's services");
+        mock.set_listed_services(&meter.device, &before)
+            .expect("set uuids");
+        let mut hub = Hub::start(BleConfig {
+            rescan_interval: Duration::from_millis(50),
+            ..test_config()
+        });
+        let skipped = BleEvent::DeviceSkipped {
+            address: addr(METER),
+            reason: SkipReason::NoSupportedService,
+        };
+        hub.until("the meter left alone", |e| (*e == skipped).then_some(()))
+            .await;
+        // Rescans go by and it stays alone, reported once and never
+        // connected, while the list stays the same.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(mock.connect_attempts(&meter.device).unwrap(), 0);
+        assert_eq!(hub.counters.snapshot().skipped_devices, 1);
+
+        mock.set_listed_services(&meter.device, &resolved)
+            .expect("set uuids");
+        hub.subscribed(id).await;
+        assert!(
+            mock.notify(
+                &meter.measurement,
+                &frames::glucose_record(1, frames::TIME, 101)
+            )
+            .expect("notify")
+        );
+        assert_eq!(glucose_sequence(&hub.measurement(id).await), 1);
+        let counters = hub.counters.snapshot();
+        let (result, _) = hub.stop().await;
+        assert_eq!(result, Ok(()));
+        assert_eq!(counters.skipped_devices, 1);
     });
 }

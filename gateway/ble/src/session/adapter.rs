@@ -1,7 +1,7 @@
 //! Adapter supervision: find the adapter, serve its devices, notice when it
 //! goes away.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::device::{self, TaskEnd};
 use super::{Ctx, EventsClosed, StopReason};
+use crate::Uuid;
 use crate::config::BleConfig;
 use crate::counters::Counter;
 use crate::error::{Operation, SessionError};
@@ -102,13 +103,23 @@ struct Task {
     handle: JoinHandle<TaskEnd>,
 }
 
+/// Why a device is left alone, as far as it can change.
+enum Skipped {
+    /// Its address says it cannot be followed; that never changes.
+    ForGood,
+    /// It offered no health service while BlueZ listed these services.
+    /// BlueZ fills the list in as it resolves services (and a device's
+    /// firmware can change it), so a different list is looked at again.
+    Offered(BTreeSet<Uuid>),
+}
+
 struct Supervisor<'a> {
     ctx: &'a Arc<Ctx>,
     adapter: Adapter,
     tasks: HashMap<BdAddr, Task>,
     /// Devices not served, already reported (once, not per scan); cleared
-    /// when BlueZ removes the device.
-    skipped: HashSet<BdAddr>,
+    /// when BlueZ removes the device, or when the services it lists change.
+    skipped: HashMap<BdAddr, Skipped>,
     /// Devices BlueZ removed, to be stopped when their grace ends.
     removed: HashMap<BdAddr, Instant>,
 }
@@ -146,7 +157,7 @@ pub(crate) async fn supervise(
         ctx,
         adapter,
         tasks: HashMap::new(),
-        skipped: HashSet::new(),
+        skipped: HashMap::new(),
         removed: HashMap::new(),
     };
     let every = ctx.config.rescan_interval;
@@ -253,15 +264,20 @@ impl Supervisor<'_> {
             let Some(task) = self.tasks.remove(&address) else {
                 continue;
             };
-            if let Ok(TaskEnd::NothingToServe) = task.handle.await {
-                self.skipped.insert(address);
+            if let Ok(TaskEnd::NothingToServe(listed)) = task.handle.await {
+                self.skipped.insert(address, Skipped::Offered(listed));
             }
         }
         Ok(())
     }
 
-    async fn skip(&mut self, address: BdAddr, reason: SkipReason) -> Result<(), EventsClosed> {
-        if self.skipped.insert(address) {
+    async fn skip(
+        &mut self,
+        address: BdAddr,
+        reason: SkipReason,
+        why: Skipped,
+    ) -> Result<(), EventsClosed> {
+        if self.skipped.insert(address, why).is_none() {
             tracing::info!(%address, ?reason, "device not served");
             self.ctx.counters.bump(Counter::SkippedDevices);
             self.ctx
@@ -271,9 +287,34 @@ impl Supervisor<'_> {
         Ok(())
     }
 
+    /// The services BlueZ lists for a device (empty until resolved); None
+    /// when they cannot be read.
+    async fn listed_services(&self, address: BdAddr) -> Option<BTreeSet<Uuid>> {
+        let device = self.adapter.device(bluer::Address(address.0)).ok()?;
+        let uuids = device.uuids().await.ok()?;
+        Some(uuids.unwrap_or_default().into_iter().collect())
+    }
+
+    /// Whether a skipped device stays skipped: yes, unless the services
+    /// BlueZ lists for it changed since (then it is forgotten, to be looked
+    /// at afresh).
+    async fn still_skipped(&mut self, address: BdAddr) -> bool {
+        let Some(Skipped::Offered(then)) = self.skipped.get(&address) else {
+            return self.skipped.contains_key(&address);
+        };
+        match self.listed_services(address).await {
+            Some(now) if now != *then => {
+                tracing::info!(%address, "device lists other services now; looking at it again");
+                self.skipped.remove(&address);
+                false
+            }
+            _ => true,
+        }
+    }
+
     /// Starts a task for this device if it should be served and has none.
     async fn consider(&mut self, address: BdAddr) -> Result<(), EventsClosed> {
-        if self.skipped.contains(&address) {
+        if self.still_skipped(address).await {
             return Ok(());
         }
         if let Some(task) = self.tasks.get(&address) {
@@ -281,7 +322,7 @@ impl Supervisor<'_> {
                 return Ok(());
             }
             self.reap().await?;
-            if self.skipped.contains(&address) {
+            if self.skipped.contains_key(&address) {
                 return Ok(());
             }
         }
@@ -328,7 +369,7 @@ impl Supervisor<'_> {
         };
         let identity = match classify(address, random) {
             Ok(identity) => identity,
-            Err(reason) => return self.skip(address, reason).await,
+            Err(reason) => return self.skip(address, reason, Skipped::ForGood).await,
         };
         // A bonded device's services are known from pairing. When BlueZ
         // lists some and none is a health service, do not even connect;
@@ -337,7 +378,10 @@ impl Supervisor<'_> {
             && !uuids.is_empty()
             && !HEALTH_SERVICES.iter().any(|s| uuids.contains(s))
         {
-            return self.skip(address, SkipReason::NoSupportedService).await;
+            let offered = Skipped::Offered(uuids.into_iter().collect());
+            return self
+                .skip(address, SkipReason::NoSupportedService, offered)
+                .await;
         }
         tracing::info!(%identity, "serving device");
         let (stop, stop_rx) = watch::channel(None);

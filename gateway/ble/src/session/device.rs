@@ -2,6 +2,7 @@
 //! records, serve notifications; on any end, back off and go again, until
 //! the supervisor stops it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +17,7 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use super::cgm_clock::CgmClock;
 use super::notifications::{self, DeviceMemory};
 use super::{Ctx, EventsClosed, StopReason};
+use crate::Uuid;
 use crate::backoff::Backoff;
 use crate::counters::Counter;
 use crate::dedupe::RecordWindow;
@@ -29,14 +31,15 @@ use crate::profiles::{cgm_session, cgm_status};
 type Stop = watch::Receiver<Option<StopReason>>;
 
 /// How a device task ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TaskEnd {
     /// Stopped by the supervisor, or nobody listens any more.
     Stopped,
     /// Connected, but the device has nothing we subscribe to: not a health
     /// device. Not retried (a bonded keyboard must not be reconnected every
-    /// two minutes); the supervisor leaves it alone until BlueZ re-adds it.
-    NothingToServe,
+    /// two minutes); the supervisor leaves it alone until BlueZ re-adds it
+    /// or lists other services for it than these, listed when it looked.
+    NothingToServe(BTreeSet<Uuid>),
 }
 
 /// The task body; ends when stopped, when the hub's channel closes, or for
@@ -102,7 +105,8 @@ async fn sessions(
                     reason: SkipReason::NoSupportedService,
                 })
                 .await?;
-                return Ok(TaskEnd::NothingToServe);
+                let listed = device.uuids().await.ok().flatten().unwrap_or_default();
+                return Ok(TaskEnd::NothingToServe(listed.into_iter().collect()));
             }
             Outcome::Failed(error) => {
                 tracing::info!(%identity, attempt, %error, "connect attempt failed");

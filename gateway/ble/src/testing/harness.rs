@@ -475,6 +475,25 @@ impl MockBluez {
         Ok(requests)
     }
 
+    /// Sets the services BlueZ lists for `device` (Device1.UUIDs).
+    pub fn set_listed_services(
+        &self,
+        device: &MockDevice,
+        uuids: &[Uuid],
+    ) -> Result<(), HarnessError> {
+        let uuids: Vec<String> = uuids.iter().map(Uuid::to_string).collect();
+        self.call("SetListedServices", (Self::path(&device.path)?, uuids))
+    }
+
+    /// The services BlueZ lists for `device` (Device1.UUIDs).
+    pub fn listed_services(&self, device: &MockDevice) -> Result<Vec<Uuid>, HarnessError> {
+        let (uuids,): (Vec<String>,) = self.call("ListedServices", (Self::path(&device.path)?,))?;
+        Ok(uuids
+            .iter()
+            .filter_map(|u| Uuid::parse_str(u).ok())
+            .collect())
+    }
+
     /// Out of range (false) drops the link and makes Connect fail; back in
     /// range (true) lets Connect succeed again.
     pub fn set_reachable(&self, device: &MockDevice, reachable: bool) -> Result<(), HarnessError> {
