@@ -256,6 +256,10 @@ pub struct UpdateConfig {
     pub install_dir: PathBuf,
     /// How long the health check after an update waits for the hub.
     pub health_timeout_secs: u64,
+    /// The wait before fetching an offered release again after the
+    /// network, the chain or the disk failed; doubled on each failure up
+    /// to an hour, until the hub gives up and refuses it.
+    pub retry_secs: u64,
 }
 
 impl Default for UpdateConfig {
@@ -273,6 +277,7 @@ impl Default for UpdateConfig {
             accept_offers: false,
             install_dir: PathBuf::from("/var/lib/glyco-update"),
             health_timeout_secs: 300,
+            retry_secs: 60,
         }
     }
 }
@@ -1138,6 +1143,9 @@ impl HubConfig {
         }
         if !(30..=3600).contains(&self.update.health_timeout_secs) {
             return invalid("update.health_timeout_secs must be between 30 and 3600".into());
+        }
+        if !(1..=3600).contains(&self.update.retry_secs) {
+            return invalid("update.retry_secs must be between 1 and 3600".into());
         }
         if !(1..=64).contains(&self.update.compatible.len()) {
             return invalid("update.compatible must be 1 to 64 characters".into());

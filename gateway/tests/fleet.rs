@@ -25,6 +25,7 @@ use glyco_seal::fleet::{
 };
 use support::alerts::{AlertWorld, alert_world};
 use support::clinic::clinic;
+use support::rpc_proxy::{Lie, RpcProxy};
 use support::{free_tcp_port, now_ms};
 
 const TOKEN: &str = "fleet-test-token-5d41402abc4b2a76";
@@ -608,7 +609,16 @@ async fn a_rollout_offers_a_release_the_hub_fetches_checks_and_hands_to_the_inst
         c.update.compatible = "glyco-test".into();
         c.update.accept_offers = true;
         c.update.install_dir = install_dir.clone();
+        c.update.retry_secs = 2;
     });
+    // The hub reaches the chain through a proxy that can go down; the node
+    // and the test reach it directly.
+    let proxy = RpcProxy::start(w.world.consortium.devnet.address()).await;
+    let hub_config = {
+        let mut c = w.world.config.clone();
+        c.chain.rpc_url = proxy.url();
+        toml::to_string(&c).unwrap()
+    };
     let token_file = w.path("fleet-token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let http_port = free_tcp_port();
@@ -641,7 +651,10 @@ async fn a_rollout_offers_a_release_the_hub_fetches_checks_and_hands_to_the_inst
 
     // Not published: fetched, refused, and the rollout stops.
     let node = start_node(&stray, "2026.12.9").await;
+    let direct_config = std::fs::read(&w.world.config_path).unwrap();
+    std::fs::write(&w.world.config_path, &hub_config).unwrap();
     let hub = w.world.start_hub().await;
+    std::fs::write(&w.world.config_path, &direct_config).unwrap();
     let fleet = wait_fleet(&node_http, &token_file, &[], "the refusal reported", |f| {
         f["hubs"][0]["update"] == "refused 2026.12.9"
     })
@@ -666,13 +679,36 @@ async fn a_rollout_offers_a_release_the_hub_fetches_checks_and_hands_to_the_inst
     assert!(!update_dir.join("request.json").exists());
     drop(node);
 
-    // Published: fetched, checked, and the installer is asked.
+    // Published, but the hub's chain is down while it checks: not a
+    // refusal. The hub says `fetching` and tries again after a back-off.
     w.world
         .client(ADMIN)
         .publish_release(sha256(&good), "2026.12.2")
         .await
         .unwrap();
+    proxy.lie(Lie::Down);
     let node = start_node(&good, "2026.12.2").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while hub.log_text().matches("trying again later").count() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no second try within 60 s: {}",
+            hub.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let fleet = wait_fleet(&node_http, &token_file, &[], "the fetch reported", |f| {
+        f["hubs"][0]["update"] == "fetching 2026.12.2"
+    })
+    .await;
+    assert!(fleet["rollout"]["halted_at_ms"].is_null(), "{fleet:#}");
+    assert!(!update_dir.join("request.json").exists());
+    let outcome: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(update_dir.join("outcome.json")).unwrap()).unwrap();
+    assert_eq!(outcome["outcome"]["outcome"], "fetching", "{outcome}");
+
+    // The chain is back: the next try is checked, and the installer asked.
+    proxy.lie(Lie::None);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !update_dir.join("request.json").exists() {
         assert!(

@@ -8,9 +8,9 @@
 //! (0600), and only the copy is hashed and handed on: a file swapped after
 //! the check cannot be the one installed.
 
+use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use glyco_contracts::{B256, GlycoClient, ReleaseRecord};
 use serde::Deserialize;
@@ -57,12 +57,24 @@ pub enum UpdateError {
     NotAFile { path: PathBuf },
     #[error("fetching the bundle from the fleet node: {0}")]
     Fetch(String),
+    #[error("the fleet node sent other than it offered: {0}")]
+    NotAsOffered(String),
     #[error("the installer was asked for {asked}, the bundle is {found}")]
     RequestMismatch { asked: B256, found: B256 },
     #[error("this system has no A/B slots (no rauc.slot= on the kernel's command line)")]
     NoSlots,
     #[error("{path}: {why}")]
     Record { path: PathBuf, why: String },
+}
+
+impl UpdateError {
+    /// Whether the same bundle may pass a later try: the network, the
+    /// chain or the disk failed, not the bundle. A transient failure is
+    /// retried after a back-off rather than reported as a refusal (which
+    /// counts toward halting the clinic's rollout).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Fetch(_) | Self::Chain(_) | Self::Io { .. })
+    }
 }
 
 pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> UpdateError + '_ {
@@ -139,22 +151,18 @@ struct RaucInfo {
 /// Asks rauc to verify the bundle's signature against `keyring` and read
 /// its manifest.
 async fn rauc_info(rauc: &Path, keyring: &Path, bundle: &Path) -> Result<RaucInfo, UpdateError> {
-    let output = tokio::process::Command::new(rauc)
-        .arg("info")
-        .arg(format!("--keyring={}", keyring.display()))
-        .arg("--output-format=json")
-        .arg(bundle)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| UpdateError::Rauc(format!("{}: {e}", rauc.display())))?;
-    if !output.status.success() {
-        return Err(UpdateError::Signature(last_line(
-            &output.stderr,
-            "rauc refused the bundle",
-        )));
-    }
-    let text = String::from_utf8_lossy(&output.stdout);
+    let mut keyring_arg = std::ffi::OsString::from("--keyring=");
+    keyring_arg.push(keyring);
+    let args = [
+        OsStr::new("info"),
+        keyring_arg.as_os_str(),
+        OsStr::new("--output-format=json"),
+        bundle.as_os_str(),
+    ];
+    let stdout = super::rauc::run(rauc, &args, "rauc refused the bundle")
+        .await?
+        .map_err(UpdateError::Signature)?;
+    let text = String::from_utf8_lossy(&stdout);
     // rauc prints messages before the JSON on some versions: read from the
     // first brace.
     let json = text.find('{').map_or("", |i| &text[i..]);

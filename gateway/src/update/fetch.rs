@@ -2,7 +2,11 @@
 //! node over iroh-blobs (BLAKE3-verified as it streams, never more than
 //! offered or `update.max_bundle_mib`), hash it, check it as any bundle is
 //! checked, and leave a request for the installer. One fetch at a time, in
-//! the background: heartbeats go on meanwhile, reporting `fetching`.
+//! the background: heartbeats go on meanwhile, reporting `fetching`. When
+//! the network, the chain or the disk fails rather than the bundle, the
+//! hub tries again after a back-off, still reporting `fetching`; only a
+//! bundle that fails its checks, or [`MAX_TRIES`] transient failures, end
+//! in `refused`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,6 +21,7 @@ use iroh_blobs::get::request::{GetBlobItem, get_blob};
 use n0_future::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::UpdateError;
@@ -27,6 +32,67 @@ use crate::config::UpdateConfig;
 const CONNECT_WAIT: Duration = Duration::from_secs(20);
 /// How long a whole fetch may take.
 const FETCH_WAIT: Duration = Duration::from_secs(60 * 60);
+/// Tries of one release before a transient failure counts as a refusal.
+/// With the default first wait of a minute, doubling up to an hour, the
+/// last try comes about two hours after the first.
+pub const MAX_TRIES: u32 = 8;
+/// The longest wait between two tries.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(60 * 60);
+
+/// The failed tries of the release being fetched, when they failed
+/// transiently (kept in memory: a restarted hub starts counting again).
+#[derive(Debug, Default)]
+struct Tries {
+    last: Option<Retry>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    sha256: [u8; 32],
+    failed: u32,
+    not_before: Instant,
+}
+
+impl Tries {
+    /// Whether the release must wait before its next try.
+    fn waiting(&self, sha256: &[u8; 32], now: Instant) -> bool {
+        self.last
+            .is_some_and(|r| r.sha256 == *sha256 && now < r.not_before)
+    }
+
+    /// Counts a failed try: the wait before the next one, or None when the
+    /// failure is the bundle's or the tries are used up.
+    fn failed(
+        &mut self,
+        sha256: [u8; 32],
+        transient: bool,
+        first_wait: Duration,
+        now: Instant,
+    ) -> Option<Duration> {
+        let failed = match self.last {
+            Some(r) if r.sha256 == sha256 => r.failed + 1,
+            _ => 1,
+        };
+        if !transient || failed >= MAX_TRIES {
+            self.last = None;
+            return None;
+        }
+        let wait = retry_wait(first_wait, failed);
+        self.last = Some(Retry {
+            sha256,
+            failed,
+            not_before: now + wait,
+        });
+        Some(wait)
+    }
+}
+
+/// The wait after `failed` transient failures: `first`, doubled each time,
+/// at most an hour.
+fn retry_wait(first: Duration, failed: u32) -> Duration {
+    let doublings = failed.saturating_sub(1).min(16);
+    first.saturating_mul(1 << doublings).min(MAX_RETRY_WAIT)
+}
 
 #[derive(Clone)]
 pub struct Updater {
@@ -43,6 +109,7 @@ pub struct Updater {
     /// the request and recording `installing` the record still says
     /// `fetching`, so without this the hub would fetch it again.
     handed_over: Arc<parking_lot::Mutex<Option<[u8; 32]>>>,
+    tries: Arc<parking_lot::Mutex<Tries>>,
 }
 
 impl Updater {
@@ -63,6 +130,7 @@ impl Updater {
             release,
             busy: Arc::default(),
             handed_over: Arc::default(),
+            tries: Arc::default(),
         }
     }
 
@@ -94,7 +162,8 @@ impl Updater {
             }
             return;
         }
-        if record::hub_dir(&self.state_dir).join(REQUEST).exists()
+        if self.tries.lock().waiting(&offer.sha256, Instant::now())
+            || record::hub_dir(&self.state_dir).join(REQUEST).exists()
             || self.busy.swap(true, Ordering::SeqCst)
         {
             return;
@@ -110,18 +179,39 @@ impl Updater {
                 None => Ok(()),
                 Some(Ok(request)) => {
                     tracing::info!(version = %request.version, "the release checks; asking for its install");
+                    *this.tries.lock() = Tries::default();
                     *this.handed_over.lock() = Some(request.sha256.0);
                     record::write_json(&record::hub_dir(&this.state_dir).join(REQUEST), &request)
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(version = %offer.version, error = %e, "the offered release is refused");
                     let _ = record::remove(&record::hub_dir(&this.state_dir).join(INCOMING));
-                    record::save_outcome(
-                        &this.state_dir,
-                        &offer.version,
-                        sha256,
-                        UpdateOutcome::Refused { why: e.to_string() },
-                    )
+                    let retry_in = this.tries.lock().failed(
+                        offer.sha256,
+                        e.is_transient(),
+                        Duration::from_secs(this.config.retry_secs),
+                        Instant::now(),
+                    );
+                    match retry_in {
+                        // The record keeps saying `fetching`.
+                        Some(wait) => {
+                            tracing::warn!(version = %offer.version, error = %e, retry_in = ?wait, "fetching the offered release failed; trying again later");
+                            Ok(())
+                        }
+                        None => {
+                            tracing::warn!(version = %offer.version, error = %e, "the offered release is refused");
+                            let why = if e.is_transient() {
+                                format!("gave up after {MAX_TRIES} tries: {e}")
+                            } else {
+                                e.to_string()
+                            };
+                            record::save_outcome(
+                                &this.state_dir,
+                                &offer.version,
+                                sha256,
+                                UpdateOutcome::Refused { why },
+                            )
+                        }
+                    }
                 }
             };
             if let Err(e) = recorded {
@@ -148,7 +238,7 @@ impl Updater {
             .await
             .map_err(|_| UpdateError::Fetch("it took over an hour".into()))??;
         if fetched != sha256 {
-            return Err(UpdateError::Fetch(format!(
+            return Err(UpdateError::NotAsOffered(format!(
                 "its SHA-256 is {fetched}, the offer said {sha256}"
             )));
         }
@@ -191,11 +281,11 @@ impl Updater {
             match stream.next().await {
                 Some(GetBlobItem::Item(bao_tree::io::BaoContentItem::Leaf(leaf))) => {
                     if leaf.offset != written {
-                        break Err(failed("the stream", "out of order".into()));
+                        break Err(UpdateError::NotAsOffered("data out of order".into()));
                     }
                     written += leaf.data.len() as u64;
                     if written > offer.bytes {
-                        break Err(failed("the stream", "longer than offered".into()));
+                        break Err(UpdateError::NotAsOffered("longer than offered".into()));
                     }
                     hasher.update(&leaf.data);
                     file.write_all(&leaf.data)
@@ -211,12 +301,88 @@ impl Updater {
         connection.close(0u32.into(), b"done");
         result?;
         if written != offer.bytes {
-            return Err(failed(
-                "the stream",
-                format!("{written} bytes, {} offered", offer.bytes),
-            ));
+            return Err(UpdateError::NotAsOffered(format!(
+                "{written} bytes, {} offered",
+                offer.bytes
+            )));
         }
         file.sync_all().await.map_err(super::check::io(into))?;
         Ok((B256::from_slice(&hasher.finalize()), written))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIRST: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn waits_double_from_the_first_up_to_an_hour() {
+        let waits: Vec<u64> = (1..MAX_TRIES)
+            .map(|n| retry_wait(FIRST, n).as_secs())
+            .collect();
+        assert_eq!(waits, [60, 120, 240, 480, 960, 1920, 3600]);
+        assert_eq!(retry_wait(FIRST, u32::MAX), MAX_RETRY_WAIT);
+        // The last try comes about two hours after the first.
+        assert_eq!(waits.iter().sum::<u64>(), 7380);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_wait_then_give_up_and_the_bundle_own_do_not_wait() {
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let mut tries = Tries::default();
+        let now = Instant::now();
+        assert!(!tries.waiting(&a, now));
+        assert_eq!(tries.failed(a, true, FIRST, now), Some(FIRST));
+        assert!(tries.waiting(&a, now));
+        assert!(tries.waiting(&a, now + FIRST - Duration::from_millis(1)));
+        assert!(!tries.waiting(&a, now + FIRST));
+        // Another release is not held back by this one's wait.
+        assert!(!tries.waiting(&b, now));
+        for n in 2..MAX_TRIES {
+            assert_eq!(
+                tries.failed(a, true, FIRST, now),
+                Some(retry_wait(FIRST, n))
+            );
+        }
+        // The eighth transient failure is final.
+        assert_eq!(tries.failed(a, true, FIRST, now), None);
+        assert!(!tries.waiting(&a, now));
+        // A failure of the bundle itself is final at once.
+        assert_eq!(tries.failed(b, true, FIRST, now), Some(FIRST));
+        assert_eq!(tries.failed(b, false, FIRST, now), None);
+        // A new release starts counting afresh.
+        assert_eq!(tries.failed(a, true, FIRST, now), Some(FIRST));
+        assert_eq!(tries.failed(b, true, FIRST, now), Some(FIRST));
+    }
+
+    #[test]
+    fn the_network_the_chain_and_the_disk_are_transient_and_the_bundle_is_not() {
+        let transient = [
+            UpdateError::Fetch("connecting: timed out".into()),
+            UpdateError::Chain("connection refused".into()),
+            UpdateError::Io {
+                path: "/x".into(),
+                source: std::io::Error::other("disk full"),
+            },
+        ];
+        assert!(transient.iter().all(UpdateError::is_transient));
+        let sha256 = B256::ZERO;
+        let final_ = [
+            UpdateError::NotPublished { sha256 },
+            UpdateError::Withdrawn {
+                sha256,
+                version: "1".into(),
+            },
+            UpdateError::Signature("bad".into()),
+            UpdateError::NotAsOffered("longer than offered".into()),
+            UpdateError::TooLarge { max: 1 },
+            UpdateError::Incompatible {
+                bundle: "a".into(),
+                hub: "b".into(),
+            },
+        ];
+        assert!(!final_.iter().any(UpdateError::is_transient));
     }
 }

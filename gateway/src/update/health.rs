@@ -175,20 +175,15 @@ impl HealthCheck {
     }
 
     async fn mark(&self, how: &str, slot: &str) -> Result<(), UpdateError> {
-        let output = tokio::process::Command::new(&self.config.rauc)
-            .args(["status", how, slot])
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|e| UpdateError::Rauc(format!("{}: {e}", self.config.rauc.display())))?;
-        if output.status.success() {
-            tracing::info!(how, slot, "rauc status");
-            return Ok(());
-        }
-        Err(UpdateError::Rauc(last_line(
-            &output.stderr,
+        super::rauc::run(
+            &self.config.rauc,
+            &["status", how, slot],
             "rauc status failed",
-        )))
+        )
+        .await?
+        .map_err(UpdateError::Rauc)?;
+        tracing::info!(how, slot, "rauc status");
+        Ok(())
     }
 }
 

@@ -5,14 +5,13 @@
 //! RAUC then writes it into the other slot and makes that slot the next to
 //! boot; what is pending for the health check is recorded first.
 
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::Stdio;
 
 use glyco_contracts::{B256, GlycoClient};
 use glyco_seal::fleet::UpdateOutcome;
 
 use super::UpdateError;
-use super::check::last_line;
 use super::record::{self, CHECKED, INCOMING, InstallRequest, PENDING, Pending, REQUEST};
 use crate::config::UpdateConfig;
 
@@ -95,18 +94,9 @@ pub async fn install(
 }
 
 async fn rauc_install(rauc: &Path, bundle: &Path) -> Result<(), UpdateError> {
-    let output = tokio::process::Command::new(rauc)
-        .arg("install")
-        .arg(bundle)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| UpdateError::Rauc(format!("{}: {e}", rauc.display())))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(UpdateError::Rauc(last_line(
-        &output.stderr,
-        "rauc install failed",
-    )))
+    let args = [OsStr::new("install"), bundle.as_os_str()];
+    super::rauc::run(rauc, &args, "rauc install failed")
+        .await?
+        .map_err(UpdateError::Rauc)?;
+    Ok(())
 }

@@ -13,6 +13,7 @@ pub mod check;
 pub mod fetch;
 pub mod health;
 pub mod install;
+mod rauc;
 pub mod record;
 pub mod selftest;
 

@@ -40,6 +40,24 @@ pub struct Proxies {
     /// St Luke's node's HTTP side (fleet view, metrics) and its token file.
     pub fleet_http: String,
     pub fleet_token: PathBuf,
+    /// How St Luke's node was started (its place in `children`, its
+    /// arguments), to restart it with a release to roll out.
+    pub st_lukes: (usize, Vec<String>),
+}
+
+impl Proxies {
+    /// Restarts St Luke's node (same directory, key and port) with `extra`
+    /// arguments added.
+    pub async fn restart_st_lukes(&mut self, dir: &Path, extra: &[String]) -> Result<()> {
+        let (index, args) = &self.st_lukes;
+        let mut args = args.clone();
+        args.extend(extra.iter().cloned());
+        self.children[*index].kill().await?;
+        let (child, _) =
+            spawn_clinic(&args, &dir.join("alert-inbox.release.log"), "alert inbox").await?;
+        self.children[*index] = child;
+        Ok(())
+    }
 }
 
 pub fn chain_args(dir: &Path, world: &ChainWorld) -> Vec<String> {
@@ -93,6 +111,7 @@ pub async fn start_proxies(dir: &Path, world: &ChainWorld) -> Result<Proxies> {
         emergency_inbox: String::new(),
         fleet_http: String::new(),
         fleet_token: dir.join("fleet-token"),
+        st_lukes: (0, Vec::new()),
     };
     for account in [SECOND_PROXY, THIRD_PROXY] {
         let proxy_dir = dir.join(format!("proxy-{account}"));
@@ -147,8 +166,9 @@ pub async fn start_proxies(dir: &Path, world: &ChainWorld) -> Result<Proxies> {
         "--current-version".into(),
         env!("CARGO_PKG_VERSION").into(),
     ];
-    let (child, inbox) =
+    let (child, inbox, args) =
         start_inbox(dir, world, "alert-inbox", HOSPITAL, None, &fleet_args).await?;
+    proxies.st_lukes = (proxies.children.len(), args);
     proxies.fleet_http = format!("http://{http}");
     step(&format!(
         "glyco-clinic alert-inbox (St Luke's, node enrolled on chain; fleet view and metrics on {http}): {inbox}"
@@ -162,7 +182,7 @@ pub async fn start_proxies(dir: &Path, world: &ChainWorld) -> Result<Proxies> {
         &roster,
         format!("# on duty tonight\n{:#x}\n", address(PARAMEDIC)),
     )?;
-    let (child, inbox) = start_inbox(
+    let (child, inbox, _) = start_inbox(
         dir,
         world,
         "ambulance-inbox",
@@ -180,7 +200,7 @@ pub async fn start_proxies(dir: &Path, world: &ChainWorld) -> Result<Proxies> {
 }
 
 /// An alert inbox in `dir/name`, its node enrolled for `entity`: the
-/// process and its `<node id>@<ip:port>`.
+/// process, its `<node id>@<ip:port>` and the arguments it was started with.
 async fn start_inbox(
     dir: &Path,
     world: &ChainWorld,
@@ -188,7 +208,7 @@ async fn start_inbox(
     entity: u32,
     duty_roster: Option<&Path>,
     extra: &[String],
-) -> Result<(Child, String)> {
+) -> Result<(Child, String, Vec<String>)> {
     let inbox_dir = dir.join(name);
     let mut args = strings(&["enrol-node", "--dir"]);
     args.push(inbox_dir.to_string_lossy().into_owned());
@@ -221,7 +241,7 @@ async fn start_inbox(
         .nth(3)
         .context("the inbox's node id")?
         .to_owned();
-    Ok((child, format!("{node}@127.0.0.1:{port}")))
+    Ok((child, format!("{node}@127.0.0.1:{port}"), args))
 }
 
 /// `glyco-clinic <command> --dir <machine> --key <key> --inbox <inbox>`

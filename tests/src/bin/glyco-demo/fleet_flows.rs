@@ -289,8 +289,16 @@ fn run_tool(command: &mut std::process::Command) -> Result<()> {
 /// A release: St Luke's signs a RAUC bundle, the consortium (2 of 3
 /// hospitals, the admin since section 7) publishes its SHA-256 on chain,
 /// and the hub's `update check` takes it; the same bundle with one byte
-/// changed is refused.
-pub async fn release(dir: &Path, world: &ChainWorld, config_path: &Path) -> Result<()> {
+/// changed is refused. Then St Luke's node rolls it out: the hub fetches
+/// it, checks it and asks the installer, which stops at this machine's
+/// missing A/B slots; that refusal halts the rollout.
+pub async fn release(
+    dir: &Path,
+    world: &ChainWorld,
+    config_path: &Path,
+    clinic_node: &mut Proxies,
+    config: &HubConfig,
+) -> Result<()> {
     use glyco_contracts::bindings::Releases;
     use glyco_contracts::testkit::accounts::{HOSPITAL, SECOND_HOSPITAL};
     use sha2::Digest;
@@ -411,8 +419,82 @@ pub async fn release(dir: &Path, world: &ChainWorld, config_path: &Path) -> Resu
         )),
         Ok(_) => bail!("a tampered bundle passed the check"),
     }
+    rollout(dir, config_path, clinic_node, config, &bundle, version).await
+}
+
+/// St Luke's node offers the release to its hubs; the demo's hub takes it
+/// up to the installer.
+async fn rollout(
+    dir: &Path,
+    config_path: &Path,
+    clinic_node: &mut Proxies,
+    config: &HubConfig,
+    bundle: &Path,
+    version: &str,
+) -> Result<()> {
+    let release_args = [
+        "--release-bundle",
+        &bundle.to_string_lossy(),
+        "--release-version",
+        version,
+        "--rollout-percent",
+        "100",
+        "--rollout-stop-after",
+        "1",
+    ]
+    .map(str::to_owned);
+    clinic_node.restart_st_lukes(dir, &release_args).await?;
     step(
-        "on the appliance St Luke's node offers such a bundle to a share of its hubs (alert-inbox --release-bundle); each hub fetches it over iroh and checks it as above, a root installer checks it again and RAUC writes the other A/B slot, and the health check after the reboot keeps it or rolls back (run under qemu by scripts/hil.sh; docs/FLEET.md, \"Updates\")",
+        "St Luke's node restarts with the release (alert-inbox --release-bundle --rollout-percent 100 --rollout-stop-after 1): it offers it in its answers to its hubs' heartbeats",
     );
+    let request = config.state_dir.join("update").join("request.json");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !request.exists() {
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "the hub did not ask for the release's install within 60 s: {}",
+                crate::hub_flows::hub_cli(config_path, &["update", "status"]).await?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let asked: serde_json::Value = serde_json::from_slice(&std::fs::read(&request)?)?;
+    step(&format!(
+        "the hub fetched it from St Luke's node over iroh (BLAKE3-verified as it came), checked it as above, and asks the root installer for {} (SHA-256 {}) in {}",
+        asked["version"].as_str().unwrap_or("?"),
+        asked["sha256"].as_str().unwrap_or("?"),
+        request.display()
+    ));
+    let fleet = wait_fleet_line(clinic_node, "rollout of", "").await?;
+    step(&format!("glyco-clinic fleet show: {fleet}"));
+    match crate::hub_flows::hub_cli(config_path, &["update", "install", "--requested"]).await {
+        Err(e) if e.to_string().contains("no A/B slots") => step(
+            "glyco-hub update install --requested (glyco-update.service, as root, on the appliance) checks its own copy of the bundle again, then stops: this machine has no A/B slots. scripts/hil.sh runs the install, the reboot into the other slot and the health check under qemu (docs/FLEET.md, \"Updates\")",
+        ),
+        Err(e) => return Err(e),
+        Ok(out) => bail!("the installer ran on a machine without slots: {out}"),
+    }
+    let fleet = wait_fleet_line(clinic_node, "rollout of", "halted").await?;
+    step(&format!(
+        "the refusal reaches St Luke's with the next heartbeat, and one failure halts the rollout as it would for a failing hub: {fleet}"
+    ));
     Ok(())
+}
+
+/// The first line of `fleet show` that starts with `prefix`, once it
+/// contains `containing` (30 s at most).
+async fn wait_fleet_line(clinic_node: &Proxies, prefix: &str, containing: &str) -> Result<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let shown = fleet_show(clinic_node, &[]).await?;
+        if let Some(line) = shown.lines().find(|l| l.starts_with(prefix))
+            && line.contains(containing)
+        {
+            return Ok(line.to_owned());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("fleet show had no {prefix:?} line with {containing:?} within 30 s: {shown}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -167,9 +167,13 @@ pub async fn run(dir: &Path, world: &ChainWorld, keep_serving: bool) -> Result<(
     config.fleet.interval_secs = 5;
     config.fleet.remote_config = glyco_gateway::config::RemoteConfig::Apply;
     // Update bundles are checked against St Luke's release key (made in
-    // section 22); "glyco-demo" is what the demo's bundles are built for.
+    // section 23); "glyco-demo" is what the demo's bundles are built for.
+    // The hub takes the releases its fleet node offers, as the appliance
+    // does; the installer's directory is the demo's, not the system's.
     config.update.keyring = dir.join("release").join("release.cert.pem");
     config.update.compatible = "glyco-demo".into();
+    config.update.accept_offers = true;
+    config.update.install_dir = dir.join("installer");
     std::fs::write(&config_path, toml::to_string(&config)?)?;
     let web_secrets = crate::web_flows::provision(&config)?;
     let mut secrets = Vec::new();
@@ -492,7 +496,7 @@ pub async fn run(dir: &Path, world: &ChainWorld, keep_serving: bool) -> Result<(
     clinic.children.push(dashboard);
     crate::enrol_flows::run(dir, world, &config).await?;
     let (prometheus, hub_address) = crate::fleet_flows::run(dir, &clinic, &config).await?;
-    crate::fleet_flows::release(dir, world, &config_path).await?;
+    crate::fleet_flows::release(dir, world, &config_path, &mut clinic, &config).await?;
     if keep_serving {
         step("the hub, the clinic's proxies, inbox and dashboard keep serving; Ctrl-C stops them");
         tokio::signal::ctrl_c().await?;

@@ -211,18 +211,11 @@ impl Vm {
             "user,id=n0,hostfwd=tcp:127.0.0.1:{}-:8080,hostfwd=tcp:127.0.0.1:{}-:1883",
             ports.web, ports.mqtt
         );
-        let (binary, machine, console, root) = match args.arch.as_str() {
-            "amd64" => (
-                "qemu-system-x86_64",
-                vec!["-M", "q35"],
-                "ttyS0",
-                "LABEL=glyco-root",
-            ),
+        let (binary, machine) = match args.arch.as_str() {
+            "amd64" => ("qemu-system-x86_64", vec!["-M", "q35"]),
             _ => (
                 "qemu-system-aarch64",
                 vec!["-M", "virt", "-cpu", "cortex-a72"],
-                "ttyAMA0",
-                "LABEL=glyco-root",
             ),
         };
         let mut command = Command::new(binary);
@@ -258,7 +251,7 @@ impl Vm {
                 // The journal on the serial console too: the log of a
                 // failed run shows why the hub did what it did.
                 .arg(format!(
-                    "root={root} rw console={console} panic=10 systemd.journald.forward_to_console=1 {}",
+                    "root=LABEL=glyco-root rw console=ttyAMA0 panic=10 systemd.journald.forward_to_console=1 {}",
                     args.kernel_args
                 ));
         }
