@@ -262,7 +262,8 @@ pub async fn after_stop(clinic_node: &Proxies, hub: glyco_contracts::Address) ->
     let hub = format!("{hub:#x}");
     loop {
         let shown = fleet_show(clinic_node, &["--flag", "silent", "--hub", &hub]).await?;
-        if shown.lines().count() > 2 {
+        // The hub's own row (the summary and rollout lines name no hub).
+        if shown.to_lowercase().contains(&hub) {
             step("glyco-clinic fleet show --flag silent --hub <this hub>:");
             indent(&shown);
             return Ok(());
