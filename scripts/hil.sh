@@ -26,13 +26,18 @@ source scripts/env.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/glyco/target}
 images=${GLYCO_IMAGE_DIR:-/var/cache/glyco/image}
 
+packages=(qemu-system-x86 qemu-system-arm qemu-utils ovmf mosquitto-clients e2fsprogs openssl)
 need=()
-for pkg in qemu-system-x86 qemu-system-arm qemu-utils ovmf mosquitto-clients e2fsprogs openssl; do
+for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # All of them in one transaction: apt then picks versions that go
+  # together. Naming only the missing ones once let apt remove an
+  # installed qemu-utils (a backport) that conflicted with Debian's
+  # qemu-system, and qemu-img was gone.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 fi
 
 # Built as ./scripts/test.sh builds them (same features), so after the
