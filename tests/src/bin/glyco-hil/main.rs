@@ -12,7 +12,6 @@
 //! (same PIN, same device credentials, a second reading anchored).
 //! arm64: boot to the hub service answering (the enrolment page).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -70,6 +69,9 @@ struct Args {
 }
 
 mod ota;
+mod vm;
+
+use vm::{Vm, tail};
 
 const PIN: &str = "402817";
 const DEVICE: &str = "hil-glucometer";
@@ -82,13 +84,6 @@ fn free_port() -> Result<u16> {
 
 fn say(text: &str) {
     println!("hil: {text}");
-}
-
-/// One qemu process running the image.
-struct Vm {
-    child: Child,
-    monitor: PathBuf,
-    serial: PathBuf,
 }
 
 /// Where the hub's web app and MQTT listener answer, from this machine.
@@ -186,118 +181,6 @@ async fn ssh_run(ssh: &str, command: &str) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-impl Vm {
-    fn boot(args: &Args, work: &Path, ports: &Ports, boot_no: u32) -> Result<Self> {
-        let image = |ext: &str| args.images.join(format!("glyco-{}.{ext}", args.arch));
-        let overlay = work.join("disk.qcow2");
-        if !overlay.exists() {
-            // The built image stays pristine; the VM writes to an overlay.
-            let status = std::process::Command::new("qemu-img")
-                .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-                .arg(image("img"))
-                .arg(&overlay)
-                .status()
-                .context("qemu-img (Debian's qemu-utils)")?;
-            if !status.success() {
-                bail!("qemu-img create failed");
-            }
-        }
-        let monitor = work.join("monitor.sock");
-        let _ = std::fs::remove_file(&monitor);
-        let serial = work.join(format!("serial-{boot_no}.log"));
-        let net = format!(
-            "user,id=n0,hostfwd=tcp:127.0.0.1:{}-:8080,hostfwd=tcp:127.0.0.1:{}-:1883",
-            ports.web, ports.mqtt
-        );
-        let (binary, machine) = match args.arch.as_str() {
-            "amd64" => ("qemu-system-x86_64", vec!["-M", "q35"]),
-            _ => (
-                "qemu-system-aarch64",
-                vec!["-M", "virt", "-cpu", "cortex-a72"],
-            ),
-        };
-        let mut command = Command::new(binary);
-        command
-            .args(machine)
-            .args([
-                "-accel", "tcg", "-m", "1024", "-smp", "2", "-display", "none",
-            ])
-            .arg("-serial")
-            .arg(format!("file:{}", serial.display()))
-            .arg("-monitor")
-            .arg(format!("unix:{},server,nowait", monitor.display()));
-        // An entropy source, as real hardware has one: without it the
-        // guest's early getrandom() calls fall back to the kernel's jitter
-        // entropy, which under TCG once spun for minutes (udev workers in
-        // soft lockups, a boot that never finished).
-        command.args(["-device", "virtio-rng-pci"]);
-        if args.arch == "amd64" {
-            // RDRAND too (the CPU model with every feature TCG emulates), so
-            // the kernel's random pool is ready before any module loads.
-            command.args(["-cpu", "max"]);
-            // UEFI firmware, then GRUB from the image picks the root slot
-            // (A/B); kernel arguments come from the image's GRUB
-            // environment (GLYCO_KERNEL_ARGS when it was built).
-            command.args(["-bios", "/usr/share/ovmf/OVMF.fd"]);
-        } else {
-            command
-                .arg("-kernel")
-                .arg(image("vmlinuz"))
-                .arg("-initrd")
-                .arg(image("initrd"))
-                .arg("-append")
-                // The journal on the serial console too: the log of a
-                // failed run shows why the hub did what it did.
-                .arg(format!(
-                    "root=LABEL=glyco-root rw console=ttyAMA0 panic=10 systemd.journald.forward_to_console=1 {}",
-                    args.kernel_args
-                ));
-        }
-        let child = command
-            .arg("-drive")
-            .arg(format!("file={},if=virtio,format=qcow2", overlay.display()))
-            .args(["-netdev", &net, "-device", "virtio-net-pci,netdev=n0"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(
-                work.join(format!("qemu-{boot_no}.log")),
-            )?)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("{binary} (Debian's qemu-system)"))?;
-        Ok(Self {
-            child,
-            monitor,
-            serial,
-        })
-    }
-
-    /// ACPI power button: systemd shuts down cleanly and qemu exits.
-    async fn power_down(mut self, within: Duration) -> Result<Duration> {
-        let started = Instant::now();
-        let mut socket = std::os::unix::net::UnixStream::connect(&self.monitor)?;
-        socket.write_all(b"system_powerdown\n")?;
-        match tokio::time::timeout(within, self.child.wait()).await {
-            Ok(status) => {
-                status?;
-                Ok(started.elapsed())
-            }
-            Err(_) => {
-                self.child.kill().await.ok();
-                bail!(
-                    "the VM did not power down within {within:?}; serial:\n{}",
-                    tail(&self.serial)
-                )
-            }
-        }
-    }
-}
-
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 fn http() -> reqwest::Client {
