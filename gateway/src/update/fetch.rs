@@ -6,7 +6,8 @@
 //! the network, the chain or the disk fails rather than the bundle, the
 //! hub tries again after a back-off, still reporting `fetching`; only a
 //! bundle that fails its checks, or [`MAX_TRIES`] transient failures, end
-//! in `refused`.
+//! in `refused`. The count outlives a restart ([`RETRIES`]), so a hub that
+//! restarts in a loop still gives up.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,13 +20,14 @@ use glyco_seal::fleet::{ReleaseOffer, UpdateOutcome};
 use iroh::{Endpoint, EndpointAddr, EndpointId};
 use iroh_blobs::get::request::{GetBlobItem, get_blob};
 use n0_future::StreamExt;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::UpdateError;
-use super::record::{self, INCOMING, InstallRequest, REQUEST};
+use super::record::{self, INCOMING, InstallRequest, REQUEST, RETRIES};
 use crate::config::UpdateConfig;
 
 /// How long connecting to the node may take.
@@ -40,10 +42,19 @@ pub const MAX_TRIES: u32 = 8;
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(60 * 60);
 
 /// The failed tries of the release being fetched, when they failed
-/// transiently (kept in memory: a restarted hub starts counting again).
+/// transiently; saved as [`RETRIES`] after each change.
 #[derive(Debug, Default)]
 struct Tries {
     last: Option<Retry>,
+}
+
+/// [`Tries`] on disk: the count, not the time of the next try (the hub's
+/// clock may be set at boot, a Pi having no RTC); a restarted hub waits
+/// the back-off it had reached before trying again.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct SavedTries {
+    sha256: B256,
+    failed: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +65,41 @@ struct Retry {
 }
 
 impl Tries {
+    /// The count a previous run left; none when it left none or an
+    /// unreadable one (counting afresh is the safe side: it only delays
+    /// giving up).
+    fn load(state_dir: &Path, first_wait: Duration, now: Instant) -> Self {
+        let path = record::hub_dir(state_dir).join(RETRIES);
+        match record::read_json::<SavedTries>(&path) {
+            Ok(Some(saved)) if (1..MAX_TRIES).contains(&saved.failed) => Self {
+                last: Some(Retry {
+                    sha256: saved.sha256.0,
+                    failed: saved.failed,
+                    not_before: now + retry_wait(first_wait, saved.failed),
+                }),
+            },
+            Ok(_) => Self::default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "the update's retry count is unreadable; counting afresh");
+                Self::default()
+            }
+        }
+    }
+
+    fn save(&self, state_dir: &Path) -> Result<(), UpdateError> {
+        let path = record::hub_dir(state_dir).join(RETRIES);
+        match self.last {
+            Some(r) => record::write_json(
+                &path,
+                &SavedTries {
+                    sha256: B256::from(r.sha256),
+                    failed: r.failed,
+                },
+            ),
+            None => record::remove(&path),
+        }
+    }
+
     /// Whether the release must wait before its next try.
     fn waiting(&self, sha256: &[u8; 32], now: Instant) -> bool {
         self.last
@@ -122,6 +168,12 @@ impl Updater {
         release: Option<String>,
     ) -> Self {
         Self {
+            handed_over: Arc::default(),
+            tries: Arc::new(parking_lot::Mutex::new(Tries::load(
+                &state_dir,
+                Duration::from_secs(config.retry_secs),
+                Instant::now(),
+            ))),
             endpoint,
             node,
             config,
@@ -129,8 +181,6 @@ impl Updater {
             chain,
             release,
             busy: Arc::default(),
-            handed_over: Arc::default(),
-            tries: Arc::default(),
         }
     }
 
@@ -179,18 +229,25 @@ impl Updater {
                 None => Ok(()),
                 Some(Ok(request)) => {
                     tracing::info!(version = %request.version, "the release checks; asking for its install");
-                    *this.tries.lock() = Tries::default();
+                    this.forget_tries();
                     *this.handed_over.lock() = Some(request.sha256.0);
                     record::write_json(&record::hub_dir(&this.state_dir).join(REQUEST), &request)
                 }
                 Some(Err(e)) => {
                     let _ = record::remove(&record::hub_dir(&this.state_dir).join(INCOMING));
-                    let retry_in = this.tries.lock().failed(
-                        offer.sha256,
-                        e.is_transient(),
-                        Duration::from_secs(this.config.retry_secs),
-                        Instant::now(),
-                    );
+                    let retry_in = {
+                        let mut tries = this.tries.lock();
+                        let retry_in = tries.failed(
+                            offer.sha256,
+                            e.is_transient(),
+                            Duration::from_secs(this.config.retry_secs),
+                            Instant::now(),
+                        );
+                        if let Err(e) = tries.save(&this.state_dir) {
+                            tracing::warn!(error = %e, "the update's retry count was not saved");
+                        }
+                        retry_in
+                    };
                     match retry_in {
                         // The record keeps saying `fetching`.
                         Some(wait) => {
@@ -219,6 +276,14 @@ impl Updater {
             }
             this.busy.store(false, Ordering::SeqCst);
         });
+    }
+
+    fn forget_tries(&self) {
+        let mut tries = self.tries.lock();
+        *tries = Tries::default();
+        if let Err(e) = tries.save(&self.state_dir) {
+            tracing::warn!(error = %e, "the update's retry count was not removed");
+        }
     }
 
     async fn fetch_and_check(&self, offer: &ReleaseOffer) -> Result<InstallRequest, UpdateError> {
@@ -355,6 +420,58 @@ mod tests {
         // A new release starts counting afresh.
         assert_eq!(tries.failed(a, true, FIRST, now), Some(FIRST));
         assert_eq!(tries.failed(b, true, FIRST, now), Some(FIRST));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_count_outlives_a_restart_and_is_gone_once_settled() {
+        let state = tempfile::tempdir().unwrap();
+        let a = [7u8; 32];
+        let now = Instant::now();
+        let mut tries = Tries::load(state.path(), FIRST, now);
+        assert!(tries.last.is_none());
+        for _ in 0..3 {
+            tries.failed(a, true, FIRST, now);
+        }
+        tries.save(state.path()).unwrap();
+        let saved = record::hub_dir(state.path()).join(RETRIES);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        // A restarted hub waits the back-off it had reached, then goes on
+        // counting from there.
+        let later = now + Duration::from_secs(5);
+        let mut restarted = Tries::load(state.path(), FIRST, later);
+        assert!(restarted.waiting(&a, later + retry_wait(FIRST, 3) - Duration::from_millis(1)));
+        assert!(!restarted.waiting(&a, later + retry_wait(FIRST, 3)));
+        for n in 4..MAX_TRIES {
+            assert_eq!(
+                restarted.failed(a, true, FIRST, later),
+                Some(retry_wait(FIRST, n))
+            );
+        }
+        assert_eq!(restarted.failed(a, true, FIRST, later), None);
+        restarted.save(state.path()).unwrap();
+        assert!(!saved.exists());
+
+        // A count that makes no sense is not trusted.
+        for bad in [r#"{"sha256":"0x01","failed":2}"#, "not json"] {
+            std::fs::write(&saved, bad).unwrap();
+            assert!(Tries::load(state.path(), FIRST, now).last.is_none());
+        }
+        for failed in [0, MAX_TRIES, u32::MAX] {
+            record::write_json(
+                &saved,
+                &SavedTries {
+                    sha256: B256::from(a),
+                    failed,
+                },
+            )
+            .unwrap();
+            assert!(Tries::load(state.path(), FIRST, now).last.is_none());
+        }
     }
 
     #[test]

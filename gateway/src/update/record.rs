@@ -1,6 +1,7 @@
 //! The files that carry an update from step to step. In the hub's state
 //! directory (`<state>/update/`, the hub's own): the fetched bundle, the
-//! request for an install, and the outcome the heartbeats report. In the
+//! request for an install, the outcome the heartbeats report, and the
+//! count of a fetch's transient failures. In the
 //! installer's directory (root's): its checked copy and the update pending
 //! a health check. Each is written whole (a temporary file renamed over
 //! it), 0600, and read with a bound and never through a symbolic link.
@@ -24,6 +25,9 @@ pub const INCOMING: &str = "incoming.raucb";
 pub const REQUEST: &str = "request.json";
 /// How the last update went (hub's directory, written by every step).
 pub const OUTCOME: &str = "outcome.json";
+/// Transient failures of the release being fetched, counted (hub's
+/// directory).
+pub const RETRIES: &str = "retries.json";
 /// A checker's private copy (either directory).
 pub const CHECKED: &str = "bundle.raucb";
 /// The update waiting for its health check (installer's directory).
