@@ -207,7 +207,7 @@ build() {
   install -D -m 0644 systemd/sysusers.d/glyco.conf "$rootdir/usr/lib/sysusers.d/glyco.conf"
   install -D -m 0644 systemd/tmpfiles.d/glyco.conf "$rootdir/usr/lib/tmpfiles.d/glyco.conf"
   cp -a image/rootfs/. "$rootdir/"
-  chown -R 0:0 "$rootdir/etc/glyco" "$rootdir/etc/systemd/network"
+  chown -R 0:0 "$rootdir/etc/glyco" "$rootdir/etc/systemd/network" "$rootdir/etc/systemd/system.conf.d"
   systemd-sysusers --root="$rootdir" >/dev/null
   # The image's glyco group (numeric: the build host's may differ or not exist).
   local gid

@@ -71,7 +71,7 @@ struct Args {
 mod ota;
 mod vm;
 
-use vm::{Vm, tail};
+use vm::{UNEXPLAINED_STOPS, Vm, console_shows, tail};
 
 const PIN: &str = "402817";
 const DEVICE: &str = "hil-glucometer";
@@ -447,6 +447,16 @@ async fn main() -> Result<()> {
         "boot_to_hub_answering_secs",
         up.as_secs_f64().round().into(),
     );
+    if let Some(serial) = target.serial() {
+        // The image's system.conf.d: PID 1 opens the watchdog once its
+        // driver loads (after PID 1 starts) and resets the machine if it
+        // hangs. The OTA checks below run under it.
+        let armed = "Watchdog running with a hardware timeout of 15s";
+        if !console_shows(serial, armed, Duration::from_secs(60)).await {
+            bail!("no \"{armed}\" on the console: the hardware watchdog is not armed");
+        }
+        say("PID 1 feeds the hardware watchdog (15 s)");
+    }
 
     let listen = if args.device.is_some() {
         reach_host
@@ -654,6 +664,12 @@ async fn main() -> Result<()> {
         }
     }
     target.stop().await?;
+    let unexplained = UNEXPLAINED_STOPS.load(std::sync::atomic::Ordering::SeqCst);
+    if unexplained > 0 {
+        bail!(
+            "the guest was reset {unexplained} time(s) without rebooting (a watchdog's reset or a panic): see the serial logs"
+        );
+    }
     write_figures(&args, figures)?;
     say(&format!("{}: all checks passed", args.arch));
     Ok(())

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -19,6 +19,10 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use crate::{Args, Ports, say};
+
+/// Guest stops that were neither a reboot nor a power-off: a hardware
+/// watchdog's reset or a kernel panic. A passing run has none.
+pub static UNEXPLAINED_STOPS: AtomicU32 = AtomicU32::new(0);
 
 /// One VM: the qemu process of its current boot, restarted when the guest
 /// reboots.
@@ -93,6 +97,9 @@ async fn supervise(
         let stop = last_guest_stop(&console);
         if powering_down.load(Ordering::SeqCst) || stop == GuestStop::PowerOff {
             return Ok(status);
+        }
+        if stop == GuestStop::Unknown {
+            UNEXPLAINED_STOPS.fetch_add(1, Ordering::SeqCst);
         }
         say(&format!(
             "the guest stopped ({stop:?}); qemu boots its disk again"
@@ -237,6 +244,21 @@ impl Vm {
                 tail(&self.serial)
             ),
         }
+    }
+}
+
+/// Waits until the guest's console shows `text`; false when it does not
+/// within `within`.
+pub async fn console_shows(serial: &Path, text: &str, within: Duration) -> bool {
+    let started = Instant::now();
+    loop {
+        if std::fs::read_to_string(serial).is_ok_and(|console| console.contains(text)) {
+            return true;
+        }
+        if started.elapsed() > within {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
