@@ -13,7 +13,8 @@ use axum::{Form, async_trait};
 use glyco_contracts::{AccessAction, AccessEntry, Address, DataKinds, Expiry, GrantRecord};
 use glyco_report::html::local_time;
 use glyco_webkit::CsrfRefusal;
-use maud::{DOCTYPE, Markup, html};
+use glyco_webkit::shell::{self, SignedIn};
+use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::Dashboard;
@@ -60,36 +61,16 @@ pub(super) fn check_form(
 }
 
 pub(super) fn layout(title: &str, physician: Option<&Physician>, body: Markup) -> Html<String> {
-    let page = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · glyco clinic" }
-                link rel="stylesheet" href="/style.css";
-            }
-            body {
-                header.no-print {
-                    strong.brand { "glyco clinic" }
-                    @if let Some(physician) = physician {
-                        nav {
-                            a href="/" { "Patients" }
-                            a href="/alerts" { "Alerts" }
-                            a href="/fleet" { "Fleet" }
-                        }
-                        span { code { (short(physician.address)) } }
-                        form.signout method="post" action="/logout" {
-                            input type="hidden" name="csrf" value=(physician.csrf);
-                            button type="submit" { "Sign out" }
-                        }
-                    }
-                }
-                main { (body) }
-            }
-        }
-    };
-    Html(page.into_string())
+    let signed_in = physician.map(|physician| SignedIn {
+        menu: &[
+            ("/", "Patients"),
+            ("/alerts", "Alerts"),
+            ("/fleet", "Fleet"),
+        ],
+        who: Some(html! { code { (short(physician.address)) } }),
+        csrf: &physician.csrf,
+    });
+    Html(shell::page("glyco clinic", title, signed_in, body))
 }
 
 pub(super) fn short(address: Address) -> String {

@@ -11,10 +11,11 @@ use axum::{Form, async_trait};
 use glyco_contracts::{DeviceIdentity, DeviceKind};
 use glyco_report::html as report_html;
 use glyco_seal::reading::GlucoseUnit;
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 
 use glyco_webkit::CsrfRefusal;
+use glyco_webkit::shell::{self, SignedIn};
 
 use super::auth::{self, SESSION_COOKIE};
 use super::glucose::{cgm_points, newest_sgvs};
@@ -59,37 +60,18 @@ pub(super) fn check_form(
 }
 
 pub(super) fn layout(title: &str, patient: Option<&Patient>, body: Markup) -> Html<String> {
-    let page = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · glyco hub" }
-                link rel="stylesheet" href="/style.css";
-            }
-            body {
-                header.no-print {
-                    strong.brand { "glyco hub" }
-                    @if let Some(patient) = patient {
-                        nav {
-                            a href="/" { "Now" }
-                            a href="/devices" { "Devices" }
-                            a href="/sharing" { "Sharing" }
-                            a href="/report" { "Report" }
-                            a href="/hub" { "Hub" }
-                        }
-                        form.signout method="post" action="/logout" {
-                            input type="hidden" name="csrf" value=(patient.csrf);
-                            button type="submit" { "Sign out" }
-                        }
-                    }
-                }
-                main { (body) }
-            }
-        }
-    };
-    Html(page.into_string())
+    let signed_in = patient.map(|patient| SignedIn {
+        menu: &[
+            ("/", "Now"),
+            ("/devices", "Devices"),
+            ("/sharing", "Sharing"),
+            ("/report", "Report"),
+            ("/hub", "Hub"),
+        ],
+        who: None,
+        csrf: &patient.csrf,
+    });
+    Html(shell::page("glyco hub", title, signed_in, body))
 }
 
 fn unit(web: &WebState) -> GlucoseUnit {

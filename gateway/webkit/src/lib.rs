@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod origin;
 pub mod qr;
 pub mod session;
+pub mod shell;
 pub mod style;
 pub mod throttle;
 
