@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
-use maud::{DOCTYPE, Markup, html};
+use maud::{Markup, html};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -119,21 +119,12 @@ fn app(state: Arc<Waiting>) -> Router {
 }
 
 fn layout(body: Markup) -> Html<String> {
-    Html(
-        html! {
-            (DOCTYPE)
-            html lang="en" {
-                head {
-                    meta charset="utf-8";
-                    meta name="viewport" content="width=device-width, initial-scale=1";
-                    title { "Glyco hub: enrolment" }
-                    link rel="stylesheet" href="/style.css";
-                }
-                body { main { (body) } }
-            }
-        }
-        .into_string(),
-    )
+    Html(glyco_webkit::shell::page(
+        "glyco hub",
+        "Enrolment",
+        None,
+        body,
+    ))
 }
 
 async fn page(State(state): State<Arc<Waiting>>) -> Html<String> {
