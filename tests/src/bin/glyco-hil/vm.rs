@@ -91,11 +91,18 @@ async fn supervise(
     serial: PathBuf,
     powering_down: Arc<AtomicBool>,
 ) -> Result<ExitStatus> {
+    // Where this boot's console output begins: an earlier boot's
+    // "machine restart" must not explain this one's stop.
+    let mut boot_began = 0;
     loop {
         let status = child.wait().await?;
-        let console = std::fs::read_to_string(&serial).unwrap_or_default();
-        let stop = last_guest_stop(&console);
-        if powering_down.load(Ordering::SeqCst) || stop == GuestStop::PowerOff {
+        let console = std::fs::read(&serial).unwrap_or_default();
+        let this_boot = console.get(boot_began..).unwrap_or_default();
+        let stop = last_guest_stop(&String::from_utf8_lossy(this_boot));
+        // A failing qemu (exit status not 0) is qemu's error, not the
+        // guest's stop: starting it again would only fail again.
+        if powering_down.load(Ordering::SeqCst) || stop == GuestStop::PowerOff || !status.success()
+        {
             return Ok(status);
         }
         if stop == GuestStop::Unknown {
@@ -104,6 +111,7 @@ async fn supervise(
         say(&format!(
             "the guest stopped ({stop:?}); qemu boots its disk again"
         ));
+        boot_began = console.len();
         child = launch.spawn()?;
     }
 }
@@ -282,5 +290,59 @@ mod tests {
             last_guest_stop("Kernel panic - not syncing"),
             GuestStop::Unknown
         );
+    }
+
+    /// A stand-in for qemu: each run appends what its boot number says to
+    /// the console, as the guest would, and exits 0, as qemu with
+    /// `-no-reboot` does.
+    #[tokio::test]
+    async fn a_reboot_boots_again_an_unexplained_stop_is_counted_and_a_power_off_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let serial = dir.path().join("serial.log");
+        let boots = dir.path().join("boots");
+        std::fs::write(&serial, "").unwrap();
+        let script = format!(
+            r#"echo x >> {boots}; n=$(wc -l < {boots});
+            case $n in
+              1) echo "[ 9.1] reboot: machine restart" ;;
+              2) echo "[ 3.0] hung; reset by the watchdog" ;;
+              *) echo "[ 5.2] reboot: Power down" ;;
+            esac >> {serial}"#,
+            boots = boots.display(),
+            serial = serial.display()
+        );
+        let launch = Launch {
+            binary: "sh",
+            args: vec!["-c".into(), script],
+            stderr: dir.path().join("stderr.log"),
+            monitor: dir.path().join("monitor.sock"),
+        };
+        let before = UNEXPLAINED_STOPS.load(Ordering::SeqCst);
+        let first = launch.spawn().unwrap();
+        let status = supervise(first, launch, serial, Arc::default())
+            .await
+            .unwrap();
+        assert!(status.success());
+        // Booted three times: the reboot and the unexplained stop (whose
+        // console still holds the first boot's "machine restart") were
+        // booted again; the power-off ended it.
+        assert_eq!(std::fs::read_to_string(&boots).unwrap().lines().count(), 3);
+        assert_eq!(UNEXPLAINED_STOPS.load(Ordering::SeqCst), before + 1);
+    }
+
+    #[tokio::test]
+    async fn a_failing_qemu_is_not_started_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let launch = Launch {
+            binary: "false",
+            args: vec![],
+            stderr: dir.path().join("stderr.log"),
+            monitor: dir.path().join("monitor.sock"),
+        };
+        let first = launch.spawn().unwrap();
+        let status = supervise(first, launch, dir.path().join("none.log"), Arc::default())
+            .await
+            .unwrap();
+        assert!(!status.success());
     }
 }
