@@ -229,25 +229,20 @@ impl Updater {
                 None => Ok(()),
                 Some(Ok(request)) => {
                     tracing::info!(version = %request.version, "the release checks; asking for its install");
-                    this.forget_tries();
+                    this.change_tries(|tries| *tries = Tries::default());
                     *this.handed_over.lock() = Some(request.sha256.0);
                     record::write_json(&record::hub_dir(&this.state_dir).join(REQUEST), &request)
                 }
                 Some(Err(e)) => {
                     let _ = record::remove(&record::hub_dir(&this.state_dir).join(INCOMING));
-                    let retry_in = {
-                        let mut tries = this.tries.lock();
-                        let retry_in = tries.failed(
+                    let retry_in = this.change_tries(|tries| {
+                        tries.failed(
                             offer.sha256,
                             e.is_transient(),
                             Duration::from_secs(this.config.retry_secs),
                             Instant::now(),
-                        );
-                        if let Err(e) = tries.save(&this.state_dir) {
-                            tracing::warn!(error = %e, "the update's retry count was not saved");
-                        }
-                        retry_in
-                    };
+                        )
+                    });
                     match retry_in {
                         // The record keeps saying `fetching`.
                         Some(wait) => {
@@ -278,12 +273,14 @@ impl Updater {
         });
     }
 
-    fn forget_tries(&self) {
+    /// Changes the count and saves it, so a restart goes on from it.
+    fn change_tries<T>(&self, change: impl FnOnce(&mut Tries) -> T) -> T {
         let mut tries = self.tries.lock();
-        *tries = Tries::default();
+        let result = change(&mut tries);
         if let Err(e) = tries.save(&self.state_dir) {
-            tracing::warn!(error = %e, "the update's retry count was not removed");
+            tracing::warn!(error = %e, "the update's retry count was not saved");
         }
+        result
     }
 
     async fn fetch_and_check(&self, offer: &ReleaseOffer) -> Result<InstallRequest, UpdateError> {
